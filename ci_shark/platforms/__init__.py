@@ -1,0 +1,35 @@
+"""CI platforms. ``detect`` picks the one we run on; each module is imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from ci_shark.platforms.base import Platform
+
+# (environment variable, expected value, module, class): checked in order, first match wins.
+_KNOWN = (
+    ("GITHUB_ACTIONS", "true", "ci_shark.platforms.github", "GitHubPlatform"),
+    ("GITLAB_CI", "true", "ci_shark.platforms.gitlab", "GitLabPlatform"),
+    ("BUILDKITE", "true", "ci_shark.platforms.buildkite", "BuildkitePlatform"),
+    ("TF_BUILD", "True", "ci_shark.platforms.azure", "AzurePlatform"),
+)
+
+
+def detect(env: Mapping[str, str]) -> type[Platform]:
+    """The platform class for this environment; the generic one when none matches."""
+    for variable, value, module_name, class_name in _KNOWN:
+        if env.get(variable, "").lower() != value.lower():
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # not built yet: the generic platform still works
+        platform: type[Platform] = getattr(module, class_name)
+        return platform
+    return Platform
+
+
+__all__ = ["Platform", "detect"]

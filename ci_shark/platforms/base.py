@@ -1,0 +1,169 @@
+"""What every CI platform does, and the generic behaviour for any CI or a terminal.
+
+A platform turns the flow's events into what its users see and use: log lines, a job
+summary, a PR comment or MR note, masked secrets, exported outputs. Subclasses override
+the hooks their CI offers; everything else falls back to the plain log and files here.
+
+Order matters and is the flow's job, not the platform's: ``mask`` always comes before a
+secret is written anywhere, and ``export`` happens only after approval, all or none.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import ClassVar, TextIO
+
+import httpx
+
+from ci_shark.config import Settings
+from ci_shark.outputs import (
+    RENDERERS,
+    Credentials,
+    PlannedFile,
+    new_key_file_path,
+    write_all,
+)
+from ci_shark.render import ApprovalRequest, Outcome, RunContext, approval_log_lines
+from ci_shark.secret import Secret
+
+PROGRESS_EVERY_S = 30.0
+DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
+
+
+class Platform:
+    """The generic CI (or a terminal): the log on stderr, outputs in files or for ``eval``."""
+
+    name: ClassVar[str] = "generic"
+    # What `notify: auto` means here.
+    auto_channels: ClassVar[tuple[str, ...]] = ("log",)
+
+    def __init__(
+        self,
+        settings: Settings,
+        env: Mapping[str, str],
+        *,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.env = env
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+        self.transport = transport  # for platform APIs (comments, notes); tests inject it
+        self.clock = clock
+        self._last_progress_at: float | None = None
+
+    # -- detection -------------------------------------------------------------------------
+
+    @classmethod
+    def detect(cls, env: Mapping[str, str]) -> bool:
+        """True when running on this platform."""
+        return True
+
+    # -- what the run is -------------------------------------------------------------------
+
+    def context(self) -> RunContext:
+        return RunContext(platform=self.name)
+
+    def enforce_policy(self, context: RunContext) -> None:
+        """Raise PolicyRefused before any device code is requested (fork PRs)."""
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        chosen = self.settings.notify
+        if "none" in chosen:
+            return ()
+        if "auto" in chosen:
+            return self.auto_channels
+        return chosen
+
+    # -- the log ---------------------------------------------------------------------------
+
+    def log(self, line: str) -> None:
+        """One line of our own text (server text must already be passed through untrusted)."""
+        print(line, file=self.stderr, flush=True)
+
+    def warn(self, message: str) -> None:
+        self.log(f"ci_shark: warning: {message}")
+
+    def error(self, message: str) -> None:
+        self.log(f"ci_shark: error: {message}")
+
+    def mask(self, secrets: Sequence[Secret]) -> None:
+        """Tell the CI to hide these values in its log. The generic CI cannot."""
+
+    # -- the approval ----------------------------------------------------------------------
+
+    def announce(self, request: ApprovalRequest) -> None:
+        """Show the approver where to go. The log always gets it, whatever `notify` says:
+        a person watching the job must be able to approve without another channel."""
+        for line in approval_log_lines(request):
+            self.log(line)
+
+    def waiting(self, seconds_left: float) -> None:
+        """Called before each poll; prints a progress line at most every 30 s."""
+        now = self.clock()
+        if self._last_progress_at is None:
+            self._last_progress_at = now
+            return
+        if now - self._last_progress_at >= PROGRESS_EVERY_S:
+            self._last_progress_at = now
+            self.log(f"ci_shark: still waiting for approval ({seconds_left:.0f}s left)")
+
+    def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
+        """The flow ended (any way): update comments and summaries, write the status."""
+        self.log(f"ci_shark: {outcome.status}: {outcome.message}")
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def output_format(self) -> str:
+        chosen = self.settings.output_format
+        return "dotenv" if chosen in ("auto", "github") else chosen
+
+    def export(self, credentials: Credentials) -> None:
+        """Write the outputs: files all or none, then (for `shell`) stdout for `eval`."""
+        fmt = self.output_format()
+        planned, key_path = self._planned_key_file(credentials)
+        credentials = credentials_with_key_file(credentials, key_path)
+        values = credentials.named()
+        rendered = RENDERERS[fmt](values)
+        target = self.settings.output_file or DEFAULT_OUTPUT_FILES.get(fmt)
+        if target:
+            planned.append(PlannedFile(Path(target), rendered))
+        self.write_files(planned, key_path)
+        for path in planned:
+            self.log(f"ci_shark: wrote {path.path} (mode 0600)")
+        if fmt == "shell":
+            self.stdout.write(rendered)
+            self.stdout.flush()
+
+    def _planned_key_file(self, credentials: Credentials) -> tuple[list[PlannedFile], Path | None]:
+        if credentials.dpop_key is None:
+            return [], None
+        key_path = new_key_file_path()
+        return [PlannedFile(key_path, credentials.dpop_key.private_pem())], key_path
+
+    @staticmethod
+    def write_files(planned: list[PlannedFile], key_path: Path | None) -> None:
+        try:
+            write_all(planned)
+        except BaseException:
+            if key_path is not None:
+                with suppress(OSError):
+                    key_path.unlink()
+            raise
+
+
+def credentials_with_key_file(credentials: Credentials, key_path: Path | None) -> Credentials:
+    return Credentials(
+        tokens=credentials.tokens,
+        dpop_key=credentials.dpop_key,
+        dpop_key_file=str(key_path) if key_path else None,
+        approver=credentials.approver,
+    )

@@ -1,0 +1,44 @@
+"""The one rule for every URL we send to or show: https, or plain http to a loopback host."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit, urlunsplit
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` may not be used, or None when it is fine."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "must be an absolute https:// URL"
+    if parts.username or parts.password:
+        return "must not contain credentials"
+    if parts.scheme == "http" and not is_loopback_host(host):
+        return "uses plain http://, which is only allowed for a loopback host (use https://)"
+    if any(ord(ch) < 0x21 or ch in "<>\"'`\\" for ch in url):
+        return "contains characters that do not belong in a URL"
+    return None
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def without_query(url: str) -> str:
+    """The DPoP ``htu`` form of a URL (RFC 9449 §4.2: no query, no fragment)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
