@@ -1,0 +1,211 @@
+"""The interop suite's peer: a real node oidc-provider on loopback, and helpers.
+
+Locally, a missing tool (node, npm) skips these tests with the reason; under CI
+(``CI=true``) it fails them, so the suite can never pass by silently running
+nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+
+INTEROP_DIR = Path(__file__).resolve().parent
+REPO_ROOT = INTEROP_DIR.parents[1]
+NPM_CI_TIMEOUT_S = 300
+READY_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 5
+
+# The two public, DPoP-bound clients provider.mjs registers, and the resource
+# server's confidential client used for introspection.
+CLIENT_ID = "ci-shark"
+EXPIRING_CLIENT_ID = "ci-shark-expiring"
+RS_CLIENT_ID = "resource-server"
+RS_CLIENT_SECRET = "rs-secret"
+SCOPE = "openid offline_access"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def missing(reason: str) -> NoReturn:
+    """Skip locally; fail under CI, where a missing tool is a broken setup."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: the interop suite must not be skipped)", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, hint: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name} not found on PATH; {hint}")
+    return path
+
+
+@dataclasses.dataclass
+class ProviderServer:
+    """A running oidc-provider and what tests need to talk to it."""
+
+    issuer: str
+    log_path: Path
+    metadata: dict[str, Any]
+    version: str
+
+    @property
+    def device_authorization_endpoint(self) -> str:
+        return str(self.metadata["device_authorization_endpoint"])
+
+    @property
+    def token_endpoint(self) -> str:
+        return str(self.metadata["token_endpoint"])
+
+    @property
+    def userinfo_endpoint(self) -> str:
+        return str(self.metadata["userinfo_endpoint"])
+
+    @property
+    def introspection_endpoint(self) -> str:
+        return str(self.metadata["introspection_endpoint"])
+
+    @property
+    def revocation_endpoint(self) -> str:
+        return str(self.metadata["revocation_endpoint"])
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError as exc:
+            return f"(no provider log: {exc})"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _installed_version() -> str | None:
+    manifest = INTEROP_DIR / "node_modules" / "oidc-provider" / "package.json"
+    try:
+        return str(json.loads(manifest.read_text())["version"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _pinned_version() -> str:
+    package = json.loads((INTEROP_DIR / "package.json").read_text())
+    return str(package["dependencies"]["oidc-provider"])
+
+
+def _ensure_node_modules(npm: str) -> str:
+    pinned = _pinned_version()
+    if _installed_version() == pinned:
+        return pinned
+    try:
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=INTEROP_DIR,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=NPM_CI_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"npm ci in {INTEROP_DIR} took more than {NPM_CI_TIMEOUT_S} s", pytrace=False)
+    if done.returncode != 0:
+        pytest.fail(
+            f"npm ci in {INTEROP_DIR} failed ({done.returncode}):\n{done.stderr[-3000:]}",
+            pytrace=False,
+        )
+    installed = _installed_version()
+    if installed != pinned:
+        pytest.fail(f"npm ci installed oidc-provider {installed}, expected {pinned}", pytrace=False)
+    return pinned
+
+
+def _read_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
+    try:
+        for line in stream:
+            lines.put(line)
+    finally:
+        lines.put(None)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        try:
+            if process.stdin is not None:
+                process.stdin.close()  # provider.mjs exits when its stdin closes
+        except OSError:
+            pass
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_S)
+    for stream in (process.stdin, process.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+@contextlib.contextmanager
+def run_provider(log_dir: Path) -> Iterator[ProviderServer]:
+    """Start provider.mjs on a free loopback port; stop it (terminate, then kill) on exit."""
+    node = require_tool("node", "install Node.js >= 18 (Debian: apt-get install -y nodejs npm)")
+    npm = require_tool("npm", "install npm (Debian: apt-get install -y npm)")
+    version = _ensure_node_modules(npm)
+
+    log_path = log_dir / "provider.log"
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [node, str(INTEROP_DIR / "provider.mjs"), "--port", "0"],
+        cwd=INTEROP_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    reader = threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True)
+    reader.start()
+    try:
+        issuer = None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while issuer is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(f"oidc-provider not ready in {READY_TIMEOUT_S} s", pytrace=False)
+            try:
+                line = lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                log.flush()
+                pytest.fail(
+                    f"oidc-provider exited ({process.wait(timeout=STOP_TIMEOUT_S)}) before "
+                    f"it was ready:\n{log_path.read_text(errors='replace')[-3000:]}",
+                    pytrace=False,
+                )
+            if line.startswith("READY "):
+                issuer = line.split(maxsplit=1)[1].strip()
+        response = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10)
+        response.raise_for_status()
+        yield ProviderServer(
+            issuer=issuer, log_path=log_path, metadata=response.json(), version=version
+        )
+    finally:
+        _stop(process)
+        reader.join(timeout=STOP_TIMEOUT_S)
+        log.close()
