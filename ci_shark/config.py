@@ -8,7 +8,6 @@ never quote the value: it may be a secret.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -181,9 +180,7 @@ class Settings(BaseSettings):
         """An input the command cannot do without."""
         value = getattr(self, field)
         if not isinstance(value, str) or not value:
-            raise ConfigError(
-                f"{input_names(field)} is required", hint=f"set {input_names(field)}"
-            )
+            raise ConfigError(f"{input_names(field)} is required", hint=f"set {input_names(field)}")
         return value
 
 
@@ -217,7 +214,22 @@ def _config_error(exc: ValidationError) -> ConfigError:
     )
 
 
-def env_flag(name: str) -> str | None:
-    """A non-empty environment variable, for the few values that are not inputs."""
-    value = os.environ.get(name)
-    return value if value else None
+class IssuedCredentials(BaseSettings):
+    """What an earlier ``login`` exported (``SHARK_*``), for ``proof`` and ``revoke``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHARK_", env_ignore_empty=True, extra="ignore", arbitrary_types_allowed=True
+    )
+
+    access_token: SecretInput = None
+    refresh_token: SecretInput = None
+    token_type: str | None = None
+    dpop_key_file: str | None = None
+    dpop_jwk: SecretInput = None
+
+
+def load_issued_credentials() -> IssuedCredentials:
+    try:
+        return IssuedCredentials()
+    except ValidationError as exc:
+        raise _config_error(exc) from None

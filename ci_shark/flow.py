@@ -72,17 +72,14 @@ def run(
                 link=authorization.link,
                 verification_uri=authorization.verification_uri,
                 user_code=authorization.user_code,
-                expires_at=datetime.now(timezone.utc)
-                + timedelta(seconds=authorization.expires_in),
+                expires_at=datetime.now(timezone.utc) + timedelta(seconds=authorization.expires_in),
                 scope=settings.scope,
                 resource=settings.resource,
                 dpop_jkt=dpop_key.jkt if dpop_key else None,
                 context=context,
             )
             platform.announce(request)
-            tokens = flow.wait_for_approval(
-                timeout_s=deadline - clock(), on_wait=platform.waiting
-            )
+            tokens = flow.wait_for_approval(timeout_s=deadline - clock(), on_wait=platform.waiting)
 
         if dpop_key is not None and not tokens.is_dpop_bound:
             platform.warn(
@@ -91,7 +88,7 @@ def run(
             )
         credentials = Credentials(tokens=tokens, dpop_key=dpop_key, dpop_key_file=None)
         platform.mask(credentials.secrets())  # before anything is written anywhere
-        platform.export(credentials)
+        credentials = platform.export(credentials)
     except CiSharkError as failure:
         platform.finish(Outcome(failure.status, failure.message), request)
         raise

@@ -58,6 +58,7 @@ class Platform:
         self.transport = transport  # for platform APIs (comments, notes); tests inject it
         self.clock = clock
         self._last_progress_at: float | None = None
+        self.key_directory: Path | None = None  # None: RUNNER_TEMP or the system temp dir
 
     # -- detection -------------------------------------------------------------------------
 
@@ -126,8 +127,10 @@ class Platform:
         chosen = self.settings.output_format
         return "dotenv" if chosen in ("auto", "github") else chosen
 
-    def export(self, credentials: Credentials) -> None:
-        """Write the outputs: files all or none, then (for `shell`) stdout for `eval`."""
+    def export(self, credentials: Credentials) -> Credentials:
+        """Write the outputs: files all or none, then (for `shell`) stdout for `eval`.
+
+        Returns the credentials as exported (with the key file's path)."""
         fmt = self.output_format()
         planned, key_path = self._planned_key_file(credentials)
         credentials = credentials_with_key_file(credentials, key_path)
@@ -142,11 +145,12 @@ class Platform:
         if fmt == "shell":
             self.stdout.write(rendered)
             self.stdout.flush()
+        return credentials
 
     def _planned_key_file(self, credentials: Credentials) -> tuple[list[PlannedFile], Path | None]:
         if credentials.dpop_key is None:
             return [], None
-        key_path = new_key_file_path()
+        key_path = new_key_file_path(self.key_directory)
         return [PlannedFile(key_path, credentials.dpop_key.private_pem())], key_path
 
     @staticmethod

@@ -1,0 +1,5 @@
+"""``python -m ci_shark``."""
+
+from ci_shark.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""The command line: the only place where errors become exit codes and messages.
+
+``python -m ci_shark`` runs ``login``; ``proof``, ``revoke`` and ``demo`` are the others.
+Heavy modules are imported inside the command that needs them, so ``--version`` and the
+path to the approval link stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from ci_shark import __version__
+from ci_shark.errors import Cancelled, CiSharkError, ConfigError, ExitCode, untrusted
+
+if TYPE_CHECKING:
+    from ci_shark.config import Settings
+    from ci_shark.platforms.base import Platform
+
+COMMANDS = ("login", "proof", "revoke", "demo")
+EPILOG = (
+    "Every option can also be set as a CI_SHARK_* environment variable (GitHub Action inputs "
+    "arrive that way); flags win. Exit codes: 0 approved, 1 unexpected failure, 2 bad "
+    "configuration, 3 denied, 4 not approved in time, 5 server does not offer the device "
+    "flow, 6 refused by policy, 130/143 cancelled."
+)
+# Settings fields that login takes as flags, with the flag's spelling.
+_LOGIN_FLAGS: dict[str, dict[str, Any]] = {
+    "auth_url": {"help": "authorization server base URL (issuer)"},
+    "client_id": {"help": "OAuth client id"},
+    "client_secret": {
+        "help": "client secret (prefer CI_SHARK_CLIENT_SECRET: argv is visible to other processes)"
+    },
+    "scope": {"help": "space-separated scopes to request"},
+    "resource": {"help": "RFC 8707 resource indicator(s), space-separated"},
+    "device_authorization_endpoint": {"help": "override the discovered endpoint"},
+    "token_endpoint": {"help": "override the discovered endpoint"},
+    "timeout": {"help": "how long to wait for approval: 300, 300s, 15m, 1h (default 10m)"},
+    "notify": {"help": "comma list of log, summary, comment, none (default auto)"},
+    "output_format": {"help": "auto, github, dotenv, shell, json"},
+    "output_file": {"help": "where dotenv/json outputs go (default ci-shark.env / .json)"},
+    "ca_bundle": {"help": "PEM file of CAs to trust instead of the system's"},
+    "provider": {"help": "auto, shark, github, google, entra, auth0, okta, keycloak, generic"},
+    "allowed_approvers": {"help": "comma list of subjects, usernames or emails"},
+}
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"ci_shark {__version__}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ci-shark",
+        description="Human-approved, DPoP-bound OAuth credentials for CI jobs (RFC 8628).",
+        epilog=EPILOG,
+    )
+    _add_common(parser)
+    commands = parser.add_subparsers(dest="command", metavar="{login,proof,revoke,demo}")
+
+    login = commands.add_parser(
+        "login", help="run the device flow and export the credentials (default)", epilog=EPILOG
+    )
+    _add_common(login)
+    for field, options in _LOGIN_FLAGS.items():
+        login.add_argument(f"--{field.replace('_', '-')}", dest=field, **options)
+    login.add_argument(
+        "--dpop", action=argparse.BooleanOptionalAction, default=None, help="default: --dpop"
+    )
+    login.add_argument("--dpop-private-key-file", type=Path, help="PEM or JWK file to use")
+    for flag in ("allow-fork", "renew"):
+        login.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None)
+    login.add_argument(
+        "--extra-param", action="append", metavar="K=V", help="extra device request field"
+    )
+
+    proof = commands.add_parser("proof", help="print a DPoP proof for a later request")
+    _add_common(proof)
+    proof.add_argument("--method", required=True, help="HTTP method, e.g. GET")
+    proof.add_argument("--url", required=True, help="the request URL (query is dropped)")
+    token = proof.add_mutually_exclusive_group()
+    token.add_argument("--access-token", help="bind the proof to this token (ath)")
+    token.add_argument(
+        "--with-access-token",
+        action="store_true",
+        help="bind the proof to $SHARK_ACCESS_TOKEN (keeps the token off argv)",
+    )
+    proof.add_argument("--nonce", help="the server's DPoP-Nonce")
+    proof.add_argument("--key-file", type=Path, help="default: $SHARK_DPOP_KEY_FILE")
+
+    revoke = commands.add_parser(
+        "revoke", help="revoke $SHARK_ACCESS_TOKEN and $SHARK_REFRESH_TOKEN (RFC 7009)"
+    )
+    _add_common(revoke)
+    for field in ("auth_url", "client_id", "ca_bundle"):
+        revoke.add_argument(f"--{field.replace('_', '-')}", dest=field)
+
+    demo = commands.add_parser("demo", help="the whole flow against a built-in sandbox server")
+    _add_common(demo)
+    demo.add_argument(
+        "--approve-after", type=float, default=5.0, help="seconds until the sandbox approves"
+    )
+    return parser
+
+
+def _with_default_command(argv: Sequence[str]) -> list[str]:
+    args = list(argv)
+    if args and (args[0] in COMMANDS or args[0] in ("-h", "--help", "--version")):
+        return args
+    return ["login", *args]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "login": _login,
+        "proof": _proof,
+        "revoke": _revoke,
+        "demo": _demo,
+    }
+    try:
+        return handlers[args.command](args)
+    except CiSharkError as failure:
+        _print_error(failure.diagnostics())
+        return int(failure.exit_code)
+    except Exception as bug:  # the last line of defence: no traceback, no server text
+        _print_error(
+            f"unexpected failure ({type(bug).__name__}): {untrusted(bug, 300)}\n"
+            "  this is a bug in ci_shark or an unreachable server; please report it"
+        )
+        return int(ExitCode.FAILURE)
+
+
+def _print_error(message: str) -> None:
+    for line in message.splitlines():
+        print(f"ci_shark: error: {line}", file=sys.stderr, flush=True)
+
+
+# -- login ---------------------------------------------------------------------------------
+
+
+def _login_flags(args: argparse.Namespace) -> dict[str, Any]:
+    flags = {field: getattr(args, field) for field in _LOGIN_FLAGS}
+    flags.update(dpop=args.dpop, allow_fork=args.allow_fork, renew=args.renew)
+    if args.extra_param:
+        flags["extra_params"] = "\n".join(args.extra_param)
+    if args.dpop_private_key_file is not None:
+        flags["dpop_private_key"] = _read_key_file(args.dpop_private_key_file)
+    return {name: value for name, value in flags.items() if value is not None}
+
+
+def _read_key_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the DPoP key file {path}: {exc.strerror}",
+            hint="pass the path of a readable PEM or JWK file",
+        ) from None
+
+
+def _cancel_on_signals() -> None:
+    """SIGINT/SIGTERM end the wait with Cancelled; a second signal is ignored so the
+    comment can still be edited to say so (every request of that is bounded)."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> NoReturn:
+        for other in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(other, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise Cancelled("SIGINT", ExitCode.SIGINT)
+        raise Cancelled("SIGTERM", ExitCode.SIGTERM)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def _platform_for(settings: Settings) -> Platform:
+    from ci_shark.platforms import detect
+
+    return detect(os.environ)(settings, os.environ)
+
+
+def _login(args: argparse.Namespace) -> int:
+    _cancel_on_signals()
+    from ci_shark.config import load_settings
+    from ci_shark.flow import run
+
+    settings = load_settings(_login_flags(args))
+    run(settings, _platform_for(settings))
+    return int(ExitCode.OK)
+
+
+# -- proof ---------------------------------------------------------------------------------
+
+
+def _proof(args: argparse.Namespace) -> int:
+    from ci_shark.config import load_issued_credentials, load_settings
+    from ci_shark.oauth.dpop import DPoPKey
+    from ci_shark.urls import url_problem
+
+    problem = url_problem(args.url)
+    if problem:
+        raise ConfigError(f"--url {problem}", hint="pass the full https:// URL of the request")
+    issued = load_issued_credentials()
+    key_file = args.key_file or (Path(issued.dpop_key_file) if issued.dpop_key_file else None)
+    if key_file is not None:
+        key = DPoPKey.load(_read_key_file(key_file))
+    else:
+        configured = load_settings().dpop_private_key
+        if configured is None:
+            raise ConfigError(
+                "no DPoP key: none of --key-file, SHARK_DPOP_KEY_FILE, CI_SHARK_DPOP_PRIVATE_KEY",
+                hint="run `proof` in the job that ran login, or pass --key-file",
+            )
+        key = DPoPKey.load(configured.reveal())
+    access_token: str | None = args.access_token
+    if args.with_access_token:
+        if issued.access_token is None:
+            raise ConfigError("--with-access-token: SHARK_ACCESS_TOKEN is not set")
+        access_token = issued.access_token.reveal()
+    print(key.proof(args.method, args.url, nonce=args.nonce, access_token=access_token))
+    return int(ExitCode.OK)
+
+
+# -- revoke --------------------------------------------------------------------------------
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from ci_shark.config import load_issued_credentials, load_settings
+    from ci_shark.oauth.discovery import fetch_metadata, shark_defaults
+    from ci_shark.oauth.dpop import DPoPKey
+    from ci_shark.oauth.http import OAuthHttp
+    from ci_shark.oauth.tokens import revoke
+
+    flags = {f: getattr(args, f) for f in ("auth_url", "client_id", "ca_bundle")}
+    settings = load_settings({k: v for k, v in flags.items() if v is not None})
+    issued = load_issued_credentials()
+    tokens = [
+        (token, hint)
+        for token, hint in (
+            (issued.access_token, "access_token"),
+            (issued.refresh_token, "refresh_token"),
+        )
+        if token is not None
+    ]
+    if not tokens:
+        print(
+            "ci_shark: nothing to revoke (SHARK_ACCESS_TOKEN and SHARK_REFRESH_TOKEN are unset)",
+            file=sys.stderr,
+        )
+        return int(ExitCode.OK)
+    auth_url, client_id = settings.required("auth_url"), settings.required("client_id")
+    key = None
+    if issued.dpop_key_file:
+        key = DPoPKey.load(_read_key_file(Path(issued.dpop_key_file)))
+    elif issued.dpop_jwk is not None:
+        key = DPoPKey.from_jwk(issued.dpop_jwk.reveal())
+    deadline = time.monotonic() + 60
+    with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
+        endpoints = fetch_metadata(http, auth_url, deadline=deadline) or shark_defaults(auth_url)
+        if endpoints.revocation is None:
+            raise ConfigError(
+                "the authorization server's metadata lists no revocation_endpoint",
+                hint="the server does not support RFC 7009 revocation; tokens expire on their own",
+            )
+        for token, hint in tokens:
+            revoke(
+                http,
+                endpoints.revocation,
+                token,
+                token_type_hint=hint,
+                client_id=client_id,
+                client_secret=settings.client_secret,
+                dpop=key,
+                deadline=deadline,
+            )
+            print(f"ci_shark: revoked the {hint.replace('_', ' ')}", file=sys.stderr)
+    return int(ExitCode.OK)
+
+
+# -- demo ----------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from ci_shark.config import Settings
+    from ci_shark.flow import run
+    from ci_shark.platforms.base import Platform
+    from ci_shark.sandbox import SandboxServer
+
+    _cancel_on_signals()
+    workdir = Path(tempfile.mkdtemp(prefix="ci-shark-demo-"))
+    with SandboxServer(interval_s=2, approve_after_s=args.approve_after) as server:
+        # model_validate, not Settings(): the demo must not pick up CI_SHARK_* variables.
+        settings = Settings.model_validate(
+            {
+                "auth_url": server.url,
+                "client_id": "ci-shark-demo",
+                "scope": "openid deploy:write",
+                "output_format": "dotenv",
+                "output_file": str(workdir / "ci-shark.env"),
+                "notify": ("log",),
+                "timeout": 120,
+            }
+        )
+        print(
+            f"ci_shark demo: sandbox authorization server at {server.url}; it approves by "
+            f"itself in {args.approve_after:g}s, or open the link below.",
+            file=sys.stderr,
+        )
+        platform = Platform(settings, {})
+        platform.key_directory = workdir
+        credentials = run(settings, platform)
+    print(f"\nWhat a CI job would now have (in {workdir}):")
+    for name, value in credentials.named().items():
+        shown = "*** (secret, masked)" if value and not isinstance(value, str) else value
+        print(f"  {name}={shown}")
+    print(
+        "\nLater steps call APIs with `Authorization: DPoP $SHARK_ACCESS_TOKEN` and a proof "
+        "from `python -m ci_shark proof --method GET --url URL --with-access-token`."
+    )
+    return int(ExitCode.OK)
