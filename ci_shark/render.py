@@ -29,6 +29,7 @@ class RunContext:
     repository: str | None = None
     workflow: str | None = None
     job: str | None = None
+    job_url: str | None = None  # GitLab/Buildkite link the job itself, beside the pipeline
     run_url: str | None = None
     run_attempt: str | None = None
     commit: str | None = None
@@ -109,7 +110,8 @@ def _context_line(context: RunContext) -> str:
     if context.workflow:
         parts.append(f"workflow {md(context.workflow)}")
     if context.job:
-        parts.append(f"job {md(context.job)}")
+        job = md_link(context.job, context.job_url) if context.job_url else md(context.job)
+        parts.append(f"job {job}")
     if context.run_url:
         attempt = f" (attempt {md(context.run_attempt)})" if context.run_attempt else ""
         parts.append(md_link("run", context.run_url) + attempt)

@@ -31,6 +31,7 @@ from ci_shark.render import ApprovalRequest, Outcome, RunContext, approval_log_l
 from ci_shark.secret import Secret
 
 PROGRESS_EVERY_S = 30.0
+_CLEAR_LINE = "\r\x1b[2K"  # back to column 0, erase the line: the countdown redraws in place
 DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
 
 
@@ -58,6 +59,7 @@ class Platform:
         self.transport = transport  # for platform APIs (comments, notes); tests inject it
         self.clock = clock
         self._last_progress_at: float | None = None
+        self._countdown_shown = False  # a live countdown line (TTY only) awaits clearing
         self.key_directory: Path | None = None  # None: RUNNER_TEMP or the system temp dir
 
     # -- detection -------------------------------------------------------------------------
@@ -88,7 +90,25 @@ class Platform:
 
     def log(self, line: str) -> None:
         """One line of our own text (server text must already be passed through untrusted)."""
+        if self._countdown_shown:
+            self._countdown_shown = False
+            self.stderr.write(_CLEAR_LINE)
         print(line, file=self.stderr, flush=True)
+
+    def is_terminal(self) -> bool:
+        """A person is watching stderr live (not a CI log, not a file)."""
+        isatty = getattr(self.stderr, "isatty", None)
+        try:
+            return bool(isatty and isatty()) and self.env.get("TERM") != "dumb"
+        except ValueError:  # closed stream
+            return False
+
+    def use_color(self) -> bool:
+        """Color only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+        return self.is_terminal() and not self.env.get("NO_COLOR")
+
+    def styled(self, text: str, sgr: str) -> str:
+        return f"\x1b[{sgr}m{text}\x1b[0m" if self.use_color() else text
 
     def warn(self, message: str) -> None:
         self.log(f"ci_shark: warning: {message}")
@@ -104,11 +124,19 @@ class Platform:
     def announce(self, request: ApprovalRequest) -> None:
         """Show the approver where to go. The log always gets it, whatever `notify` says:
         a person watching the job must be able to approve without another channel."""
-        for line in approval_log_lines(request):
-            self.log(line)
+        for number, line in enumerate(approval_log_lines(request)):
+            self.log(self.styled(line, "1") if number == 0 else line)
 
     def waiting(self, seconds_left: float) -> None:
-        """Called before each poll; prints a progress line at most every 30 s."""
+        """Called before each poll. On a terminal: a countdown line redrawn in place.
+        In a CI log: a progress line at most every 30 s."""
+        if self.is_terminal():
+            left = max(0, int(seconds_left))
+            countdown = f"ci_shark: waiting for approval, {left // 60}:{left % 60:02d} left"
+            self.stderr.write(_CLEAR_LINE + self.styled(countdown, "2"))
+            self.stderr.flush()
+            self._countdown_shown = True
+            return
         now = self.clock()
         if self._last_progress_at is None:
             self._last_progress_at = now

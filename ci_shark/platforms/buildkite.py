@@ -1,0 +1,190 @@
+"""Buildkite: secrets registered with the agent's redactor, the link in a build annotation.
+
+Every secret goes to ``buildkite-agent redactor add`` on stdin (never on argv, where ``ps``
+and process accounting would see it) before anything uses it, so a later command that
+prints it shows ``[REDACTED]``. The approval link is a build annotation, replaced by the
+outcome when the flow ends. Without the agent binary (a job container without it mounted),
+ci_shark warns and behaves like the generic platform: log and files only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from ci_shark.errors import PolicyRefused, untrusted
+from ci_shark.render import (
+    ApprovalRequest,
+    Outcome,
+    RunContext,
+    approval_markdown,
+    outcome_markdown,
+)
+from ci_shark.secret import Secret
+
+from .base import Platform
+
+AGENT = "buildkite-agent"
+AGENT_TIMEOUT_S = 15.0
+OUTCOME_STYLES = {"approved": "success", "denied": "error", "error": "error", "refused": "error"}
+
+
+class BuildkitePlatform(Platform):
+    name: ClassVar[str] = "buildkite"
+    # The annotation is Buildkite's job summary: it shows on the build page while we wait.
+    auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._agent = shutil.which(AGENT, path=self.env.get("PATH"))
+        self._warned_missing = False
+        self._redactor_failed = False
+        self._annotated = False
+
+    @classmethod
+    def detect(cls, env: Mapping[str, str]) -> bool:
+        return env.get("BUILDKITE", "").lower() == "true"
+
+    # -- what the run is -------------------------------------------------------------------
+
+    def context(self) -> RunContext:
+        self._agent_or_warn()
+        env = self.env
+        organization, pipeline = (
+            _value(env, "BUILDKITE_ORGANIZATION_SLUG"),
+            _value(env, "BUILDKITE_PIPELINE_SLUG"),
+        )
+        pull_request = _value(env, "BUILDKITE_PULL_REQUEST")
+        if pull_request == "false":
+            pull_request = None
+        pr_repo = _value(env, "BUILDKITE_PULL_REQUEST_REPO")
+        is_fork = bool(
+            pull_request and pr_repo and _repo_key(pr_repo) != _repo_key(env.get("BUILDKITE_REPO"))
+        )
+        return RunContext(
+            platform=self.name,
+            repository="/".join(part for part in (organization, pipeline) if part) or None,
+            job=_value(env, "BUILDKITE_LABEL") or _value(env, "BUILDKITE_STEP_KEY"),
+            run_url=_value(env, "BUILDKITE_BUILD_URL"),
+            run_attempt=_value(env, "BUILDKITE_RETRY_COUNT"),
+            commit=_value(env, "BUILDKITE_COMMIT"),
+            actor=_value(env, "BUILDKITE_BUILD_CREATOR") or _value(env, "BUILDKITE_BUILD_AUTHOR"),
+            event=_value(env, "BUILDKITE_SOURCE"),
+            change_request=f"PR #{pull_request}" if pull_request else None,
+            is_fork=is_fork,
+            fork_source=pr_repo if is_fork else None,
+        )
+
+    def enforce_policy(self, context: RunContext) -> None:
+        if context.is_fork and not self.settings.allow_fork:
+            raise PolicyRefused(
+                "this build runs for a pull request from a fork: ci_shark does not ask for "
+                "approval there, because the fork's code would receive the credential",
+                hint="set `allow-fork` (CI_SHARK_ALLOW_FORK=true / --allow-fork) only if the "
+                "fork's code is trusted with the credential",
+            )
+
+    # -- the log ---------------------------------------------------------------------------
+
+    def mask(self, secrets: Sequence[Secret]) -> None:
+        """``buildkite-agent redactor add`` once per value (and per line of a multi-line
+        one, since log lines are redacted one at a time), the value on stdin."""
+        agent = self._agent_or_warn()
+        if agent is None:
+            return
+        for secret in secrets:
+            value = secret.reveal()
+            pieces = [value]
+            if "\n" in value.strip():
+                pieces += [line for line in value.splitlines() if _worth_redacting(line)]
+            for piece in pieces:
+                self._redact(agent, piece)
+
+    def _redact(self, agent: str, value: str) -> None:
+        result = self._run([agent, "redactor", "add"], stdin=value)
+        if result is not None and result.returncode == 0:
+            return
+        if not self._redactor_failed:
+            self._redactor_failed = True
+            reason = "timed out" if result is None else f"exit {result.returncode}"
+            self.warn(
+                f"`buildkite-agent redactor add` failed ({reason}): a later command that prints "
+                "a token will not be redacted (the redactor needs buildkite-agent 3.67 or newer)"
+            )
+
+    # -- the approval ----------------------------------------------------------------------
+
+    def announce(self, request: ApprovalRequest) -> None:
+        super().announce(request)
+        if "summary" in self.channels:
+            self._annotated = self._annotate(approval_markdown(request), "info", request.context)
+
+    def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
+        super().finish(outcome, request)
+        if request is not None and self._annotated:
+            style = OUTCOME_STYLES.get(outcome.status, "warning")
+            self._annotate(outcome_markdown(outcome, request), style, request.context)
+
+    def _annotate(self, body: str, style: str, context: RunContext) -> bool:
+        agent = self._agent_or_warn()
+        if agent is None:
+            return False
+        # One annotation per step, stable across retries: the same context replaces it.
+        annotation = "ci-shark-" + hashlib.sha256(context.marker_key().encode()).hexdigest()[:16]
+        result = self._run(
+            [agent, "annotate", "--style", style, "--context", annotation], stdin=body
+        )
+        if result is not None and result.returncode == 0:
+            return True
+        reason = "timed out" if result is None else f"exit {result.returncode}"
+        self.warn(f"`buildkite-agent annotate` failed ({reason}): the link is in the log only")
+        return False
+
+    # -- the agent -------------------------------------------------------------------------
+
+    def _agent_or_warn(self) -> str | None:
+        if self._agent is None and not self._warned_missing:
+            self._warned_missing = True
+            self.warn(
+                "buildkite-agent is not on PATH (is the agent binary mounted into this "
+                "container?): no redaction and no annotation; the log and the output files "
+                "still work"
+            )
+        return self._agent
+
+    def _run(self, argv: list[str], *, stdin: str) -> subprocess.CompletedProcess[str] | None:
+        """Run the agent with a bounded time; its output is dropped, never echoed to the log
+        (it could repeat what it was given)."""
+        try:
+            return subprocess.run(  # noqa: S603 (argv is ours, never a secret)
+                argv,
+                input=stdin,
+                text=True,
+                capture_output=True,
+                timeout=AGENT_TIMEOUT_S,
+                check=False,
+                env=dict(self.env),
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+
+def _value(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return untrusted(value, 200) if value else None
+
+
+def _repo_key(url: str | None) -> str:
+    """``git@github.com:o/r.git`` and ``https://github.com/o/r`` name the same repository."""
+    text = (url or "").strip().lower().removesuffix("/").removesuffix(".git")
+    for prefix in ("https://", "http://", "ssh://", "git://", "git@"):
+        text = text.removeprefix(prefix)
+    return text.replace(":", "/", 1).split("@")[-1]
+
+
+def _worth_redacting(line: str) -> bool:
+    line = line.strip()
+    return len(line) >= 8 and not line.startswith("-----")
