@@ -1,3 +1,70 @@
-"""ci_shark: human-approved, DPoP-bound OAuth credentials for CI jobs (RFC 8628 + RFC 9449)."""
+"""ci_shark: human-approved, DPoP-bound OAuth credentials for CI jobs (RFC 8628 + RFC 9449).
+
+The library API mirrors the SharkAuth SDK::
+
+    flow = DeviceFlow(auth_url, client_id, scope, dpop_prover=DPoPKey.generate())
+    init = flow.begin()
+    token = flow.wait_for_approval(timeout_s=300)
+
+Names are imported on first use, so ``python -m ci_shark --version`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "DeviceFlow": "ci_shark.oauth.device",
+    "DeviceAuthorization": "ci_shark.oauth.device",
+    "DPoPKey": "ci_shark.oauth.dpop",
+    "DPoPProver": "ci_shark.oauth.dpop",
+    "TokenSet": "ci_shark.oauth.tokens",
+    "Secret": "ci_shark.secret",
+    "CiSharkError": "ci_shark.errors",
+    "OAuthError": "ci_shark.errors",
+    "DeviceFlowError": "ci_shark.errors",
+    "AccessDenied": "ci_shark.errors",
+    "ExpiredToken": "ci_shark.errors",
+    "TimedOut": "ci_shark.errors",
+}
+
+if TYPE_CHECKING:
+    from ci_shark.errors import (
+        AccessDenied,
+        CiSharkError,
+        DeviceFlowError,
+        ExpiredToken,
+        OAuthError,
+        TimedOut,
+    )
+    from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
+    from ci_shark.oauth.dpop import DPoPKey, DPoPProver
+    from ci_shark.oauth.tokens import TokenSet
+    from ci_shark.secret import Secret
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ci_shark' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "AccessDenied",
+    "CiSharkError",
+    "DPoPKey",
+    "DPoPProver",
+    "DeviceAuthorization",
+    "DeviceFlow",
+    "DeviceFlowError",
+    "ExpiredToken",
+    "OAuthError",
+    "Secret",
+    "TimedOut",
+    "TokenSet",
+    "__version__",
+]

@@ -1,0 +1,70 @@
+"""Fixtures shared by every test folder: a clean environment and the loopback sandbox."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ci_shark.sandbox import SandboxServer
+
+REPO = Path(__file__).resolve().parent.parent
+# Variables that would make a subprocess think it runs on a CI platform, or configure it.
+_PLATFORM_MARKERS = ("GITHUB_", "GITLAB_", "CI_", "BUILDKITE", "TF_BUILD", "RUNNER_", "SHARK_")
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment minus anything CI- or ci_shark-specific."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(_PLATFORM_MARKERS) and name not in ("CI",)
+    }
+    env["PYTHONPATH"] = str(REPO)
+    env.update(extra or {})
+    return env
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(
+    args: list[str], env: Mapping[str, str], *, timeout_s: float = 60, cwd: Path | None = None
+) -> CliResult:
+    """``python -m ci_shark ARGS`` as CI would run it: a separate process, no stdin."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ci_shark", *args],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
+    """Start sandboxes with any options; every one is stopped after the test."""
+    started: list[SandboxServer] = []
+
+    def start(**options: object) -> SandboxServer:
+        options.setdefault("interval_s", 1)
+        server = SandboxServer(**options).start()  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
