@@ -27,7 +27,7 @@ def test_begin_then_wait_for_approval(sandbox_factory: Callable[..., SandboxServ
 
 
 def test_denial_raises_a_catchable_error(sandbox_factory: Callable[..., SandboxServer]) -> None:
-    server = sandbox_factory()
+    server = sandbox_factory(require_dpop=False)
     with DeviceFlow(server.url, "lib-client") as flow:
         flow.begin()
         server.deny()
