@@ -1,0 +1,192 @@
+"""A real browser: Debian's Chromium, driven by Playwright, approves on the provider.
+
+Never `playwright install`: the browser is the system's /usr/bin/chromium. Every
+request that is not for 127.0.0.1 is aborted (the provider's pages @import a web
+font), so the test never leaves the machine. A screenshot of each page the
+maintainer saw is kept under the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cli_job import CliJob, job_env, read_json_outputs
+from dpop_proofs import DpopKey
+from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, missing
+
+pytestmark = [pytest.mark.interop, pytest.mark.browser]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+STEP_TIMEOUT_MS = 15_000
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415 - optional tool
+    except ImportError:
+        missing(
+            "Playwright for Python is missing: pip install playwright (never `playwright install`)"
+        )
+    if not CHROMIUM.exists():
+        missing(f"{CHROMIUM} not found (Debian: apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Maintainer:
+    """One browser context (cookie jar) with the loopback-only network rule."""
+
+    def __init__(self, browser: Any, shots: Path) -> None:
+        self.context = browser.new_context()
+        self.context.set_default_timeout(STEP_TIMEOUT_MS)
+        self.blocked: list[str] = []
+        self.context.route("**/*", self._only_loopback)
+        self.page = self.context.new_page()
+        self.shots = shots
+        self.shots.mkdir(parents=True, exist_ok=True)
+        self.taken: list[Path] = []
+
+    def _only_loopback(self, route: Any) -> None:
+        url = route.request.url
+        if urllib.parse.urlsplit(url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def shot(self, name: str) -> Path:
+        path = self.shots / f"{len(self.taken):02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        self.taken.append(path)
+        return path
+
+    def close(self) -> None:
+        self.context.close()
+
+    def open_link(self, link: str, user_code: str) -> None:
+        # verification_uri_complete auto-submits (JavaScript) to the confirmation page
+        self.page.goto(link)
+        self.page.wait_for_selector("form#op\\.deviceConfirmForm", state="attached")
+        assert self.page.title() == "Device Login Confirmation"
+        assert self.page.inner_text("code").strip() == user_code
+        self.shot("confirm")
+
+    def approve(self, link: str, user_code: str, account: str = "maintainer") -> None:
+        self.open_link(link, user_code)
+        self.page.click("button[autofocus]:has-text('Continue')")
+        self.page.wait_for_selector("input[name=login]")
+        self.page.fill("input[name=login]", account)
+        self.page.fill("input[name=password]", "correct horse battery staple")
+        self.shot("login")
+        self.page.click("button:has-text('Sign-in')")
+        self.page.wait_for_selector("input[name=prompt][value=consent]", state="attached")
+        self.shot("consent")
+        self.page.click("button:has-text('Continue')")
+        self.page.wait_for_function("document.title === 'Sign-in Success'")
+        self.shot("success")
+
+    def abort(self, link: str, user_code: str) -> None:
+        self.open_link(link, user_code)
+        self.page.click("button[name=abort]")
+        self.page.wait_for_selector("text=The Sign-in request was interrupted")
+        self.shot("aborted")
+
+
+@pytest.fixture
+def maintainer(browser: Any, tmp_path: Path) -> Iterator[Maintainer]:
+    person = Maintainer(browser, tmp_path / "screenshots")
+    try:
+        yield person
+    finally:
+        person.close()
+    for path in person.taken:
+        assert path.stat().st_size > 1000, f"empty screenshot {path}"
+
+
+def test_browser_approves_a_hand_driven_flow(
+    provider: ProviderServer, maintainer: Maintainer
+) -> None:
+    with httpx.Client(timeout=10) as http:
+        start = http.post(
+            provider.device_authorization_endpoint, data={"client_id": CLIENT_ID, "scope": SCOPE}
+        ).json()
+        maintainer.approve(start["verification_uri_complete"], start["user_code"])
+        key = DpopKey()
+        data = {
+            "grant_type": DEVICE_GRANT,
+            "device_code": start["device_code"],
+            "client_id": CLIENT_ID,
+        }
+        response = key.post(http, provider.token_endpoint, data)
+        if response.json().get("error") == "use_dpop_nonce":
+            response = key.post(http, provider.token_endpoint, data)
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "DPoP"
+    # The network rule held: the provider's web-font @import never left the machine.
+    assert any("fonts.googleapis.com" in url for url in maintainer.blocked), maintainer.blocked
+
+
+def _job(provider: ProviderServer, tmp: Path) -> CliJob:
+    env = job_env(
+        tmp,
+        CI_SHARK_AUTH_URL=provider.issuer,
+        CI_SHARK_CLIENT_ID=CLIENT_ID,
+        CI_SHARK_SCOPE=SCOPE,
+        CI_SHARK_OUTPUT_FORMAT="json",
+        CI_SHARK_OUTPUT_FILE=str(tmp / "out.json"),
+        CI_SHARK_NOTIFY="log",
+        CI_SHARK_TIMEOUT="60",
+    )
+    return CliJob([], env, cwd=tmp)
+
+
+def test_browser_approves_our_job(
+    provider: ProviderServer, maintainer: Maintainer, ci_shark_cli: list[str], tmp_path: Path
+) -> None:
+    with _job(provider, tmp_path) as job:
+        link, code = job.wait_for_link()
+        maintainer.approve(link, code)
+        rc = job.wait(60)
+    assert rc == 0, job.transcript()
+    outputs = read_json_outputs(tmp_path / "out.json")
+    assert outputs["SHARK_TOKEN_TYPE"] == "DPoP"
+    assert outputs["SHARK_ACCESS_TOKEN"]
+    assert [path.name for path in maintainer.taken] == [
+        "00-confirm.png",
+        "01-login.png",
+        "02-consent.png",
+        "03-success.png",
+    ]
+
+
+def test_browser_abort_denies_our_job(
+    provider: ProviderServer, maintainer: Maintainer, ci_shark_cli: list[str], tmp_path: Path
+) -> None:
+    with _job(provider, tmp_path) as job:
+        link, code = job.wait_for_link()
+        maintainer.abort(link, code)
+        rc = job.wait(60)
+    assert rc == 3, job.transcript()
+    assert not (tmp_path / "out.json").exists()
