@@ -42,3 +42,12 @@ def without_query(url: str) -> str:
     """The DPoP ``htu`` form of a URL (RFC 9449 §4.2: no query, no fragment)."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` for a message: a ``user:password@`` part is dropped, never echoed."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

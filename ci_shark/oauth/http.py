@@ -23,7 +23,7 @@ from ci_shark import __version__
 from ci_shark.errors import ProtocolError, TransportError, untrusted
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.secret import Secret
-from ci_shark.urls import origin, url_problem
+from ci_shark.urls import origin, url_problem, without_userinfo
 
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=10.0, pool=10.0)
@@ -180,7 +180,9 @@ class OAuthHttp:
         """
         problem = url_problem(url)
         if problem:
-            raise ProtocolError(f"refusing to send to {untrusted(url)}: the URL {problem}")
+            raise ProtocolError(
+                f"refusing to send to {untrusted(without_userinfo(url))}: the URL {problem}"
+            )
         call = _Call(method, url, deadline, form, dpop, access_token, basic_auth)
         backoff_s = BACKOFF_FIRST_S
         while True:
@@ -252,7 +254,7 @@ class OAuthHttp:
                 response.close()
         except ResponseTooLarge:
             message = f"{where} sent a response larger than {self._max_body_bytes} bytes"
-            if response.status_code >= 500:
+            if response.status_code >= 500 or response.status_code in TRANSIENT_STATUSES:
                 raise TransientFailure(message) from None
             raise ProtocolError(message) from None
         except httpx.TransportError as exc:

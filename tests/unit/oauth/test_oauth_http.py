@@ -1,0 +1,567 @@
+"""OAuthHttp over httpx.MockTransport with a fake clock: retries, caps, the https rule, DPoP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Iterator
+from email.utils import formatdate
+from typing import Any
+from urllib.parse import unquote_plus
+
+import httpx
+import pytest
+from joserfc import jws
+from joserfc.jwk import ECKey
+
+from ci_shark import __version__
+from ci_shark.errors import ProtocolError, TransportError
+from ci_shark.oauth.dpop import DPoPKey, access_token_hash
+from ci_shark.oauth.http import (
+    BACKOFF_MAX_S,
+    MAX_BODY_BYTES,
+    OAuthHttp,
+    TransientFailure,
+)
+from ci_shark.secret import Secret
+
+START = 1000.0
+TOKEN_URL = "https://as.example/oauth/token"
+API_URL = "https://api.example/deploy"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = START
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Recorder:
+    """Answers from a script (responses or exceptions) and records each request."""
+
+    def __init__(self, clock: FakeClock, *answers: httpx.Response | Exception | Handler):
+        self.clock = clock
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+        self.times: list[float] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        self.times.append(self.clock())
+        assert self.answers, f"unexpected extra request {request.method} {request.url}"
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, httpx.Response):
+            return answer
+        return answer(request)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+HttpFactory = Callable[..., tuple[OAuthHttp, Recorder]]
+
+
+@pytest.fixture
+def http_for(clock: FakeClock) -> Iterator[HttpFactory]:
+    opened: list[OAuthHttp] = []
+
+    def factory(
+        *answers: httpx.Response | Exception | Handler, jitter: float = 1.0, **kwargs: Any
+    ) -> tuple[OAuthHttp, Recorder]:
+        recorder = Recorder(clock, *answers)
+        http = OAuthHttp(
+            transport=httpx.MockTransport(recorder),
+            clock=clock,
+            sleep=clock.sleep,
+            jitter=lambda: jitter,
+            **kwargs,
+        )
+        opened.append(http)
+        return http, recorder
+
+    yield factory
+    for http in opened:
+        http.close()
+
+
+def ok(**body: Any) -> httpx.Response:
+    return httpx.Response(200, json=body or {"ok": True})
+
+
+def claims_of(proof: str, key: DPoPKey) -> dict[str, Any]:
+    verified = jws.deserialize_compact(proof, ECKey.import_key(key.public_jwk), ["ES256"])
+    claims: dict[str, Any] = json.loads(verified.payload)
+    return claims
+
+
+# -- headers -------------------------------------------------------------------------------
+
+
+def test_accept_json_and_user_agent_with_version(http_for: HttpFactory) -> None:
+    http, server = http_for(ok())
+    reply = http.request("GET", TOKEN_URL, deadline=START + 60)
+
+    (request,) = server.requests
+    assert request.headers["Accept"] == "application/json"
+    assert request.headers["User-Agent"] == f"ci_shark/{__version__}"
+    assert reply.status == 200
+    assert reply.body == {"ok": True}
+
+
+def test_form_is_urlencoded_with_secrets_revealed_and_repeated_names(
+    http_for: HttpFactory,
+) -> None:
+    http, server = http_for(ok())
+    http.request(
+        "POST",
+        TOKEN_URL,
+        deadline=START + 60,
+        form={"device_code": Secret("dc&=1"), "resource": ["https://a/1", "https://b/2"]},
+    )
+    (request,) = server.requests
+    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert httpx.QueryParams(request.content.decode()).multi_items() == [
+        ("device_code", "dc&=1"),
+        ("resource", "https://a/1"),
+        ("resource", "https://b/2"),
+    ]
+
+
+def test_per_request_timeouts_never_exceed_the_time_left(http_for: HttpFactory) -> None:
+    http, server = http_for(ok())
+    http.request("GET", TOKEN_URL, deadline=START + 3)
+    timeouts = server.requests[0].extensions["timeout"]
+    assert all(0 < value <= 3 for value in timeouts.values())
+
+
+# -- retries -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_transient_statuses_are_retried_with_growing_backoff(
+    http_for: HttpFactory, clock: FakeClock, status: int
+) -> None:
+    http, server = http_for(
+        httpx.Response(status, text="<html>busy</html>"),
+        httpx.Response(status),
+        httpx.Response(status),
+        ok(),
+    )
+    reply = http.request("GET", TOKEN_URL, deadline=START + 60)
+
+    assert reply.status == 200
+    assert len(server.requests) == 4
+    assert clock.sleeps == pytest.approx([0.5, 1.0, 2.0])  # jitter 1.0: the full backoff
+
+
+def test_backoff_has_jitter_and_a_cap(http_for: HttpFactory, clock: FakeClock) -> None:
+    http, _ = http_for(*[httpx.Response(503)] * 8, ok(), jitter=0.0)
+    http.request("GET", TOKEN_URL, deadline=START + 600)
+
+    assert clock.sleeps[:3] == pytest.approx([0.25, 0.5, 1.0])  # jitter 0: half the backoff
+    assert max(clock.sleeps) == pytest.approx(BACKOFF_MAX_S / 2)
+
+
+def test_retry_after_is_honoured(http_for: HttpFactory, clock: FakeClock) -> None:
+    http, server = http_for(
+        httpx.Response(429, text="slow down!", headers={"Retry-After": "7"}), ok()
+    )
+    http.request("POST", TOKEN_URL, deadline=START + 60, form={"a": "b"})
+
+    assert clock.sleeps == [7.0]
+    assert server.times == [START, START + 7]
+
+
+def test_retry_after_as_an_http_date(http_for: HttpFactory, clock: FakeClock) -> None:
+    when = formatdate(time.time() + 20, usegmt=True)
+    http, _ = http_for(httpx.Response(503, headers={"Retry-After": when}), ok())
+    http.request("GET", TOKEN_URL, deadline=START + 60)
+
+    (slept,) = clock.sleeps
+    assert 17 <= slept <= 21
+
+
+def test_oauth_server_error_in_a_5xx_is_transient(http_for: HttpFactory) -> None:
+    http, server = http_for(httpx.Response(503, json={"error": "temporarily_unavailable"}), ok())
+    assert http.request("GET", TOKEN_URL, deadline=START + 60).status == 200
+    assert len(server.requests) == 2
+
+
+def test_oauth_error_in_a_429_is_returned_for_the_caller_to_decide(
+    http_for: HttpFactory,
+) -> None:
+    http, server = http_for(httpx.Response(429, json={"error": "slow_down"}))
+    reply = http.request("POST", TOKEN_URL, deadline=START + 60, retry=False)
+    assert (reply.status, reply.error) == (429, "slow_down")
+    assert len(server.requests) == 1
+
+
+def test_retries_stop_before_the_deadline(http_for: HttpFactory, clock: FakeClock) -> None:
+    http, server = http_for(httpx.Response(503))
+
+    with pytest.raises(TransportError) as caught:
+        http.request("GET", TOKEN_URL, deadline=START + 10)
+
+    assert not isinstance(caught.value, TransientFailure)
+    assert caught.value.exit_code == 1
+    assert "deadline" in caught.value.message
+    assert clock.now < START + 10
+    assert all(at < START + 10 for at in server.times)
+    assert len(server.requests) >= 3
+
+
+def test_a_retry_after_beyond_the_deadline_is_not_waited_for(
+    http_for: HttpFactory, clock: FakeClock
+) -> None:
+    http, server = http_for(httpx.Response(503, headers={"Retry-After": "3600"}))
+
+    with pytest.raises(TransportError):
+        http.request("GET", TOKEN_URL, deadline=START + 60)
+
+    assert clock.sleeps == []
+    assert len(server.requests) == 1
+
+
+def test_501_is_final_not_retried(http_for: HttpFactory, clock: FakeClock) -> None:
+    http, server = http_for(httpx.Response(501, json={"error": "unsupported_grant_type"}))
+    reply = http.request("POST", TOKEN_URL, deadline=START + 60)
+
+    assert (reply.status, reply.error) == (501, "unsupported_grant_type")
+    assert len(server.requests) == 1
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ConnectError("connection refused"),
+        httpx.ReadError("connection reset by peer"),
+        httpx.ReadTimeout("timed out"),
+        httpx.RemoteProtocolError("server disconnected"),
+    ],
+)
+def test_network_errors_are_retried(
+    http_for: HttpFactory, clock: FakeClock, failure: Exception
+) -> None:
+    http, server = http_for(failure, failure, ok())
+    assert http.request("GET", TOKEN_URL, deadline=START + 60).status == 200
+    assert len(server.requests) == 3
+    assert len(clock.sleeps) == 2
+
+
+def test_a_body_cut_short_is_retried(http_for: HttpFactory) -> None:
+    def broken_body() -> Iterator[bytes]:
+        yield b'{"access_'
+        raise httpx.ReadError("connection reset by peer")
+
+    http, server = http_for(httpx.Response(200, content=broken_body()), ok())
+    assert http.request("GET", TOKEN_URL, deadline=START + 60).body == {"ok": True}
+    assert len(server.requests) == 2
+
+
+def test_retry_false_raises_transient_failure_at_once(
+    http_for: HttpFactory, clock: FakeClock
+) -> None:
+    http, server = http_for(httpx.Response(503, headers={"Retry-After": "12"}))
+
+    with pytest.raises(TransientFailure) as caught:
+        http.request("POST", TOKEN_URL, deadline=START + 60, retry=False)
+
+    assert caught.value.retry_after_s == 12
+    assert caught.value.exit_code == 1
+    assert len(server.requests) == 1
+    assert clock.sleeps == []
+
+
+def test_retry_false_network_error(http_for: HttpFactory) -> None:
+    http, server = http_for(httpx.ConnectError("refused"))
+    with pytest.raises(TransientFailure) as caught:
+        http.request("POST", TOKEN_URL, deadline=START + 60, retry=False)
+    assert caught.value.retry_after_s is None
+    assert len(server.requests) == 1
+
+
+def test_error_messages_do_not_carry_server_text(http_for: HttpFactory) -> None:
+    http, _ = http_for(httpx.Response(503, text="::error::pwned\n##[error]pwned"))
+    with pytest.raises(TransientFailure) as caught:
+        http.request("GET", TOKEN_URL, deadline=START + 60, retry=False)
+    assert "pwned" not in caught.value.diagnostics()
+
+
+# -- body cap ------------------------------------------------------------------------------
+
+
+def chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    while total > 0:
+        yield b" " * min(size, total)
+        total -= size
+
+
+def test_default_cap_is_one_mebibyte(http_for: HttpFactory) -> None:
+    assert MAX_BODY_BYTES == 1024 * 1024
+    body = b'{"ok": true}' + b" " * (MAX_BODY_BYTES - 12)
+    http, _ = http_for(httpx.Response(200, content=body), httpx.Response(200, content=body + b" "))
+    assert http.request("GET", TOKEN_URL, deadline=START + 60).body == {"ok": True}
+    with pytest.raises(ProtocolError):
+        http.request("GET", TOKEN_URL, deadline=START + 60)
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "streamed"])
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_oversized_error_page_is_transient(
+    http_for: HttpFactory, status: int, *, streamed: bool
+) -> None:
+    content = chunks(5000) if streamed else b" " * 5000
+    response = httpx.Response(status, content=content)
+    assert ("content-length" in response.headers) is not streamed
+    http, server = http_for(response, max_body_bytes=1000)
+
+    with pytest.raises(TransientFailure) as caught:
+        http.request("GET", TOKEN_URL, deadline=START + 60, retry=False)
+
+    assert "larger than 1000 bytes" in caught.value.message
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["content-length", "streamed"])
+def test_oversized_200_is_a_protocol_error(http_for: HttpFactory, *, streamed: bool) -> None:
+    content = chunks(5000) if streamed else b" " * 5000
+    response = httpx.Response(200, content=content)
+    assert ("content-length" in response.headers) is not streamed
+    http, server = http_for(response, max_body_bytes=1000)
+
+    with pytest.raises(ProtocolError) as caught:
+        http.request("GET", TOKEN_URL, deadline=START + 60)
+
+    assert caught.value.exit_code == 5
+    assert len(server.requests) == 1
+
+
+def test_a_lying_content_length_is_refused_before_reading(http_for: HttpFactory) -> None:
+    http, _ = http_for(
+        httpx.Response(200, headers={"Content-Length": str(10**12)}, content=b"{}"),
+        max_body_bytes=1000,
+    )
+    with pytest.raises(ProtocolError):
+        http.request("GET", TOKEN_URL, deadline=START + 60)
+
+
+def test_non_json_and_non_object_bodies_have_no_body(http_for: HttpFactory) -> None:
+    http, _ = http_for(
+        httpx.Response(400, text="<html>Bad Request</html>"),
+        httpx.Response(400, json=["error", "x"]),
+        httpx.Response(400, json={"error": 42}),
+    )
+    first = http.request("GET", TOKEN_URL, deadline=START + 60)
+    second = http.request("GET", TOKEN_URL, deadline=START + 60)
+    third = http.request("GET", TOKEN_URL, deadline=START + 60)
+    assert (first.body, first.error) == (None, None)
+    assert (second.body, second.error) == (None, None)
+    assert third.error is None
+
+
+# -- https rule, redirects, client auth ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://as.example/oauth/token",
+        "http://10.0.0.1/token",
+        "ftp://as.example/token",
+        "https://user:pw@as.example/token",
+        "/oauth/token",
+    ],
+)
+def test_refuses_unsafe_urls_before_sending(http_for: HttpFactory, url: str) -> None:
+    http, server = http_for(ok())
+    with pytest.raises(ProtocolError) as caught:
+        http.request("POST", url, deadline=START + 60, form={"device_code": Secret("dc")})
+    assert caught.value.exit_code == 5
+    assert server.requests == []
+    assert ":pw@" not in caught.value.diagnostics()  # a password is never echoed
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/token", "http://localhost/token", "http://[::1]:9/token"]
+)
+def test_allows_loopback_http(http_for: HttpFactory, url: str) -> None:
+    http, server = http_for(ok())
+    assert http.request("GET", url, deadline=START + 60).status == 200
+    assert len(server.requests) == 1
+
+
+def test_redirects_are_not_followed(http_for: HttpFactory) -> None:
+    http, server = http_for(
+        httpx.Response(302, headers={"Location": "https://elsewhere.example/steal"})
+    )
+    reply = http.request("POST", TOKEN_URL, deadline=START + 60, form={"device_code": "dc"})
+    assert reply.status == 302
+    assert len(server.requests) == 1
+
+
+def test_basic_client_auth_is_form_encoded_then_base64(http_for: HttpFactory) -> None:
+    http, server = http_for(ok())
+    client_id, client_secret = "ci shark:1", "p@ss w:rd/é%+"
+    http.request(
+        "POST",
+        TOKEN_URL,
+        deadline=START + 60,
+        form={"grant_type": "x"},
+        basic_auth=(client_id, Secret(client_secret)),
+    )
+    scheme, encoded = server.requests[0].headers["Authorization"].split(" ")
+    raw_id, raw_secret = base64.b64decode(encoded).decode("ascii").split(":")
+    assert scheme == "Basic"
+    assert (unquote_plus(raw_id), unquote_plus(raw_secret)) == (client_id, client_secret)
+
+
+def test_bearer_access_token_without_dpop(http_for: HttpFactory) -> None:
+    http, server = http_for(ok())
+    http.request("GET", API_URL, deadline=START + 60, access_token=Secret("at-1"))
+    assert server.requests[0].headers["Authorization"] == "Bearer at-1"
+    assert "DPoP" not in server.requests[0].headers
+
+
+# -- DPoP ----------------------------------------------------------------------------------
+
+
+def use_dpop_nonce(nonce: str | None, **extra: str) -> httpx.Response:
+    headers = {"DPoP-Nonce": nonce} if nonce else {}
+    return httpx.Response(400, json={"error": "use_dpop_nonce"}, headers={**headers, **extra})
+
+
+def test_use_dpop_nonce_is_retried_once_with_a_new_proof(http_for: HttpFactory) -> None:
+    key = DPoPKey.generate()
+    http, server = http_for(use_dpop_nonce("n-1"), ok(access_token="at"))
+
+    reply = http.request("POST", TOKEN_URL, deadline=START + 60, form={"a": "b"}, dpop=key)
+
+    assert reply.status == 200
+    first, second = (claims_of(r.headers["DPoP"], key) for r in server.requests)
+    assert "nonce" not in first
+    assert second["nonce"] == "n-1"
+    assert first["jti"] != second["jti"]
+    assert server.requests[1].content == server.requests[0].content
+    assert http.dpop_nonce(TOKEN_URL) == "n-1"
+
+
+def test_use_dpop_nonce_is_retried_only_once(http_for: HttpFactory) -> None:
+    key = DPoPKey.generate()
+    http, server = http_for(use_dpop_nonce("n-1"), use_dpop_nonce("n-2"), ok())
+
+    reply = http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)
+
+    assert (reply.status, reply.error) == (400, "use_dpop_nonce")
+    assert len(server.requests) == 2
+    assert http.dpop_nonce(TOKEN_URL) == "n-2"  # remembered for the next request
+
+
+def test_use_dpop_nonce_without_a_new_nonce_is_not_retried(http_for: HttpFactory) -> None:
+    key = DPoPKey.generate()
+    http, server = http_for(use_dpop_nonce(None))
+    reply = http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)
+    assert reply.error == "use_dpop_nonce"
+    assert len(server.requests) == 1
+
+
+def test_use_dpop_nonce_without_dpop_is_not_retried(http_for: HttpFactory) -> None:
+    http, server = http_for(use_dpop_nonce("n-1"))
+    http.request("POST", TOKEN_URL, deadline=START + 60)
+    assert len(server.requests) == 1
+
+
+def test_the_newest_nonce_is_remembered_per_origin_from_every_response(
+    http_for: HttpFactory,
+) -> None:
+    key = DPoPKey.generate()
+    http, server = http_for(
+        httpx.Response(200, json={}, headers={"DPoP-Nonce": "as-1"}),
+        httpx.Response(
+            400, json={"error": "authorization_pending"}, headers={"DPoP-Nonce": "as-2"}
+        ),
+        httpx.Response(503, headers={"DPoP-Nonce": "as-3"}),
+        ok(),
+        ok(),
+    )
+    http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)
+    http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)
+    http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)  # 503, retried, 200
+    http.request("GET", API_URL, deadline=START + 60, dpop=key)
+
+    nonces = [claims_of(r.headers["DPoP"], key).get("nonce") for r in server.requests]
+    assert nonces == [None, "as-1", "as-2", "as-3", None]  # api.example has its own nonces
+    assert http.dpop_nonce("https://AS.example/other/path") == "as-3"
+    assert http.dpop_nonce(API_URL) is None
+
+
+def test_resource_401_challenge_is_retried_with_nonce_and_ath(http_for: HttpFactory) -> None:
+    key = DPoPKey.generate()
+    challenge = httpx.Response(
+        401,
+        headers={
+            "WWW-Authenticate": 'DPoP error="use_dpop_nonce", error_description="fresh nonce"',
+            "DPoP-Nonce": "rs-1",
+        },
+    )
+    http, server = http_for(challenge, ok())
+
+    reply = http.request(
+        "GET", API_URL + "?env=prod", deadline=START + 60, dpop=key, access_token=Secret("at-9")
+    )
+
+    assert reply.status == 200
+    first, second = server.requests
+    for request in (first, second):
+        assert request.headers["Authorization"] == "DPoP at-9"
+    claims = [claims_of(r.headers["DPoP"], key) for r in (first, second)]
+    assert claims[1]["nonce"] == "rs-1"
+    assert claims[0]["jti"] != claims[1]["jti"]
+    assert all(c["ath"] == access_token_hash("at-9") for c in claims)
+    assert all(c["htu"] == API_URL and c["htm"] == "GET" for c in claims)
+
+
+def test_other_401s_are_not_retried(http_for: HttpFactory) -> None:
+    key = DPoPKey.generate()
+    http, server = http_for(
+        httpx.Response(
+            401,
+            headers={"WWW-Authenticate": 'DPoP error="invalid_token"', "DPoP-Nonce": "rs-1"},
+        )
+    )
+    reply = http.request("GET", API_URL, deadline=START + 60, dpop=key, access_token=Secret("a"))
+    assert reply.status == 401
+    assert len(server.requests) == 1
+
+
+def test_unprintable_or_huge_nonces_are_ignored(http_for: HttpFactory) -> None:
+    key = DPoPKey.generate()
+    http, _ = http_for(
+        httpx.Response(200, headers={"DPoP-Nonce": "ok-1"}),
+        httpx.Response(200, headers={"DPoP-Nonce": "x" * 2000}),
+    )
+    http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)
+    http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)
+    assert http.dpop_nonce(TOKEN_URL) == "ok-1"
+
+
+def test_requests_sent_counts_every_attempt(http_for: HttpFactory) -> None:
+    key = DPoPKey.generate()
+    http, _ = http_for(httpx.Response(502), use_dpop_nonce("n"), ok())
+    http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)
+    assert http.requests_sent == 3
