@@ -225,7 +225,7 @@ def test_no_token_warns_about_job_token_and_goes_on() -> None:
     assert "warning" in log
     assert "CI_JOB_TOKEN cannot post MR notes" in log
     assert "`api` scope" in log
-    assert log.count("warning") == 1
+    assert log.count("warning:") == 1
     assert "WDJB" in log  # the log still has the code
     assert fake.requests == []
 
@@ -239,7 +239,7 @@ def test_api_errors_are_one_warning_naming_the_scope(status: int, words: str) ->
     gitlab.announce(approval)
     gitlab.finish(Outcome("denied", "denied"), approval)
     log = streams.stderr.getvalue()
-    assert log.count("warning") == 1
+    assert log.count("warning:") == 1
     assert f"HTTP {status}" in log
     assert words in log
     assert "`api` scope" in log

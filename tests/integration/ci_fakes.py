@@ -1,0 +1,117 @@
+"""Loopback fakes of the CI services the integration tests talk to.
+
+``GitLabNotesServer``: the MR notes endpoints of the GitLab REST API (list, create, edit),
+on 127.0.0.1, stdlib only. It records every request (method, path, PRIVATE-TOKEN header)
+and can answer every request with a fixed status (401, 403, ...) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_NOTES = re.compile(
+    r"^/api/v4/projects/(?P<project>[^/]+)/merge_requests/(?P<iid>\d+)/notes(?:/(?P<id>\d+))?$"
+)
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    token: str | None
+    body: dict[str, Any] | None
+
+
+@dataclass
+class GitLabNotesServer:
+    status: int | None = None  # answer everything with this status, when set
+    notes: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def api_url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/api/v4"
+
+    def notes_of(self, project: str, iid: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(note) for note in self.notes.get((project, iid), [])]
+
+    def start(self) -> GitLabNotesServer:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet: pytest shows what matters
+
+            def _answer(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                parts = urlsplit(self.path)
+                with fake._lock:
+                    fake.requests.append(
+                        Recorded(self.command, parts.path, self.headers.get("PRIVATE-TOKEN"), body)
+                    )
+                if fake.status is not None:
+                    self._answer(fake.status, {"message": f"{fake.status} fake"})
+                    return
+                match = _NOTES.match(parts.path)
+                if not match:
+                    self._answer(404, {"message": "404 Not Found"})
+                    return
+                key = (match["project"], match["iid"])
+                with fake._lock:
+                    notes = fake.notes.setdefault(key, [])
+                    if self.command == "GET":
+                        page = int(parse_qs(parts.query).get("page", ["1"])[0])
+                        newest = sorted(notes, key=lambda note: -int(note["id"]))
+                        self._answer(200, newest[(page - 1) * 100 : page * 100])
+                    elif self.command == "POST" and body:
+                        note = {"id": 1000 + len(notes), "body": body["body"], "system": False}
+                        notes.append(note)
+                        self._answer(201, note)
+                    elif self.command == "PUT" and body and match["id"]:
+                        for note in notes:
+                            if note["id"] == int(match["id"]):
+                                note["body"] = body["body"]
+                                self._answer(200, note)
+                                return
+                        self._answer(404, {"message": "404 Note Not Found"})
+                    else:
+                        self._answer(400, {"message": "bad request"})
+
+            do_GET = do_POST = do_PUT = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

@@ -1,0 +1,329 @@
+"""`python -m ci_shark` as a GitLab job runs it: a real subprocess, the loopback sandbox as the
+authorization server, and a loopback fake of the GitLab notes API.
+
+Also the other CIs end to end: Buildkite with a fake ``buildkite-agent`` on PATH, Azure by
+the ``##vso`` lines on stdout. Every run approves itself after about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from ci_fakes import GitLabNotesServer
+from conftest import REPO, clean_env, run_cli
+
+from ci_shark.sandbox import SandboxServer
+
+GITLAB_TOKEN = "glpat-integration-SECRET-0123456789"
+SandboxFactory = Callable[..., SandboxServer]
+
+
+@pytest.fixture
+def notes_api() -> Iterator[GitLabNotesServer]:
+    server = GitLabNotesServer().start()
+    yield server
+    server.stop()
+
+
+def gitlab_env(
+    sandbox: SandboxServer, notes: GitLabNotesServer, tmp_path: Path, **extra: str
+) -> dict[str, str]:
+    env = {
+        "GITLAB_CI": "true",
+        "CI_API_V4_URL": notes.api_url,
+        "CI_PROJECT_ID": "7",
+        "CI_PROJECT_PATH": "team/app",
+        "CI_PROJECT_URL": "https://gitlab.example.com/team/app",
+        "CI_PIPELINE_URL": "https://gitlab.example.com/team/app/-/pipelines/99",
+        "CI_JOB_URL": "https://gitlab.example.com/team/app/-/jobs/1234",
+        "CI_JOB_NAME": "deploy",
+        "CI_COMMIT_SHA": "0123456789abcdef0123456789abcdef01234567",
+        "GITLAB_USER_LOGIN": "maria",
+        "CI_SHARK_AUTH_URL": sandbox.url,
+        "CI_SHARK_CLIENT_ID": "ci-shark-test",
+        "CI_SHARK_GITLAB_TOKEN": GITLAB_TOKEN,
+        "TMPDIR": str(tmp_path),  # the DPoP key file lands here, not in the shared /tmp
+    }
+    env.update(extra)
+    return clean_env(env)
+
+
+MR = {
+    "CI_PIPELINE_SOURCE": "merge_request_event",
+    "CI_MERGE_REQUEST_IID": "34",
+    "CI_MERGE_REQUEST_PROJECT_ID": "7",
+    "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "7",
+    "CI_MERGE_REQUEST_PROJECT_URL": "https://gitlab.example.com/team/app",
+}
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def secrets_of(values: dict[str, str]) -> list[str]:
+    names = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_ID_TOKEN", "SHARK_DPOP_JWK")
+    found = [values[name] for name in names if values.get(name)]
+    key_file = values.get("SHARK_DPOP_KEY_FILE")
+    if key_file:
+        found += [line for line in Path(key_file).read_text().splitlines() if "-----" not in line]
+    return found
+
+
+def test_mr_pipeline_posts_the_note_and_edits_it_with_the_outcome(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    notes = notes_api.notes_of("7", "34")
+    assert len(notes) == 1
+    assert notes[0]["body"].startswith("<!-- ci-shark:team/app/-/deploy -->")
+    assert "Approved" in notes[0]["body"]
+    methods = [r.method for r in notes_api.requests]
+    assert methods == ["GET", "POST", "PUT"]
+    assert all(r.token == GITLAB_TOKEN for r in notes_api.requests)
+    posted = next(r for r in notes_api.requests if r.method == "POST")
+    assert posted.body is not None
+    assert "Approve at" in posted.body["body"]
+
+    values = dotenv(tmp_path / "ci-shark.env")
+    assert values["SHARK_STATUS"] == "approved"
+    assert values["SHARK_TOKEN_TYPE"] == "DPoP"
+    log = done.stdout + done.stderr
+    for secret in [*secrets_of(values), GITLAB_TOKEN]:
+        assert secret not in log
+    assert "section_start:" in done.stderr
+    assert "section_end:" in done.stderr
+
+    # a re-run of the same job edits the same note instead of adding one
+    again = run_cli([], env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert len(notes_api.notes_of("7", "34")) == 1
+
+
+def test_branch_pipeline_notes_the_open_mr(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = gitlab_env(
+        sandbox,
+        notes_api,
+        tmp_path,
+        CI_PIPELINE_SOURCE="push",
+        CI_OPEN_MERGE_REQUESTS="someone/else!3,team/app!12",
+    )
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    notes = notes_api.notes_of("7", "12")
+    assert len(notes) == 1
+    assert "Approved" in notes[0]["body"]
+    assert notes_api.notes_of("someone%2Felse", "3") == []
+
+
+def test_fork_mr_is_refused_before_any_device_code(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = gitlab_env(
+        sandbox,
+        notes_api,
+        tmp_path,
+        **{**MR, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "8"},
+        CI_MERGE_REQUEST_SOURCE_PROJECT_PATH="mallory/app",
+    )
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 6, done.stderr
+    assert "fork" in done.stderr
+    assert "allow-fork" in done.stderr
+    assert not any(r.path.endswith("/device") for r in sandbox.stats.requests)
+    assert notes_api.requests == []
+    assert not (tmp_path / "ci-shark.env").exists()
+
+
+def test_no_token_warns_and_the_flow_goes_on(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
+    del env["CI_SHARK_GITLAB_TOKEN"]
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "CI_JOB_TOKEN cannot post MR notes" in done.stderr
+    assert "`api` scope" in done.stderr
+    assert notes_api.requests == []
+    assert dotenv(tmp_path / "ci-shark.env")["SHARK_STATUS"] == "approved"
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_api_refusal_is_a_warning_and_the_flow_goes_on(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path, status: int
+) -> None:
+    notes_api.status = status
+    sandbox = sandbox_factory(approve_after_s=1)
+    done = run_cli([], gitlab_env(sandbox, notes_api, tmp_path, **MR), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"HTTP {status}" in done.stderr
+    assert "`api` scope" in done.stderr
+    assert done.stderr.count("warning:") == 1, done.stderr
+    assert GITLAB_TOKEN not in done.stderr
+    assert len(notes_api.requests) == 1
+
+
+def test_eval_shell_output_sets_the_variables_in_that_shell(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
+    env["PYTHON"] = sys.executable
+    script = (
+        'eval "$("$PYTHON" -m ci_shark --output-format shell)" || exit 90\n'
+        'test -n "$SHARK_ACCESS_TOKEN" || exit 91\n'
+        'test "$SHARK_STATUS" = approved || exit 92\n'
+        'test "$SHARK_TOKEN_TYPE" = DPoP || exit 93\n'
+        'test -f "$SHARK_DPOP_KEY_FILE" || exit 94\n'
+        'test -n "$SHARK_DPOP_JWK" || exit 95\n'
+        # hand the values to the test through a file, never through the output
+        'printf "%s\\n%s\\n%s\\n" "$SHARK_ACCESS_TOKEN" "$SHARK_REFRESH_TOKEN" "$SHARK_DPOP_JWK"'
+        ' > "$OUT"\n'
+        'printf "%s" "$SHARK_DPOP_KEY_FILE" > "$OUT.key"\n'
+    )
+    env["OUT"] = str(tmp_path / "seen")
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    access, refresh, jwk = (tmp_path / "seen").read_text().splitlines()
+    key_file = Path((tmp_path / "seen.key").read_text())
+    pem_lines = [line for line in key_file.read_text().splitlines() if "-----" not in line]
+    for secret in [access, refresh, jwk, *pem_lines]:
+        assert secret
+        assert secret not in done.stderr
+        assert secret not in done.stdout
+    assert "WDJB" not in done.stdout  # nothing but the exports went to eval
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "ci-shark.env").exists()  # shell: no dotenv file by default
+
+
+def test_buildkite_registers_every_secret_and_annotates(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "agent-calls.jsonl"
+    agent = bin_dir / "buildkite-agent"
+    agent.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"with open({str(calls)!r}, 'a') as log:\n"
+        "    log.write(json.dumps({'argv': sys.argv[1:], 'stdin': sys.stdin.read()}) + '\\n')\n"
+    )
+    agent.chmod(0o755)
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = clean_env(
+        {
+            "BUILDKITE": "true",
+            "BUILDKITE_ORGANIZATION_SLUG": "acme",
+            "BUILDKITE_PIPELINE_SLUG": "deploy",
+            "BUILDKITE_LABEL": "ship",
+            "BUILDKITE_PULL_REQUEST": "false",
+            "CI_SHARK_AUTH_URL": sandbox.url,
+            "CI_SHARK_CLIENT_ID": "ci-shark-test",
+            "TMPDIR": str(tmp_path),
+        }
+    )
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+    recorded = [json.loads(line) for line in calls.read_text().splitlines()]
+    redacted = [call["stdin"] for call in recorded if call["argv"] == ["redactor", "add"]]
+    annotations = [call for call in recorded if call["argv"][0] == "annotate"]
+    values = dotenv(tmp_path / "ci-shark.env")
+    for secret in secrets_of(values):
+        assert secret in redacted
+        assert secret not in done.stderr
+    assert len(redacted) >= 5  # device code, access, refresh, PEM (+ lines), JWK
+    assert len(annotations) == 2
+    first_annotation = recorded.index(annotations[0])
+    first_redaction = next(i for i, call in enumerate(recorded) if call["argv"][0] == "redactor")
+    assert first_redaction < first_annotation  # the device code is registered before the link
+    assert "Approved" in annotations[1]["stdin"]
+    every_argv = " ".join(" ".join(call["argv"]) for call in recorded)
+    for secret in secrets_of(values):
+        assert secret not in every_argv
+
+
+def test_buildkite_without_agent_falls_back_with_a_warning(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = clean_env(
+        {
+            "BUILDKITE": "true",
+            "CI_SHARK_AUTH_URL": sandbox.url,
+            "CI_SHARK_CLIENT_ID": "ci-shark-test",
+            "TMPDIR": str(tmp_path),
+            "PATH": "/usr/bin:/bin",
+        }
+    )
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("buildkite-agent is not on PATH") == 1
+    assert dotenv(tmp_path / "ci-shark.env")["SHARK_STATUS"] == "approved"
+
+
+_VSO = re.compile(r"##vso\[(?P<command>[\w.]+)(?: (?P<props>[^\]]*))?\](?P<message>.*)")
+
+
+def test_azure_masks_then_sets_variables(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = clean_env(
+        {
+            "TF_BUILD": "True",
+            "BUILD_REPOSITORY_NAME": "acme/shop",
+            "AGENT_TEMPDIRECTORY": str(tmp_path),
+            "CI_SHARK_AUTH_URL": sandbox.url,
+            "CI_SHARK_CLIENT_ID": "ci-shark-test",
+            "TMPDIR": str(tmp_path),
+        }
+    )
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    parsed = [(i, _VSO.search(line)) for i, line in enumerate(lines)]
+    commands = [(i, m) for i, m in parsed if m]
+    assert len(commands) == len(lines)  # stdout carries commands only
+    masked_at = {m["message"]: i for i, m in commands if m["command"] == "task.setsecret"}
+    variables = {
+        dict(p.split("=", 1) for p in (m["props"] or "").split(";"))["variable"]: (i, m)
+        for i, m in commands
+        if m["command"] == "task.setvariable"
+    }
+    access_at, access = variables["SHARK_ACCESS_TOKEN"]
+    assert "issecret=true" in (access["props"] or "")
+    assert masked_at[access["message"]] < access_at  # masked before it is set
+    assert "issecret" not in (variables["SHARK_STATUS"][1]["props"] or "")
+    assert access["message"] not in done.stderr
+    assert any(m["command"] == "task.uploadsummary" for _, m in commands)
+    assert "##[group]" in done.stderr
+
+
+def test_repo_root_is_importable() -> None:
+    assert (REPO / "ci_shark" / "platforms" / "gitlab.py").exists()
