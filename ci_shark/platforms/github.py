@@ -355,7 +355,10 @@ class GitHubPlatform(Platform):
             self._write_summary(body)
         if "comment" in self.channels and request is not None and self._comment_id is not None:
             self._comment(request.context, body)
-        super().finish(outcome, request)
+        if outcome.status in ("approved", "cancelled"):
+            super().finish(outcome, request)
+        else:  # an annotation on the run page; the CLI prints the fix on stderr
+            self.error(f"{outcome.status}: {outcome.message}")
         self.close()
 
     def close(self) -> None:

@@ -335,8 +335,8 @@ def fake_github_api(**options: Any) -> Iterator[FakeGitHubApi]:
 
 # -- an authorization server whose texts are attacks -----------------------------------------
 
-HOSTILE_USER_CODE = "<img src=x onerror=alert(1)>[a](https://evil.example) @admin ##[error]x"
-HOSTILE_URI = "https://127.0.0.1/device?x=1)](https://evil.example/phish) <b>"
+HOSTILE_USER_CODE = "<img src=x>[a](https://evil.example)@admin ##[error]x"  # <= 64 chars
+HOSTILE_URI = "https://127.0.0.1/device?x=1)](https://evil.example/phish)&y=[*x*]"
 HOSTILE_DESCRIPTION = (
     "denied\n::error::forged\r\n##[warning]forged too <script>alert(1)</script> "
     "[click](https://evil.example) @everyone ::add-mask::x"

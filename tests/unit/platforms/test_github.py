@@ -551,4 +551,5 @@ def test_hostile_texts_cannot_inject_markdown_html_or_commands(
         assert "@everyone" not in text
         assert "##[" not in text
     commands = workflow_commands(streams.stdout.getvalue())
-    assert [c.name for c in commands] == ["add-mask"]  # the github token; nothing else
+    # ours only: the github token's mask and the outcome's annotation; nothing forged
+    assert [c.name for c in commands] == ["add-mask", "error"]
