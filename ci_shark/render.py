@@ -29,7 +29,7 @@ class RunContext:
     repository: str | None = None
     workflow: str | None = None
     job: str | None = None
-    job_url: str | None = None  # GitLab/Buildkite link the job itself, beside the pipeline
+    job_url: str | None = None  # a link to the job itself, beside run_url (GitLab)
     run_url: str | None = None
     run_attempt: str | None = None
     commit: str | None = None

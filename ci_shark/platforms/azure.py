@@ -57,6 +57,10 @@ class AzurePlatform(Platform):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._group_open = False
+        # Agent.TempDirectory is emptied after every job: the right home for the key file.
+        agent_temp = _value(self.env, "AGENT_TEMPDIRECTORY")
+        if agent_temp and Path(agent_temp).is_dir():
+            self.key_directory = Path(agent_temp)
 
     @classmethod
     def detect(cls, env: Mapping[str, str]) -> bool:

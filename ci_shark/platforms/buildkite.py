@@ -112,7 +112,7 @@ class BuildkitePlatform(Platform):
             reason = "timed out" if result is None else f"exit {result.returncode}"
             self.warn(
                 f"`buildkite-agent redactor add` failed ({reason}): a later command that prints "
-                "a token will not be redacted (the redactor needs buildkite-agent 3.67 or newer)"
+                "a token will not be redacted (the redactor needs buildkite-agent 3.66 or newer)"
             )
 
     # -- the approval ----------------------------------------------------------------------

@@ -186,7 +186,7 @@ def test_eval_shell_output_sets_the_variables_in_that_shell(
     env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
     env["PYTHON"] = sys.executable
     script = (
-        'eval "$("$PYTHON" -m ci_shark --output-format shell)" || exit 90\n'
+        'eval "$("$PYTHON" -m ci_shark --output-format shell)"\n'
         'test -n "$SHARK_ACCESS_TOKEN" || exit 91\n'
         'test "$SHARK_STATUS" = approved || exit 92\n'
         'test "$SHARK_TOKEN_TYPE" = DPoP || exit 93\n'
@@ -219,6 +219,35 @@ def test_eval_shell_output_sets_the_variables_in_that_shell(
     assert "WDJB" not in done.stdout  # nothing but the exports went to eval
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
     assert not (tmp_path / "ci-shark.env").exists()  # shell: no dotenv file by default
+
+
+def test_denied_stops_the_documented_two_line_pattern_with_the_exit_code(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(approve_after_s=1, decision="deny")
+    env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
+    env["PYTHON"] = sys.executable
+    script = (
+        "set -e\n"
+        'SHARK_EXPORTS="$("$PYTHON" -m ci_shark --output-format shell)"\n'
+        'eval "$SHARK_EXPORTS"\n'
+        "echo reached-the-deploy\n"
+    )
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    assert "reached-the-deploy" not in done.stdout
+    notes = notes_api.notes_of("7", "34")
+    assert len(notes) == 1
+    assert "Denied" in notes[0]["body"]
 
 
 def test_buildkite_registers_every_secret_and_annotates(
