@@ -34,7 +34,8 @@ def untrusted(text: object, limit: int = 200) -> str:
     (Azure) anywhere in a line; ``::command::`` needs a line start, which this text never has.
     """
     flat = _UNSAFE_CHARS.sub(" ", str(text))
-    flat = " ".join(flat.split()).replace("##", "# #")
+    # A lookahead, not str.replace: "###[" would become "# ##[", still a command.
+    flat = re.sub("#(?=#)", "# ", " ".join(flat.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

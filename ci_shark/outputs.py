@@ -6,6 +6,7 @@ whole file or none. A run writes everything or nothing: see :func:`write_all`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -88,8 +89,10 @@ RENDERERS = {"dotenv": render_dotenv, "shell": render_shell, "json": render_json
 def secure_temp_dir() -> Path:
     """Where the key file goes: the runner's per-job temp dir when there is one."""
     runner_temp = os.environ.get("RUNNER_TEMP")
-    return Path(runner_temp) if runner_temp and Path(runner_temp).is_dir() else Path(
-        tempfile.gettempdir()
+    return (
+        Path(runner_temp)
+        if runner_temp and Path(runner_temp).is_dir()
+        else Path(tempfile.gettempdir())
     )
 
 
@@ -129,6 +132,8 @@ def write_all(files: list[PlannedFile]) -> None:
         for planned in files:
             directory = planned.path.parent
             directory.mkdir(parents=True, exist_ok=True)
+            if planned.path.is_dir():  # found now, not at the rename after earlier files moved
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(planned.path))
             staged.append((_staged(directory, reveal(planned.content)), planned.path))
     except OSError as exc:
         for temp, _ in staged:

@@ -1,0 +1,273 @@
+"""What a successful run writes down: dotenv, shell, json; files 0600, all or none."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ci_shark.errors import ConfigError
+from ci_shark.oauth.dpop import DPoPKey
+from ci_shark.oauth.tokens import parse_token_response
+from ci_shark.outputs import (
+    Credentials,
+    PlannedFile,
+    iter_lines,
+    new_key_file_path,
+    render_dotenv,
+    render_json,
+    render_shell,
+    reveal,
+    secure_temp_dir,
+    write_all,
+)
+from ci_shark.secret import Secret
+
+RECEIVED_AT = 1_700_000_000.0
+
+
+def credentials(**token_fields: object) -> Credentials:
+    body: dict[str, object] = {
+        "access_token": "at-abc.def",
+        "token_type": "DPoP",
+        "expires_in": 3600,
+        "scope": "deploy read",
+        "refresh_token": "rt-123",
+    }
+    body.update(token_fields)
+    tokens = parse_token_response(body, now=RECEIVED_AT)
+    return Credentials(
+        tokens=tokens,
+        dpop_key=DPoPKey.generate(),
+        dpop_key_file="/tmp/ci-shark-dpop-x.pem",
+        approver="octocat",
+    )
+
+
+def test_named_outputs_follow_the_spec() -> None:
+    creds = credentials()
+    values = {name: reveal(value) for name, value in creds.named().items()}
+
+    assert creds.dpop_key is not None
+    assert values == {
+        "SHARK_ACCESS_TOKEN": "at-abc.def",
+        "SHARK_TOKEN_TYPE": "DPoP",
+        "SHARK_EXPIRES_IN": "3600",
+        "SHARK_EXPIRES_AT": "2023-11-14T23:13:20Z",
+        "SHARK_SCOPE": "deploy read",
+        "SHARK_REFRESH_TOKEN": "rt-123",
+        "SHARK_ID_TOKEN": "",
+        "SHARK_DPOP_JKT": creds.dpop_key.jkt,
+        "SHARK_DPOP_JWK": creds.dpop_key.private_jwk().reveal(),
+        "SHARK_DPOP_KEY_FILE": "/tmp/ci-shark-dpop-x.pem",
+        "SHARK_STATUS": "approved",
+        "SHARK_APPROVER": "octocat",
+    }
+    assert isinstance(creds.named()["SHARK_ACCESS_TOKEN"], Secret)
+    assert isinstance(creds.named()["SHARK_DPOP_JWK"], Secret)
+
+
+def test_secrets_lists_every_secret_value() -> None:
+    creds = credentials(id_token="idt-1")
+    assert creds.dpop_key is not None
+    revealed = {secret.reveal() for secret in creds.secrets()}
+    assert revealed == {
+        "at-abc.def",
+        "rt-123",
+        "idt-1",
+        creds.dpop_key.private_pem().reveal(),
+        creds.dpop_key.private_jwk().reveal(),
+    }
+
+
+def test_bearer_token_without_key() -> None:
+    tokens = parse_token_response({"access_token": "a", "token_type": "bearer"}, now=0)
+    creds = Credentials(tokens=tokens, dpop_key=None, dpop_key_file=None)
+    named = creds.named()
+    assert named["SHARK_TOKEN_TYPE"] == "Bearer"
+    assert named["SHARK_DPOP_JKT"] == named["SHARK_DPOP_JWK"] == ""
+    assert named["SHARK_EXPIRES_IN"] == named["SHARK_EXPIRES_AT"] == ""
+    assert [secret.reveal() for secret in creds.secrets()] == ["a"]
+
+
+# -- renderings ----------------------------------------------------------------------------
+
+HOSTILE = {
+    "PLAIN": "abc",
+    "SPACES": "deploy read write",
+    "QUOTES": 'it\'s "quoted"',
+    "SUBST": "$(touch pwned) `touch pwned2` ${HOME}",
+    "SEMI": "a; touch pwned3 #",
+    "EMPTY": "",
+    "SECRET": Secret("s3cr3t'$(touch pwned4)"),
+    "UNICODE": "déjà vu ✓",
+}
+
+
+def test_dotenv_lines() -> None:
+    text = render_dotenv({"A": "1", "B": Secret("tok en"), "C": ""})
+    assert text == "A=1\nB=tok en\nC=\n"
+
+
+@pytest.mark.parametrize("breaker", ["\n", "\r", "\r\n"])
+def test_dotenv_refuses_multi_line_values(breaker: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        render_dotenv({"A": "ok", "B": Secret(f"line1{breaker}SECRET_LINE2")})
+    assert caught.value.exit_code == 2
+    assert "B" in caught.value.message
+    assert "SECRET_LINE2" not in caught.value.diagnostics()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_shell_output_round_trips_through_bash_eval(tmp_path: Path) -> None:
+    values = {**HOSTILE, "MULTI": Secret("-----BEGIN-----\nline 2\n-----END-----")}
+    script = render_shell(values)
+    assert all(line.startswith("export ") for line in script.splitlines() if "=" in line[:20])
+
+    names = " ".join(values)
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            'eval "$CI_SHARK_SCRIPT"; for n in ' + names + '; do printf "%s\\0" "${!n}"; done',
+        ],
+        env={"CI_SHARK_SCRIPT": script, "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        cwd=tmp_path,
+        capture_output=True,
+        check=True,
+    )
+
+    got = result.stdout.decode().split("\0")[:-1]
+    assert got == [reveal(value) for value in values.values()]
+    assert list(tmp_path.iterdir()) == []  # nothing in the values ran
+
+
+def test_json_output() -> None:
+    text = render_json(HOSTILE)
+    assert text.endswith("\n")
+    assert json.loads(text) == {name: reveal(value) for name, value in HOSTILE.items()}
+
+
+def test_renderers_never_print_asterisks_for_secrets() -> None:
+    values = {"TOKEN": Secret("the-real-token")}
+    for render in (render_dotenv, render_shell, render_json):
+        assert "the-real-token" in render(values)
+        assert "***" not in render(values)
+
+
+def test_iter_lines_skips_blank_lines() -> None:
+    assert list(iter_lines("a\n\nb\r\nc\n")) == ["a", "b", "c"]
+
+
+# -- files ---------------------------------------------------------------------------------
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".ci-shark-"))
+
+
+def test_write_all_writes_every_file_0600(tmp_path: Path) -> None:
+    env_file = tmp_path / "out" / "ci-shark.env"
+    key_file = tmp_path / "keys" / "dpop.pem"
+    write_all(
+        [
+            PlannedFile(env_file, "SHARK_STATUS=approved\n"),
+            PlannedFile(key_file, Secret("-----BEGIN PRIVATE KEY-----\nabc\n")),
+        ]
+    )
+    assert env_file.read_text() == "SHARK_STATUS=approved\n"
+    assert key_file.read_text() == "-----BEGIN PRIVATE KEY-----\nabc\n"
+    assert mode(env_file) == mode(key_file) == 0o600
+    assert leftovers(env_file.parent) == leftovers(key_file.parent) == []
+
+
+def test_write_all_replaces_a_readable_file_with_a_0600_one(tmp_path: Path) -> None:
+    target = tmp_path / "ci-shark.env"
+    target.write_text("old\n")
+    target.chmod(0o644)
+    write_all([PlannedFile(target, "new\n")])
+    assert target.read_text() == "new\n"
+    assert mode(target) == 0o600
+
+
+def test_write_all_is_all_or_none_when_a_later_directory_cannot_be_made(
+    tmp_path: Path,
+) -> None:
+    first = tmp_path / "ci-shark.env"
+    first.write_text("previous run\n")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory should be")
+
+    with pytest.raises(ConfigError) as caught:
+        write_all(
+            [
+                PlannedFile(first, Secret("SHARK_ACCESS_TOKEN=new-token\n")),
+                PlannedFile(blocker / "keys" / "dpop.pem", Secret("PEM")),
+            ]
+        )
+
+    assert caught.value.exit_code == 2
+    assert "output-file" in caught.value.diagnostics()
+    assert "new-token" not in caught.value.diagnostics()
+    assert first.read_text() == "previous run\n"  # untouched
+    assert leftovers(tmp_path) == []  # the staged copy was removed
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_write_all_is_all_or_none_when_a_later_directory_is_unwritable(
+    tmp_path: Path,
+) -> None:
+    first = tmp_path / "a" / "ci-shark.env"
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(ConfigError):
+            write_all(
+                [PlannedFile(first, "SHARK_STATUS=approved\n"), PlannedFile(locked / "k", "PEM")]
+            )
+    finally:
+        locked.chmod(0o700)
+    assert not first.exists()
+    assert leftovers(first.parent) == []
+
+
+def test_write_all_is_all_or_none_when_a_later_target_is_a_directory(tmp_path: Path) -> None:
+    first = tmp_path / "ci-shark.env"
+    second = tmp_path / "dpop.pem"
+    second.mkdir()  # e.g. `output-file` pointing at a directory
+
+    with pytest.raises(ConfigError):
+        write_all([PlannedFile(first, "SHARK_STATUS=approved\n"), PlannedFile(second, "PEM")])
+
+    assert not first.exists()
+    assert second.is_dir()
+    assert leftovers(tmp_path) == []
+
+
+def test_new_key_file_path_is_reserved_0600_and_unpredictable(tmp_path: Path) -> None:
+    one, two = new_key_file_path(tmp_path), new_key_file_path(tmp_path)
+    assert one != two
+    assert one.parent == tmp_path
+    assert one.name.startswith("ci-shark-dpop-")
+    assert one.suffix == ".pem"
+    assert mode(one) == 0o600
+
+
+def test_secure_temp_dir_prefers_runner_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
+    assert secure_temp_dir() == tmp_path
+    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "missing"))
+    assert secure_temp_dir() != tmp_path / "missing"
+    assert secure_temp_dir().is_dir()
