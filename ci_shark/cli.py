@@ -234,9 +234,10 @@ def _proof(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     from ci_shark.config import load_issued_credentials, load_settings
-    from ci_shark.oauth.discovery import fetch_metadata, shark_defaults
+    from ci_shark.oauth.discovery import find_revocation_endpoint
     from ci_shark.oauth.dpop import DPoPKey
     from ci_shark.oauth.http import OAuthHttp
+    from ci_shark.oauth.providers import PROVIDERS, recognise
     from ci_shark.oauth.tokens import revoke
 
     flags = {f: getattr(args, f) for f in ("auth_url", "client_id", "ca_bundle")}
@@ -264,16 +265,19 @@ def _revoke(args: argparse.Namespace) -> int:
         key = DPoPKey.from_jwk(issued.dpop_jwk.reveal())
     deadline = time.monotonic() + 60
     with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        endpoints = fetch_metadata(http, auth_url, deadline=deadline) or shark_defaults(auth_url)
-        if endpoints.revocation is None:
+        provider = (
+            recognise(auth_url) if settings.provider == "auto" else (PROVIDERS[settings.provider])
+        )
+        endpoint = find_revocation_endpoint(http, auth_url, deadline=deadline, provider=provider)
+        if endpoint is None:
             raise ConfigError(
-                "the authorization server's metadata lists no revocation_endpoint",
+                "the authorization server names no revocation endpoint",
                 hint="the server does not support RFC 7009 revocation; tokens expire on their own",
             )
         for token, hint in tokens:
             revoke(
                 http,
-                endpoints.revocation,
+                endpoint,
                 token,
                 token_type_hint=hint,
                 client_id=client_id,

@@ -26,6 +26,7 @@ from ci_shark.errors import (
 from ci_shark.oauth.discovery import Endpoints, discover
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import Form, OAuthHttp, Reply, TransientFailure
+from ci_shark.oauth.providers import PROVIDERS, Provider
 from ci_shark.oauth.tokens import TokenSet, parse_token_response
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
@@ -37,6 +38,7 @@ SLOW_DOWN_STEP_S = 5  # RFC 8628 §3.5, and it stays added
 # LastPolledAt check), so the next poll is timed from the previous send plus this margin.
 POLL_MARGIN_S = 0.1
 MAX_EXPIRES_IN_S = 24 * 3600
+MAX_SLOW_DOWN_INTERVAL_S = 60  # a hostile server cannot stretch the wait past this per poll
 MAX_USER_CODE_CHARS = 64
 MAX_DEVICE_CODE_CHARS = 4096
 
@@ -209,8 +211,13 @@ class Poller:
         if error == "authorization_pending":
             return None
         if error == "slow_down":
-            self.interval_s += SLOW_DOWN_STEP_S
-            self._next_poll_at += SLOW_DOWN_STEP_S
+            # RFC 8628: +5 s for good. GitHub also names the new interval: take the larger.
+            named = reply.body.get("interval") if reply.body else None
+            grown = self.interval_s + SLOW_DOWN_STEP_S
+            if isinstance(named, int) and not isinstance(named, bool):
+                grown = max(grown, min(named, MAX_SLOW_DOWN_INTERVAL_S))
+            self._next_poll_at += grown - self.interval_s
+            self.interval_s = grown
             return None
         description = reply.error_description
         if error in _DENIED:
@@ -261,6 +268,7 @@ class DeviceFlow:
         extra_params: Mapping[str, str] | None = None,
         device_authorization_endpoint: str | None = None,
         token_endpoint: str | None = None,
+        provider: Provider = PROVIDERS["shark"],
         http: OAuthHttp | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -278,6 +286,7 @@ class DeviceFlow:
         self.resource = tuple(resource)
         self.extra_params = dict(extra_params or {})
         self._overrides = (device_authorization_endpoint, token_endpoint)
+        self.provider = provider
         self._owns_http = http is None
         self.http = http or OAuthHttp(clock=clock, sleep=sleep)
         self._clock = clock
@@ -303,6 +312,7 @@ class DeviceFlow:
                 deadline=deadline if deadline is not None else self._clock() + 60,
                 device_authorization_endpoint=self._overrides[0],
                 token_endpoint=self._overrides[1],
+                provider=self.provider,
             )
         return self._endpoints
 

@@ -8,12 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ci_shark.errors import DeviceFlowUnsupported, ProtocolError, untrusted
 from ci_shark.oauth.http import OAuthHttp
+from ci_shark.oauth.providers import PROVIDERS, Provider
 from ci_shark.urls import url_problem
-
-# SharkAuth's routes; its device route is not the spec's /device_authorization.
-SHARK_DEVICE_PATH = "/oauth/device"
-SHARK_TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a password)
-SHARK_REVOKE_PATH = "/oauth/revoke"
 
 
 @dataclass(frozen=True)
@@ -70,13 +66,20 @@ def from_metadata(metadata: dict[str, Any], where: str) -> Endpoints:
     )
 
 
-def shark_defaults(auth_url: str) -> Endpoints:
+def preset_endpoints(auth_url: str, provider: Provider = PROVIDERS["shark"]) -> Endpoints:
+    """The provider's usual paths under `auth-url`, for servers without metadata."""
+    if provider.token_path is None:
+        raise DeviceFlowUnsupported(
+            "the authorization server publishes no RFC 8414 / OpenID metadata, and the "
+            f"{provider.name} provider has no default paths",
+            hint="set `device-authorization-endpoint` and `token-endpoint`, or `provider`",
+        )
     base = auth_url.rstrip("/")
     return Endpoints(
-        device_authorization=base + SHARK_DEVICE_PATH,
-        token=base + SHARK_TOKEN_PATH,
-        revocation=base + SHARK_REVOKE_PATH,
-        source="SharkAuth default paths (no metadata found)",
+        device_authorization=base + provider.device_path if provider.device_path else None,
+        token=base + provider.token_path,
+        revocation=base + provider.revoke_path if provider.revoke_path else None,
+        source=f"{provider.name} default paths (no metadata)",
     )
 
 
@@ -96,11 +99,15 @@ def discover(
     deadline: float,
     device_authorization_endpoint: str | None = None,
     token_endpoint: str | None = None,
+    provider: Provider = PROVIDERS["shark"],
 ) -> Endpoints:
     """Endpoints for this run; explicit inputs win over anything the server says."""
     if device_authorization_endpoint and token_endpoint:
         return Endpoints(device_authorization_endpoint, token_endpoint)
-    found = fetch_metadata(http, auth_url, deadline=deadline) or shark_defaults(auth_url)
+    found = None
+    if provider.publishes_metadata:
+        found = fetch_metadata(http, auth_url, deadline=deadline)
+    found = found or preset_endpoints(auth_url, provider)
     if not (device_authorization_endpoint or found.device_authorization):
         raise DeviceFlowUnsupported(
             f"the authorization server does not offer the device flow: the {found.source} "
@@ -118,3 +125,12 @@ def discover(
         supports_client_secret_basic=found.supports_client_secret_basic,
         source=found.source,
     )
+
+
+def find_revocation_endpoint(
+    http: OAuthHttp, auth_url: str, *, deadline: float, provider: Provider = PROVIDERS["shark"]
+) -> str | None:
+    found = (
+        fetch_metadata(http, auth_url, deadline=deadline) if provider.publishes_metadata else None
+    )
+    return (found or preset_endpoints(auth_url, provider)).revocation

@@ -54,7 +54,9 @@ def assert_no_secret_in(text: str, outputs: dict[str, str]) -> None:
             assert outputs[name] not in text, f"{name} leaked into the log"
 
 
-def test_approval_exports_a_dpop_bound_token(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+def test_approval_exports_a_dpop_bound_token(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
     server = sandbox_factory(approve_after_s=1.5)
     result = run_cli([], login_env(server, tmp_path))
 

@@ -1,0 +1,144 @@
+"""Who approved: the `approver` output, `allowed-approvers`, and `renew`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import clean_env, run_cli
+
+from ci_shark.sandbox import SandboxServer
+
+SandboxFactory = Callable[..., SandboxServer]
+
+
+def env_for(server: SandboxServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return clean_env(
+        {
+            "CI_SHARK_AUTH_URL": server.url,
+            "CI_SHARK_CLIENT_ID": "ci-shark-test",
+            "CI_SHARK_SCOPE": "openid deploy:write",
+            "CI_SHARK_OUTPUT_FORMAT": "json",
+            "CI_SHARK_OUTPUT_FILE": str(tmp_path / "out.json"),
+            "CI_SHARK_TIMEOUT": "30",
+            "RUNNER_TEMP": str(tmp_path),
+            **extra,
+        }
+    )
+
+
+def test_approver_is_exported(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    server = sandbox_factory(approve_after_s=1, subject="maintainer")
+    result = run_cli([], env_for(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="Maintainer"))
+
+    assert result.returncode == 0, result.stderr
+    outputs = json.loads((tmp_path / "out.json").read_text())
+    assert outputs["SHARK_APPROVER"] == "maintainer"
+
+
+def test_approval_by_someone_else_is_revoked_and_refused(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1, subject="mallory")
+    result = run_cli([], env_for(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer, alice"))
+
+    assert result.returncode == 6, result.stderr
+    assert "approved by mallory, who is not in `allowed-approvers`" in result.stderr
+    assert "the token was revoked" in result.stderr
+    assert not (tmp_path / "out.json").exists()
+    assert not list(tmp_path.glob("ci-shark-dpop-*"))
+    assert server.stats.outcomes("/oauth/revoke")  # the grant really was revoked
+    # Nothing issued for the device code is still active.
+    token_records = [r for r in server.stats.requests if r.outcome == "granted"]
+    assert len(token_records) == 1
+
+
+def test_userinfo_tells_the_approver_without_an_id_token(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    # No openid scope: no id_token; userinfo (DPoP-bound call) tells who it was.
+    env = env_for(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="octocat", CI_SHARK_SCOPE="deploy")
+    result = run_cli([], env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"] == "octocat"
+
+
+def test_unknown_approver_fails_closed(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    # Explicit endpoints: no metadata, so no userinfo; no openid scope, so no id_token.
+    env = env_for(
+        server,
+        tmp_path,
+        CI_SHARK_ALLOWED_APPROVERS="octocat",
+        CI_SHARK_SCOPE="deploy",
+        CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
+        CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
+    )
+    result = run_cli([], env)
+    assert result.returncode == 6, result.stderr
+    assert "someone the server did not identify" in result.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_renew_replaces_an_expired_code(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    server = sandbox_factory(expires_in_s=2)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ci_shark"],
+        env=env_for(server, tmp_path, CI_SHARK_RENEW="true", CI_SHARK_TIMEOUT="40"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def approve_the_second_code() -> None:
+        deadline = time.monotonic() + 20
+        while len(server.grants) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if len(server.grants) >= 2:
+            server.approve(server.grants[1].user_code)
+
+    approver = threading.Thread(target=approve_the_second_code)
+    approver.start()
+    try:
+        _, stderr = process.communicate(timeout=40)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        approver.join(timeout=25)
+    assert process.returncode == 0, stderr
+    assert "asking for a new one" in stderr
+    assert stderr.count("approval needed") == 2
+    codes = [grant.user_code for grant in server.grants]
+    assert codes[0] != codes[1]
+    assert all(code in stderr for code in codes)
+
+
+def test_without_renew_an_expired_code_ends_the_run(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(expires_in_s=2)
+    result = run_cli([], env_for(server, tmp_path, CI_SHARK_TIMEOUT="40"))
+    assert result.returncode == 4
+    assert len(server.grants) == 1
+
+
+def test_extra_params_reach_the_device_request(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    env = env_for(
+        server, tmp_path, CI_SHARK_EXTRA_PARAMS="binding_message=deploy acme/web\naudience=api"
+    )
+    result = run_cli([], env)
+    assert result.returncode == 0, result.stderr
+    assert dict(server.grants[0].extra_params) == {
+        "binding_message": "deploy acme/web",
+        "audience": "api",
+    }
