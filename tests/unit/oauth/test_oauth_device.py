@@ -5,6 +5,7 @@ Time is a fake clock; "sleeping" advances it. Nothing here really waits.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -302,6 +303,28 @@ def test_slow_down_adds_5_seconds_accumulates_and_stays() -> None:
         assert poller.next_poll_at() == pytest.approx(sent_at + 15 + POLL_MARGIN_S)
 
 
+@pytest.mark.parametrize(
+    ("named", "expected"),
+    [
+        (None, 10),
+        (7, 10),  # never less than +5
+        (20, 20),  # GitHub names the new interval
+        (10**9, 60),  # a hostile server cannot park the job
+        ("30", 10),  # not a number: the RFC's +5
+        (True, 10),
+    ],
+)
+def test_slow_down_with_a_named_interval(named: object, expected: int) -> None:
+    poller = Poller(authorization(interval=5), timeout_s=3600, clock=FakeClock())
+    poller.sent(1005.1)
+    body = {"error": "slow_down"} if named is None else {"error": "slow_down", "interval": named}
+
+    assert poller.decide(reply(200, body)) is None
+
+    assert poller.interval_s == expected
+    assert poller.next_poll_at() == pytest.approx(1005.1 + expected + POLL_MARGIN_S)
+
+
 def test_transient_failure_with_retry_after_pushes_the_next_poll() -> None:
     clock = FakeClock()
     poller = Poller(authorization(), timeout_s=600, clock=clock)
@@ -472,6 +495,7 @@ class FakeServer:
     token_script: list[httpx.Response | Exception]
     device_response: httpx.Response | None = None
     response_delay_s: float = 0.0
+    metadata: dict[str, Any] | None = None  # served at the RFC 8414 URL when given
     seen: list[Seen] = field(default_factory=list)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
@@ -480,6 +504,8 @@ class FakeServer:
             Seen(self.clock(), request.method, str(request.url), form, request.headers)
         )
         self.clock.now += self.response_delay_s
+        if str(request.url) == f"{AS}/.well-known/oauth-authorization-server" and self.metadata:
+            return httpx.Response(200, json=self.metadata)
         if str(request.url) == DEVICE_URL:
             return self.device_response or httpx.Response(200, json=device_body())
         if str(request.url) == TOKEN_URL:
@@ -748,3 +774,31 @@ def test_device_flow_refuses_an_http_auth_url() -> None:
     with pytest.raises(ConfigError) as caught:
         DeviceFlow("http://as.example", "ci-client")
     assert caught.value.exit_code == 2
+
+
+def test_client_secret_basic_when_the_metadata_offers_it(clock: FakeClock) -> None:
+    server = FakeServer(clock, [granted()])
+    server.metadata = {
+        "issuer": AS,
+        "device_authorization_endpoint": DEVICE_URL,
+        "token_endpoint": TOKEN_URL,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+    }
+    http = OAuthHttp(transport=httpx.MockTransport(server.handler), clock=clock, sleep=clock.sleep)
+    with (
+        http,
+        DeviceFlow(
+            AS, "ci-client", client_secret="s3cret", http=http, clock=clock, sleep=clock.sleep
+        ) as flow,
+    ):
+        flow.begin()
+        flow.wait_for_approval(timeout_s=600)
+
+    metadata_request, device_request, poll = server.seen
+    assert metadata_request.method == "GET"
+    expected = "Basic " + base64.b64encode(b"ci-client:s3cret").decode()
+    for request in (device_request, poll):
+        assert request.headers["Authorization"] == expected
+        assert "client_secret" not in request.form
+        assert "client_id" not in request.form
+    assert device_request.form == {}  # no scope asked, client in the header
