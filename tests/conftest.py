@@ -30,6 +30,22 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def login_env(server: SandboxServer, out_dir: Path, **extra: str) -> dict[str, str]:
+    """A login against ``server`` writing JSON outputs (and the key file) into ``out_dir``."""
+    return clean_env(
+        {
+            "CI_SHARK_AUTH_URL": server.url,
+            "CI_SHARK_CLIENT_ID": "ci-shark-test",
+            "CI_SHARK_SCOPE": "openid deploy:write",
+            "CI_SHARK_OUTPUT_FORMAT": "json",
+            "CI_SHARK_OUTPUT_FILE": str(out_dir / "out.json"),
+            "CI_SHARK_TIMEOUT": "30",
+            "RUNNER_TEMP": str(out_dir),  # where the key file goes
+            **extra,
+        }
+    )
+
+
 @dataclass(frozen=True)
 class CliResult:
     returncode: int

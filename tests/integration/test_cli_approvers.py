@@ -10,31 +10,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import clean_env, run_cli
+from conftest import login_env, run_cli
 
 from ci_shark.sandbox import SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
 
 
-def env_for(server: SandboxServer, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return clean_env(
-        {
-            "CI_SHARK_AUTH_URL": server.url,
-            "CI_SHARK_CLIENT_ID": "ci-shark-test",
-            "CI_SHARK_SCOPE": "openid deploy:write",
-            "CI_SHARK_OUTPUT_FORMAT": "json",
-            "CI_SHARK_OUTPUT_FILE": str(tmp_path / "out.json"),
-            "CI_SHARK_TIMEOUT": "30",
-            "RUNNER_TEMP": str(tmp_path),
-            **extra,
-        }
-    )
-
-
 def test_approver_is_exported(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     server = sandbox_factory(approve_after_s=1, subject="maintainer")
-    result = run_cli([], env_for(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="Maintainer"))
+    result = run_cli([], login_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="Maintainer"))
 
     assert result.returncode == 0, result.stderr
     outputs = json.loads((tmp_path / "out.json").read_text())
@@ -45,7 +30,9 @@ def test_approval_by_someone_else_is_revoked_and_refused(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     server = sandbox_factory(approve_after_s=1, subject="mallory")
-    result = run_cli([], env_for(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer, alice"))
+    result = run_cli(
+        [], login_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer, alice")
+    )
 
     assert result.returncode == 6, result.stderr
     assert "approved by mallory, who is not in `allowed-approvers`" in result.stderr
@@ -63,7 +50,7 @@ def test_userinfo_tells_the_approver_without_an_id_token(
 ) -> None:
     server = sandbox_factory(approve_after_s=1)
     # No openid scope: no id_token; userinfo (DPoP-bound call) tells who it was.
-    env = env_for(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="octocat", CI_SHARK_SCOPE="deploy")
+    env = login_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="octocat", CI_SHARK_SCOPE="deploy")
     result = run_cli([], env)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"] == "octocat"
@@ -72,7 +59,7 @@ def test_userinfo_tells_the_approver_without_an_id_token(
 def test_unknown_approver_fails_closed(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     server = sandbox_factory(approve_after_s=1)
     # Explicit endpoints: no metadata, so no userinfo; no openid scope, so no id_token.
-    env = env_for(
+    env = login_env(
         server,
         tmp_path,
         CI_SHARK_ALLOWED_APPROVERS="octocat",
@@ -90,7 +77,7 @@ def test_renew_replaces_an_expired_code(sandbox_factory: SandboxFactory, tmp_pat
     server = sandbox_factory(expires_in_s=2)
     process = subprocess.Popen(
         [sys.executable, "-m", "ci_shark"],
-        env=env_for(server, tmp_path, CI_SHARK_RENEW="true", CI_SHARK_TIMEOUT="40"),
+        env=login_env(server, tmp_path, CI_SHARK_RENEW="true", CI_SHARK_TIMEOUT="40"),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -124,7 +111,7 @@ def test_without_renew_an_expired_code_ends_the_run(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     server = sandbox_factory(expires_in_s=2)
-    result = run_cli([], env_for(server, tmp_path, CI_SHARK_TIMEOUT="40"))
+    result = run_cli([], login_env(server, tmp_path, CI_SHARK_TIMEOUT="40"))
     assert result.returncode == 4
     assert len(server.grants) == 1
 
@@ -133,7 +120,7 @@ def test_extra_params_reach_the_device_request(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     server = sandbox_factory(approve_after_s=1)
-    env = env_for(
+    env = login_env(
         server, tmp_path, CI_SHARK_EXTRA_PARAMS="binding_message=deploy acme/web\naudience=api"
     )
     result = run_cli([], env)

@@ -7,7 +7,6 @@ log, which must never carry a secret.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
 import subprocess
@@ -18,27 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import clean_env, run_cli
+from conftest import clean_env, login_env, run_cli
 
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.sandbox import SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
-
-
-def login_env(server: SandboxServer, tmp_path: Path, **extra: str) -> dict[str, str]:
-    return clean_env(
-        {
-            "CI_SHARK_AUTH_URL": server.url,
-            "CI_SHARK_CLIENT_ID": "ci-shark-test",
-            "CI_SHARK_SCOPE": "openid deploy:write",
-            "CI_SHARK_OUTPUT_FORMAT": "json",
-            "CI_SHARK_OUTPUT_FILE": str(tmp_path / "out.json"),
-            "CI_SHARK_TIMEOUT": "30",
-            "RUNNER_TEMP": str(tmp_path),  # where the key file goes
-            **extra,
-        }
-    )
 
 
 def read_outputs(tmp_path: Path) -> dict[str, str]:
@@ -65,7 +49,8 @@ def test_approval_exports_a_dpop_bound_token(
     assert outputs["SHARK_STATUS"] == "approved"
     assert outputs["SHARK_TOKEN_TYPE"] == "DPoP"
     assert outputs["SHARK_SCOPE"] == "openid deploy:write"
-    assert outputs["SHARK_REFRESH_TOKEN"] and outputs["SHARK_ID_TOKEN"]
+    assert outputs["SHARK_REFRESH_TOKEN"]
+    assert outputs["SHARK_ID_TOKEN"]
     key_file = Path(outputs["SHARK_DPOP_KEY_FILE"])
     assert key_file.parent == tmp_path
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
