@@ -41,11 +41,19 @@ def job_env(tmp: Path, **values: str) -> dict[str, str]:
 
 
 class CliJob:
-    def __init__(self, args: list[str], env: Mapping[str, str], *, cwd: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: Mapping[str, str],
+        *,
+        cwd: Path,
+        command: list[str] | None = None,
+    ) -> None:
         self.args = args
+        self.command = command or [sys.executable, "-m", "ci_shark"]
         self.started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ci_shark", *args],
+            [*self.command, *args],
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -91,7 +99,7 @@ class CliJob:
     def transcript(self) -> str:
         rc = self.process.poll()
         return (
-            f"$ python -m ci_shark {' '.join(self.args)}  (exit {rc}, "
+            f"$ {' '.join([*self.command[1:], *self.args])}  (exit {rc}, "
             f"{time.monotonic() - self.started:.1f} s)\n"
             f"--- stderr ---\n{self.stderr}--- stdout ---\n{self.stdout}"
         )

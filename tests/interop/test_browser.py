@@ -17,6 +17,7 @@ import httpx
 import pytest
 from cli_job import CliJob, job_env, read_json_outputs
 from dpop_proofs import DpopKey
+from github_runner import PR_NUMBER, github_step, link_from_pr_comment
 from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, missing
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
@@ -190,3 +191,22 @@ def test_browser_abort_denies_our_job(
         rc = job.wait(60)
     assert rc == 3, job.transcript()
     assert not (tmp_path / "out.json").exists()
+
+
+def test_browser_follows_the_pr_comment_link(
+    provider: ProviderServer, maintainer: Maintainer, ci_shark_cli: list[str], tmp_path: Path
+) -> None:
+    """The GitHub path: the link comes from the PR comment the step posted."""
+    with github_step(provider, tmp_path) as (job, files, api):
+        link, code, _ = link_from_pr_comment(api, job)
+        maintainer.approve(link, code)
+        rc = job.wait(60)
+        assert rc == 0, job.transcript()
+        outputs = files.outputs()
+        assert outputs["status"] == "approved"
+        assert outputs["token-type"] == "DPoP"
+        assert outputs["approver"] == "maintainer"
+        (edited,) = api.comments_on(PR_NUMBER)
+        assert "Approved" in edited["body"]
+        assert code not in edited["body"]
+    assert (maintainer.shots / "03-success.png").exists()

@@ -90,11 +90,13 @@ def joined(thread: threading.Thread) -> Page:
     return result["page"]  # type: ignore[no-any-return]
 
 
-def login(provider: ProviderServer, tmp: Path, **overrides: str) -> tuple[CliJob, dict[str, Any]]:
-    """Run the login job, approve as the maintainer, return the job and its outputs."""
+def login(
+    provider: ProviderServer, tmp: Path, *, account: str = "maintainer", **overrides: str
+) -> tuple[CliJob, dict[str, Any]]:
+    """Run the login job, approve as ``account``, return the job and its outputs."""
     with CliJob([], login_env(provider, tmp, **overrides), cwd=tmp) as job:
         link, code = job.wait_for_link()
-        maintainer = approve_in_thread(link, code)
+        maintainer = approve_in_thread(link, code, account)
         rc = job.wait(JOB_TIMEOUT_S)
         assert joined(maintainer).succeeded
         assert rc == 0, job.transcript()
@@ -271,6 +273,29 @@ def test_timeout_exits_4(provider: ProviderServer, tmp_path: Path) -> None:
 
 
 def test_approver_is_reported(provider: ProviderServer, tmp_path: Path) -> None:
-    """SHARK_APPROVER is optional ("when the server tells"); if set, it must be right."""
-    _, outputs = login(provider, tmp_path)
-    assert outputs.get("SHARK_APPROVER", "") in ("", "maintainer")
+    """SHARK_APPROVER: who approved, from the id_token's sub (oidc-provider tells)."""
+    _, outputs = login(provider, tmp_path, account="mallory")
+    assert outputs["SHARK_APPROVER"] == "mallory"
+
+
+def test_allowed_approver_passes(provider: ProviderServer, tmp_path: Path) -> None:
+    _, outputs = login(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
+    assert outputs["SHARK_APPROVER"] == "maintainer"
+
+
+def test_other_approver_is_refused_and_revoked(provider: ProviderServer, tmp_path: Path) -> None:
+    """Mallory approves a run only maintainer may approve: exit 6, the tokens revoked."""
+    log_start = provider.log_path.stat().st_size
+    env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
+    with CliJob([], env, cwd=tmp_path) as job:
+        link, code = job.wait_for_link()
+        approve(link, code, "mallory")
+        rc = job.wait(JOB_TIMEOUT_S)
+    assert rc == 6, job.transcript()
+    assert not (tmp_path / "out.json").exists()
+    with provider.log_path.open("rb") as log:
+        log.seek(log_start)
+        requests = log.read().decode(errors="replace")
+    issued = requests.find("POST /token -> 200")
+    assert issued >= 0, requests
+    assert "POST /token/revocation -> 200" in requests[issued:], requests
