@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Self-test helper: start (or --stop) the loopback sandbox authorization server in the
+# background, on 127.0.0.1:$SANDBOX_PORT, with the action's own venv. Extra arguments go
+# to `python -m ci_shark.sandbox` (e.g. --approve-after 2 --deny).
+set -euo pipefail
+
+root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
+state="${RUNNER_TEMP:?}/ci-shark-sandbox"
+mkdir -p "${state}"
+
+if [[ "${1:-}" == "--stop" ]]; then
+  if [[ -f "${state}/pid" ]]; then
+    kill "$(cat "${state}/pid")" 2>/dev/null || true
+    rm -f "${state}/pid"
+  fi
+  exit 0
+fi
+
+: > "${state}/setup-output"
+GITHUB_OUTPUT="${state}/setup-output" bash "${root}/scripts/action-setup.sh"
+python="$(sed -n 's/^python=//p' "${state}/setup-output")"
+
+PYTHONPATH="${root}" "${python}" -m ci_shark.sandbox --port "${SANDBOX_PORT:?}" "$@" \
+  > "${state}/log" 2>&1 &
+echo $! > "${state}/pid"
+for _ in $(seq 1 100); do
+  if grep -q "listening on" "${state}/log"; then
+    cat "${state}/log"
+    exit 0
+  fi
+  sleep 0.2
+done
+cat "${state}/log"
+echo "::error::the sandbox did not start"
+exit 1

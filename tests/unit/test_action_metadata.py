@@ -1,0 +1,55 @@
+"""action.yml and revoke/action.yml keep the composite-action rules of issue 3.
+
+Read as text on purpose (no YAML dependency): the rules are about what the lines say.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ci_shark.config import Settings
+from ci_shark.platforms.github import STEP_OUTPUTS
+
+ROOT = Path(__file__).resolve().parents[2]
+ACTIONS = [ROOT / "action.yml", ROOT / "revoke" / "action.yml"]
+
+
+def _run_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip().startswith("run:")]
+
+
+@pytest.mark.parametrize("path", ACTIONS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_expression_in_run_and_bash_everywhere(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert "using: composite" in text
+    runs = _run_lines(text)
+    assert runs
+    assert all("${{" not in line for line in runs)
+    assert text.count("shell: bash") == len(runs)
+    assert re.search(r"run: exec \"\$\{ACTION_VENV_PYTHON\}\"", text)
+
+
+def test_every_setting_is_an_input_passed_through_env() -> None:
+    text = (ROOT / "action.yml").read_text(encoding="utf-8")
+    for field in Settings.model_fields:
+        name = field.replace("_", "-")
+        assert re.search(rf"^  {name}:\n    description: ", text, re.MULTILINE), name
+        assert f"CI_SHARK_{field.upper()}: ${{{{ inputs.{name} }}}}" in text, name
+
+
+def test_every_step_output_is_wired() -> None:
+    text = (ROOT / "action.yml").read_text(encoding="utf-8")
+    for name in [*STEP_OUTPUTS, "dpop-private-key", "status"]:
+        assert f"value: ${{{{ steps.login.outputs.{name} }}}}" in text, name
+
+
+def test_the_lock_is_hash_pinned_for_every_package() -> None:
+    lines = (ROOT / "requirements" / "action.txt").read_text(encoding="utf-8").splitlines()
+    pins = [line for line in lines if line and not line.startswith((" ", "#"))]
+    assert pins
+    for pin in pins:
+        assert re.match(r"^[a-z0-9-]+==[\w.]+( ; .+)? \\$", pin), pin
+    assert all("--hash=sha256:" in line for line in lines if line.startswith(" "))
