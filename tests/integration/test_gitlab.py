@@ -354,5 +354,29 @@ def test_azure_masks_then_sets_variables(sandbox_factory: SandboxFactory, tmp_pa
     assert "##[group]" in done.stderr
 
 
-def test_repo_root_is_importable() -> None:
-    assert (REPO / "ci_shark" / "platforms" / "gitlab.py").exists()
+def test_the_include_template_script_sets_the_variables(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    """The template's before_script (minus the pip install) run as GitLab would: one shell."""
+    template = (REPO / "templates" / "ci-shark.gitlab-ci.yml").read_text()
+    lines = re.findall(r"^    - '(.*)'$", template, flags=re.MULTILINE)
+    assert "pip install" in lines[0]
+    variables = dict(re.findall(r'^    (CI_SHARK_\w+): "(.*)"$', template, flags=re.MULTILINE))
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
+    env.update(variables)
+    env["CI_SHARK_PYTHON"] = sys.executable
+    script = "set -eo pipefail\n" + "\n".join(lines[1:]) + '\ntest "$SHARK_STATUS" = approved\n'
+    script += 'test -n "$SHARK_ACCESS_TOKEN"\ntest -z "${SHARK_EXPORTS:-}"\n'
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
