@@ -192,8 +192,17 @@ def _login(args: argparse.Namespace) -> int:
     from ci_shark.config import load_settings
     from ci_shark.flow import run
 
-    settings = load_settings(_login_flags(args))
-    run(settings, _platform_for(settings))
+    # `eval "$(python -m ci_shark --output-format shell)"` ignores our exit code: on
+    # failure, hand the eval an `exit N` so the job stops instead of going on without
+    # credentials. Decided from the raw input because loading the settings may be what fails.
+    wants_shell = (args.output_format or os.environ.get("CI_SHARK_OUTPUT_FORMAT")) == "shell"
+    try:
+        settings = load_settings(_login_flags(args))
+        run(settings, _platform_for(settings))
+    except CiSharkError as failure:
+        if wants_shell:
+            print(f"exit {int(failure.exit_code)}", flush=True)
+        raise
     return int(ExitCode.OK)
 
 

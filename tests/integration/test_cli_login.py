@@ -220,6 +220,20 @@ def test_shell_format_sets_variables_for_eval(
     assert token not in done.stderr
 
 
+def test_a_failed_login_stops_the_eval_ing_script(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1, decision="deny")
+    env = login_env(server, tmp_path)
+    del env["CI_SHARK_OUTPUT_FILE"]
+    script = f'eval "$({sys.executable} -m ci_shark --output-format shell)"; echo went-on'
+    done = subprocess.run(
+        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 3
+    assert "went-on" not in done.stdout
+
+
 def test_proof_then_userinfo_then_revoke(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     server = sandbox_factory(approve_after_s=1)
     assert run_cli([], login_env(server, tmp_path)).returncode == 0
