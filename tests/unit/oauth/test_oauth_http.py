@@ -237,11 +237,20 @@ def test_a_retry_after_beyond_the_deadline_is_not_waited_for(
     assert len(server.requests) == 1
 
 
-def test_501_is_final_not_retried(http_for: HttpFactory, clock: FakeClock) -> None:
-    http, server = http_for(httpx.Response(501, json={"error": "unsupported_grant_type"}))
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(501, json={"error": "unsupported_grant_type"}), "unsupported_grant_type"),
+        (httpx.Response(501, text="<html>Not Implemented</html>"), None),
+    ],
+)
+def test_501_is_final_not_retried(
+    http_for: HttpFactory, clock: FakeClock, answer: httpx.Response, error: str | None
+) -> None:
+    http, server = http_for(answer)
     reply = http.request("POST", TOKEN_URL, deadline=START + 60)
 
-    assert (reply.status, reply.error) == (501, "unsupported_grant_type")
+    assert (reply.status, reply.error) == (501, error)
     assert len(server.requests) == 1
     assert clock.sleeps == []
 
