@@ -19,6 +19,7 @@ defuses workflow commands.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -170,6 +171,7 @@ class GitHubPlatform(Platform):
         self._comment_id: int | None = None
         self._comment_broken = False  # after a 401/403/404: warned once, not retried
         self._client: httpx.Client | None = None
+        self._masked: set[bytes] = set()
         self.repository = env.get("GITHUB_REPOSITORY", "")
         self.server_url = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
         self.api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
@@ -193,8 +195,14 @@ class GitHubPlatform(Platform):
         print(line, file=self.stdout, flush=True)
 
     def mask(self, secrets: Sequence[Secret]) -> None:
-        for command in mask_commands(secrets):
-            self._emit(command)
+        for secret in secrets:
+            # Once is enough for the runner; only a digest is kept to know it was done.
+            digest = hashlib.sha256(secret.reveal().encode()).digest()
+            if digest in self._masked:
+                continue
+            self._masked.add(digest)
+            for command in mask_commands([secret]):
+                self._emit(command)
 
     # -- what the run is -------------------------------------------------------------------
 
