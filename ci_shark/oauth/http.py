@@ -191,10 +191,12 @@ class OAuthHttp:
             except TransientFailure as failure:
                 if not retry:
                     raise
-                wait_s = failure.retry_after_s
-                if wait_s is None:
-                    wait_s = backoff_s * (0.5 + self._jitter() / 2)  # jitter: spread retries
-                    backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+                # Jitter spreads retries; the backoff is a floor under Retry-After, so a
+                # server saying "retry now" (0, or a past date) is not hammered.
+                wait_s = backoff_s * (0.5 + self._jitter() / 2)
+                backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+                if failure.retry_after_s is not None:
+                    wait_s = max(wait_s, failure.retry_after_s)
                 if self._clock() + wait_s >= deadline:
                     raise TransportError(
                         f"{failure.message}; gave up at the deadline",

@@ -187,6 +187,19 @@ def test_retry_after_is_honoured(http_for: HttpFactory, clock: FakeClock) -> Non
     assert server.times == [START, START + 7]
 
 
+@pytest.mark.parametrize("retry_after", ["0", "-3", "Thu, 01 Jan 1970 00:00:00 GMT"])
+def test_a_zero_or_past_retry_after_still_backs_off(
+    http_for: HttpFactory, clock: FakeClock, retry_after: str
+) -> None:
+    # A server saying "retry now" during an outage must not be hammered until the deadline.
+    busy = httpx.Response(503, headers={"Retry-After": retry_after})
+    http, server = http_for(busy, busy, busy, busy, ok())
+    http.request("GET", TOKEN_URL, deadline=START + 60)
+
+    assert len(server.requests) == 5
+    assert clock.sleeps == pytest.approx([0.5, 1.0, 2.0, 4.0])
+
+
 def test_retry_after_as_an_http_date(http_for: HttpFactory, clock: FakeClock) -> None:
     when = formatdate(time.time() + 20, usegmt=True)
     http, _ = http_for(httpx.Response(503, headers={"Retry-After": when}), ok())
