@@ -210,8 +210,15 @@ class GitHubPlatform(Platform):
         if self._context is not None:
             return self._context
         env = self.env
-        if self.settings.github_token is not None:
-            self.mask([self.settings.github_token])  # a PAT is not masked by the runner
+        # Inputs that came from `secrets.*` are masked by the runner already; one typed
+        # into the workflow, or read from elsewhere, is not.
+        self.mask(
+            [
+                secret
+                for secret in (self.settings.github_token, self.settings.client_secret)
+                if secret is not None
+            ]
+        )
         event = env.get("GITHUB_EVENT_NAME", "")
         payload = self._event_payload()
         self._pull_request = self._find_pull_request(event, payload)

@@ -35,6 +35,7 @@ from ci_shark.sandbox import SandboxServer
 
 ENTRYPOINT = REPO / "entrypoint.py"
 TOKEN = "ghs_integration_token_9c9c9c9c"
+CANARY = "canary-client-secret-5b1d0c7e"  # a secret input: masked, then never printed
 SandboxFactory = Callable[..., SandboxServer]
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and paths")
@@ -111,7 +112,14 @@ def test_approved_pr_run(
     server = sandbox_factory(approve_after_s=1.5)
     files = RunnerFiles.create(tmp_path, pull_request_payload(7))
     step = run_step(
-        step_env(files, api, server.url, event="pull_request", CI_SHARK_EXPORT_ENV="true"),
+        step_env(
+            files,
+            api,
+            server.url,
+            event="pull_request",
+            CI_SHARK_EXPORT_ENV="true",
+            CI_SHARK_CLIENT_SECRET=CANARY,
+        ),
         tmp_path,
     )
 
@@ -139,7 +147,7 @@ def test_approved_pr_run(
         if outputs[name]
     ]
     secrets += [line for line in outputs["dpop-private-key"].splitlines() if "PRIVATE" not in line]
-    assert_secrets_only_on_mask_lines(step, [*secrets, TOKEN])
+    assert_secrets_only_on_mask_lines(step, [*secrets, TOKEN, CANARY])
     assert all(c.name in ("add-mask",) for c in workflow_commands(step.log))
 
 
