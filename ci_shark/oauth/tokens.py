@@ -13,6 +13,8 @@ from ci_shark.oauth.http import OAuthHttp
 from ci_shark.secret import Secret
 
 MAX_TOKEN_CHARS = 64 * 1024
+# Longer than any real token lives, short enough that expires_at is still a date.
+MAX_EXPIRES_IN_S = 100 * 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,9 @@ def parse_token_response(body: dict[str, Any], *, now: float | None = None) -> T
     if isinstance(expires_in, str) and expires_in.isdigit():
         expires_in = int(expires_in)  # some servers send a numeric string
     if expires_in is not None and (
-        isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 0
+        isinstance(expires_in, bool)
+        or not isinstance(expires_in, int)
+        or not 0 <= expires_in <= MAX_EXPIRES_IN_S
     ):
         raise ProtocolError("the token response's expires_in is not a whole number of seconds")
     scope = body.get("scope")

@@ -17,7 +17,12 @@ from joserfc.jwk import ECKey
 from ci_shark.errors import OAuthError, ProtocolError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
-from ci_shark.oauth.tokens import MAX_TOKEN_CHARS, parse_token_response, revoke
+from ci_shark.oauth.tokens import (
+    MAX_EXPIRES_IN_S,
+    MAX_TOKEN_CHARS,
+    parse_token_response,
+    revoke,
+)
 from ci_shark.secret import Secret
 
 NOW = 1_700_000_000.0
@@ -80,6 +85,12 @@ def test_expires_in_forms(sent: Any, expected: int | None) -> None:
     assert parse_token_response(body(expires_in=sent), now=NOW).expires_in == expected
 
 
+def test_a_long_lived_token_still_has_an_expiry_date() -> None:
+    tokens = parse_token_response(body(expires_in=MAX_EXPIRES_IN_S), now=NOW)
+    assert tokens.expires_at is not None
+    assert tokens.expires_at.year == 2123
+
+
 def test_expires_at_is_utc_from_the_receipt_time() -> None:
     tokens = parse_token_response(body(expires_in=3600), now=NOW)
     assert tokens.expires_at == datetime(2023, 11, 14, 23, 13, 20, tzinfo=timezone.utc)
@@ -124,6 +135,7 @@ def test_empty_refresh_and_id_tokens_are_absent() -> None:
         pytest.param({"expires_in": 3600.5}, id="expires-in-float"),
         pytest.param({"expires_in": True}, id="expires-in-bool"),
         pytest.param({"expires_in": [3600]}, id="expires-in-list"),
+        pytest.param({"expires_in": 10**13}, id="expires-in-past-year-9999"),
         pytest.param({"scope": 42}, id="scope-number"),
         pytest.param({"scope": {"a": 1}}, id="scope-object"),
         pytest.param({"refresh_token": 7}, id="refresh-token-number"),
