@@ -4,8 +4,10 @@ What the runner does with what we write (actions/runner, checked against its sou
 
 - It parses workflow commands on stdout *and* stderr, each stream on its own reader, so
   their relative order is not guaranteed. Everything this platform prints (commands and
-  log lines) therefore goes to stdout, one ordered stream: ``::add-mask::`` is always
-  read before any later line. A command is recognised at a line start after leading
+  log lines) therefore goes to one stream, stderr, where the CLI's error messages go too:
+  ``::add-mask::`` is always read before any later line, and stdout stays free for
+  ``--output-format shell`` (whose stdout an ``eval "$(...)"`` captures, hiding anything
+  printed there from the runner). A command is recognised at a line start after leading
   whitespace (``::name::``), the legacy form ``##[name]`` anywhere in a line.
 - ``GITHUB_OUTPUT`` / ``GITHUB_ENV`` are read after the step exits: ``name=value`` lines
   or ``name<<DELIMITER`` heredocs ending at the first line equal to the delimiter.
@@ -50,6 +52,9 @@ from ci_shark.urls import url_problem
 
 API_VERSION = "2022-11-28"
 API_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# On cancellation the runner sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL: the
+# closing edit of the comment must fit in that window.
+FINISH_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
 MAX_EVENT_BYTES = 32 * 1024 * 1024
 MAX_COMMENT_PAGES = 10
 SUMMARY_LIMIT_BYTES = 128 * 1024
@@ -172,6 +177,7 @@ class GitHubPlatform(Platform):
         self._comment_broken = False  # after a 401/403/404: warned once, not retried
         self._client: httpx.Client | None = None
         self._masked: set[bytes] = set()
+        self._finishing = False
         self.repository = env.get("GITHUB_REPOSITORY", "")
         self.server_url = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
         self.api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
@@ -180,7 +186,7 @@ class GitHubPlatform(Platform):
     def detect(cls, env: Mapping[str, str]) -> bool:
         return env.get("GITHUB_ACTIONS", "").lower() == "true"
 
-    # -- the log: stdout, commands defused -------------------------------------------------
+    # -- the log: stderr, commands defused -------------------------------------------------
 
     def log(self, line: str) -> None:
         self._emit(neutralise_log_line(line))
@@ -192,7 +198,7 @@ class GitHubPlatform(Platform):
         self._emit(f"::error title=ci_shark::{_command_text(message)}")
 
     def _emit(self, line: str) -> None:
-        print(line, file=self.stdout, flush=True)
+        print(line, file=self.stderr, flush=True)
 
     def mask(self, secrets: Sequence[Secret]) -> None:
         for secret in secrets:
@@ -361,6 +367,7 @@ class GitHubPlatform(Platform):
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         """Never raises: it runs on every way out, and must not hide the first error."""
+        self._finishing = True
         try:
             self._append_file("GITHUB_OUTPUT", f"status={outcome.status}\n")
         except (OSError, CiSharkError) as exc:
@@ -490,6 +497,7 @@ class GitHubPlatform(Platform):
                 json=payload,
                 params=params,
                 headers={"Authorization": f"Bearer {token.reveal()}"},
+                timeout=FINISH_TIMEOUT if self._finishing else API_TIMEOUT,
             )
         except httpx.HTTPError as exc:
             # The exception text is ours (httpx), never the token: only its kind is shown.

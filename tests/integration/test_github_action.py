@@ -98,7 +98,7 @@ def run_step(env: dict[str, str], cwd: Path, timeout_s: float = 60) -> Step:
 
 
 def assert_secrets_only_on_mask_lines(step: Step, secrets: list[str]) -> None:
-    masked = set(masked_values(step.stdout))
+    masked = set(masked_values(step.stderr))
     for secret in secrets:
         assert secret in masked, "a secret was not masked"
         for line in step.log.splitlines():
@@ -140,7 +140,8 @@ def test_approved_pr_run(
     assert [c.method for c in api.calls if "comments" in c.path] == ["GET", "POST", "PATCH"]
     summary = files.summary.read_text()
     assert "Approved" in summary
-    assert user_code in step.stdout  # the live log carried the code
+    assert user_code in step.stderr  # the live log carried the code
+    assert step.stdout == ""  # commands and log share stderr, one ordered stream
     secrets = [
         outputs[name]
         for name in ("access-token", "refresh-token", "dpop-jwk", "dpop-private-key")
@@ -201,7 +202,7 @@ def test_forbidden_comment_warns_and_still_approves(
         step = run_step(step_env(files, api, server.url, event="pull_request"), tmp_path)
 
     assert step.returncode == 0, step.log
-    warnings = [c for c in workflow_commands(step.stdout) if c.name == "warning"]
+    warnings = [c for c in workflow_commands(step.stderr) if c.name == "warning"]
     assert len(warnings) == 1
     assert "pull-requests: write" in warnings[0].data
     assert files.outputs()["status"] == "approved"
@@ -245,7 +246,7 @@ def test_hostile_server_texts_stay_inert(api: FakeGitHubApi, tmp_path: Path) -> 
     for text in bodies:
         for forbidden in ("<img", "<script", "](https://evil", "@admin", "@everyone", "##["):
             assert forbidden not in text
-    assert "hostile-device-code-CANARY-7f3a" in masked_values(step.stdout)
+    assert "hostile-device-code-CANARY-7f3a" in masked_values(step.stderr)
     assert_secrets_only_on_mask_lines(step, ["hostile-device-code-CANARY-7f3a"])
     assert HOSTILE_USER_CODE.split()[0] not in files.summary.read_text()
 
@@ -274,7 +275,7 @@ def test_sigterm_mid_wait_exits_143_and_the_comment_says_cancelled(
     )
     out: list[str] = []
     asking = threading.Event()
-    reader = threading.Thread(target=_stream_lines, args=(process.stdout, out, asking, "code:"))
+    reader = threading.Thread(target=_stream_lines, args=(process.stderr, out, asking, "code:"))
     reader.start()
     try:
         assert asking.wait(30), "".join(out)
@@ -288,12 +289,13 @@ def test_sigterm_mid_wait_exits_143_and_the_comment_says_cancelled(
             process.kill()
             process.wait()
         reader.join(10)
-        assert process.stdout is not None
-        process.stdout.close()
         assert process.stderr is not None
-        stderr = process.stderr.read()
         process.stderr.close()
-    assert returncode == 143, "".join(out) + stderr
+        assert process.stdout is not None
+        stdout = process.stdout.read()
+        process.stdout.close()
+    assert returncode == 143, "".join(out) + stdout
+    assert stdout == ""
     (comment,) = api.comments_on(7)
     assert "Cancelled" in comment["body"]
     assert server.grants[0].user_code not in comment["body"]

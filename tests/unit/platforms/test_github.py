@@ -200,7 +200,7 @@ def test_issue_comment_unreadable_pr_is_treated_as_fork(make: Callable[..., Any]
     payload = {"issue": {"number": 9, "pull_request": {"url": "x"}}}
     platform, _, streams = make(payload, event="issue_comment", api=Api())
     assert platform.context().is_fork
-    assert "treated as a fork" in streams.stdout.getvalue()
+    assert "treated as a fork" in streams.stderr.getvalue()
 
 
 def test_issue_comment_on_a_plain_issue_has_no_pr(make: Callable[..., Any]) -> None:
@@ -236,7 +236,7 @@ def test_unreadable_event_payload_is_a_warning(make: Callable[..., Any]) -> None
     platform, files, streams = make({}, event="push", token=None)
     files.event.write_text("{not json")
     assert platform.context().repository == REPO
-    assert "::warning" in streams.stdout.getvalue()
+    assert "::warning" in streams.stderr.getvalue()
 
 
 # -- masking and the log ---------------------------------------------------------------------
@@ -268,11 +268,12 @@ def test_multi_line_secret_masks_the_whole_and_each_line() -> None:
     ]
 
 
-def test_mask_goes_to_stdout_one_line_per_command(make: Callable[..., Any]) -> None:
+def test_mask_goes_to_stderr_one_line_per_command(make: Callable[..., Any]) -> None:
     platform, _, streams = make({})
     platform.mask([Secret("tok%en\nline2")])
-    assert streams.stderr.getvalue() == ""
-    assert masked_values(streams.stdout.getvalue()) == ["tok%en\nline2", "tok%en", "line2"]
+    platform.mask([Secret("tok%en\nline2")])  # once is enough
+    assert streams.stdout.getvalue() == ""
+    assert masked_values(streams.stderr.getvalue()) == ["tok%en\nline2", "tok%en", "line2"]
 
 
 @pytest.mark.parametrize(
@@ -290,14 +291,14 @@ def test_mask_goes_to_stdout_one_line_per_command(make: Callable[..., Any]) -> N
 def test_log_lines_never_start_a_workflow_command(make: Callable[..., Any], hostile: str) -> None:
     platform, _, streams = make({})
     platform.log(hostile)
-    assert workflow_commands(streams.stdout.getvalue()) == []
+    assert workflow_commands(streams.stderr.getvalue()) == []
     assert workflow_commands(neutralise_log_line(hostile)) == []
 
 
 def test_warning_is_a_workflow_command_with_escaped_text(make: Callable[..., Any]) -> None:
     platform, _, streams = make({})
     platform.warn("100% sure\n::error::no ##[error]no")
-    (command,) = workflow_commands(streams.stdout.getvalue())
+    (command,) = workflow_commands(streams.stderr.getvalue())
     assert command.name == "warning"
     assert command.data == "100% sure\n::error::no # #[error]no"
 
@@ -378,7 +379,7 @@ def test_export_writes_every_step_output(make: Callable[..., Any]) -> None:
     assert files.env_file.read_text() == ""  # export-env is off
     # every secret was masked before the files were written, and never printed
     secrets = {s.reveal() for s in creds.secrets()}
-    assert secrets <= set(masked_values(streams.stdout.getvalue()))
+    assert secrets <= set(masked_values(streams.stderr.getvalue()))
     for line in streams.all().splitlines():
         if "::add-mask::" not in line:
             assert all(secret not in line for secret in secrets)
@@ -487,13 +488,13 @@ def test_forbidden_comment_is_one_warning_and_the_flow_goes_on(
     req = approval(platform)
     platform.announce(req)
     platform.finish(Outcome("approved", "approved"), req)
-    warnings = [c for c in workflow_commands(streams.stdout.getvalue()) if c.name == "warning"]
+    warnings = [c for c in workflow_commands(streams.stderr.getvalue()) if c.name == "warning"]
     assert len(warnings) == 1
     assert "pull-requests: write" in warnings[0].data
     assert "fork" in warnings[0].data
     assert len(api.requests) == 1  # not retried on finish
     assert files.outputs()["status"] == "approved"
-    assert "WDJB" in streams.stdout.getvalue()  # the log still carries the approval
+    assert "WDJB" in streams.stderr.getvalue()  # the log still carries the approval
 
 
 def test_notify_log_only_writes_no_summary_and_no_comment(make: Callable[..., Any]) -> None:
@@ -550,6 +551,19 @@ def test_hostile_texts_cannot_inject_markdown_html_or_commands(
         assert "@admin" not in text
         assert "@everyone" not in text
         assert "##[" not in text
-    commands = workflow_commands(streams.stdout.getvalue())
+    commands = workflow_commands(streams.stderr.getvalue())
     # ours only: the github token's mask and the outcome's annotation; nothing forged
     assert [c.name for c in commands] == ["add-mask", "error"]
+
+
+def test_shell_format_keeps_stdout_for_eval(make: Callable[..., Any]) -> None:
+    platform, files, streams = make({}, output_format="shell")
+    creds = credentials()
+    platform.mask(creds.secrets())
+    platform.log("ci_shark: a log line")
+    platform.export(creds)
+    exports = streams.stdout.getvalue().splitlines()
+    assert exports
+    assert all(line.startswith("export SHARK_") for line in exports)
+    assert "::add-mask::" in streams.stderr.getvalue()
+    assert files.output.read_text() == ""
