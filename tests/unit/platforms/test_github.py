@@ -55,7 +55,7 @@ class Api:
 
     def handle(self, req: httpx.Request) -> httpx.Response:
         self.requests.append(req)
-        path = req.url.path.removeprefix(f"/repos/{REPO}")
+        path = req.url.path.partition(f"/repos/{REPO}")[2]
         if "comments" in path and self.comment_status:
             return httpx.Response(self.comment_status, json={"message": "nope"})
         if path.startswith("/pulls/"):
@@ -567,3 +567,30 @@ def test_shell_format_keeps_stdout_for_eval(make: Callable[..., Any]) -> None:
     assert all(line.startswith("export SHARK_") for line in exports)
     assert "::add-mask::" in streams.stderr.getvalue()
     assert files.output.read_text() == ""
+
+
+def test_enterprise_server_api_base_keeps_its_path(tmp_path: Path) -> None:
+    api = Api()
+    files = RunnerFiles.create(tmp_path, pull_request_payload(7))
+    env = files.env(event_name="pull_request", api_url="https://ghes.example.com/api/v3")
+    env["GITHUB_SERVER_URL"] = "https://ghes.example.com"
+    platform = GitHubPlatform(
+        settings(github_token=TOKEN), env, transport=api.transport, **Streams().kwargs()
+    )
+    req = approval(platform)
+    platform.announce(req)
+    assert str(api.requests[0].url).startswith(
+        f"https://ghes.example.com/api/v3/repos/{REPO}/issues/7/comments"
+    )
+    assert req.context.change_request_url == f"https://ghes.example.com/{REPO}/pull/7"
+
+
+def test_plain_http_api_url_is_not_used(tmp_path: Path) -> None:
+    api = Api()
+    files = RunnerFiles.create(tmp_path, pull_request_payload(7))
+    env = files.env(event_name="pull_request", api_url="http://api.example.com")
+    platform = GitHubPlatform(
+        settings(github_token=TOKEN), env, transport=api.transport, **Streams().kwargs()
+    )
+    platform.announce(approval(platform))
+    assert api.requests == []  # the token is never sent in clear text
