@@ -18,7 +18,11 @@
 // resource server would use for introspection (RFC 7662).
 //
 // Accounts: "maintainer" and "mallory" (any password: these are oidc-provider's
-// development login pages, devInteractions). Any other login is refused.
+// development login pages, devInteractions). The sign-in page takes any other
+// login too, but the approval then fails with server_error (findAccount knows
+// nobody else; see docs/compatibility.md).
+//
+// By hand (stdin must stay open): sleep infinity | node tests/interop/provider.mjs
 
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -92,8 +96,8 @@ function configuration() {
       deviceFlow: { enabled: true },
       dPoP: {
         enabled: true,
-        // 32 random bytes: nonces are HKDF(secret, 60 s step); a fresh secret
-        // per run is fine because nothing survives a restart anyway.
+        // 32 random bytes: nonces are derived from it and a 60 s time step; a
+        // fresh secret per run is fine because nothing survives a restart anyway.
         nonceSecret: crypto.randomBytes(32),
         // Demand a server-provided nonce in every DPoP proof, at the token
         // endpoint (400 use_dpop_nonce) and at userinfo (401 use_dpop_nonce).

@@ -44,9 +44,11 @@ def test_approval_from_the_pr_comment(provider: ProviderServer, tmp_path: Path) 
         assert info["cnf"] == {"jkt": outputs["dpop-jkt"]}
         assert info["sub"] == "maintainer"
 
-        # The token was masked before anything printed it; the comment was edited.
-        assert f"::add-mask::{outputs['access-token']}" in job.stdout
-        for line in (job.stdout + job.stderr).splitlines():
+        # The token was masked before anything printed it (the runner reads workflow
+        # commands on stdout and stderr alike); the comment was edited.
+        log = job.stdout + job.stderr
+        assert f"::add-mask::{outputs['access-token']}" in log
+        for line in log.splitlines():
             if outputs["access-token"] in line:
                 assert line.startswith("::add-mask::"), line[:60]
         (edited,) = api.comments_on(PR_NUMBER)
