@@ -231,6 +231,10 @@ class Approver:
     def open_code(self, url: str, user_code: str) -> Page:
         """Open the link; end on the confirmation page (code shown, not yet confirmed)."""
         page = self.get(url)
+        for form in page.forms:
+            # oidc-provider's CSRF defence: a per-session secret echoed by every form
+            if form.method == "post" and "xsrf" not in form.fields:
+                raise self.fail(f"a form without its xsrf field at {page.url}")
         code_field = page.form(form_id="op.deviceInputForm")
         if code_field is not None:
             # verification_uri without the code: type it in, as a person would.

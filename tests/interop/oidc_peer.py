@@ -163,8 +163,8 @@ def _stop(process: subprocess.Popen[str]) -> None:
 @contextlib.contextmanager
 def run_provider(log_dir: Path) -> Iterator[ProviderServer]:
     """Start provider.mjs on a free loopback port; stop it (terminate, then kill) on exit."""
-    node = require_tool("node", "install Node.js >= 18 (Debian: apt-get install -y nodejs npm)")
-    npm = require_tool("npm", "install npm (Debian: apt-get install -y npm)")
+    node = require_tool("node", "install Node.js >= 18 with npm")
+    npm = require_tool("npm", "install npm (it ships with Node.js)")
     version = _ensure_node_modules(npm)
 
     log_path = log_dir / "provider.log"
