@@ -1,0 +1,607 @@
+"""ci_shark side by side with the SharkAuth SDK (PyPI ``shark-auth``), on one loopback server.
+
+A script, not a test: it prints a markdown table of medians and, with ``--write-doc``,
+puts that table into docs/perf.md.
+
+Needs the SDK in a venv of its own, so it cannot pollute ci_shark's (this script installs
+nothing itself)::
+
+    python -m venv benchmarks/.venv-sdk
+    benchmarks/.venv-sdk/bin/pip install shark-auth
+
+Run from the repository root with ci_shark's venv::
+
+    .venv/bin/python benchmarks/run.py --runs 5 --write-doc
+
+What is measured, A/B alternating (ci_shark, SDK, ci_shark, ...) so that a burst of load
+on the machine hits both sides alike:
+
+- time-to-link: process start -> the line with the user code in the process's output;
+- approval -> token: the server approves right after a poll was answered
+  ``authorization_pending`` (the worst moment: a whole interval until the next poll), then the
+  time until ci_shark's outputs file exists / the SDK's driver prints its token. Interval 2 s;
+- requests per approval, TCP connections, ``slow_down`` answers, from the server's records;
+  the server enforces the interval strictly (SharkAuth's rule: arrival to arrival, no tolerance);
+- peak RSS of the waiting process (``ru_maxrss`` from ``wait4`` on that very child);
+- import cost: ``python -X importtime`` of ``ci_shark --version``, of the login path
+  (``import ci_shark.flow``) and of ``import shark_auth``;
+- set-up: a fresh venv plus the hash-pinned lock ``requirements/action.txt`` (ours) or
+  ``pip install shark-auth`` (theirs), from a cold and from a warm pip cache.
+
+The server does not demand DPoP nonces (``require_nonce=False``): the SDK cannot answer a
+``use_dpop_nonce`` challenge, so it would never get a token. One extra row measures
+ci_shark against the same server with nonces on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import queue
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ci_shark.sandbox import TOKEN_PATH, SandboxServer  # noqa: E402
+
+DEFAULT_SDK_PYTHON = ROOT / "benchmarks" / ".venv-sdk" / "bin" / "python"
+LOCK_FILE = ROOT / "requirements" / "action.txt"
+PERF_DOC = ROOT / "docs" / "perf.md"
+DOC_BEGIN = "<!-- benchmark:begin -->"
+DOC_END = "<!-- benchmark:end -->"
+INTERVAL_S = 2
+SCOPE = "openid deploy:write"
+CLIENT_ID = "ci-shark-bench"
+RUN_TIMEOUT_S = 60.0
+CODE_LINE = re.compile(r"code:\s+([A-Z]{4}-[A-Z]{4})")
+
+# The SDK as its users call it; it prints the code line, then "token" once it returns.
+SDK_DRIVER = """\
+import sys
+from shark_auth import DeviceFlow, DPoPProver
+
+flow = DeviceFlow(
+    auth_url=sys.argv[1], client_id=sys.argv[2], scope=sys.argv[3],
+    dpop_prover=DPoPProver.generate(),
+)
+init = flow.begin()
+print("  open:     " + (init.verification_uri_complete or init.verification_uri), flush=True)
+print("  code:     " + init.user_code, flush=True)
+token = flow.wait_for_approval(timeout_s=120)
+print("token " + token.token_type, flush=True)
+"""
+SDK_VERSION = "import importlib.metadata as m; print(m.version('shark-auth'))"
+# Variables that would make ci_shark pick a CI platform other than the generic one.
+_CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "TF_BUILD", "CI")
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    sdk_python: Path | None = None  # the SDK's driver with this python, else ci_shark
+    tree: Path | None = None  # a ci_shark source tree put first on sys.path
+    no_bytecode: bool = False  # compile from source on every run (a fresh action checkout)
+
+
+@dataclass
+class FlowRun:
+    time_to_link_s: float
+    approval_to_token_s: float
+    requests: int
+    polls: int
+    connections: int
+    slow_downs: int
+    nonce_challenges: int
+    peak_rss_mib: float
+
+
+@dataclass
+class Samples:
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, metric: str, value: float) -> None:
+        self.values.setdefault(metric, []).append(value)
+
+    def median(self, metric: str) -> float | None:
+        found = self.values.get(metric)
+        return statistics.median(found) if found else None
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+# --------------------------------------------------------------------------- one flow
+
+
+class OutputReader:
+    """Timestamps every line a child prints, on both streams."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[tuple[float, str]] = queue.Queue()
+        self.seen: list[str] = []
+        for stream in (proc.stdout, proc.stderr):
+            assert stream is not None
+            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self.lines.put((time.perf_counter(), line))
+
+    def wait_for(self, predicate: Callable[[str], bool], deadline: float) -> tuple[float, str]:
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError("no such line; output so far:\n" + "".join(self.seen))
+            try:
+                at, line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            self.seen.append(line)
+            if predicate(line):
+                return at, line
+
+
+def wait_for_pending_poll(server: SandboxServer, mark: int, deadline: float) -> None:
+    """Until the server has answered this run's first poll with authorization_pending."""
+    while time.perf_counter() < deadline:
+        for record in server.stats.requests[mark:]:
+            if record.path == TOKEN_PATH and record.outcome == "authorization_pending":
+                return
+        time.sleep(0.002)
+    raise TimeoutError("the client never polled")
+
+
+def wait_for_file(path: Path, deadline: float) -> float:
+    while time.perf_counter() < deadline:
+        if path.exists():
+            return time.perf_counter()
+        time.sleep(0.002)
+    raise TimeoutError(f"{path} was never written")
+
+
+def reap(proc: subprocess.Popen[str]) -> float:
+    """Wait for the child; its own peak RSS in MiB (wait4 reports that child only)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024  # Linux: KiB
+
+
+def child_env(workdir: Path) -> dict[str, str]:
+    """The same environment for every contender: no CI platform, bytecode may be written."""
+    env = {k: v for k, v in os.environ.items() if k not in _CI_VARIABLES}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as on a runner; stale .pyc are rewritten once
+    env.pop("PYTHONPATH", None)
+    env["TMPDIR"] = str(workdir)
+    return env
+
+
+def run_flow(
+    contender: Contender, server: SandboxServer, workdir: Path, *, approve: bool = True
+) -> FlowRun:
+    """One login from process start to exit; without ``approve``, stopped at the link."""
+    output_file = workdir / "ci-shark.json"
+    with contextlib.suppress(FileNotFoundError):
+        output_file.unlink()
+    env = child_env(workdir)
+    if contender.tree is not None:
+        env["PYTHONPATH"] = str(contender.tree)
+    if contender.no_bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if contender.sdk_python is None:
+        env.update(
+            CI_SHARK_AUTH_URL=server.url,
+            CI_SHARK_CLIENT_ID=CLIENT_ID,
+            CI_SHARK_SCOPE=SCOPE,
+            CI_SHARK_OUTPUT_FORMAT="json",
+            CI_SHARK_OUTPUT_FILE=str(output_file),
+            CI_SHARK_NOTIFY="log",
+            CI_SHARK_TIMEOUT="120",
+        )
+        command = [sys.executable, "-m", "ci_shark"]
+    else:
+        command = [str(contender.sdk_python), "-c", SDK_DRIVER, server.url, CLIENT_ID, SCOPE]
+    mark = len(server.stats.requests)
+    started = time.perf_counter()
+    deadline = started + RUN_TIMEOUT_S
+    proc = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reader = OutputReader(proc)
+    approval_to_token_s = float("nan")
+    try:
+        linked_at, line = reader.wait_for(lambda text: CODE_LINE.search(text) is not None, deadline)
+        match = CODE_LINE.search(line)
+        assert match is not None
+        if approve:
+            wait_for_pending_poll(server, mark, deadline)
+            server.approve(match.group(1))
+            approved_at = time.perf_counter()
+            if contender.sdk_python is None:
+                token_at = wait_for_file(output_file, deadline)
+            else:
+                token_at, _ = reader.wait_for(lambda text: text.startswith("token "), deadline)
+            approval_to_token_s = token_at - approved_at
+        else:
+            proc.terminate()
+        peak_rss_mib = reap(proc)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            reap(proc)
+    if approve and proc.returncode != 0:
+        raise RuntimeError(f"{contender.name} exited {proc.returncode}:\n" + "".join(reader.seen))
+    records = list(server.stats.requests[mark:])
+    return FlowRun(
+        time_to_link_s=linked_at - started,
+        approval_to_token_s=approval_to_token_s,
+        requests=len(records),
+        polls=sum(1 for r in records if r.path == TOKEN_PATH),
+        connections=len({r.connection_id for r in records}),
+        slow_downs=sum(1 for r in records if r.outcome == "slow_down"),
+        nonce_challenges=sum(1 for r in records if r.outcome == "use_dpop_nonce"),
+        peak_rss_mib=peak_rss_mib,
+    )
+
+
+def record_flow(samples: Samples, run: FlowRun, suffix: str = "") -> None:
+    samples.add("time_to_link_s" + suffix, run.time_to_link_s)
+    samples.add("approval_to_token_s" + suffix, run.approval_to_token_s)
+    samples.add("requests" + suffix, run.requests)
+    samples.add("polls" + suffix, run.polls)
+    samples.add("connections" + suffix, run.connections)
+    samples.add("slow_downs" + suffix, run.slow_downs)
+    samples.add("nonce_challenges" + suffix, run.nonce_challenges)
+    samples.add("peak_rss_mib" + suffix, run.peak_rss_mib)
+
+
+# --------------------------------------------------------------------------- imports
+
+
+def import_cost(python: str, args: Sequence[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds of the process, seconds of top-level imports per -X importtime)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [python, "-X", "importtime", *args],
+        cwd=env["TMPDIR"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall_s = time.perf_counter() - started
+    total_us = 0
+    for line in done.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _, cumulative, name = line.split("|", 2)
+        if not name.startswith("  "):  # one space after the bar: a top-level import
+            total_us += int(cumulative)
+    return wall_s, total_us / 1e6
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def timed(command: Sequence[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return time.perf_counter() - started
+
+
+def setup_cost(kind: str, cache: Path, scratch: Path) -> tuple[float, float]:
+    """(venv creation, pip install) seconds with the pip cache in ``cache``."""
+    venv = Path(tempfile.mkdtemp(prefix=f"venv-{kind}-", dir=scratch))
+    env = dict(os.environ, PIP_CACHE_DIR=str(cache), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    try:
+        create_s = timed([sys.executable, "-m", "venv", str(venv)], env)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+        if kind == "ci_shark":
+            pip += ["--require-hashes", "--only-binary", ":all:", "--no-deps", "-r", str(LOCK_FILE)]
+        else:
+            pip += ["shark-auth"]
+        install_s = timed(pip, env)
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+    return create_s, install_s
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "s":
+        return f"{value:.3f} s"
+    if unit == "ms":
+        return f"{value * 1000:.0f} ms"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    return f"{value:g}"
+
+
+def ratio(ours: float | None, theirs: float | None) -> str:
+    if ours is None or theirs is None:
+        return "n/a"
+    if theirs == 0:
+        return "=" if ours == 0 else "n/a"
+    return f"{ours / theirs:.2f}"
+
+
+ROWS: tuple[tuple[str, str, str, str], ...] = (
+    # (label, our metric, their metric, unit)
+    ("time-to-link (start → code line)", "time_to_link_s", "time_to_link_s", "s"),
+    ("time-to-link, fresh checkout (no .pyc)", "fresh_time_to_link_s", "-", "s"),
+    ("approval → token (interval 2 s)", "approval_to_token_s", "approval_to_token_s", "s"),
+    ("requests per approval (all)", "requests", "requests", ""),
+    ("  of which token polls", "polls", "polls", ""),
+    ("TCP connections per run", "connections", "connections", ""),
+    ("`slow_down` received (strict server)", "slow_downs", "slow_downs", ""),
+    ("peak RSS of the waiting process", "peak_rss_mib", "peak_rss_mib", "MiB"),
+    ("approval → token, server demands DPoP nonces", "approval_to_token_s_nonce", "-", "s"),
+    ("  requests there", "requests_nonce", "-", ""),
+    ("  `use_dpop_nonce` challenges there", "nonce_challenges_nonce", "-", ""),
+    ("import: `--version` process, wall", "version_wall_s", "-", "ms"),
+    ("import: `--version`, -X importtime", "version_import_s", "-", "ms"),
+    ("import: login path / `import shark_auth`, wall", "login_wall_s", "sdk_wall_s", "ms"),
+    (
+        "import: login path / `import shark_auth`, -X importtime",
+        "login_import_s",
+        "sdk_import_s",
+        "ms",
+    ),
+    ("set-up cold cache: create venv", "cold_venv_s", "cold_venv_s", "s"),
+    ("set-up cold cache: pip install", "cold_install_s", "cold_install_s", "s"),
+    ("set-up cold cache: total", "cold_total_s", "cold_total_s", "s"),
+    ("set-up warm cache: create venv", "warm_venv_s", "warm_venv_s", "s"),
+    ("set-up warm cache: pip install", "warm_install_s", "warm_install_s", "s"),
+    ("set-up warm cache: total", "warm_total_s", "warm_total_s", "s"),
+)
+
+
+def before_after(before: Samples, after: Samples) -> str:
+    lines = [
+        "| metric | before (median) | after (median) | after/before |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, metric, _, unit in ROWS:
+        old, new = before.median(metric), after.median(metric)
+        if old is not None and new is not None:
+            lines.append(f"| {label} | {fmt(old, unit)} | {fmt(new, unit)} | {ratio(new, old)} |")
+    return "\n".join(lines)
+
+
+def table(ours: Samples, theirs: Samples) -> str:
+    lines = [
+        "| metric | ci_shark (median) | SDK (median) | ours/theirs |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, our_metric, their_metric, unit in ROWS:
+        mine = ours.median(our_metric)
+        other = theirs.median(their_metric) if their_metric != "-" else None
+        if mine is None and other is None:
+            continue
+        other_text = fmt(other, unit) if their_metric != "-" else "—"
+        lines.append(f"| {label} | {fmt(mine, unit)} | {other_text} | {ratio(mine, other)} |")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def rotations(items: Sequence[Contender], runs: int) -> Iterator[tuple[int, Contender]]:
+    """A/B(/C) alternating: each round starts with the next contender."""
+    for index in range(runs):
+        shift = index % len(items)
+        for contender in [*items[shift:], *items[:shift]]:
+            yield index, contender
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5, help="A/B rounds per measurement")
+    parser.add_argument("--sdk-python", type=Path, default=DEFAULT_SDK_PYTHON)
+    parser.add_argument(
+        "--setup-runs", type=int, default=1, help="cold/warm set-up pairs (0: skip set-up)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another ci_shark source tree (e.g. `git archive HEAD ci_shark | tar -x -C DIR`), "
+        "measured alongside for before/after figures",
+    )
+    parser.add_argument("--write-doc", action="store_true", help=f"update {PERF_DOC}")
+    return parser.parse_args(argv)
+
+
+def compile_tree(tree: Path) -> None:
+    """Bytecode up to date, as pip leaves the SDK's: compiling is measured on its own row."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True)
+
+
+def measure_flows(
+    contenders: Sequence[Contender], samples: dict[str, Samples], runs: int, scratch: Path
+) -> None:
+    fresh_tree = scratch / "fresh-checkout"
+    shutil.copytree(
+        ROOT / "ci_shark", fresh_tree / "ci_shark", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    fresh = Contender("ci_shark", tree=fresh_tree, no_bytecode=True)
+    with SandboxServer(
+        interval_s=INTERVAL_S,
+        approve_after_s=None,
+        approve_on_open=False,
+        strict_interval=True,
+        require_dpop=True,
+        require_nonce=False,
+    ) as server:
+        for index, contender in rotations([*contenders, fresh], runs):
+            if contender is fresh:
+                run = run_flow(contender, server, scratch, approve=False)
+                samples["ci_shark"].add("fresh_time_to_link_s", run.time_to_link_s)
+                print(f"run {index + 1} fresh checkout: {run.time_to_link_s:.3f}s", file=sys.stderr)
+                continue
+            run = run_flow(contender, server, scratch)
+            record_flow(samples[contender.name], run)
+            print(f"run {index + 1} {contender.name}: {run}", file=sys.stderr)
+    ci_sharks = [c for c in contenders if c.sdk_python is None]
+    with SandboxServer(
+        interval_s=INTERVAL_S,
+        approve_after_s=None,
+        approve_on_open=False,
+        strict_interval=True,
+        require_dpop=True,
+        require_nonce=True,
+    ) as server:
+        for index, contender in rotations(ci_sharks, runs):
+            run = run_flow(contender, server, scratch)
+            record_flow(samples[contender.name], run, "_nonce")
+            print(f"run {index + 1} {contender.name} (nonces): {run}", file=sys.stderr)
+
+
+def measure_imports(
+    contenders: Sequence[Contender], samples: dict[str, Samples], runs: int, scratch: Path
+) -> None:
+    for _, contender in rotations(contenders, runs):
+        env = child_env(scratch)
+        if contender.tree is not None:
+            env["PYTHONPATH"] = str(contender.tree)
+        found = samples[contender.name]
+        if contender.sdk_python is not None:
+            wall, imports = import_cost(str(contender.sdk_python), ["-c", "import shark_auth"], env)
+            found.add("sdk_wall_s", wall)
+            found.add("sdk_import_s", imports)
+            continue
+        wall, imports = import_cost(sys.executable, ["-m", "ci_shark", "--version"], env)
+        found.add("version_wall_s", wall)
+        found.add("version_import_s", imports)
+        wall, imports = import_cost(sys.executable, ["-c", "import ci_shark.flow"], env)
+        found.add("login_wall_s", wall)
+        found.add("login_import_s", imports)
+
+
+def measure_setup(samples: dict[str, Samples], runs: int, scratch: Path, notes: list[str]) -> None:
+    if runs and not LOCK_FILE.exists():
+        notes.append(f"ci_shark's set-up not measured: {LOCK_FILE.relative_to(ROOT)} is missing")
+    for _ in range(runs):
+        for kind in ("ci_shark", "sdk"):
+            if kind == "ci_shark" and not LOCK_FILE.exists():
+                continue
+            cache = Path(tempfile.mkdtemp(prefix="pip-cache-", dir=scratch))
+            for temperature in ("cold", "warm"):  # the same cache, first empty, then full
+                create_s, install_s = setup_cost(kind, cache, scratch)
+                found = samples[kind]
+                found.add(f"{temperature}_venv_s", create_s)
+                found.add(f"{temperature}_install_s", install_s)
+                found.add(f"{temperature}_total_s", create_s + install_s)
+                print(
+                    f"set-up {kind} {temperature}: venv {create_s:.2f}s, pip {install_s:.2f}s",
+                    file=sys.stderr,
+                )
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.sdk_python.exists():
+        print(
+            f"the SDK's python is missing: {args.sdk_python}\n"
+            "install it apart from ci_shark's venv:\n"
+            "  python -m venv benchmarks/.venv-sdk && "
+            "benchmarks/.venv-sdk/bin/pip install shark-auth",
+            file=sys.stderr,
+        )
+        return 2
+    load_before = load_average()
+    contenders = [Contender("ci_shark"), Contender("sdk", sdk_python=args.sdk_python)]
+    if args.baseline is not None:
+        contenders.append(Contender("baseline", tree=args.baseline.resolve()))
+        compile_tree(args.baseline)
+    compile_tree(ROOT / "ci_shark")
+    samples = {contender.name: Samples() for contender in contenders}
+    notes: list[str] = []
+    scratch = Path(tempfile.mkdtemp(prefix="ci-shark-bench-"))
+    try:
+        measure_flows(contenders, samples, args.runs, scratch)
+        measure_imports(contenders, samples, args.runs, scratch)
+        measure_setup(samples, args.setup_runs, scratch, notes)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    sdk_version = subprocess.run(
+        [str(args.sdk_python), "-c", SDK_VERSION], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = "\n".join(
+        [
+            table(samples["ci_shark"], samples["sdk"]),
+            "",
+            f"- runs: {args.runs} rounds, contenders alternating (medians); "
+            f"set-up pairs: {args.setup_runs}",
+            f"- machine: {cpu_model()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, {platform.system()} {platform.release()}",
+            f"- load average (1/5/15 min): {load_before} before, {load_average()} after "
+            "(other engineers' test suites share the machine)",
+            f"- SDK: shark-auth {sdk_version or '?'}; server: ci_shark.sandbox on loopback "
+            f"(plain HTTP), interval {INTERVAL_S} s, strict interval, DPoP required, "
+            "nonces off unless said",
+            *[f"- note: {note}" for note in notes],
+            f"- command: `{command.strip()}`",
+        ]
+    )
+    print(report)
+    if args.baseline is not None:
+        print("\nBefore/after (baseline tree vs this tree):\n")
+        print(before_after(samples["baseline"], samples["ci_shark"]))
+    if args.write_doc:
+        write_doc(report)
+    return 0
+
+
+def write_doc(report: str) -> None:
+    block = f"{DOC_BEGIN}\n{report}\n{DOC_END}"
+    text = PERF_DOC.read_text(encoding="utf-8") if PERF_DOC.exists() else ""
+    if DOC_BEGIN in text and DOC_END in text:
+        head, rest = text.split(DOC_BEGIN, 1)
+        tail = rest.split(DOC_END, 1)[1]
+        text = head + block + tail
+    else:
+        text = (text or "# Performance\n\n") + block + "\n"
+    PERF_DOC.parent.mkdir(parents=True, exist_ok=True)
+    PERF_DOC.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
