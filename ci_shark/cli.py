@@ -189,6 +189,9 @@ def _platform_for(settings: Settings) -> Platform:
 
 def _login(args: argparse.Namespace) -> int:
     _cancel_on_signals()
+    from ci_shark.oauth.tls import preload_default_context
+
+    preload_default_context()  # on a thread: the CA bundle loads while the imports run
     from ci_shark.config import load_settings
     from ci_shark.flow import run
 

@@ -22,6 +22,7 @@ import httpx
 from ci_shark import __version__
 from ci_shark.errors import ProtocolError, TransportError, untrusted
 from ci_shark.oauth.dpop import DPoPKey
+from ci_shark.oauth.tls import context_for
 from ci_shark.secret import Secret
 from ci_shark.urls import origin, url_problem, without_userinfo
 
@@ -134,7 +135,8 @@ class OAuthHttp:
     ) -> None:
         self._client = httpx.Client(
             transport=transport,
-            verify=ca_bundle if ca_bundle else True,
+            # An injected transport brings its own TLS: no CA bundle to load then.
+            verify=context_for(ca_bundle) if transport is None else True,
             timeout=timeout,
             follow_redirects=False,  # a redirected POST could carry the device code elsewhere
             trust_env=False,
