@@ -2,15 +2,17 @@
 # The composite actions' setup step: a private venv under $RUNNER_TEMP with the
 # hash-pinned wheels of requirements/action.txt, reused by later ci_shark steps of the job.
 # Prints `python=<venv python>` to $GITHUB_OUTPUT. No cache, no setup-python: the runner's
-# own Python 3.10+ builds the venv, and a clear error says what to do when it is older.
+# own CPython 3.10-3.14 builds the venv, and a clear error says what to do without one.
 set -euo pipefail
 
 action_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 lock="${action_root}/requirements/action.txt"
 
+# The lock has wheels for CPython 3.10-3.14: prefer an interpreter in that range.
+supported='import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 14) else 1)'
 found=""
 python=""
-for candidate in python3 python; do
+for candidate in python3 python python3.14 python3.13 python3.12 python3.11 python3.10; do
   if ! command -v "${candidate}" >/dev/null 2>&1; then
     continue
   fi
@@ -18,13 +20,13 @@ for candidate in python3 python; do
   version="$("${candidate}" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
   [[ -n "${version}" ]] || continue
   found="${found:+${found}, }${candidate} ${version}"
-  if "${candidate}" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
+  if "${candidate}" -c "${supported}"; then
     python="${candidate}"
     break
   fi
 done
 if [[ -z "${python}" ]]; then
-  echo "::error title=ci_shark::ci_shark needs Python 3.10 or newer on the runner (found: ${found:-none}). Add actions/setup-python with python-version: '3.12' before this step."
+  echo "::error title=ci_shark::ci_shark needs CPython 3.10 to 3.14 on the runner (found: ${found:-none}). Add actions/setup-python with python-version: '3.13' before this step."
   exit 2
 fi
 

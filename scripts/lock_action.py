@@ -4,7 +4,7 @@ Usage: python scripts/lock_action.py   (needs pip, packaging and the package reg
 
 requirements/action.in lists every package the action's venv needs, transitive ones
 included, with ``python_version`` markers where a version differs. For every runner
-platform and CPython 3.10-3.13 this script (macOS: Apple silicon only, as
+platform and CPython 3.10-3.14 this script (macOS: Apple silicon only, as
 cryptography ships no Intel macOS wheels any more) downloads the wheels pip would pick
 (``pip download --no-deps --only-binary :all: --platform ... --python-version ...``),
 checks that each wheel's own requirements are in the list, and writes one line per
@@ -30,7 +30,7 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "requirements" / "action.in"
 TARGET = ROOT / "requirements" / "action.txt"
-PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
 # (pip platform tags, marker environment) per runner kind.
 PLATFORMS = {
     "linux-x86_64": (
