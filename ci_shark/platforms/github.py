@@ -245,9 +245,11 @@ class GitHubPlatform(Platform):
             commit=str(commit) if isinstance(commit, str) else env.get("GITHUB_SHA") or None,
             actor=env.get("GITHUB_TRIGGERING_ACTOR") or env.get("GITHUB_ACTOR") or None,
             event=event or None,
-            change_request=f"PR #{pr.number}" if pr else None,
+            change_request=f"PR #{pr.number}" if pr and pr.number > 0 else None,
             change_request_url=(
-                f"{self.server_url}/{self.repository}/pull/{pr.number}" if pr else None
+                f"{self.server_url}/{self.repository}/pull/{pr.number}"
+                if pr and pr.number > 0
+                else None
             ),
             is_fork=bool(pr and pr.from_payload and pr.is_fork),
             fork_source=pr.head_repo if pr and pr.from_payload and pr.is_fork else None,

@@ -594,3 +594,12 @@ def test_plain_http_api_url_is_not_used(tmp_path: Path) -> None:
     )
     platform.announce(approval(platform))
     assert api.requests == []  # the token is never sent in clear text
+
+
+def test_pr_event_without_a_readable_pr_is_refused(make: Callable[..., Any]) -> None:
+    platform, _, _ = make({"action": "opened"}, event="pull_request")
+    context = platform.context()
+    assert context.is_fork
+    assert context.change_request is None
+    with pytest.raises(PolicyRefused, match="could not name"):
+        platform.enforce_policy(context)
