@@ -86,6 +86,7 @@ class OAuthError(CiSharkError):
         status_code: int | None = None,
         endpoint: str = "the authorization server",
         hint: str | None = None,
+        message: str | None = None,
     ) -> None:
         self.error = untrusted(error, 80)
         self.error_description = (
@@ -93,7 +94,7 @@ class OAuthError(CiSharkError):
         )
         self.status_code = status_code
         detail = f": {self.error_description}" if self.error_description else ""
-        super().__init__(f"{endpoint} answered {self.error}{detail}", hint=hint)
+        super().__init__(message or f"{endpoint} answered {self.error}{detail}", hint=hint)
 
 
 class DeviceFlowError(OAuthError):

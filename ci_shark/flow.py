@@ -149,7 +149,7 @@ def run(
     except Exception:
         platform.finish(Outcome("error", "ci_shark failed unexpectedly", approver), request)
         raise
-    platform.finish(Outcome("approved", "approved; credentials exported", approver), request)
+    platform.finish(Outcome("approved", "credentials exported", approver), request)
     return credentials
 
 

@@ -181,14 +181,12 @@ class Poller:
         if self.limited_by_timeout:
             return TimedOut(
                 "timeout",
-                f"not approved within the timeout of {self._timeout_s:g}s",
-                endpoint="ci_shark",
+                message=f"timeout: not approved within {self._timeout_s:g}s",
                 hint="approve sooner, or raise `timeout` (CI_SHARK_TIMEOUT)",
             )
         return ExpiredToken(
             "expired_token",
-            "the device code expired before it was approved",
-            endpoint="ci_shark",
+            message="expired: the device code expired before it was approved",
             hint="re-run the job and approve before the code expires",
         )
 
@@ -242,6 +240,15 @@ class Poller:
             raise ConfigError(
                 f"the token endpoint refused the client: {untrusted(error, 80)}",
                 hint="check `client-id` and `client-secret` (CI_SHARK_CLIENT_ID/SECRET)",
+            )
+        if error == "invalid_grant":
+            raise DeviceFlowError(
+                error,
+                description,
+                status_code=reply.status,
+                endpoint="the token endpoint",
+                hint="the device code is no longer valid; if an answer was lost in transit the "
+                "server may have spent it on a token we never received: re-run the job",
             )
         if error is not None:
             raise DeviceFlowError(
@@ -389,6 +396,8 @@ class DeviceFlow:
             if delay_s > 0:
                 self._sleep(delay_s)
             sent_at = self._clock()
+            if sent_at >= poller.deadline:  # a slow answer can carry us past it
+                raise poller.out_of_time()
             poller.sent(sent_at)
             try:
                 reply = self.poll_once(authorization, deadline=poller.deadline)

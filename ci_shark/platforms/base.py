@@ -146,8 +146,12 @@ class Platform:
             self.log(f"ci_shark: still waiting for approval ({seconds_left:.0f}s left)")
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
-        """The flow ended (any way): update comments and summaries, write the status."""
-        self.log(f"ci_shark: {outcome.status}: {outcome.message}")
+        """The flow ended (any way): update comments and summaries, write the status.
+
+        The log gets the success line only: a failure is printed once, by the CLI."""
+        if outcome.status == "approved":
+            by = f" by {outcome.approver}" if outcome.approver else ""
+            self.log(f"ci_shark: approved{by}; {outcome.message}")
 
     # -- outputs ---------------------------------------------------------------------------
 

@@ -180,15 +180,6 @@ def test_oversized_token_response_is_refused(
     assert not (tmp_path / "out.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "client bug (issue 5 report): a poll that times out at the deadline is followed by "
-        "another poll whose deadline has passed; OAuthHttp._send_once raises TransportError "
-        "'the deadline passed before the request could be sent' -> exit 1, not the poller's "
-        "timeout -> exit 4"
-    ),
-)
 def test_latency_beyond_the_deadline_exits_4_on_time(
     provider: ProviderServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:

@@ -89,7 +89,7 @@ def test_annotation_shows_the_link_then_the_outcome_in_the_same_context(tmp_path
     buildkite, log = platform(tmp_path, ENV, streams)
     approval = request(buildkite.context())
     buildkite.announce(approval)
-    buildkite.finish(Outcome("approved", "approved; credentials exported"), approval)
+    buildkite.finish(Outcome("approved", "credentials exported"), approval)
     calls = [call for call in agent_calls(log) if call["argv"][0] == "annotate"]
     assert len(calls) == 2
     first, last = calls

@@ -176,7 +176,7 @@ def test_note_is_posted_then_edited_with_the_outcome() -> None:
     assert post.headers["PRIVATE-TOKEN"] == GITLAB_TOKEN
     assert post.url.raw_path.decode().startswith("/api/v4/projects/7/merge_requests/34/notes")
 
-    gitlab.finish(Outcome("approved", "approved; credentials exported"), approval)
+    gitlab.finish(Outcome("approved", "credentials exported"), approval)
     assert len(fake.notes) == 1
     final = fake.notes[0]["body"]
     assert final.startswith(marker(approval.context))
@@ -284,7 +284,7 @@ def test_waiting_part_is_a_collapsed_section_after_the_link() -> None:
     gitlab = platform(MR_ENV, streams=streams, notify="log")
     approval = request(gitlab.context())
     gitlab.announce(approval)
-    gitlab.finish(Outcome("timeout", "not approved in time"), approval)
+    gitlab.finish(Outcome("approved", "credentials exported"), approval)
     log = streams.stderr.getvalue()
     start = re.search(
         r"\x1b\[0Ksection_start:\d+:ci_shark_waiting\[collapsed=true\]\r\x1b\[0K", log
@@ -292,7 +292,7 @@ def test_waiting_part_is_a_collapsed_section_after_the_link() -> None:
     end = re.search(r"\x1b\[0Ksection_end:\d+:ci_shark_waiting\r\x1b\[0K", log)
     assert start
     assert end
-    assert log.index("WDJB") < start.start() < end.start() < log.index("timeout")
+    assert log.index("WDJB") < start.start() < end.start() < log.index("approved")
 
 
 def test_mask_is_a_noop_and_no_secret_reaches_the_log(tmp_path: Path) -> None:
