@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from ci_shark import _settings_import  # noqa: F401 (first: see there)
+
+# isort: split
 from pydantic import BeforeValidator, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
