@@ -12,13 +12,14 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ci_shark import __version__
-from ci_shark.errors import Cancelled, CiSharkError, ConfigError, ExitCode, untrusted
+from ci_shark.errors import Cancelled, CiSharkError, ConfigError, ExitCode
 
 if TYPE_CHECKING:
     from ci_shark.config import Settings
@@ -130,12 +131,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CiSharkError as failure:
         _print_error(failure.diagnostics())
         return int(failure.exit_code)
-    except Exception as bug:  # the last line of defence: no traceback, no server text
+    except Exception as bug:  # the last line of defence
+        # Only the type and where it happened: an exception's text may quote an input,
+        # a server answer or a token, and a traceback shows the lines around it.
         _print_error(
-            f"unexpected failure ({type(bug).__name__}): {untrusted(bug, 300)}\n"
-            "  this is a bug in ci_shark or an unreachable server; please report it"
+            f"unexpected failure: {type(bug).__name__} at {_where(bug)}\n"
+            "  this is a bug in ci_shark; please report it with this line"
         )
         return int(ExitCode.FAILURE)
+
+
+def _where(error: BaseException) -> str:
+    """file:line where it was raised: enough for a bug report, and nothing it could leak."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
 
 
 def _print_error(message: str) -> None:
@@ -187,6 +196,16 @@ def _platform_for(settings: Settings) -> Platform:
     return detect(os.environ)(settings, os.environ)
 
 
+def _finish_without_settings(failure: CiSharkError) -> None:
+    """An input was bad, so there are no settings; the platform still writes the `status`
+    output and the summary (with defaults), as it does for every other outcome."""
+    from ci_shark.config import ExplicitSettings
+    from ci_shark.render import Outcome
+
+    platform = _platform_for(ExplicitSettings())
+    platform.finish(Outcome(failure.status, failure.message), None)
+
+
 def _login(args: argparse.Namespace) -> int:
     _cancel_on_signals()
     from ci_shark.oauth.tls import preload_default_context
@@ -200,7 +219,11 @@ def _login(args: argparse.Namespace) -> int:
     # credentials. Decided from the raw input because loading the settings may be what fails.
     wants_shell = (args.output_format or os.environ.get("CI_SHARK_OUTPUT_FORMAT")) == "shell"
     try:
-        settings = load_settings(_login_flags(args))
+        try:
+            settings = load_settings(_login_flags(args))
+        except ConfigError as bad_input:
+            _finish_without_settings(bad_input)
+            raise
         run(settings, _platform_for(settings))
     except CiSharkError as failure:
         if wants_shell:
@@ -307,7 +330,7 @@ def _revoke(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from ci_shark.config import Settings
+    from ci_shark.config import ExplicitSettings
     from ci_shark.flow import run
     from ci_shark.platforms.base import Platform
     from ci_shark.sandbox import SandboxServer
@@ -315,17 +338,15 @@ def _demo(args: argparse.Namespace) -> int:
     _cancel_on_signals()
     workdir = Path(tempfile.mkdtemp(prefix="ci-shark-demo-"))
     with SandboxServer(interval_s=2, approve_after_s=args.approve_after) as server:
-        # model_validate, not Settings(): the demo must not pick up CI_SHARK_* variables.
-        settings = Settings.model_validate(
-            {
-                "auth_url": server.url,
-                "client_id": "ci-shark-demo",
-                "scope": "openid deploy:write",
-                "output_format": "dotenv",
-                "output_file": str(workdir / "ci-shark.env"),
-                "notify": ("log",),
-                "timeout": 120,
-            }
+        # The demo must not pick up the caller's CI_SHARK_* variables.
+        settings = ExplicitSettings(
+            auth_url=server.url,
+            client_id="ci-shark-demo",
+            scope="openid deploy:write",
+            output_format="dotenv",
+            output_file=str(workdir / "ci-shark.env"),
+            notify=("log",),
+            timeout=120,
         )
         print(
             f"ci_shark demo: sandbox authorization server at {server.url}; it approves by "

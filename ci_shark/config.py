@@ -17,7 +17,12 @@ from ci_shark import _settings_import  # noqa: F401 (first: see there)
 
 # isort: split
 from pydantic import BeforeValidator, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from ci_shark.errors import ConfigError
 from ci_shark.secret import Secret
@@ -185,6 +190,22 @@ class Settings(BaseSettings):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{input_names(field)} is required", hint=f"set {input_names(field)}")
         return value
+
+
+class ExplicitSettings(Settings):
+    """Settings from the values given and the defaults only, never the environment: for
+    the demo, and for finishing a run whose environment held a bad input."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:

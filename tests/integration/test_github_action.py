@@ -193,6 +193,18 @@ def test_fork_is_refused_before_any_device_code(
     assert api.comments_on(3) == []
 
 
+def test_bad_input_still_writes_the_status_output(api: FakeGitHubApi, tmp_path: Path) -> None:
+    files = RunnerFiles.create(tmp_path, pull_request_payload(3))
+    env = step_env(files, api, "https://auth.example.com", event="pull_request")
+    env["CI_SHARK_TIMEOUT"] = "soon"
+    step = run_step(env, tmp_path)
+
+    assert step.returncode == 2, step.log
+    assert "`timeout` (CI_SHARK_TIMEOUT" in step.log
+    assert files.outputs() == {"status": "error"}
+    assert "Failed" in files.summary.read_text()
+
+
 def test_forbidden_comment_warns_and_still_approves(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:

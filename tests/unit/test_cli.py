@@ -1,0 +1,39 @@
+"""The CLI's own promises: how errors become exit codes and what they may print."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from ci_shark import cli
+from ci_shark.config import ExplicitSettings
+
+
+def test_an_unexpected_error_prints_its_type_and_place_never_its_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(args: argparse.Namespace) -> int:
+        raise ValueError("token=canary-secret-8d1f")
+
+    monkeypatch.setattr(cli, "_proof", broken)
+    code = cli.main(["proof", "--method", "GET", "--url", "https://api.example.com/x"])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "unexpected failure: ValueError at test_cli.py:" in captured.err
+    assert "canary-secret" not in captured.err + captured.out
+
+
+def test_explicit_settings_ignore_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI_SHARK_AUTH_URL", "https://attacker.example")
+    monkeypatch.setenv("CI_SHARK_TIMEOUT", "not a duration")
+    settings = ExplicitSettings(auth_url="http://127.0.0.1:8080", client_id="demo")
+    assert settings.auth_url == "http://127.0.0.1:8080"
+    assert settings.timeout == 600
+
+
+def test_bare_options_mean_login() -> None:
+    args = cli.build_parser().parse_args(cli._with_default_command(["--scope", "x"]))
+    assert args.command == "login"
+    assert args.scope == "x"
