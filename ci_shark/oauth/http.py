@@ -139,7 +139,9 @@ class OAuthHttp:
             verify=context_for(ca_bundle) if transport is None else True,
             timeout=timeout,
             follow_redirects=False,  # a redirected POST could carry the device code elsewhere
-            trust_env=False,
+            # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
+            # is the context above, and httpx reads no .netrc by itself.
+            trust_env=True,
             headers={"Accept": "application/json", "User-Agent": f"ci_shark/{__version__}"},
         )
         self._timeout = timeout
