@@ -320,21 +320,44 @@ def timed(command: Sequence[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+LOCK_INSTALL = ("--require-hashes", "--only-binary", ":all:", "--no-deps", "-r", str(LOCK_FILE))
+
+
 def setup_cost(kind: str, cache: Path, scratch: Path) -> tuple[float, float]:
-    """(venv creation, pip install) seconds with the pip cache in ``cache``."""
+    """(venv creation, pip install) seconds with the pip cache in ``cache``.
+
+    ``ci_shark`` is what scripts/action-setup.sh does (``python -m venv``, then the venv's
+    own pip); ``ci_shark-no-ensurepip`` is the proposed alternative: a venv without pip,
+    filled by the outer interpreter's pip through ``--python``; ``sdk`` is a plain
+    ``pip install shark-auth`` into a fresh venv.
+    """
     venv = Path(tempfile.mkdtemp(prefix=f"venv-{kind}-", dir=scratch))
     env = dict(os.environ, PIP_CACHE_DIR=str(cache), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    venv_python = str(venv / "bin" / "python")
     try:
-        create_s = timed([sys.executable, "-m", "venv", str(venv)], env)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        if kind == "ci_shark":
-            pip += ["--require-hashes", "--only-binary", ":all:", "--no-deps", "-r", str(LOCK_FILE)]
+        if kind == "ci_shark-no-ensurepip":
+            create_s = timed([sys.executable, "-m", "venv", "--without-pip", str(venv)], env)
+            pip = [sys.executable, "-m", "pip", "--python", venv_python, "install", "--quiet"]
         else:
-            pip += ["shark-auth"]
+            create_s = timed([sys.executable, "-m", "venv", str(venv)], env)
+            pip = [venv_python, "-m", "pip", "install", "--quiet"]
+        pip += ["shark-auth"] if kind == "sdk" else list(LOCK_INSTALL)
         install_s = timed(pip, env)
     finally:
         shutil.rmtree(venv, ignore_errors=True)
     return create_s, install_s
+
+
+def compile_cost(scratch: Path) -> float:
+    """Seconds to byte-compile a fresh copy of ci_shark (what a fresh checkout lacks)."""
+    tree = Path(tempfile.mkdtemp(prefix="compile-", dir=scratch))
+    shutil.copytree(
+        ROOT / "ci_shark", tree / "ci_shark", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    try:
+        return timed([sys.executable, "-m", "compileall", "-q", str(tree)], dict(os.environ))
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the table
@@ -388,6 +411,10 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("set-up warm cache: create venv", "warm_venv_s", "warm_venv_s", "s"),
     ("set-up warm cache: pip install", "warm_install_s", "warm_install_s", "s"),
     ("set-up warm cache: total", "warm_total_s", "warm_total_s", "s"),
+    ("proposed set-up, venv without ensurepip: cold total", "proposed_cold_total_s", "-", "s"),
+    ("  of which create venv (`--without-pip`)", "proposed_cold_venv_s", "-", "s"),
+    ("proposed set-up, venv without ensurepip: warm total", "proposed_warm_total_s", "-", "s"),
+    ("compileall of ci_shark (what a fresh checkout lacks)", "compile_s", "-", "s"),
 )
 
 
@@ -516,21 +543,23 @@ def measure_setup(samples: dict[str, Samples], runs: int, scratch: Path, notes: 
     if runs and not LOCK_FILE.exists():
         notes.append(f"ci_shark's set-up not measured: {LOCK_FILE.relative_to(ROOT)} is missing")
     for _ in range(runs):
-        for kind in ("ci_shark", "sdk"):
-            if kind == "ci_shark" and not LOCK_FILE.exists():
+        for kind in ("ci_shark", "sdk", "ci_shark-no-ensurepip"):
+            if kind != "sdk" and not LOCK_FILE.exists():
                 continue
             cache = Path(tempfile.mkdtemp(prefix="pip-cache-", dir=scratch))
             for temperature in ("cold", "warm"):  # the same cache, first empty, then full
                 create_s, install_s = setup_cost(kind, cache, scratch)
-                found = samples[kind]
-                found.add(f"{temperature}_venv_s", create_s)
-                found.add(f"{temperature}_install_s", install_s)
-                found.add(f"{temperature}_total_s", create_s + install_s)
+                found = samples["sdk" if kind == "sdk" else "ci_shark"]
+                prefix = "proposed_" if kind == "ci_shark-no-ensurepip" else ""
+                found.add(f"{prefix}{temperature}_venv_s", create_s)
+                found.add(f"{prefix}{temperature}_install_s", install_s)
+                found.add(f"{prefix}{temperature}_total_s", create_s + install_s)
                 print(
                     f"set-up {kind} {temperature}: venv {create_s:.2f}s, pip {install_s:.2f}s",
                     file=sys.stderr,
                 )
             shutil.rmtree(cache, ignore_errors=True)
+        samples["ci_shark"].add("compile_s", compile_cost(scratch))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
