@@ -84,8 +84,17 @@ token = flow.wait_for_approval(timeout_s=120)
 print("token " + token.token_type, flush=True)
 """
 SDK_VERSION = "import importlib.metadata as m; print(m.version('shark-auth'))"
-# Variables that would make ci_shark pick a CI platform other than the generic one.
+# Variables that would make ci_shark pick a CI platform other than the generic one, and
+# proxies (both clients honour them): every request must go straight to the loopback server.
 _CI_VARIABLES = ("GITHUB_ACTIONS", "GITLAB_CI", "BUILDKITE", "TF_BUILD", "CI")
+_PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
 
 
 @dataclass(frozen=True)
@@ -193,8 +202,9 @@ def reap(proc: subprocess.Popen[str]) -> float:
 
 
 def child_env(workdir: Path) -> dict[str, str]:
-    """The same environment for every contender: no CI platform, bytecode may be written."""
-    env = {k: v for k, v in os.environ.items() if k not in _CI_VARIABLES}
+    """The same environment for every contender: no CI platform, no proxy, bytecode may be
+    written."""
+    env = {k: v for k, v in os.environ.items() if k not in (*_CI_VARIABLES, *_PROXY_VARIABLES)}
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # as on a runner; stale .pyc are rewritten once
     env.pop("PYTHONPATH", None)
     env["TMPDIR"] = str(workdir)
