@@ -21,13 +21,7 @@ def detect(env: Mapping[str, str]) -> type[Platform]:
     for variable, value, module_name, class_name in _KNOWN:
         if env.get(variable, "").lower() != value.lower():
             continue
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # not built yet: the generic platform still works
-        platform: type[Platform] = getattr(module, class_name)
+        platform: type[Platform] = getattr(importlib.import_module(module_name), class_name)
         return platform
     return Platform
 
