@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
-from ci_shark.errors import PolicyRefused, untrusted
+from ci_shark.errors import untrusted
 from ci_shark.outputs import Credentials, reveal
 from ci_shark.render import ApprovalRequest, Outcome, RunContext, outcome_markdown
 from ci_shark.secret import Secret
@@ -96,15 +96,6 @@ class AzurePlatform(Platform):
             is_fork=is_fork,
             fork_source=_value(env, "SYSTEM_PULLREQUEST_SOURCEREPOSITORYURI") if is_fork else None,
         )
-
-    def enforce_policy(self, context: RunContext) -> None:
-        if context.is_fork and not self.settings.allow_fork:
-            raise PolicyRefused(
-                "this build runs for a pull request from a fork: ci_shark does not ask for "
-                "approval there, because the fork's code would receive the credential",
-                hint="set `allow-fork` (CI_SHARK_ALLOW_FORK=true / --allow-fork) only if the "
-                "fork's code is trusted with the credential",
-            )
 
     # -- the log ---------------------------------------------------------------------------
 

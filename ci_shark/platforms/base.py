@@ -20,6 +20,7 @@ from typing import ClassVar, TextIO
 import httpx
 
 from ci_shark.config import Settings
+from ci_shark.errors import PolicyRefused, untrusted
 from ci_shark.outputs import (
     RENDERERS,
     Credentials,
@@ -75,7 +76,23 @@ class Platform:
         return RunContext(platform=self.name)
 
     def enforce_policy(self, context: RunContext) -> None:
-        """Raise PolicyRefused before any device code is requested (fork PRs)."""
+        """Refuse a PR/MR from a fork before any device code exists: anyone can open one
+        whose job asks a maintainer to hand it a credential."""
+        if not context.is_fork or self.settings.allow_fork:
+            return
+        source = (
+            untrusted(context.fork_source, 100)
+            if context.fork_source
+            else ("a repository the CI could not name (deleted or unreadable)")
+        )
+        raise PolicyRefused(
+            f"refusing to ask for approval: {context.change_request or 'this change'} comes "
+            f"from a fork: {source}. Anyone can open a pull or merge request whose job asks "
+            "a maintainer to hand it a credential, so ci_shark requests no device code for it",
+            hint="run the job from a branch of this repository, or set `allow-fork` "
+            "(CI_SHARK_ALLOW_FORK=true / --allow-fork) only if approvers are told to refuse "
+            "runs they did not expect",
+        )
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from ci_shark.errors import PolicyRefused, untrusted
+from ci_shark.errors import untrusted
 from ci_shark.render import (
     ApprovalRequest,
     Outcome,
@@ -77,15 +77,6 @@ class BuildkitePlatform(Platform):
             is_fork=is_fork,
             fork_source=pr_repo if is_fork else None,
         )
-
-    def enforce_policy(self, context: RunContext) -> None:
-        if context.is_fork and not self.settings.allow_fork:
-            raise PolicyRefused(
-                "this build runs for a pull request from a fork: ci_shark does not ask for "
-                "approval there, because the fork's code would receive the credential",
-                hint="set `allow-fork` (CI_SHARK_ALLOW_FORK=true / --allow-fork) only if the "
-                "fork's code is trusted with the credential",
-            )
 
     # -- the log ---------------------------------------------------------------------------
 

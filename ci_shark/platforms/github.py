@@ -36,7 +36,7 @@ import httpx
 
 from ci_shark import __version__
 from ci_shark.config import Settings
-from ci_shark.errors import CiSharkError, ConfigError, PolicyRefused, untrusted
+from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.outputs import Credentials, Value, reveal
 from ci_shark.platforms.base import Platform, credentials_with_key_file
 from ci_shark.render import (
@@ -255,23 +255,6 @@ class GitHubPlatform(Platform):
             fork_source=pr.head_repo if pr and pr.from_payload and pr.is_fork else None,
         )
         return self._context
-
-    def enforce_policy(self, context: RunContext) -> None:
-        if not context.is_fork or self.settings.allow_fork:
-            return
-        source = (
-            f"the fork {untrusted(context.fork_source, 100)}"
-            if context.fork_source
-            else ("a repository GitHub could not name (a deleted or unreadable fork)")
-        )
-        raise PolicyRefused(
-            f"refusing to ask for approval: {context.change_request or 'this pull request'} "
-            f"comes from {source}, not from {self.repository}. Anyone can open a pull "
-            "request whose workflow asks a maintainer to hand it a credential, so ci_shark "
-            "does not request a device code for it",
-            hint="run the job from a branch of this repository, or set `allow-fork: true` "
-            "(CI_SHARK_ALLOW_FORK) if approvers are told to refuse runs they did not expect",
-        )
 
     def _event_payload(self) -> dict[str, Any]:
         path = self.env.get("GITHUB_EVENT_PATH")

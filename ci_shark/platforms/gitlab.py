@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 import httpx
 
-from ci_shark.errors import PolicyRefused, untrusted
 from ci_shark.outputs import Credentials
 from ci_shark.render import (
     ApprovalRequest,
@@ -126,17 +125,6 @@ class GitLabPlatform(Platform):
                     project_id, match["iid"], _mr_url(_value(env, "CI_PROJECT_URL"), match["iid"])
                 )
         return None
-
-    def enforce_policy(self, context: RunContext) -> None:
-        if context.is_fork and not self.settings.allow_fork:
-            source = f" ({untrusted(context.fork_source, 100)})" if context.fork_source else ""
-            raise PolicyRefused(
-                f"this pipeline runs for a merge request from a fork{source}: ci_shark does "
-                "not ask for approval there, because the fork's code would receive the "
-                "credential",
-                hint="set `allow-fork` (CI_SHARK_ALLOW_FORK=true / --allow-fork) only if the "
-                "fork's code is trusted with the credential",
-            )
 
     # -- the log ---------------------------------------------------------------------------
 

@@ -158,7 +158,7 @@ def test_fork_pull_request_is_refused_with_exit_6(make: Callable[..., Any]) -> N
         platform.enforce_policy(context)
     assert refused.value.exit_code == ExitCode.REFUSED
     assert "mallory/app" in refused.value.message
-    assert "anyone can open a pull request" in refused.value.message.lower()
+    assert "anyone can open a pull or merge request" in refused.value.message.lower()
     assert "allow-fork" in (refused.value.hint or "")
 
 
