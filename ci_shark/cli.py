@@ -260,7 +260,8 @@ def _proof(args: argparse.Namespace) -> int:
         if issued.access_token is None:
             raise ConfigError("--with-access-token: SHARK_ACCESS_TOKEN is not set")
         access_token = issued.access_token.reveal()
-    print(key.proof(args.method, args.url, nonce=args.nonce, access_token=access_token))
+    proof = key.proof(args.method, args.url, nonce=args.nonce, access_token=access_token)
+    print(proof)  # a signed, single-use proof: only the token's hash (ath) is in it
     return int(ExitCode.OK)
 
 

@@ -70,6 +70,23 @@ def run_cli(
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
+def run_bash(
+    script: str, env: Mapping[str, str], *, cwd: Path | None = None, timeout_s: float = 60
+) -> CliResult:
+    """A CI job's script step: ``bash -c SCRIPT``, no stdin."""
+    done = subprocess.run(
+        ["bash", "-c", script],
+        env=dict(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
 @pytest.fixture
 def sandbox_factory() -> Iterator[Callable[..., SandboxServer]]:
     """Start sandboxes with any options; every one is stopped after the test."""

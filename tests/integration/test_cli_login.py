@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import clean_env, login_env, run_cli
+from conftest import clean_env, login_env, run_bash, run_cli
 
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.sandbox import SandboxServer
@@ -211,9 +211,7 @@ def test_shell_format_sets_variables_for_eval(
         'test -s "$SHARK_DPOP_KEY_FILE" && printf %s "$SHARK_ACCESS_TOKEN" > "$OUT"'
     )
     env["OUT"] = str(tmp_path / "token")
-    done = subprocess.run(
-        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_bash(script, env)
     assert done.returncode == 0, done.stderr
     token = (tmp_path / "token").read_text()
     assert token
@@ -227,9 +225,7 @@ def test_a_failed_login_stops_the_eval_ing_script(
     env = login_env(server, tmp_path)
     del env["CI_SHARK_OUTPUT_FILE"]
     script = f'eval "$({sys.executable} -m ci_shark --output-format shell)"; echo went-on'
-    done = subprocess.run(
-        ["bash", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_bash(script, env)
     assert done.returncode == 3
     assert "went-on" not in done.stdout
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from ci_fakes import GitLabNotesServer
-from conftest import REPO, clean_env, run_cli
+from conftest import REPO, clean_env, run_bash, run_cli
 
 from ci_shark.sandbox import SandboxServer
 
@@ -198,16 +197,7 @@ def test_eval_shell_output_sets_the_variables_in_that_shell(
         'printf "%s" "$SHARK_DPOP_KEY_FILE" > "$OUT.key"\n'
     )
     env["OUT"] = str(tmp_path / "seen")
-    done = subprocess.run(
-        ["bash", "-c", script],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    done = run_bash(script, env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     access, refresh, jwk = (tmp_path / "seen").read_text().splitlines()
     key_file = Path((tmp_path / "seen.key").read_text())
@@ -233,16 +223,7 @@ def test_denied_stops_the_documented_two_line_pattern_with_the_exit_code(
         'eval "$SHARK_EXPORTS"\n'
         "echo reached-the-deploy\n"
     )
-    done = subprocess.run(
-        ["bash", "-c", script],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    done = run_bash(script, env, cwd=tmp_path)
     assert done.returncode == 3, done.stderr
     assert "reached-the-deploy" not in done.stdout
     notes = notes_api.notes_of("7", "34")
@@ -368,15 +349,6 @@ def test_the_include_template_script_sets_the_variables(
     env["CI_SHARK_PYTHON"] = sys.executable
     script = "set -eo pipefail\n" + "\n".join(lines[1:]) + '\ntest "$SHARK_STATUS" = approved\n'
     script += 'test -n "$SHARK_ACCESS_TOKEN"\ntest -z "${SHARK_EXPORTS:-}"\n'
-    done = subprocess.run(
-        ["bash", "-c", script],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    done = run_bash(script, env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
