@@ -61,8 +61,10 @@ class BuildkitePlatform(Platform):
         if pull_request == "false":
             pull_request = None
         pr_repo = _value(env, "BUILDKITE_PULL_REQUEST_REPO")
+        # A PR whose source repository is unknown counts as a fork: refusing is the safe side.
         is_fork = bool(
-            pull_request and pr_repo and _repo_key(pr_repo) != _repo_key(env.get("BUILDKITE_REPO"))
+            pull_request
+            and (not pr_repo or _repo_key(pr_repo) != _repo_key(env.get("BUILDKITE_REPO")))
         )
         return RunContext(
             platform=self.name,

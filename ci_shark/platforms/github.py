@@ -288,6 +288,8 @@ class GitHubPlatform(Platform):
             if event in PR_EVENTS:
                 # A PR event without a readable PR: we cannot tell a fork, so assume one.
                 return PullRequest(0, None, base_repo, from_payload=True)
+        if event == "workflow_run":
+            return self._pull_request_of_workflow_run(payload)
         if event == "issue_comment" and isinstance(_dig(payload, "issue", "pull_request"), dict):
             number = _dig(payload, "issue", "number")
             if isinstance(number, int):
@@ -297,6 +299,21 @@ class GitHubPlatform(Platform):
         if sha and self.repository and self._api_available():
             return self._pull_request_for_commit(sha)
         return None
+
+    def _pull_request_of_workflow_run(self, payload: dict[str, Any]) -> PullRequest | None:
+        """workflow_run runs in the base repository with its secrets, after a run that may
+        have been a fork's PR (whose `pull_requests` list GitHub leaves empty): the head
+        repository decides, and an unknown one counts as a fork."""
+        head = _dig(payload, "workflow_run", "head_repository", "full_name")
+        pulls = _dig(payload, "workflow_run", "pull_requests")
+        first = pulls[0] if isinstance(pulls, list) and pulls else None
+        number = _dig(first, "number") if isinstance(first, dict) else None
+        number = number if isinstance(number, int) else 0
+        if isinstance(head, str) and head == self.repository:
+            return PullRequest(number, head, self.repository, from_payload=True) if number else None
+        return PullRequest(
+            number, head if isinstance(head, str) else None, self.repository, from_payload=True
+        )
 
     def _pull_request_by_number(self, number: int) -> PullRequest:
         """issue_comment payloads do not say where the PR's head lives: ask the API.
@@ -321,14 +338,16 @@ class GitHubPlatform(Platform):
         except GitHubApiError as exc:
             self.log(f"ci_shark: no PR found for commit {sha[:12]} ({exc}); no PR comment")
             return None
+        # Only a PR whose head IS this commit: a PR that merely contains it is someone
+        # else's conversation.
         candidates = [
             item
             for item in (data if isinstance(data, list) else [])
             if isinstance(item, dict)
             and item.get("state") == "open"
             and isinstance(item.get("number"), int)
+            and _dig(item, "head", "sha") == sha
         ]
-        candidates.sort(key=lambda item: _dig(item, "head", "sha") != sha)
         if not candidates:
             return None
         chosen = candidates[0]

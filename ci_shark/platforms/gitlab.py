@@ -84,7 +84,8 @@ class GitLabPlatform(Platform):
         self._merge_request = self._find_merge_request()
         source = _value(env, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID")
         target = _value(env, "CI_MERGE_REQUEST_PROJECT_ID")
-        is_fork = bool(_value(env, "CI_MERGE_REQUEST_IID") and source and target != source)
+        # An MR whose source project is unknown counts as a fork: refusing is the safe side.
+        is_fork = bool(_value(env, "CI_MERGE_REQUEST_IID") and (not source or target != source))
         return RunContext(
             platform=self.name,
             repository=project_path,

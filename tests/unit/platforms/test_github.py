@@ -603,3 +603,22 @@ def test_pr_event_without_a_readable_pr_is_refused(make: Callable[..., Any]) -> 
     assert context.change_request is None
     with pytest.raises(PolicyRefused, match="could not name"):
         platform.enforce_policy(context)
+
+
+def test_workflow_run_after_a_fork_pr_is_refused(make: Callable[..., Any]) -> None:
+    # GitHub leaves `pull_requests` empty for a fork's run: the head repository decides.
+    payload = {
+        "workflow_run": {"head_repository": {"full_name": "mallory/app"}, "pull_requests": []}
+    }
+    platform, _, _ = make(payload, event="workflow_run")
+    context = platform.context()
+    assert context.is_fork
+    with pytest.raises(PolicyRefused, match="mallory/app"):
+        platform.enforce_policy(context)
+
+
+def test_workflow_run_without_a_head_repository_counts_as_a_fork(
+    make: Callable[..., Any],
+) -> None:
+    platform, _, _ = make({"workflow_run": {}}, event="workflow_run")
+    assert platform.context().is_fork
