@@ -39,6 +39,16 @@ def untrusted(text: object, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+_NOT_INERT = re.compile(r"[^A-Za-z0-9 ._:/+@=,%~-]")
+
+
+def inert(text: object, limit: int = 200) -> str:
+    """Server text for an output value: :func:`untrusted`, and no character a shell, a
+    dotenv reader or a workflow expression gives a meaning to (``$ ` ( ) ; | & < > ' "``
+    and the like become ``_``). For names and scopes, which never need them."""
+    return _NOT_INERT.sub("_", untrusted(text, limit))
+
+
 class CiSharkError(Exception):
     """Base of every error ci_shark raises on purpose."""
 

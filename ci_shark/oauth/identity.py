@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ci_shark.errors import CiSharkError, untrusted
+from ci_shark.errors import CiSharkError, inert
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.tokens import TokenSet
@@ -33,7 +33,9 @@ class Identity:
         return self.username or self.email or self.subject or "unknown"
 
     def matches(self, allowed: Iterable[str]) -> bool:
-        """True when any allowed subject, username or email (case-insensitive) is this one."""
+        """True when any allowed subject, username or verified email (case-insensitive) is
+        this one. `sub` is the safest entry: usernames are only as stable as the server
+        makes them."""
         mine = {name.casefold() for name in (self.subject, self.username, self.email) if name}
         return any(entry.strip().casefold() in mine for entry in allowed if entry.strip())
 
@@ -42,15 +44,17 @@ def _claim(claims: Mapping[str, Any], *names: str) -> str | None:
     for name in names:
         value = claims.get(name)
         if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
-            return untrusted(value, 200)
+            return inert(value, 200)
     return None
 
 
 def from_claims(claims: Mapping[str, Any], source: str) -> Identity | None:
     identity = Identity(
         subject=_claim(claims, "sub"),
-        username=_claim(claims, "preferred_username", "login", "username", "nickname"),
-        email=_claim(claims, "email"),
+        # Not `nickname`: anyone may set theirs to a maintainer's name.
+        username=_claim(claims, "preferred_username", "login", "username"),
+        # An email counts only once the server says it verified it.
+        email=_claim(claims, "email") if claims.get("email_verified") is True else None,
         source=source,
     )
     return identity if identity.subject or identity.username or identity.email else None

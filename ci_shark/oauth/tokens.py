@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ci_shark.errors import OAuthError, ProtocolError, untrusted
+from ci_shark.errors import OAuthError, ProtocolError, inert
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.secret import Secret
@@ -74,7 +74,7 @@ def parse_token_response(body: dict[str, Any], *, now: float | None = None) -> T
         # RFC 6749: case-insensitive; normalise so outputs read `DPoP` or `Bearer`.
         token_type={"dpop": "DPoP", "bearer": "Bearer"}.get(token_type.lower(), token_type),
         expires_in=expires_in,
-        scope=untrusted(scope, 1000) if scope else None,
+        scope=inert(scope, 1000) if scope else None,
         refresh_token=_optional_secret(body, "refresh_token"),
         id_token=_optional_secret(body, "id_token"),
         received_at=time.time() if now is None else now,

@@ -271,3 +271,10 @@ def test_secure_temp_dir_prefers_runner_temp(
     monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "missing"))
     assert secure_temp_dir() != tmp_path / "missing"
     assert secure_temp_dir().is_dir()
+
+
+def test_server_scope_cannot_inject_into_a_dotenv_or_shell() -> None:
+    tokens = parse_token_response(
+        {"access_token": "t", "token_type": "DPoP", "scope": "openid $(id);`x` a|b"}
+    )
+    assert tokens.scope == "openid __id___x_ a_b"
