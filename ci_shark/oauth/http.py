@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=10.0, pool=10.0)
 # 500/502/503/504 are the outages worth waiting out; 501 means "not implemented" and is final.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
+_LOOPBACK_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
 
@@ -142,6 +143,8 @@ class OAuthHttp:
             # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
             # is the context above, and httpx reads no .netrc by itself.
             trust_env=True,
+            # ...but never for loopback: a local server's traffic stays off any proxy.
+            mounts={pattern: None for pattern in _LOOPBACK_PATTERNS},
             headers={"Accept": "application/json", "User-Agent": f"ci_shark/{__version__}"},
         )
         self._timeout = timeout
@@ -255,7 +258,7 @@ class OAuthHttp:
         try:
             response = self._client.send(request, stream=True)
             try:
-                raw = self._read_capped(response)
+                raw = self._read_capped(response, call.deadline)
             finally:
                 response.close()
         except ResponseTooLarge:
@@ -281,7 +284,9 @@ class OAuthHttp:
             )
         return reply
 
-    def _read_capped(self, response: httpx.Response) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
+        """The body, up to the size cap and the deadline: httpx's read timeout is per read,
+        so a server sending a byte at a time would otherwise hold us past the deadline."""
         declared = response.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self._max_body_bytes:
             raise ResponseTooLarge
@@ -291,6 +296,8 @@ class OAuthHttp:
             size += len(chunk)
             if size > self._max_body_bytes:
                 raise ResponseTooLarge
+            if self._clock() > deadline:
+                raise httpx.ReadTimeout("the response was still arriving at the deadline")
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -587,3 +587,23 @@ def test_requests_sent_counts_every_attempt(http_for: HttpFactory) -> None:
     http, _ = http_for(httpx.Response(502), use_dpop_nonce("n"), ok())
     http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key)
     assert http.requests_sent == 3
+
+
+def test_a_body_dripping_past_the_deadline_is_cut_off() -> None:
+    now = [0.0]
+
+    class Drip(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for _ in range(100):
+                now[0] += 1.0  # one byte a second, forever as far as the client knows
+                yield b" "
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Drip())
+
+    http = OAuthHttp(
+        transport=httpx.MockTransport(handler), clock=lambda: now[0], sleep=lambda s: None
+    )
+    with pytest.raises(TransientFailure):
+        http.request("POST", "https://as.example.com/token", form={}, deadline=5.0, retry=False)
+    assert now[0] < 10
