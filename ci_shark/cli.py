@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from ci_shark import __version__
-from ci_shark.errors import Cancelled, CiSharkError, ConfigError, ExitCode
+from ci_shark import __version__, cancel
+from ci_shark.errors import CiSharkError, ConfigError, ExitCode
 
 if TYPE_CHECKING:
     from ci_shark.config import Settings
@@ -175,21 +173,6 @@ def _read_key_file(path: Path) -> str:
         ) from None
 
 
-def _cancel_on_signals() -> None:
-    """SIGINT/SIGTERM end the wait with Cancelled; a second signal is ignored so the
-    comment can still be edited to say so (every request of that is bounded)."""
-
-    def on_signal(signum: int, frame: FrameType | None) -> NoReturn:
-        for other in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(other, signal.SIG_IGN)
-        if signum == signal.SIGINT:
-            raise Cancelled("SIGINT", ExitCode.SIGINT)
-        raise Cancelled("SIGTERM", ExitCode.SIGTERM)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-
-
 def _platform_for(settings: Settings) -> Platform:
     from ci_shark.platforms import detect
 
@@ -207,7 +190,7 @@ def _finish_without_settings(failure: CiSharkError) -> None:
 
 
 def _login(args: argparse.Namespace) -> int:
-    _cancel_on_signals()
+    cancel.install()
     from ci_shark.oauth.tls import preload_default_context
 
     preload_default_context()  # on a thread: the CA bundle loads while the imports run
@@ -336,7 +319,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ci_shark.platforms.base import Platform
     from ci_shark.sandbox import SandboxServer
 
-    _cancel_on_signals()
+    cancel.install()
     workdir = Path(tempfile.mkdtemp(prefix="ci-shark-demo-"))
     with SandboxServer(interval_s=2, approve_after_s=args.approve_after) as server:
         # The demo must not pick up the caller's CI_SHARK_* variables.

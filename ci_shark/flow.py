@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 
+from ci_shark import cancel
 from ci_shark.config import Settings
 from ci_shark.errors import CiSharkError, ExpiredToken, PolicyRefused
 from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
@@ -141,15 +142,18 @@ def run(
         credentials = Credentials(
             tokens=tokens, dpop_key=dpop_key, dpop_key_file=None, approver=approver
         )
-        platform.mask(credentials.secrets())  # before anything is written anywhere
-        credentials = platform.export(credentials)
+        with cancel.shielded():  # a cancellation now waits: all outputs, or none
+            platform.mask(credentials.secrets())  # before anything is written anywhere
+            credentials = platform.export(credentials)
+            platform.finish(Outcome("approved", "credentials exported", approver), request)
     except CiSharkError as failure:
         platform.finish(Outcome(failure.status, failure.message, approver), request)
         raise
     except Exception:
         platform.finish(Outcome("error", "ci_shark failed unexpectedly", approver), request)
         raise
-    platform.finish(Outcome("approved", "credentials exported", approver), request)
+    if cancel.deferred() is not None:
+        platform.log("ci_shark: cancelled while writing the outputs; they were written whole")
     return credentials
 
 

@@ -136,15 +136,22 @@ def write_all(files: list[PlannedFile]) -> None:
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(planned.path))
             staged.append((_staged(directory, reveal(planned.content)), planned.path))
     except OSError as exc:
-        for temp, _ in staged:
-            with suppress(OSError):
-                temp.unlink()
+        _discard(staged)
         raise ConfigError(
             f"could not write {exc.filename or 'an output file'}: {exc.strerror}",
             hint="choose a writable `output-file` (CI_SHARK_OUTPUT_FILE)",
         ) from None
+    except BaseException:  # KeyboardInterrupt in a library caller: no staged secret left
+        _discard(staged)
+        raise
     for temp, final in staged:
         os.replace(temp, final)
+
+
+def _discard(staged: list[tuple[Path, Path]]) -> None:
+    for temp, _ in staged:
+        with suppress(OSError):
+            temp.unlink()
 
 
 def iter_lines(value: str) -> Iterator[str]:
