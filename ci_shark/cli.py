@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,9 @@ from ci_shark.errors import CiSharkError, ConfigError, ExitCode
 
 if TYPE_CHECKING:
     from ci_shark.config import Settings
+    from ci_shark.oauth.dpop import DPoPKey
     from ci_shark.platforms.base import Platform
+    from ci_shark.secret import Secret
 
 COMMANDS = ("login", "proof", "revoke", "demo")
 EPILOG = (
@@ -208,9 +211,10 @@ def _login(args: argparse.Namespace) -> int:
             _finish_without_settings(bad_input)
             raise
         run(settings, _platform_for(settings))
-    except CiSharkError as failure:
+    except Exception as failure:
         if wants_shell:
-            print(f"exit {int(failure.exit_code)}", flush=True)
+            code = failure.exit_code if isinstance(failure, CiSharkError) else ExitCode.FAILURE
+            print(f"exit {int(code)}", flush=True)
         raise
     return int(ExitCode.OK)
 
@@ -254,9 +258,8 @@ def _proof(args: argparse.Namespace) -> int:
 def _revoke(args: argparse.Namespace) -> int:
     from ci_shark.config import load_issued_credentials, load_settings
     from ci_shark.oauth.discovery import find_revocation_endpoint
-    from ci_shark.oauth.dpop import DPoPKey
     from ci_shark.oauth.http import OAuthHttp
-    from ci_shark.oauth.providers import PROVIDERS, recognise
+    from ci_shark.oauth.providers import lookup
     from ci_shark.oauth.tokens import revoke
 
     flags = {f: getattr(args, f) for f in ("auth_url", "client_id", "ca_bundle")}
@@ -271,41 +274,66 @@ def _revoke(args: argparse.Namespace) -> int:
         if token is not None
     ]
     if not tokens:
-        print(
-            "ci_shark: nothing to revoke (SHARK_ACCESS_TOKEN and SHARK_REFRESH_TOKEN are unset)",
-            file=sys.stderr,
-        )
+        _note("nothing to revoke (SHARK_ACCESS_TOKEN and SHARK_REFRESH_TOKEN are unset)")
         return int(ExitCode.OK)
     auth_url, client_id = settings.required("auth_url"), settings.required("client_id")
-    key = None
-    if issued.dpop_key_file:
-        key = DPoPKey.load(_read_key_file(Path(issued.dpop_key_file)))
-    elif issued.dpop_jwk is not None:
-        key = DPoPKey.from_jwk(issued.dpop_jwk.reveal())
+    key = _issued_key(issued.dpop_key_file, issued.dpop_jwk)
     deadline = time.monotonic() + 60
+    failures: list[CiSharkError] = []
     with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        provider = (
-            recognise(auth_url) if settings.provider == "auto" else (PROVIDERS[settings.provider])
-        )
+        provider = lookup(settings.provider, auth_url)
         endpoint = find_revocation_endpoint(http, auth_url, deadline=deadline, provider=provider)
         if endpoint is None:
             raise ConfigError(
                 "the authorization server names no revocation endpoint",
                 hint="the server does not support RFC 7009 revocation; tokens expire on their own",
             )
-        for token, hint in tokens:
-            revoke(
-                http,
-                endpoint,
-                token,
-                token_type_hint=hint,
-                client_id=client_id,
-                client_secret=settings.client_secret,
-                dpop=key,
-                deadline=deadline,
-            )
-            print(f"ci_shark: revoked the {hint.replace('_', ' ')}", file=sys.stderr)
+        for token, hint in tokens:  # each one, even when the other fails
+            try:
+                revoke(
+                    http,
+                    endpoint,
+                    token,
+                    token_type_hint=hint,
+                    client_id=client_id,
+                    client_secret=settings.client_secret,
+                    dpop=key,
+                    deadline=deadline,
+                )
+                _note(f"revoked the {hint.replace('_', ' ')}")
+            except CiSharkError as failure:
+                failures.append(failure)
+    if failures:
+        raise failures[0]
+    _remove_key_file(issued.dpop_key_file)
     return int(ExitCode.OK)
+
+
+def _issued_key(key_file: str | None, jwk: Secret | None) -> DPoPKey | None:
+    """The DPoP key of the login, for a proof on the revocation request. Revocation does not
+    need one, so an unreadable key is a warning, not a reason to leave the tokens alive."""
+    from ci_shark.oauth.dpop import DPoPKey
+
+    try:
+        if key_file:
+            return DPoPKey.load(_read_key_file(Path(key_file)))
+        if jwk is not None:
+            return DPoPKey.from_jwk(jwk.reveal())
+    except ConfigError as unreadable:
+        _note(f"warning: revoking without a DPoP proof: {unreadable.message}")
+    return None
+
+
+def _remove_key_file(key_file: str | None) -> None:
+    """The private key has no use once its tokens are revoked: remove our key file."""
+    if key_file and Path(key_file).name.startswith("ci-shark-dpop-"):
+        with suppress(OSError):
+            Path(key_file).unlink()
+            _note(f"removed the DPoP key file {key_file}")
+
+
+def _note(message: str) -> None:
+    print(f"ci_shark: {message}", file=sys.stderr, flush=True)
 
 
 # -- demo ----------------------------------------------------------------------------------

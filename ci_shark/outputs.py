@@ -37,7 +37,9 @@ class Credentials:
         """Every secret value, so each can be masked before anything is written."""
         found = [self.tokens.access_token, self.tokens.refresh_token, self.tokens.id_token]
         if self.dpop_key is not None:
-            found += [self.dpop_key.private_pem(), self.dpop_key.private_jwk()]
+            # `d` on its own too: `jq .` on the JWK prints it on a line of its own.
+            jwk = self.dpop_key.private_jwk()
+            found += [self.dpop_key.private_pem(), jwk, Secret(json.loads(jwk.reveal())["d"])]
         return [secret for secret in found if secret]
 
     def named(self) -> dict[str, Value]:

@@ -82,8 +82,14 @@ def recognise(auth_url: str) -> Provider:
     return PROVIDERS["shark"]
 
 
+def lookup(name: str, auth_url: str) -> Provider:
+    """The `provider` input's preset; `auto` recognises it from the URL."""
+    return recognise(auth_url) if name == "auto" else PROVIDERS[name]
+
+
 def resolve(name: str, auth_url: str, *, has_client_secret: bool) -> Provider:
-    provider = recognise(auth_url) if name == "auto" else PROVIDERS[name]
+    """:func:`lookup`, checking up front what the provider needs to complete a login."""
+    provider = lookup(name, auth_url)
     if provider.needs_client_secret and not has_client_secret:
         raise ConfigError(
             f"the {provider.name} provider needs `client-secret` (CI_SHARK_CLIENT_SECRET) "

@@ -236,6 +236,7 @@ def test_proof_then_userinfo_then_revoke(sandbox_factory: SandboxFactory, tmp_pa
     outputs = read_outputs(tmp_path)
     later_step = clean_env({**outputs, "CI_SHARK_AUTH_URL": server.url})
     userinfo = f"{server.url}/userinfo"
+    token = outputs["SHARK_ACCESS_TOKEN"]
 
     def call_userinfo(nonce: str | None) -> httpx.Response:
         args = ["proof", "--method", "GET", "--url", userinfo, "--with-access-token"]
@@ -257,7 +258,11 @@ def test_proof_then_userinfo_then_revoke(sandbox_factory: SandboxFactory, tmp_pa
     revoked = run_cli(["revoke"], {**later_step, "CI_SHARK_CLIENT_ID": "ci-shark-test"})
     assert revoked.returncode == 0, revoked.stderr
     assert "revoked the access token" in revoked.stderr
-    assert call_userinfo(server.nonce).status_code == 401
+    assert not Path(outputs["SHARK_DPOP_KEY_FILE"]).exists()  # no use for the key now
+    key = DPoPKey.from_jwk(outputs["SHARK_DPOP_JWK"])
+    proof = key.proof("GET", userinfo, nonce=server.nonce, access_token=token)
+    refused = httpx.get(userinfo, headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+    assert refused.status_code == 401
 
 
 def test_revoke_with_nothing_to_revoke_succeeds(tmp_path: Path) -> None:

@@ -191,6 +191,8 @@ def test_login_proof_userinfo_introspect_revoke(provider: ProviderServer, tmp_pa
     assert info["client_id"] == CLIENT_ID
 
     # -- revoke (the `if: always()` step) -----------------------------------------------
+    kept_key = tmp_path / "kept-key.pem"  # revoke removes the key file; the check below needs it
+    kept_key.write_text(key_file.read_text())
     revoked = run_cli(
         ["revoke"],
         job_env(
@@ -205,7 +207,10 @@ def test_login_proof_userinfo_introspect_revoke(provider: ProviderServer, tmp_pa
     )
     assert revoked.process.returncode == 0, revoked.transcript()
     assert token not in revoked.stdout + revoked.stderr
-    after = userinfo_with_nonce_retry(provider, tmp_path, outputs)
+    assert not key_file.exists()
+    after = userinfo_with_nonce_retry(
+        provider, tmp_path, {**outputs, "SHARK_DPOP_KEY_FILE": str(kept_key)}
+    )
     assert after.status_code == 401
     assert 'error="invalid_token"' in after.headers["WWW-Authenticate"]
     assert introspect(provider, token) == {"active": False}

@@ -29,7 +29,9 @@ def test_no_expression_in_run_and_bash_everywhere(path: Path) -> None:
     assert runs
     assert all("${{" not in line for line in runs)
     assert text.count("shell: bash") == len(runs)
-    assert re.search(r"run: exec \"\$\{ACTION_VENV_PYTHON\}\"", text)
+    # exec: the runner's signals reach python; -I: no PYTHON* variable or user site from
+    # an earlier step changes what runs with the secrets.
+    assert re.search(r"run: exec \"\$\{ACTION_VENV_PYTHON\}\" -I ", text)
 
 
 def test_every_setting_is_an_input_passed_through_env() -> None:

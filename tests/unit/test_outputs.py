@@ -82,6 +82,7 @@ def test_secrets_lists_every_secret_value() -> None:
         "idt-1",
         creds.dpop_key.private_pem().reveal(),
         creds.dpop_key.private_jwk().reveal(),
+        json.loads(creds.dpop_key.private_jwk().reveal())["d"],  # jq prints it alone
     }
 
 
