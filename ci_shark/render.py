@@ -39,6 +39,7 @@ class RunContext:
     change_request_url: str | None = None
     is_fork: bool = False
     fork_source: str | None = None
+    public: bool = False  # anyone can read the log, the summary and the PR comment
 
     def marker_key(self) -> str:
         """Stable across re-runs of the same job, so a re-run edits its own comment."""

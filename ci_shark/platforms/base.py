@@ -78,6 +78,12 @@ class Platform:
     def enforce_policy(self, context: RunContext) -> None:
         """Refuse a PR/MR from a fork before any device code exists: anyone can open one
         whose job asks a maintainer to hand it a credential."""
+        if context.public and not self.settings.allowed_approvers:
+            self.warn(
+                "this repository is public: anyone who reads the log can open the link and "
+                "approve first. Set `allowed-approvers` (CI_SHARK_ALLOWED_APPROVERS) so only "
+                "your maintainers' approvals count"
+            )
         if not context.is_fork or self.settings.allow_fork:
             return
         source = (

@@ -252,6 +252,8 @@ class GitHubPlatform(Platform):
                 else None
             ),
             is_fork=bool(pr and pr.from_payload and pr.is_fork),
+            public=_dig(payload, "repository", "private") is False
+            or _dig(payload, "repository", "visibility") == "public",
             fork_source=pr.head_repo if pr and pr.from_payload and pr.is_fork else None,
         )
         return self._context
@@ -290,6 +292,11 @@ class GitHubPlatform(Platform):
                 return PullRequest(0, None, base_repo, from_payload=True)
         if event == "workflow_run":
             return self._pull_request_of_workflow_run(payload)
+        if event in ("check_suite", "check_run"):
+            suite = payload.get("check_suite") or _dig(payload, "check_run", "check_suite")
+            # GitHub sets head_branch to null for a commit of a fork's branch.
+            if not isinstance(suite, dict) or suite.get("head_branch") is None:
+                return PullRequest(0, None, base_repo, from_payload=True)
         if event == "issue_comment" and isinstance(_dig(payload, "issue", "pull_request"), dict):
             number = _dig(payload, "issue", "number")
             if isinstance(number, int):

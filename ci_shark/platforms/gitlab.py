@@ -93,6 +93,7 @@ class GitLabPlatform(Platform):
             job=_value(env, "CI_JOB_NAME"),
             job_url=_value(env, "CI_JOB_URL"),
             run_url=_value(env, "CI_PIPELINE_URL"),
+            public=_value(env, "CI_PROJECT_VISIBILITY") == "public",
             commit=_value(env, "CI_COMMIT_SHA"),
             actor=_value(env, "GITLAB_USER_LOGIN"),
             event=_value(env, "CI_PIPELINE_SOURCE"),

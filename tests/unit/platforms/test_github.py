@@ -622,3 +622,30 @@ def test_workflow_run_without_a_head_repository_counts_as_a_fork(
 ) -> None:
     platform, _, _ = make({"workflow_run": {}}, event="workflow_run")
     assert platform.context().is_fork
+
+
+@pytest.mark.parametrize(
+    ("event", "payload"),
+    [
+        ("check_suite", {"check_suite": {"head_branch": None, "pull_requests": []}}),
+        ("check_run", {"check_run": {"check_suite": {"head_branch": None}}}),
+    ],
+)
+def test_check_events_on_a_fork_branch_are_refused(
+    make: Callable[..., Any], event: str, payload: dict[str, Any]
+) -> None:
+    platform, _, _ = make(payload, event=event)
+    with pytest.raises(PolicyRefused, match="could not name"):
+        platform.enforce_policy(platform.context())
+
+
+def test_a_public_repository_without_allowed_approvers_is_warned(
+    make: Callable[..., Any],
+) -> None:
+    payload = {"repository": {"full_name": "octo/app", "private": False}}
+    platform, _, streams = make(payload, event="push", token=None)
+    platform.enforce_policy(platform.context())
+    assert "allowed-approvers" in streams.stderr.getvalue()
+    quiet, _, quiet_streams = make(payload, event="push", token=None, allowed_approvers="alice")
+    quiet.enforce_policy(quiet.context())
+    assert "public" not in quiet_streams.stderr.getvalue()
