@@ -257,10 +257,10 @@ def _proof(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     from ci_shark.config import load_issued_credentials, load_settings
-    from ci_shark.oauth.discovery import find_revocation_endpoint
+    from ci_shark.oauth.discovery import server_endpoints
     from ci_shark.oauth.http import OAuthHttp
     from ci_shark.oauth.providers import lookup
-    from ci_shark.oauth.tokens import revoke
+    from ci_shark.oauth.tokens import revoke_each
 
     flags = {f: getattr(args, f) for f in ("auth_url", "client_id", "ca_bundle")}
     settings = load_settings({k: v for k, v in flags.items() if v is not None})
@@ -279,30 +279,27 @@ def _revoke(args: argparse.Namespace) -> int:
     auth_url, client_id = settings.required("auth_url"), settings.required("client_id")
     key = _issued_key(issued.dpop_key_file, issued.dpop_jwk)
     deadline = time.monotonic() + 60
-    failures: list[CiSharkError] = []
     with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
         provider = lookup(settings.provider, auth_url)
-        endpoint = find_revocation_endpoint(http, auth_url, deadline=deadline, provider=provider)
+        endpoint = server_endpoints(http, auth_url, deadline=deadline, provider=provider).revocation
         if endpoint is None:
             raise ConfigError(
                 "the authorization server names no revocation endpoint",
                 hint="the server does not support RFC 7009 revocation; tokens expire on their own",
             )
-        for token, hint in tokens:  # each one, even when the other fails
-            try:
-                revoke(
-                    http,
-                    endpoint,
-                    token,
-                    token_type_hint=hint,
-                    client_id=client_id,
-                    client_secret=settings.client_secret,
-                    dpop=key,
-                    deadline=deadline,
-                )
-                _note(f"revoked the {hint.replace('_', ' ')}")
-            except CiSharkError as failure:
-                failures.append(failure)
+        results = revoke_each(
+            http,
+            endpoint,
+            tokens,
+            client_id=client_id,
+            client_secret=settings.client_secret,
+            dpop=key,
+            deadline=deadline,
+        )
+    for hint, failure in results.items():
+        if failure is None:
+            _note(f"revoked the {hint.replace('_', ' ')}")
+    failures = [failure for failure in results.values() if failure is not None]
     if failures:
         raise failures[0]
     _remove_key_file(issued.dpop_key_file)

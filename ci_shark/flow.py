@@ -20,7 +20,7 @@ from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.identity import Identity, identify
 from ci_shark.oauth.providers import resolve
-from ci_shark.oauth.tokens import TokenSet, revoke
+from ci_shark.oauth.tokens import TokenSet, revoke_each
 from ci_shark.outputs import Credentials
 from ci_shark.platforms.base import Platform
 from ci_shark.render import ApprovalRequest, Outcome, RunContext
@@ -112,7 +112,6 @@ def run(
                         raise
                     platform.log("ci_shark: the code expired; asking for a new one (renew)")
 
-            platform.mask([s for s in (tokens.access_token, tokens.refresh_token) if s])
             identity = identify(
                 tokens,
                 client_id=client_id,
@@ -181,22 +180,13 @@ def revoke_quietly(
     endpoint = flow.endpoints().revocation
     if endpoint is None:
         return False
-    done = True
-    pairs = ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token"))
-    for token, hint in pairs:
-        if token is None:
-            continue
-        try:
-            revoke(
-                flow.http,
-                endpoint,
-                token,
-                token_type_hint=hint,
-                client_id=flow.client_id,
-                client_secret=client_secret,
-                dpop=flow.dpop if tokens.is_dpop_bound else None,
-                deadline=deadline,
-            )
-        except CiSharkError:
-            done = False
-    return done
+    results = revoke_each(
+        flow.http,
+        endpoint,
+        ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")),
+        client_id=flow.client_id,
+        client_secret=client_secret,
+        dpop=flow.dpop if tokens.is_dpop_bound else None,
+        deadline=deadline,
+    )
+    return not any(results.values())

@@ -1,4 +1,5 @@
-"""Where the endpoints are: explicit inputs, else RFC 8414 / OpenID metadata, else SharkAuth's."""
+"""Where the endpoints are: explicit inputs, else RFC 8414 / OpenID metadata, else the
+provider preset's paths (SharkAuth's by default)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ class Endpoints:
     token: str
     revocation: str | None = None
     userinfo: str | None = None
-    introspection: str | None = None
     supports_client_secret_basic: bool = False
     source: str = "explicit inputs"
 
@@ -60,7 +60,6 @@ def from_metadata(metadata: dict[str, Any], where: str) -> Endpoints:
         token=token,
         revocation=_endpoint(metadata, "revocation_endpoint", where),
         userinfo=_endpoint(metadata, "userinfo_endpoint", where),
-        introspection=_endpoint(metadata, "introspection_endpoint", where),
         supports_client_secret_basic=isinstance(methods, list) and "client_secret_basic" in methods,
         source=where,
     )
@@ -104,10 +103,7 @@ def discover(
     """Endpoints for this run; explicit inputs win over anything the server says."""
     if device_authorization_endpoint and token_endpoint:
         return Endpoints(device_authorization_endpoint, token_endpoint)
-    found = None
-    if provider.publishes_metadata:
-        found = fetch_metadata(http, auth_url, deadline=deadline)
-    found = found or preset_endpoints(auth_url, provider)
+    found = server_endpoints(http, auth_url, deadline=deadline, provider=provider)
     if not (device_authorization_endpoint or found.device_authorization):
         raise DeviceFlowUnsupported(
             f"the authorization server does not offer the device flow: the {found.source} "
@@ -121,16 +117,16 @@ def discover(
         token=token_endpoint or found.token,
         revocation=found.revocation,
         userinfo=found.userinfo,
-        introspection=found.introspection,
         supports_client_secret_basic=found.supports_client_secret_basic,
         source=found.source,
     )
 
 
-def find_revocation_endpoint(
+def server_endpoints(
     http: OAuthHttp, auth_url: str, *, deadline: float, provider: Provider = PROVIDERS["shark"]
-) -> str | None:
-    found = (
-        fetch_metadata(http, auth_url, deadline=deadline) if provider.publishes_metadata else None
-    )
-    return (found or preset_endpoints(auth_url, provider)).revocation
+) -> Endpoints:
+    """What the server publishes, else the provider preset's paths."""
+    found = None
+    if provider.publishes_metadata:
+        found = fetch_metadata(http, auth_url, deadline=deadline)
+    return found or preset_endpoints(auth_url, provider)

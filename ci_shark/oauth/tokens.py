@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ci_shark.errors import OAuthError, ProtocolError, inert
+from ci_shark.errors import CiSharkError, OAuthError, ProtocolError, inert
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.secret import Secret
@@ -110,3 +111,36 @@ def revoke(
         status_code=reply.status,
         endpoint="the revocation endpoint",
     )
+
+
+def revoke_each(
+    http: OAuthHttp,
+    endpoint: str,
+    tokens: Iterable[tuple[Secret | None, str]],
+    *,
+    client_id: str,
+    client_secret: Secret | None = None,
+    dpop: DPoPKey | None = None,
+    deadline: float,
+) -> dict[str, CiSharkError | None]:
+    """Revoke each (token, hint) given, in order, even when another fails; None tokens are
+    skipped. Returns, per hint, the error or None when it was revoked."""
+    results: dict[str, CiSharkError | None] = {}
+    for token, hint in tokens:
+        if token is None:
+            continue
+        try:
+            revoke(
+                http,
+                endpoint,
+                token,
+                token_type_hint=hint,
+                client_id=client_id,
+                client_secret=client_secret,
+                dpop=dpop,
+                deadline=deadline,
+            )
+            results[hint] = None
+        except CiSharkError as failure:
+            results[hint] = failure
+    return results

@@ -126,7 +126,6 @@ def test_rfc8414_metadata_comes_first(discover_with: Discover) -> None:
     assert found.device_authorization == f"{issuer}/device/auth"
     assert found.token == f"{issuer}/token"
     assert found.revocation == f"{issuer}/token/revocation"
-    assert found.introspection == f"{issuer}/token/introspection"
     assert found.supports_client_secret_basic
 
 
