@@ -25,7 +25,7 @@ from ci_shark.errors import (
 )
 from ci_shark.oauth.discovery import Endpoints, discover
 from ci_shark.oauth.dpop import DPoPKey
-from ci_shark.oauth.http import Form, OAuthHttp, Reply, TransientFailure
+from ci_shark.oauth.http import OAuthHttp, Reply, TransientFailure
 from ci_shark.oauth.providers import PROVIDERS, Provider
 from ci_shark.oauth.tokens import TokenSet, parse_token_response
 from ci_shark.secret import Secret
@@ -361,11 +361,10 @@ class DeviceFlow:
             "device_code": authorization.device_code,
         }
         basic_auth = self._client_auth(form)
-        flat: Form = form
         return self.http.request(
             "POST",
             self.endpoints().token,
-            form=flat,
+            form=form,
             dpop=self.dpop,
             basic_auth=basic_auth,
             deadline=deadline,

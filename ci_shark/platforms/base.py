@@ -76,8 +76,9 @@ class Platform:
         return RunContext(platform=self.name)
 
     def enforce_policy(self, context: RunContext) -> None:
-        """Refuse a PR/MR from a fork before any device code exists: anyone can open one
-        whose job asks a maintainer to hand it a credential."""
+        """Before any device code exists: refuse a PR/MR from a fork (anyone can open one
+        whose job asks a maintainer to hand it a credential), and warn a public repository
+        that names no approvers."""
         if context.public and not self.settings.allowed_approvers:
             self.warn(
                 "this repository is public: anyone who reads the log can open the link and "
@@ -169,9 +170,9 @@ class Platform:
             self.log(f"ci_shark: still waiting for approval ({seconds_left:.0f}s left)")
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
-        """The flow ended (any way): update comments and summaries, write the status.
-
-        The log gets the success line only: a failure is printed once, by the CLI."""
+        """The flow ended (any way). Platforms update their comment, summary and status
+        output here; the generic one logs the success line only (the CLI prints a failure,
+        once)."""
         if outcome.status == "approved":
             by = f" by {outcome.approver}" if outcome.approver else ""
             self.log(f"ci_shark: approved{by}; {outcome.message}")

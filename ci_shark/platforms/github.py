@@ -610,7 +610,7 @@ def _dig(data: object, *keys: str) -> object:
     return data
 
 
-# Re-exported for tests that read the files back.
+# What tests that read the runner's files back import.
 __all__ = [
     "DELIMITER_PREFIX",
     "STEP_OUTPUTS",

@@ -238,7 +238,8 @@ class GitLabPlatform(Platform):
         self._note_id = note_id
 
     def _find_note(self, client: httpx.Client, notes_url: str, marker_line: str) -> int | None:
-        """The newest note of ours that carries the marker, so a re-run edits it."""
+        """The newest note that carries the marker, so a re-run edits it. (The author is
+        not checked: an edit GitLab refuses with 403 falls back to a new note.)"""
         for page in range(1, NOTES_PAGES + 1):
             reply = client.get(
                 notes_url,
