@@ -138,9 +138,7 @@ def run(
                 f"DPoP was requested but the server issued a {tokens.token_type} token: it is "
                 "not sender-constrained; `token-type` says so"
             )
-        credentials = Credentials(
-            tokens=tokens, dpop_key=dpop_key, dpop_key_file=None, approver=approver
-        )
+        credentials = Credentials(tokens=tokens, dpop_key=dpop_key, approver=approver)
         with cancel.shielded():  # a cancellation now waits: all outputs, or none
             platform.mask(credentials.secrets())  # before anything is written anywhere
             credentials = platform.export(credentials)

@@ -30,7 +30,7 @@ class Credentials:
 
     tokens: TokenSet
     dpop_key: DPoPKey | None
-    dpop_key_file: str | None
+    dpop_key_file: str | None = None  # set by the platform when it writes the key
     approver: str | None = None
 
     def secrets(self) -> list[Secret]:

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar, TextIO
 
@@ -221,9 +222,4 @@ class Platform:
 
 
 def credentials_with_key_file(credentials: Credentials, key_path: Path | None) -> Credentials:
-    return Credentials(
-        tokens=credentials.tokens,
-        dpop_key=credentials.dpop_key,
-        dpop_key_file=str(key_path) if key_path else None,
-        approver=credentials.approver,
-    )
+    return replace(credentials, dpop_key_file=str(key_path) if key_path else None)
