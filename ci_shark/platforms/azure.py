@@ -62,10 +62,6 @@ class AzurePlatform(Platform):
         if agent_temp and Path(agent_temp).is_dir():
             self.key_directory = Path(agent_temp)
 
-    @classmethod
-    def detect(cls, env: Mapping[str, str]) -> bool:
-        return env.get("TF_BUILD", "").lower() == "true"
-
     # -- what the run is -------------------------------------------------------------------
 
     def context(self) -> RunContext:

@@ -64,13 +64,6 @@ class Platform:
         self._countdown_shown = False  # a live countdown line (TTY only) awaits clearing
         self.key_directory: Path | None = None  # None: RUNNER_TEMP or the system temp dir
 
-    # -- detection -------------------------------------------------------------------------
-
-    @classmethod
-    def detect(cls, env: Mapping[str, str]) -> bool:
-        """True when running on this platform."""
-        return True
-
     # -- what the run is -------------------------------------------------------------------
 
     def context(self) -> RunContext:

@@ -44,10 +44,6 @@ class BuildkitePlatform(Platform):
         self._redactor_failed = False
         self._annotated = False
 
-    @classmethod
-    def detect(cls, env: Mapping[str, str]) -> bool:
-        return env.get("BUILDKITE", "").lower() == "true"
-
     # -- what the run is -------------------------------------------------------------------
 
     def context(self) -> RunContext:

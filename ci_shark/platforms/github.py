@@ -182,10 +182,6 @@ class GitHubPlatform(Platform):
         self.server_url = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
         self.api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 
-    @classmethod
-    def detect(cls, env: Mapping[str, str]) -> bool:
-        return env.get("GITHUB_ACTIONS", "").lower() == "true"
-
     # -- the log: stderr, commands defused -------------------------------------------------
 
     def log(self, line: str) -> None:

@@ -72,10 +72,6 @@ class GitLabPlatform(Platform):
         self._notes_off = False  # after one API failure: one warning, not one per event
         self._section_open = False
 
-    @classmethod
-    def detect(cls, env: Mapping[str, str]) -> bool:
-        return env.get("GITLAB_CI", "").lower() == "true"
-
     # -- what the run is -------------------------------------------------------------------
 
     def context(self) -> RunContext:
