@@ -21,7 +21,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import ClassVar, TextIO
 
 from ci_shark.errors import untrusted
 from ci_shark.outputs import Credentials, reveal
@@ -54,8 +54,7 @@ class AzurePlatform(Platform):
     name: ClassVar[str] = "azure"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def init_state(self) -> None:
         self._group_open = False
         # Agent.TempDirectory is emptied after every job: the right home for the key file.
         agent_temp = _value(self.env, "AGENT_TEMPDIRECTORY")

@@ -63,6 +63,11 @@ class Platform:
         self._last_progress_at: float | None = None
         self._countdown_shown = False  # a live countdown line (TTY only) awaits clearing
         self.key_directory: Path | None = None  # None: RUNNER_TEMP or the system temp dir
+        self.init_state()
+
+    def init_state(self) -> None:
+        """A platform's own state, set up once the common attributes exist (so subclasses
+        need not repeat the constructor's signature)."""
 
     # -- what the run is -------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import hashlib
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ci_shark.errors import untrusted
 from ci_shark.render import (
@@ -37,8 +37,7 @@ class BuildkitePlatform(Platform):
     # The annotation is Buildkite's job summary: it shows on the build page while we wait.
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def init_state(self) -> None:
         self._agent = shutil.which(AGENT, path=self.env.get("PATH"))
         self._warned_missing = False
         self._redactor_failed = False

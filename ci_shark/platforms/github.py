@@ -25,17 +25,15 @@ import hashlib
 import json
 import os
 import re
-import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, ClassVar, TextIO
+from typing import Any, ClassVar
 
 import httpx
 
 from ci_shark import __version__
-from ci_shark.config import Settings
 from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.outputs import Credentials, Value, reveal
 from ci_shark.platforms.base import Platform, credentials_with_key_file
@@ -158,19 +156,7 @@ class GitHubPlatform(Platform):
     name: ClassVar[str] = "github"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary", "comment")
 
-    def __init__(
-        self,
-        settings: Settings,
-        env: Mapping[str, str],
-        *,
-        stdout: TextIO | None = None,
-        stderr: TextIO | None = None,
-        transport: httpx.BaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            settings, env, stdout=stdout, stderr=stderr, transport=transport, clock=clock
-        )
+    def init_state(self) -> None:
         self._context: RunContext | None = None
         self._pull_request: PullRequest | None = None
         self._comment_id: int | None = None
@@ -178,9 +164,9 @@ class GitHubPlatform(Platform):
         self._client: httpx.Client | None = None
         self._masked: set[bytes] = set()
         self._finishing = False
-        self.repository = env.get("GITHUB_REPOSITORY", "")
-        self.server_url = env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
-        self.api_url = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
+        self.repository = self.env.get("GITHUB_REPOSITORY", "")
+        self.server_url = self.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+        self.api_url = self.env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 
     # -- the log: stderr, commands defused -------------------------------------------------
 

@@ -65,8 +65,7 @@ class GitLabPlatform(Platform):
     name: ClassVar[str] = "gitlab"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "comment")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def init_state(self) -> None:
         self._merge_request: MergeRequest | None = None
         self._note_id: int | None = None
         self._notes_off = False  # after one API failure: one warning, not one per event
