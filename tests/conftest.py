@@ -52,13 +52,18 @@ class CliResult:
     stdout: str
     stderr: str
 
+    @property
+    def log(self) -> str:
+        """Everything a CI log would show of the step."""
+        return self.stdout + self.stderr
 
-def run_cli(
-    args: list[str], env: Mapping[str, str], *, timeout_s: float = 60, cwd: Path | None = None
+
+def run_process(
+    argv: list[str], env: Mapping[str, str], *, cwd: Path | None = None, timeout_s: float = 60
 ) -> CliResult:
-    """``python -m ci_shark ARGS`` as CI would run it: a separate process, no stdin."""
+    """One CI step as the runner starts it: a separate process, no stdin, bounded."""
     done = subprocess.run(
-        [sys.executable, "-m", "ci_shark", *args],
+        argv,
         env=dict(env),
         cwd=cwd,
         capture_output=True,
@@ -68,23 +73,20 @@ def run_cli(
         check=False,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def run_cli(
+    args: list[str], env: Mapping[str, str], *, timeout_s: float = 60, cwd: Path | None = None
+) -> CliResult:
+    """``python -m ci_shark ARGS``."""
+    return run_process([sys.executable, "-m", "ci_shark", *args], env, cwd=cwd, timeout_s=timeout_s)
 
 
 def run_bash(
     script: str, env: Mapping[str, str], *, cwd: Path | None = None, timeout_s: float = 60
 ) -> CliResult:
-    """A CI job's script step: ``bash -c SCRIPT``, no stdin."""
-    done = subprocess.run(
-        ["bash", "-c", script],
-        env=dict(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    return CliResult(done.returncode, done.stdout, done.stderr)
+    """A CI job's script step: ``bash -c SCRIPT``."""
+    return run_process(["bash", "-c", script], env, cwd=cwd, timeout_s=timeout_s)
 
 
 @pytest.fixture

@@ -14,12 +14,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO, clean_env
+from conftest import REPO, CliResult, clean_env, run_process
 from github_fakes import (
     HOSTILE_USER_CODE,
     FakeGitHubApi,
@@ -41,15 +40,7 @@ SandboxFactory = Callable[..., SandboxServer]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and paths")
 
 
-@dataclass
-class Step:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    @property
-    def log(self) -> str:
-        return self.stdout + self.stderr
+Step = CliResult
 
 
 @pytest.fixture
@@ -84,17 +75,8 @@ def step_env(
 
 
 def run_step(env: dict[str, str], cwd: Path, timeout_s: float = 60) -> Step:
-    done = subprocess.run(
-        [sys.executable, str(ENTRYPOINT)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
-    return Step(done.returncode, done.stdout, done.stderr)
+    """What action.yml's run step does: the runner's python on entrypoint.py."""
+    return run_process([sys.executable, str(ENTRYPOINT)], env, cwd=cwd, timeout_s=timeout_s)
 
 
 def assert_secrets_only_on_mask_lines(step: Step, secrets: list[str]) -> None:
