@@ -11,7 +11,7 @@ import json
 import os
 import shlex
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +154,3 @@ def _discard(staged: list[tuple[Path, Path]]) -> None:
     for temp, _ in staged:
         with suppress(OSError):
             temp.unlink()
-
-
-def iter_lines(value: str) -> Iterator[str]:
-    yield from (line for line in value.splitlines() if line)

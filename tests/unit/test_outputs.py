@@ -17,7 +17,6 @@ from ci_shark.oauth.tokens import parse_token_response
 from ci_shark.outputs import (
     Credentials,
     PlannedFile,
-    iter_lines,
     new_key_file_path,
     render_dotenv,
     render_json,
@@ -159,10 +158,6 @@ def test_renderers_never_print_asterisks_for_secrets() -> None:
     for render in (render_dotenv, render_shell, render_json):
         assert "the-real-token" in render(values)
         assert "***" not in render(values)
-
-
-def test_iter_lines_skips_blank_lines() -> None:
-    assert list(iter_lines("a\n\nb\r\nc\n")) == ["a", "b", "c"]
 
 
 # -- files ---------------------------------------------------------------------------------
