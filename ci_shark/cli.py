@@ -112,8 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Flags whose values are opaque server or secret strings. base64url text starts with "-" one
+# time in 64, and argparse takes "--nonce -x1" for a missing value plus an unknown option.
+_OPAQUE_VALUE_FLAGS = frozenset({"--nonce", "--access-token", "--client-id", "--client-secret"})
+
+
+def _glue_opaque_values(argv: Sequence[str]) -> list[str]:
+    """Rewrite ``--nonce -abc`` as ``--nonce=-abc`` so a leading dash stays part of the value."""
+    args: list[str] = []
+    pending = False
+    for arg in argv:
+        if pending and arg.startswith("-"):
+            args[-1] = f"{args[-1]}={arg}"
+        else:
+            args.append(arg)
+        pending = arg in _OPAQUE_VALUE_FLAGS and not pending
+    return args
+
+
 def _with_default_command(argv: Sequence[str]) -> list[str]:
-    args = list(argv)
+    args = _glue_opaque_values(argv)
     if args and (args[0] in COMMANDS or args[0] in ("-h", "--help", "--version")):
         return args
     return ["login", *args]

@@ -37,3 +37,34 @@ def test_bare_options_mean_login() -> None:
     args = cli.build_parser().parse_args(cli._with_default_command(["--scope", "x"]))
     assert args.command == "login"
     assert args.scope == "x"
+
+
+@pytest.mark.parametrize("nonce", ["-starts-with-a-dash", "--two-dashes", "plain"])
+def test_a_nonce_may_start_with_a_dash(nonce: str) -> None:
+    # base64url nonces start with "-" one time in 64; argparse alone reads that as an option.
+    argv = ["proof", "--method", "GET", "--url", "https://api.test/", "--nonce", nonce]
+    args = cli.build_parser().parse_args(cli._with_default_command(argv))
+    assert args.nonce == nonce
+    assert args.url == "https://api.test/"
+
+
+def test_a_login_secret_may_start_with_a_dash() -> None:
+    argv = ["--client-id", "-id", "--client-secret", "-s3cret", "--scope", "read"]
+    args = cli.build_parser().parse_args(cli._with_default_command(argv))
+    assert (args.client_id, args.client_secret, args.scope) == ("-id", "-s3cret", "read")
+
+
+def test_a_flag_followed_by_a_value_is_left_alone() -> None:
+    argv = [
+        "proof",
+        "--method",
+        "GET",
+        "--url",
+        "https://api.test/",
+        "--nonce",
+        "n",
+        "--key-file",
+        "k",
+    ]
+    args = cli.build_parser().parse_args(cli._with_default_command(argv))
+    assert (args.nonce, str(args.key_file)) == ("n", "k")
