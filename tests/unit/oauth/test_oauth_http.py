@@ -1,17 +1,31 @@
-"""OAuthHttp over httpx.MockTransport with a fake clock: retries, caps, the https rule, DPoP."""
+"""OAuthHttp over httpx.MockTransport with a fake clock: retries, caps, the https rule, DPoP.
+
+The header watchdog needs a real socket, so its test runs a loopback server.
+"""
 
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import json
+import socket
+import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from joserfc import jws
 from joserfc.jwk import ECKey
 
@@ -607,3 +621,95 @@ def test_a_body_dripping_past_the_deadline_is_cut_off() -> None:
     with pytest.raises(TransientFailure):
         http.request("POST", "https://as.example.com/token", form={}, deadline=5.0, retry=False)
     assert now[0] < 10
+
+
+def test_headers_dripping_past_the_deadline_are_cut_off() -> None:
+    # Headers are read inside httpcore, where only the socket watchdog can stop a drip.
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def drip() -> None:
+            connection, _ = listener.accept()
+            with connection, suppress(OSError):
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                for _ in range(50):  # a header name that never ends, for at most 10 s
+                    if stop.wait(0.2):
+                        return
+                    connection.sendall(b"X")
+
+        server = threading.Thread(target=drip, daemon=True)
+        server.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/token"
+        started = time.monotonic()
+        try:
+            with OAuthHttp() as http, pytest.raises(TransientFailure, match="by the deadline"):
+                http.request("POST", url, form={}, deadline=started + 1.0, retry=False)
+        finally:
+            stop.set()
+            server.join(5)
+    assert time.monotonic() - started < 3
+
+
+def _self_signed_for_loopback(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+def test_tls_headers_dripping_past_the_deadline_are_cut_off(tmp_path: Path) -> None:
+    # Same drip over TLS, trusted through ca_bundle: the watchdog shuts the TLS socket.
+    cert_file, key_file = _self_signed_for_loopback(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert_file, key_file)
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def drip() -> None:
+            raw, _ = listener.accept()
+            with suppress(OSError), server_tls.wrap_socket(raw, server_side=True) as connection:
+                connection.recv(65536)  # the request
+                connection.sendall(b"HTTP/1.1 200 OK\r\n")
+                for _ in range(50):
+                    if stop.wait(0.2):
+                        return
+                    connection.sendall(b"X")
+
+        server = threading.Thread(target=drip, daemon=True)
+        server.start()
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/token"
+        started = time.monotonic()
+        try:
+            with (
+                OAuthHttp(ca_bundle=str(cert_file)) as http,
+                pytest.raises(TransientFailure, match="by the deadline"),
+            ):
+                http.request("POST", url, form={}, deadline=started + 1.5, retry=False)
+        finally:
+            stop.set()
+            server.join(5)
+    assert time.monotonic() - started < 3.5
