@@ -8,6 +8,7 @@ and reaches the log only through :func:`ci_shark.errors.untrusted`.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class RunContext:
     workflow: str | None = None
     job: str | None = None
     job_url: str | None = None  # a link to the job itself, beside run_url (GitLab)
+    job_variant: str | None = None  # which matrix leg: "env: prod, os: linux" (GitHub)
     run_url: str | None = None
     run_attempt: str | None = None
     commit: str | None = None
@@ -42,9 +44,13 @@ class RunContext:
     public: bool = False  # anyone can read the log, the summary and the PR comment
 
     def marker_key(self) -> str:
-        """Stable across re-runs of the same job, so a re-run edits its own comment."""
+        """Stable across re-runs of the same job, so a re-run edits its own comment; each
+        matrix leg has its own, or legs waiting side by side would overwrite each other."""
         raw = "/".join(part or "-" for part in (self.repository, self.workflow, self.job))
-        return re.sub(r"[^A-Za-z0-9._/-]", "_", raw)[:200]
+        key = re.sub(r"[^A-Za-z0-9._/-]", "_", raw)[:200]
+        if self.job_variant:
+            key += "/" + hashlib.sha256(self.job_variant.encode()).hexdigest()[:16]
+        return key
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,8 @@ def _context_line(context: RunContext) -> str:
         parts.append(f"workflow {md(context.workflow)}")
     if context.job:
         job = md_link(context.job, context.job_url) if context.job_url else md(context.job)
-        parts.append(f"job {job}")
+        variant = f" ({md(context.job_variant, 120)})" if context.job_variant else ""
+        parts.append(f"job {job}{variant}")
     if context.run_url:
         attempt = f" (attempt {md(context.run_attempt)})" if context.run_attempt else ""
         parts.append(md_link("run", context.run_url) + attempt)

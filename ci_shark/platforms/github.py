@@ -218,6 +218,7 @@ class GitHubPlatform(Platform):
             repository=self.repository or None,
             workflow=env.get("GITHUB_WORKFLOW") or None,
             job=env.get("GITHUB_JOB") or None,
+            job_variant=matrix_leg(env.get("CI_SHARK_MATRIX")),
             run_url=(
                 f"{self.server_url}/{self.repository}/actions/runs/{run_id}"
                 if run_id and self.repository
@@ -582,6 +583,21 @@ class GitHubPlatform(Platform):
 
 def _command_text(message: str) -> str:
     return escape_command_data(message.replace("##[", "# #["))
+
+
+def matrix_leg(matrix_json: str | None) -> str | None:
+    """``toJSON(matrix)`` (passed by action.yml) as ``"env: prod, os: linux"``; None
+    outside a matrix, where the runner passes ``null``."""
+    try:
+        matrix = json.loads(matrix_json) if matrix_json else None
+    except ValueError:
+        return None
+    if not isinstance(matrix, dict) or not matrix:
+        return None
+    return ", ".join(
+        f"{name}: {value if isinstance(value, str) else json.dumps(value, sort_keys=True)}"
+        for name, value in sorted(matrix.items())
+    )
 
 
 def _dig(data: object, *keys: str) -> object:

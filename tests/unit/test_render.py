@@ -243,3 +243,22 @@ def test_marker_is_stable_per_job_and_differs_between_jobs() -> None:
     one = RunContext(repository="octo/app", workflow="deploy", job="a")
     assert marker(one) == marker(RunContext(repository="octo/app", workflow="deploy", job="a"))
     assert marker(one) != marker(RunContext(repository="octo/app", workflow="deploy", job="b"))
+
+
+def test_marker_differs_between_matrix_legs_and_stays_inert() -> None:
+    def leg(variant: str | None) -> RunContext:
+        return RunContext(repository="octo/app", workflow="deploy", job="a", job_variant=variant)
+
+    assert marker(leg("env: prod")) == marker(leg("env: prod"))
+    assert marker(leg("env: prod")) != marker(leg("env: staging"))
+    assert marker(leg("env: prod")) != marker(leg(None))
+    hostile = marker(leg("x --> <img src=x> " + "y" * 500))
+    assert hostile.count("-->") == 1
+    assert "<img" not in hostile
+    assert len(hostile) < 300
+
+
+def test_the_matrix_leg_is_shown_beside_the_job_inertly() -> None:
+    context = RunContext(repository="octo/app", job="deploy", job_variant="env: [prod](x) @team")
+    text = approval_markdown(request(context=context))
+    assert "job deploy (env: \\[prod\\]\\(x\\) &#64;team)" in text

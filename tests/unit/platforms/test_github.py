@@ -28,6 +28,7 @@ from ci_shark.platforms import Platform, detect
 from ci_shark.platforms.github import (
     GitHubPlatform,
     mask_commands,
+    matrix_leg,
     neutralise_log_line,
     render_file_commands,
 )
@@ -100,12 +101,13 @@ def make(tmp_path: Path) -> Callable[..., tuple[GitHubPlatform, RunnerFiles, Str
         event: str = "pull_request",
         api: Api | None = None,
         token: str | None = TOKEN,
+        extra_env: dict[str, str] | None = None,
         **options: Any,
     ) -> tuple[GitHubPlatform, RunnerFiles, Streams]:
         root = tmp_path / f"step{next(counter)}"
         root.mkdir()
         files = RunnerFiles.create(root, payload if payload is not None else {})
-        env = files.env(event_name=event, api_url="https://api.github.com")
+        env = files.env(event_name=event, api_url="https://api.github.com") | (extra_env or {})
         if token is not None:
             options["github_token"] = token
         streams = Streams()
@@ -458,6 +460,47 @@ def test_pr_comment_posted_then_edited_with_the_outcome(make: Callable[..., Any]
         "POST /issues/7/comments",
         f"PATCH /issues/comments/{comment['id']}",
     ]
+
+
+def test_each_matrix_leg_has_its_own_comment(make: Callable[..., Any]) -> None:
+    # Legs wait side by side: sharing one comment, each would overwrite the other's code.
+    api = Api()
+    legs = [
+        make(pull_request_payload(7), api=api, extra_env={"CI_SHARK_MATRIX": matrix})[0]
+        for matrix in ('{"env": "staging"}', '{"env": "prod"}')
+    ]
+    for leg, code in zip(legs, ("STAG-0001", "PROD-0002"), strict=True):
+        leg.announce(approval(leg, user_code=code))
+    bodies = [c["body"] for c in api.comments.values()]
+    assert len(bodies) == 2
+    (prod,) = [body for body in bodies if "job release (env: prod)" in body]
+    (staging,) = [body for body in bodies if "job release (env: staging)" in body]
+    assert "PROD" in prod
+    assert "STAG" in staging
+    rerun, _, _ = make(
+        pull_request_payload(7), api=api, extra_env={"CI_SHARK_MATRIX": '{"env": "prod"}'}
+    )
+    rerun.announce(approval(rerun, user_code="RERUN"))
+    assert len(api.comments) == 2  # the prod leg's re-run edited the prod comment
+    edited = [c["body"] for c in api.comments.values() if "RERUN" in c["body"]]
+    assert len(edited) == 1
+    assert "env: prod" in edited[0]
+    assert any("STAG" in c["body"] for c in api.comments.values())
+
+
+@pytest.mark.parametrize(
+    ("matrix_json", "leg"),
+    [
+        (None, None),
+        ("null", None),  # what toJSON(matrix) gives outside a matrix
+        ("{}", None),
+        ("not json", None),
+        ('{"os": "linux", "python": "3.12"}', "os: linux, python: 3.12"),
+        ('{"b": 2, "a": {"x": [1]}}', 'a: {"x": [1]}, b: 2'),
+    ],
+)
+def test_matrix_leg_from_to_json(matrix_json: str | None, leg: str | None) -> None:
+    assert matrix_leg(matrix_json) == leg
 
 
 def test_rerun_edits_its_own_comment_not_a_pasted_marker(make: Callable[..., Any]) -> None:
