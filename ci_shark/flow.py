@@ -112,13 +112,14 @@ def run(
                         raise
                     platform.log("ci_shark: the code expired; asking for a new one (renew)")
 
+            grace = deadline + 30  # approval is in: a little grace to learn who gave it
             identity = identify(
                 tokens,
                 client_id=client_id,
                 http=http,
-                userinfo_endpoint=flow.endpoints().userinfo,
+                userinfo_endpoint=flow.endpoints_after_approval(deadline=grace).userinfo,
                 dpop=dpop_key,
-                deadline=deadline + 30,  # approval is in: a little grace to learn who gave it
+                deadline=grace,
             )
             approver = identity.display if identity else None
             if settings.allowed_approvers:
@@ -175,7 +176,7 @@ def revoke_quietly(
     flow: DeviceFlow, tokens: TokenSet, *, client_secret: Secret | None, deadline: float
 ) -> bool:
     """Revoke the refresh token (the grant) and the access token; True when both went."""
-    endpoint = flow.endpoints().revocation
+    endpoint = flow.endpoints_after_approval(deadline=deadline).revocation
     if endpoint is None:
         return False
     results = revoke_each(

@@ -23,7 +23,7 @@ from ci_shark.errors import (
     TimedOut,
     untrusted,
 )
-from ci_shark.oauth.discovery import Endpoints, discover
+from ci_shark.oauth.discovery import Endpoints, completed, discover
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp, Reply, TransientFailure
 from ci_shark.oauth.providers import PROVIDERS, Provider
@@ -299,6 +299,7 @@ class DeviceFlow:
         self._clock = clock
         self._sleep = sleep
         self._endpoints: Endpoints | None = None
+        self._completed = False
         self.authorization: DeviceAuthorization | None = None
 
     def close(self) -> None:
@@ -322,6 +323,20 @@ class DeviceFlow:
                 provider=self.provider,
             )
         return self._endpoints
+
+    def endpoints_after_approval(self, *, deadline: float) -> Endpoints:
+        """:meth:`endpoints`, with userinfo and revocation looked up in the metadata when
+        explicit inputs skipped it (after approval, so off the path to the link)."""
+        if not self._completed:
+            self._endpoints = completed(
+                self.http,
+                self.auth_url,
+                self.endpoints(deadline=deadline),
+                deadline=deadline,
+                provider=self.provider,
+            )
+            self._completed = True
+        return self.endpoints()
 
     def _client_auth(
         self, form: dict[str, str | Secret | Sequence[str]]

@@ -3,14 +3,16 @@ provider preset's paths (SharkAuth's by default)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ci_shark.errors import DeviceFlowUnsupported, ProtocolError, untrusted
+from ci_shark.errors import DeviceFlowUnsupported, ProtocolError, TransportError, untrusted
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.providers import PROVIDERS, Provider
 from ci_shark.urls import url_problem
+
+EXPLICIT = "explicit inputs"
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class Endpoints:
     revocation: str | None = None
     userinfo: str | None = None
     supports_client_secret_basic: bool = False
-    source: str = "explicit inputs"
+    source: str = EXPLICIT
 
 
 def metadata_urls(issuer: str) -> list[str]:
@@ -120,6 +122,28 @@ def discover(
         supports_client_secret_basic=found.supports_client_secret_basic,
         source=found.source,
     )
+
+
+def completed(
+    http: OAuthHttp,
+    auth_url: str,
+    endpoints: Endpoints,
+    *,
+    deadline: float,
+    provider: Provider = PROVIDERS["shark"],
+) -> Endpoints:
+    """Explicit endpoints skip discovery on the way to the link; once a token is in, the
+    metadata may still name userinfo (who approved) and revocation (undo a refused grant).
+    Best effort: a server without metadata keeps what the inputs said."""
+    if endpoints.source != EXPLICIT or not provider.publishes_metadata:
+        return endpoints
+    try:
+        found = fetch_metadata(http, auth_url, deadline=deadline)
+    except (ProtocolError, TransportError):
+        return endpoints
+    if found is None:
+        return endpoints
+    return replace(endpoints, revocation=found.revocation, userinfo=found.userinfo)
 
 
 def server_endpoints(

@@ -56,9 +56,28 @@ def test_userinfo_tells_the_approver_without_an_id_token(
     assert json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"] == "octocat"
 
 
+def test_explicit_endpoints_still_learn_the_approver_from_the_metadata(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1, subject="mallory")
+    env = login_env(
+        server,
+        tmp_path,
+        CI_SHARK_ALLOWED_APPROVERS="octocat",
+        CI_SHARK_SCOPE="deploy",  # no id_token: only userinfo can tell
+        CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
+        CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
+    )
+    result = run_cli([], env)
+    assert result.returncode == 6, result.stderr
+    assert "approved by mallory" in result.stderr
+    assert "the token was revoked" in result.stderr
+    assert server.stats.outcomes("/oauth/revoke")
+
+
 def test_unknown_approver_fails_closed(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
-    server = sandbox_factory(approve_after_s=1)
-    # Explicit endpoints: no metadata, so no userinfo; no openid scope, so no id_token.
+    server = sandbox_factory(approve_after_s=1, metadata=False)
+    # Explicit endpoints and no metadata: no userinfo; no openid scope, so no id_token.
     env = login_env(
         server,
         tmp_path,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from ci_shark.errors import DeviceFlowUnsupported, ProtocolError
-from ci_shark.oauth.discovery import discover, metadata_urls
+from ci_shark.oauth.discovery import Endpoints, completed, discover, metadata_urls
 from ci_shark.oauth.http import OAuthHttp
 
 START = 1000.0
@@ -182,6 +182,56 @@ def test_explicit_endpoints_skip_discovery(discover_with: Discover) -> None:
     assert server.asked == []
     assert found.device_authorization == "https://as.example/custom/device"
     assert found.token == "https://as.example/custom/token"
+
+
+EXPLICIT_ENDPOINTS = Endpoints(
+    "https://as.example/custom/device", "https://as.example/custom/token"
+)
+
+
+def complete(server: MetadataServer, endpoints: Endpoints, **kwargs: Any) -> Endpoints:
+    clock = FakeClock()
+    transport = httpx.MockTransport(server)
+    with OAuthHttp(transport=transport, clock=clock, sleep=clock.sleep) as http:
+        return completed(http, "https://as.example", endpoints, deadline=START + 30, **kwargs)
+
+
+def test_after_approval_the_metadata_completes_explicit_endpoints() -> None:
+    issuer = "https://as.example"
+    server = MetadataServer(
+        {
+            f"{issuer}/.well-known/oauth-authorization-server": httpx.Response(
+                200, json=metadata(issuer)
+            )
+        }
+    )
+    found = complete(server, EXPLICIT_ENDPOINTS)
+    assert found.userinfo == f"{issuer}/me"
+    assert found.revocation == f"{issuer}/token/revocation"
+    # the inputs still win for what they named
+    assert found.device_authorization == "https://as.example/custom/device"
+    assert found.token == "https://as.example/custom/token"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(404, text="Not Found"),
+        httpx.Response(
+            200, json=metadata("https://as.example", userinfo_endpoint="http://evil.example/me")
+        ),
+    ],
+)
+def test_completing_is_best_effort(answer: httpx.Response) -> None:
+    server = MetadataServer({"https://as.example/.well-known/oauth-authorization-server": answer})
+    assert complete(server, EXPLICIT_ENDPOINTS) == EXPLICIT_ENDPOINTS
+
+
+def test_discovered_endpoints_are_not_looked_up_again() -> None:
+    server = MetadataServer({})
+    discovered = Endpoints("https://as.example/d", "https://as.example/t", source="metadata at x")
+    assert complete(server, discovered) == discovered
+    assert server.asked == []
 
 
 @pytest.mark.parametrize("which", ["device_authorization_endpoint", "token_endpoint"])
