@@ -28,7 +28,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import httpx
@@ -159,6 +159,7 @@ class GitHubPlatform(Platform):
     def init_state(self) -> None:
         self._context: RunContext | None = None
         self._pull_request: PullRequest | None = None
+        self._commit_to_look_up: str | None = None  # push/dispatch: its PR, after the link
         self._comment_id: int | None = None
         self._comment_broken = False  # after a 401/403/404: warned once, not retried
         self._client: httpx.Client | None = None
@@ -229,11 +230,7 @@ class GitHubPlatform(Platform):
             actor=env.get("GITHUB_TRIGGERING_ACTOR") or env.get("GITHUB_ACTOR") or None,
             event=event or None,
             change_request=f"PR #{pr.number}" if pr and pr.number > 0 else None,
-            change_request_url=(
-                f"{self.server_url}/{self.repository}/pull/{pr.number}"
-                if pr and pr.number > 0
-                else None
-            ),
+            change_request_url=self._pull_request_url(pr),
             is_fork=bool(pr and pr.from_payload and pr.is_fork),
             public=_dig(payload, "repository", "private") is False
             or _dig(payload, "repository", "visibility") == "public",
@@ -287,7 +284,9 @@ class GitHubPlatform(Platform):
             return None
         sha = self.env.get("GITHUB_SHA")
         if sha and self.repository and self._api_available():
-            return self._pull_request_for_commit(sha)
+            # Only for the comment (a push is never a fork's): looked up after the link
+            # is in the log, not before it.
+            self._commit_to_look_up = sha
         return None
 
     def _pull_request_of_workflow_run(self, payload: dict[str, Any]) -> PullRequest | None:
@@ -321,6 +320,25 @@ class GitHubPlatform(Platform):
                 )
         return PullRequest(number, head, self.repository, from_payload=True)
 
+    def _with_late_pull_request(self, request: ApprovalRequest) -> ApprovalRequest:
+        """The request, naming the PR whose head is this push's commit, once it is known."""
+        sha, self._commit_to_look_up = self._commit_to_look_up, None
+        if sha is None:
+            return request
+        pr = self._pull_request = self._pull_request_for_commit(sha)
+        if pr is not None:
+            self._context = replace(
+                self.context(),
+                change_request=f"PR #{pr.number}",
+                change_request_url=self._pull_request_url(pr),
+            )
+        return replace(request, context=self.context())
+
+    def _pull_request_url(self, pr: PullRequest | None) -> str | None:
+        if pr is None or pr.number <= 0:
+            return None
+        return f"{self.server_url}/{self.repository}/pull/{pr.number}"
+
     def _pull_request_for_commit(self, sha: str) -> PullRequest | None:
         """push / workflow_dispatch: the open PR whose head is this commit, if any."""
         try:
@@ -353,6 +371,7 @@ class GitHubPlatform(Platform):
 
     def announce(self, request: ApprovalRequest) -> None:
         super().announce(request)
+        request = self._with_late_pull_request(request)
         body = approval_markdown(request)
         if "summary" in self.channels:
             self._write_summary(body)
@@ -366,6 +385,8 @@ class GitHubPlatform(Platform):
             self._append_file("GITHUB_OUTPUT", f"status={outcome.status}\n")
         except (OSError, CiSharkError) as exc:
             self.warn(f"could not write the `status` output: {exc}")
+        if request is not None and self._context is not None:
+            request = replace(request, context=self._context)  # with a late-found PR
         body = outcome_markdown(outcome, request)
         if "summary" in self.channels:
             self._write_summary(body)

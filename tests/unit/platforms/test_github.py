@@ -52,10 +52,13 @@ class Api:
         self.comment_status = comment_status
         self.pulls: dict[int, dict[str, Any]] = {}
         self.commit_pulls: dict[str, list[dict[str, Any]]] = {}
+        self.on_request: Callable[[httpx.Request], None] | None = None
         self.transport = httpx.MockTransport(self.handle)
 
     def handle(self, req: httpx.Request) -> httpx.Response:
         self.requests.append(req)
+        if self.on_request is not None:
+            self.on_request(req)
         path = req.url.path.partition(f"/repos/{REPO}")[2]
         if "comments" in path and self.comment_status:
             return httpx.Response(self.comment_status, json={"message": "nope"})
@@ -219,11 +222,26 @@ def test_push_finds_its_open_pr_through_the_commit(make: Callable[..., Any]) -> 
         {"number": 2, "state": "open", "head": {"sha": "f" * 40, "repo": {"full_name": REPO}}},
         {"number": 3, "state": "open", "head": {"sha": "a" * 40, "repo": {"full_name": REPO}}},
     ]
-    platform, _, _ = make({"ref": "refs/heads/main"}, event="push", api=api)
+    platform, files, streams = make({"ref": "refs/heads/main"}, event="push", api=api)
+    req = approval(platform, user_code="WDJB-MJHT")  # the context, before the link
+    assert api.requests == []  # the PR is only for the comment: looked up after the link
+
+    def link_is_out_first(request: httpx.Request) -> None:
+        assert "WDJB-MJHT" in streams.stderr.getvalue()
+
+    api.on_request = link_is_out_first
+    platform.announce(req)
     context = platform.context()
     assert context.change_request == "PR #3"
     assert not context.is_fork  # a push happens in this repository
-    assert api.methods() == [f"GET /commits/{'a' * 40}/pulls"]
+    (comment,) = api.comments.values()
+    assert comment["issue"] == 3
+    assert "/pull/3" in comment["body"]
+    assert "/pull/3" in files.summary.read_text()
+    platform.finish(Outcome("approved", "approved"), req)
+    assert "/pull/3" in files.summary.read_text()  # the outcome still names the PR
+    assert api.methods()[0] == f"GET /commits/{'a' * 40}/pulls"
+    assert api.methods().count(f"GET /commits/{'a' * 40}/pulls") == 1
 
 
 def test_push_without_a_token_looks_nothing_up(make: Callable[..., Any]) -> None:
