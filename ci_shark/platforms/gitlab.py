@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ci_shark.oauth.tls import create_context
 from ci_shark.outputs import Credentials
 from ci_shark.render import (
     ApprovalRequest,
@@ -70,6 +71,7 @@ class GitLabPlatform(Platform):
         self._note_id: int | None = None
         self._notes_off = False  # after one API failure: one warning, not one per event
         self._section_open = False
+        self._api_client: httpx.Client | None = None  # one connection for every note write
 
     # -- what the run is -------------------------------------------------------------------
 
@@ -143,6 +145,9 @@ class GitLabPlatform(Platform):
         super().finish(outcome, request)
         if request is not None and "comment" in self.channels and self._note_id is not None:
             self._write_note(marker(request.context) + "\n" + outcome_markdown(outcome, request))
+        if self._api_client is not None:
+            self._api_client.close()
+            self._api_client = None
 
     def _start_section(self, header: str) -> None:
         # \e[0K clears what the runner may have drawn; the header follows the \r.
@@ -194,8 +199,13 @@ class GitLabPlatform(Platform):
             f"/merge_requests/{merge_request.iid}/notes"
         )
         try:
-            with self._client(token) as client:
-                self._upsert(client, notes_url, body)
+            client = self._client(token)
+        except OSError:  # ssl.SSLError included
+            self._notes_off = True
+            self.warn("no MR note: CI_SERVER_TLS_CA_FILE could not be read as a CA bundle")
+            return
+        try:
+            self._upsert(client, notes_url, body)
         except GitLabApiError as failure:
             self._notes_off = True
             self.warn(f"no MR note: {failure}")
@@ -204,8 +214,13 @@ class GitLabPlatform(Platform):
             self.warn(f"no MR note: the GitLab API could not be reached ({type(failure).__name__})")
 
     def _client(self, token: Secret) -> httpx.Client:
-        return httpx.Client(
+        if self._api_client is not None:
+            return self._api_client
+        # A self-managed GitLab with its own CA: the runner hands its CA file to the job.
+        ca_file = _value(self.env, "CI_SERVER_TLS_CA_FILE")
+        self._api_client = httpx.Client(
             transport=self.transport,
+            verify=create_context(ca_file) if ca_file and self.transport is None else True,
             timeout=API_TIMEOUT_S,
             follow_redirects=False,  # a redirect must not carry the token elsewhere
             headers={
@@ -214,6 +229,7 @@ class GitLabPlatform(Platform):
                 "User-Agent": "ci_shark",
             },
         )
+        return self._api_client
 
     def _upsert(self, client: httpx.Client, notes_url: str, body: str) -> None:
         if self._note_id is None:

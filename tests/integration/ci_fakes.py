@@ -1,14 +1,16 @@
 """Loopback fakes of the CI services the integration tests talk to.
 
 ``GitLabNotesServer``: the MR notes endpoints of the GitLab REST API (list, create, edit),
-on 127.0.0.1, stdlib only. It records every request (method, path, PRIVATE-TOKEN header)
-and can answer every request with a fixed status (401, 403, ...) instead.
+on 127.0.0.1, stdlib only, over TLS when given a server context. It records every request
+(method, path, PRIVATE-TOKEN header, the client's port: one port, one connection) and can
+answer every request with a fixed status (401, 403, ...) instead.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,11 +28,13 @@ class Recorded:
     path: str
     token: str | None
     body: dict[str, Any] | None
+    client_port: int
 
 
 @dataclass
 class GitLabNotesServer:
     status: int | None = None  # answer everything with this status, when set
+    tls: ssl.SSLContext | None = None
     notes: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -41,7 +45,8 @@ class GitLabNotesServer:
     def api_url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/api/v4"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host!s}:{port}/api/v4"
 
     def notes_of(self, project: str, iid: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -51,6 +56,8 @@ class GitLabNotesServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as GitLab: connection reuse shows
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet: pytest shows what matters
 
@@ -69,7 +76,13 @@ class GitLabNotesServer:
                 parts = urlsplit(self.path)
                 with fake._lock:
                     fake.requests.append(
-                        Recorded(self.command, parts.path, self.headers.get("PRIVATE-TOKEN"), body)
+                        Recorded(
+                            self.command,
+                            parts.path,
+                            self.headers.get("PRIVATE-TOKEN"),
+                            body,
+                            self.client_address[1],
+                        )
                     )
                 if fake.status is not None:
                     self._answer(fake.status, {"message": f"{fake.status} fake"})
@@ -103,6 +116,8 @@ class GitLabNotesServer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from ci_fakes import GitLabNotesServer
 from conftest import REPO, clean_env, run_bash, run_cli
+from loopback_tls import loopback_certificate
 
 from ci_shark.sandbox import SandboxServer
 
@@ -91,6 +92,7 @@ def test_mr_pipeline_posts_the_note_and_edits_it_with_the_outcome(
     methods = [r.method for r in notes_api.requests]
     assert methods == ["GET", "POST", "PUT"]
     assert all(r.token == GITLAB_TOKEN for r in notes_api.requests)
+    assert len({r.client_port for r in notes_api.requests}) == 1  # one connection
     posted = next(r for r in notes_api.requests if r.method == "POST")
     assert posted.body is not None
     assert "Approve at" in posted.body["body"]
@@ -108,6 +110,42 @@ def test_mr_pipeline_posts_the_note_and_edits_it_with_the_outcome(
     again = run_cli([], env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert len(notes_api.notes_of("7", "34")) == 1
+
+
+def test_self_managed_gitlab_with_its_own_ca(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # The runner hands the job the GitLab server's CA as CI_SERVER_TLS_CA_FILE.
+    certificate = loopback_certificate(tmp_path)
+    notes_api = GitLabNotesServer(tls=certificate.server_context()).start()
+    try:
+        sandbox = sandbox_factory(approve_after_s=1)
+        env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
+        untrusted = run_cli([], env, cwd=tmp_path)
+        env["CI_SERVER_TLS_CA_FILE"] = str(certificate.cert_file)
+        trusted = run_cli([], env, cwd=tmp_path)
+    finally:
+        notes_api.stop()
+
+    # Without the CA: a warning, no note, and the approval still goes through the log.
+    assert untrusted.returncode == 0, untrusted.stderr
+    assert "no MR note: the GitLab API could not be reached (ConnectError)" in untrusted.stderr
+    assert trusted.returncode == 0, trusted.stderr
+    assert "no MR note" not in trusted.stderr
+    (note,) = notes_api.notes_of("7", "34")
+    assert "Approved" in note["body"]
+
+
+def test_an_unreadable_gitlab_ca_file_is_a_warning(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    sandbox = sandbox_factory(approve_after_s=1)
+    missing = str(tmp_path / "no-such-ca.pem")
+    env = gitlab_env(sandbox, notes_api, tmp_path, CI_SERVER_TLS_CA_FILE=missing, **MR)
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "CI_SERVER_TLS_CA_FILE could not be read as a CA bundle" in done.stderr
+    assert notes_api.requests == []
 
 
 def test_branch_pipeline_notes_the_open_mr(

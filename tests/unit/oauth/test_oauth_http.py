@@ -6,8 +6,6 @@ The header watchdog needs a real socket, so its test runs a loopback server.
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -22,12 +20,9 @@ from urllib.parse import unquote_plus
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from joserfc import jws
 from joserfc.jwk import ECKey
+from loopback_tls import loopback_certificate
 
 from ci_shark import __version__
 from ci_shark.errors import ProtocolError, TransportError
@@ -662,46 +657,13 @@ def test_headers_dripping_past_the_deadline_are_cut_off() -> None:
     assert time.monotonic() - started < 6  # not the drip's 10 s
 
 
-def _self_signed_for_loopback(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def test_tls_headers_dripping_past_the_deadline_are_cut_off(tmp_path: Path) -> None:
     # Same drip over TLS, trusted through ca_bundle: the watchdog shuts the TLS socket.
-    cert_file, key_file = _self_signed_for_loopback(tmp_path)
-    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_tls.load_cert_chain(cert_file, key_file)
+    certificate = loopback_certificate(tmp_path)
     started = time.monotonic()
     with (
-        header_drip(server_tls) as url,
-        OAuthHttp(ca_bundle=str(cert_file)) as http,
+        header_drip(certificate.server_context()) as url,
+        OAuthHttp(ca_bundle=str(certificate.cert_file)) as http,
         pytest.raises(TransientFailure, match="by the deadline"),
     ):
         http.request("POST", url, form={}, deadline=started + 1.5, retry=False)
