@@ -13,9 +13,11 @@ import re
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from loopback_http import LoopbackServer
 
 _NOTES = re.compile(
     r"^/api/v4/projects/(?P<project>[^/]+)/merge_requests/(?P<iid>\d+)/notes(?:/(?P<id>\d+))?$"
@@ -37,16 +39,13 @@ class GitLabNotesServer:
     tls: ssl.SSLContext | None = None
     notes: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _server: LoopbackServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def api_url(self) -> str:
         assert self._server is not None
-        host, port = self._server.server_address[:2]
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://{host!s}:{port}/api/v4"
+        return f"{self._server.url}/api/v4"
 
     def notes_of(self, project: str, iid: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -114,19 +113,10 @@ class GitLabNotesServer:
 
             do_GET = do_POST = do_PUT = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        if self.tls is not None:
-            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(Handler, tls=self.tls)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None

@@ -18,10 +18,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from loopback_http import LoopbackServer
 
 # -- the runner's rules ----------------------------------------------------------------------
 
@@ -230,12 +232,12 @@ class FakeGitHubApi:
     calls: list[ApiCall] = field(default_factory=list)
     _next_id: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
+    _server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def start(self) -> FakeGitHubApi:
         api = self
@@ -262,14 +264,12 @@ class FakeGitHubApi:
 
             do_GET = do_POST = do_PATCH = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(Handler)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def add_comment(self, number: int, body: str, *, user: str, user_type: str) -> int:
@@ -349,12 +349,12 @@ class HostileAuthServer:
 
     def __init__(self, *, verification_uri: str = "https://auth.example/device") -> None:
         self.verification_uri = verification_uri
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def start(self) -> HostileAuthServer:
         owner = self
@@ -405,12 +405,10 @@ class HostileAuthServer:
                         400, {"error": "access_denied", "error_description": HOSTILE_DESCRIPTION}
                     )
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = LoopbackServer(Handler)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
