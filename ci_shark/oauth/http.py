@@ -10,12 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import random
-import socket
-import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -27,6 +23,7 @@ from ci_shark import __version__
 from ci_shark.errors import ProtocolError, TransportError, untrusted
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.tls import context_for
+from ci_shark.oauth.watchdog import Sockets, Watchdog
 from ci_shark.secret import Secret
 from ci_shark.urls import origin, url_problem, without_userinfo
 
@@ -124,44 +121,6 @@ def _www_authenticate_error(headers: httpx.Headers) -> str | None:
     return challenge[start + len(marker) : end] if end > 0 else None
 
 
-class _SocketCutter:
-    """Shuts the client's sockets when a request outlives its deadline.
-
-    httpx's timeouts are per read, so a server dripping one header byte every few seconds
-    could hold a request for days; the body is checked in :meth:`OAuthHttp._read_capped`,
-    but the headers are read inside httpcore. Shutting the socket down makes the blocked
-    read return at once. The sockets are learnt from httpcore's ``trace`` extension.
-    """
-
-    _OPENED = ("connection.connect_tcp.complete", "connection.start_tls.complete")
-
-    def __init__(self) -> None:
-        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-        self.cut = False
-
-    def trace(self, event: str, info: Mapping[str, Any]) -> None:
-        if event in self._OPENED:
-            stream = info.get("return_value")
-            sock = stream.get_extra_info("socket") if stream is not None else None
-            if isinstance(sock, socket.socket):
-                self._sockets.add(sock)
-
-    def arm(self, after_s: float) -> threading.Timer:
-        self.cut = False
-        timer = threading.Timer(after_s, self._cut)
-        timer.daemon = True
-        timer.start()
-        return timer
-
-    def _cut(self) -> None:
-        self.cut = True
-        for sock in list(self._sockets):
-            # socket.socket's own shutdown, not SSLSocket's, which would drop the TLS
-            # object under the reading thread's feet.
-            with suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
 class OAuthHttp:
     """One ``httpx.Client`` per run, so every request reuses the same connection."""
 
@@ -195,7 +154,7 @@ class OAuthHttp:
         self._jitter = jitter
         self._max_body_bytes = max_body_bytes
         self._nonces: dict[str, str] = {}
-        self._cutter = _SocketCutter()
+        self._sockets = Sockets()
         self.requests_sent = 0
 
     def __enter__(self) -> OAuthHttp:
@@ -299,11 +258,11 @@ class OAuthHttp:
             content=content,
             headers=headers,
             timeout=timeout,
-            extensions={"trace": self._cutter.trace},
+            extensions={"trace": self._sockets.trace},
         )
         self.requests_sent += 1
         where = untrusted(url)
-        watchdog = self._cutter.arm(remaining_s)
+        watchdog = Watchdog(self._sockets, remaining_s)
         try:
             response = self._client.send(request, stream=True)
             try:
@@ -316,13 +275,13 @@ class OAuthHttp:
                 raise TransientFailure(message) from None
             raise ProtocolError(message) from None
         except httpx.TransportError as exc:
-            if self._cutter.cut:
+            if watchdog.fired:
                 raise TransientFailure(f"{where}: no complete answer by the deadline") from None
             # The exception text is httpx's own (no response data), but keep it short.
             detail = f"{type(exc).__name__}: {untrusted(exc, 120)}"
             raise TransientFailure(f"{where}: {detail}") from None
         finally:
-            watchdog.cancel()
+            watchdog.disarm()
 
         nonce = response.headers.get("dpop-nonce")
         if nonce and nonce.isprintable() and len(nonce) <= 1024:

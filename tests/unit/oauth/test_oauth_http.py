@@ -668,3 +668,59 @@ def test_tls_headers_dripping_past_the_deadline_are_cut_off(tmp_path: Path) -> N
     ):
         http.request("POST", url, form={}, deadline=started + 1.5, retry=False)
     assert time.monotonic() - started < 6
+
+
+@contextmanager
+def connect_proxy() -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP proxy that answers one CONNECT and then relays bytes both ways;
+    yields its URL and the targets it was asked for."""
+    asked: list[str] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def relay(source: socket.socket, sink: socket.socket) -> None:
+            with suppress(OSError):
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            with suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+        def serve() -> None:
+            client, _ = listener.accept()
+            with client:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += client.recv(4096)
+                target = head.split()[1].decode()
+                asked.append(target)
+                host, port = target.rsplit(":", 1)
+                with socket.create_connection((host, int(port)), timeout=15) as upstream:
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    back = threading.Thread(target=relay, args=(upstream, client), daemon=True)
+                    back.start()
+                    relay(client, upstream)
+                    back.join(15)
+
+        proxy = threading.Thread(target=serve, daemon=True)
+        proxy.start()
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", asked
+        proxy.join(15)
+
+
+def test_tls_through_a_proxy_dripping_past_the_deadline_is_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind HTTPS_PROXY the TLS runs inside a CONNECT tunnel: that socket is shut too.
+    monkeypatch.setattr("ci_shark.oauth.http._LOOPBACK_PATTERNS", ())  # loopback via proxy
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    certificate = loopback_certificate(tmp_path)
+    started = time.monotonic()
+    with header_drip(certificate.server_context()) as url, connect_proxy() as (proxy, asked):
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        with (
+            OAuthHttp(ca_bundle=str(certificate.cert_file)) as http,
+            pytest.raises(TransientFailure, match="by the deadline"),
+        ):
+            http.request("POST", url, form={}, deadline=started + 1.5, retry=False)
+    assert asked == [url.removeprefix("https://").removesuffix("/token")]
+    assert time.monotonic() - started < 6
