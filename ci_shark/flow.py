@@ -28,6 +28,9 @@ from ci_shark.secret import Secret
 
 # A renewed code is only worth asking for when there is time left to approve it.
 MIN_RENEWAL_WINDOW_S = 10.0
+# Once the token is in, learning who approved (and undoing a refused grant) gets its own
+# short budget: the outputs must not wait for a slow userinfo until the approval deadline.
+AFTER_APPROVAL_BUDGET_S = 15.0
 
 
 def load_dpop_key(settings: Settings) -> DPoPKey | None:
@@ -112,14 +115,14 @@ def run(
                         raise
                     platform.log("ci_shark: the code expired; asking for a new one (renew)")
 
-            grace = deadline + 30  # approval is in: a little grace to learn who gave it
+            budget = clock() + AFTER_APPROVAL_BUDGET_S
             identity = identify(
                 tokens,
                 client_id=client_id,
                 http=http,
-                userinfo_endpoint=flow.endpoints_after_approval(deadline=grace).userinfo,
+                find_userinfo=lambda: flow.endpoints_after_approval(deadline=budget).userinfo,
                 dpop=dpop_key,
-                deadline=grace,
+                deadline=budget,
             )
             approver = identity.display if identity else None
             if settings.allowed_approvers:
@@ -130,7 +133,7 @@ def run(
                         flow,
                         tokens,
                         client_secret=settings.client_secret,
-                        deadline=clock() + 15,
+                        deadline=clock() + AFTER_APPROVAL_BUDGET_S,
                     ),
                 )
 

@@ -84,10 +84,12 @@ def preset_endpoints(auth_url: str, provider: Provider = PROVIDERS["shark"]) -> 
     )
 
 
-def fetch_metadata(http: OAuthHttp, auth_url: str, *, deadline: float) -> Endpoints | None:
+def fetch_metadata(
+    http: OAuthHttp, auth_url: str, *, deadline: float, retry: bool = True
+) -> Endpoints | None:
     """The first metadata document found, or None when the server publishes none."""
     for url in metadata_urls(auth_url):
-        reply = http.request("GET", url, deadline=deadline)
+        reply = http.request("GET", url, deadline=deadline, retry=retry)
         if reply.status == 200 and reply.body is not None:
             return from_metadata(reply.body, f"metadata at {url}")
     return None
@@ -134,14 +136,18 @@ def completed(
 ) -> Endpoints:
     """Explicit endpoints skip discovery on the way to the link; once a token is in, the
     metadata may still name userinfo (who approved) and revocation (undo a refused grant).
-    Best effort: a server without metadata keeps what the inputs said."""
+
+    Best effort, one try each: a server without metadata keeps what the inputs said. The
+    metadata counts only when it names the same token endpoint as the inputs: otherwise it
+    describes another server, which must not receive the token or the client secret.
+    """
     if endpoints.source != EXPLICIT or not provider.publishes_metadata:
         return endpoints
     try:
-        found = fetch_metadata(http, auth_url, deadline=deadline)
+        found = fetch_metadata(http, auth_url, deadline=deadline, retry=False)
     except (ProtocolError, TransportError):
         return endpoints
-    if found is None:
+    if found is None or found.token != endpoints.token:
         return endpoints
     return replace(endpoints, revocation=found.revocation, userinfo=found.userinfo)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,15 +83,17 @@ def identify(
     *,
     client_id: str,
     http: OAuthHttp,
-    userinfo_endpoint: str | None,
+    find_userinfo: Callable[[], str | None],
     dpop: DPoPKey | None,
     deadline: float,
 ) -> Identity | None:
-    """The approver, when the server tells; None when it does not."""
+    """The approver, when the server tells; None when it does not. ``find_userinfo`` is
+    asked only when the id_token does not tell (it may have to read the metadata)."""
     if tokens.id_token is not None:
         identity = from_id_token(tokens.id_token, client_id)
         if identity is not None:
             return identity
+    userinfo_endpoint = find_userinfo()
     if userinfo_endpoint is None:
         return None
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import login_env, run_cli
 
-from ci_shark.sandbox import SandboxServer
+from ci_shark.sandbox import METADATA_PATHS, SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
 
@@ -73,6 +73,24 @@ def test_explicit_endpoints_still_learn_the_approver_from_the_metadata(
     assert "approved by mallory" in result.stderr
     assert "the token was revoked" in result.stderr
     assert server.stats.outcomes("/oauth/revoke")
+
+
+def test_explicit_endpoints_with_an_id_token_read_no_metadata(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1, subject="maintainer")
+    env = login_env(
+        server,
+        tmp_path,
+        CI_SHARK_ALLOWED_APPROVERS="maintainer",
+        CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
+        CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
+    )
+    result = run_cli([], env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"] == "maintainer"
+    asked = {record.path for record in server.stats.requests}
+    assert asked.isdisjoint(METADATA_PATHS)  # the id_token told: nothing else was asked
 
 
 def test_unknown_approver_fails_closed(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:

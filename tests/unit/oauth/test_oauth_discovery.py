@@ -184,9 +184,9 @@ def test_explicit_endpoints_skip_discovery(discover_with: Discover) -> None:
     assert found.token == "https://as.example/custom/token"
 
 
-EXPLICIT_ENDPOINTS = Endpoints(
-    "https://as.example/custom/device", "https://as.example/custom/token"
-)
+# The device endpoint is where the metadata does not say; the token endpoint is the server's.
+EXPLICIT_ENDPOINTS = Endpoints("https://as.example/custom/device", "https://as.example/token")
+METADATA_URL = "https://as.example/.well-known/oauth-authorization-server"
 
 
 def complete(server: MetadataServer, endpoints: Endpoints, **kwargs: Any) -> Endpoints:
@@ -198,33 +198,39 @@ def complete(server: MetadataServer, endpoints: Endpoints, **kwargs: Any) -> End
 
 def test_after_approval_the_metadata_completes_explicit_endpoints() -> None:
     issuer = "https://as.example"
-    server = MetadataServer(
-        {
-            f"{issuer}/.well-known/oauth-authorization-server": httpx.Response(
-                200, json=metadata(issuer)
-            )
-        }
-    )
+    server = MetadataServer({METADATA_URL: httpx.Response(200, json=metadata(issuer))})
     found = complete(server, EXPLICIT_ENDPOINTS)
     assert found.userinfo == f"{issuer}/me"
     assert found.revocation == f"{issuer}/token/revocation"
     # the inputs still win for what they named
     assert found.device_authorization == "https://as.example/custom/device"
-    assert found.token == "https://as.example/custom/token"
+    assert found.token == "https://as.example/token"
+
+
+def test_metadata_of_another_token_endpoint_is_not_trusted() -> None:
+    # It describes some other server: the token and the client secret must not go there.
+    elsewhere = metadata("https://as.example", token_endpoint="https://other.example/token")
+    server = MetadataServer({METADATA_URL: httpx.Response(200, json=elsewhere)})
+    assert complete(server, EXPLICIT_ENDPOINTS) == EXPLICIT_ENDPOINTS
 
 
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "requests"),
     [
-        httpx.Response(404, text="Not Found"),
-        httpx.Response(
-            200, json=metadata("https://as.example", userinfo_endpoint="http://evil.example/me")
+        (httpx.Response(404, text="Not Found"), 2),  # both well-known URLs, once each
+        (httpx.Response(503), 1),  # no retries: the outputs are waiting
+        (
+            httpx.Response(
+                200, json=metadata("https://as.example", userinfo_endpoint="http://evil.example/me")
+            ),
+            1,
         ),
     ],
 )
-def test_completing_is_best_effort(answer: httpx.Response) -> None:
-    server = MetadataServer({"https://as.example/.well-known/oauth-authorization-server": answer})
+def test_completing_is_best_effort_and_tries_once(answer: httpx.Response, requests: int) -> None:
+    server = MetadataServer({METADATA_URL: answer})
     assert complete(server, EXPLICIT_ENDPOINTS) == EXPLICIT_ENDPOINTS
+    assert len(server.asked) == requests
 
 
 def test_discovered_endpoints_are_not_looked_up_again() -> None:
