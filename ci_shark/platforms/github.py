@@ -321,17 +321,17 @@ class GitHubPlatform(Platform):
         return PullRequest(number, head, self.repository, from_payload=True)
 
     def _with_late_pull_request(self, request: ApprovalRequest) -> ApprovalRequest:
-        """The request, naming the PR whose head is this push's commit, once it is known."""
+        """The request, naming the PR whose head is this push's commit once it is known
+        (looked up on the first announce; a renewal's request still has the old context)."""
         sha, self._commit_to_look_up = self._commit_to_look_up, None
-        if sha is None:
-            return request
-        pr = self._pull_request = self._pull_request_for_commit(sha)
-        if pr is not None:
-            self._context = replace(
-                self.context(),
-                change_request=f"PR #{pr.number}",
-                change_request_url=self._pull_request_url(pr),
-            )
+        if sha is not None:
+            pr = self._pull_request = self._pull_request_for_commit(sha)
+            if pr is not None:
+                self._context = replace(
+                    self.context(),
+                    change_request=f"PR #{pr.number}",
+                    change_request_url=self._pull_request_url(pr),
+                )
         return replace(request, context=self.context())
 
     def _pull_request_url(self, pr: PullRequest | None) -> str | None:

@@ -244,6 +244,42 @@ def test_push_finds_its_open_pr_through_the_commit(make: Callable[..., Any]) -> 
     assert api.methods().count(f"GET /commits/{'a' * 40}/pulls") == 1
 
 
+def test_a_renewed_code_on_push_keeps_the_pr_in_the_comment(make: Callable[..., Any]) -> None:
+    api = Api()
+    api.commit_pulls["a" * 40] = [
+        {"number": 3, "state": "open", "head": {"sha": "a" * 40, "repo": {"full_name": REPO}}}
+    ]
+    platform, files, _ = make({"ref": "refs/heads/main"}, event="push", api=api)
+    first = approval(platform, user_code="FIRST")
+    platform.announce(first)
+    renewed = request(first.context, user_code="RENEWED")  # flow's context: from before
+    platform.announce(renewed)
+    (comment,) = api.comments.values()
+    assert "RENEWED" in comment["body"]
+    assert "/pull/3" in comment["body"]
+    assert "/pull/3" in files.summary.read_text()
+    assert api.methods().count(f"GET /commits/{'a' * 40}/pulls") == 1
+
+
+def test_a_failed_pr_lookup_on_push_only_costs_the_comment(make: Callable[..., Any]) -> None:
+    api = Api()
+    platform, files, streams = make({"ref": "refs/heads/main"}, event="push", api=api)
+
+    def refuse(request: httpx.Request) -> None:
+        if "/commits/" in request.url.path:
+            raise httpx.ConnectError("no route")
+
+    api.on_request = refuse
+    req = approval(platform, user_code="WDJB-MJHT")
+    platform.announce(req)
+    platform.finish(Outcome("approved", "approved"), req)
+    assert api.comments == {}
+    assert "WDJB-MJHT" in streams.stderr.getvalue()  # the link is in the log
+    assert "no PR found for commit" in streams.stderr.getvalue()
+    assert "Approved" in files.summary.read_text()
+    assert files.outputs()["status"] == "approved"
+
+
 def test_push_without_a_token_looks_nothing_up(make: Callable[..., Any]) -> None:
     api = Api()
     platform, _, _ = make({}, event="workflow_dispatch", api=api, token=None)
