@@ -117,12 +117,32 @@ def build_parser() -> argparse.ArgumentParser:
 _OPAQUE_VALUE_FLAGS = frozenset({"--nonce", "--access-token", "--client-id", "--client-secret"})
 
 
-def _glue_opaque_values(argv: Sequence[str]) -> list[str]:
-    """Rewrite ``--nonce -abc`` as ``--nonce=-abc`` so a leading dash stays part of the value."""
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option any command knows, so a missing value is still told from a value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                found |= _option_strings(command)
+    return found
+
+
+def _glue_opaque_values(argv: Sequence[str], options: set[str]) -> list[str]:
+    """Rewrite ``--nonce -abc`` as ``--nonce=-abc`` so a leading dash stays part of the
+    value; ``--client-id --no-dpop`` (an empty variable) still fails as a missing value."""
+
+    def is_option(arg: str) -> bool:
+        name = arg.split("=", 1)[0]
+        # argparse accepts unambiguous abbreviations of long options too.
+        return name in options or (
+            name.startswith("--") and any(option.startswith(name) for option in options)
+        )
+
     args: list[str] = []
     pending = False
     for arg in argv:
-        if pending and arg.startswith("-"):
+        if pending and arg.startswith("-") and not is_option(arg):
             args[-1] = f"{args[-1]}={arg}"
         else:
             args.append(arg)
@@ -130,15 +150,18 @@ def _glue_opaque_values(argv: Sequence[str]) -> list[str]:
     return args
 
 
-def _with_default_command(argv: Sequence[str]) -> list[str]:
-    args = _glue_opaque_values(argv)
+def _with_default_command(
+    argv: Sequence[str], parser: argparse.ArgumentParser | None = None
+) -> list[str]:
+    args = _glue_opaque_values(argv, _option_strings(parser or build_parser()))
     if args and (args[0] in COMMANDS or args[0] in ("-h", "--help", "--version")):
         return args
     return ["login", *args]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args = parser.parse_args(_with_default_command(sys.argv[1:] if argv is None else argv, parser))
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "login": _login,
         "proof": _proof,

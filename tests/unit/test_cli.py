@@ -68,3 +68,18 @@ def test_a_flag_followed_by_a_value_is_left_alone() -> None:
     ]
     args = cli.build_parser().parse_args(cli._with_default_command(argv))
     assert (args.nonce, str(args.key_file)) == ("n", "k")
+
+
+@pytest.mark.parametrize(
+    "after",
+    [["--no-dpop"], ["--allowed-approvers=alice"], ["--no-dp"]],
+)
+def test_a_missing_value_before_another_option_is_still_an_error(
+    after: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `--client-id $UNSET --no-dpop`: the next option is not taken as the value.
+    argv = cli._with_default_command(["--client-id", *after])
+    with pytest.raises(SystemExit) as stopped:
+        cli.build_parser().parse_args(argv)
+    assert stopped.value.code == 2
+    assert "--client-id: expected one argument" in capsys.readouterr().err
