@@ -55,3 +55,9 @@ def test_the_lock_is_hash_pinned_for_every_package() -> None:
     for pin in pins:
         assert re.match(r"^[a-z0-9-]+==[\w.]+( ; .+)? \\$", pin), pin
     assert all("--hash=sha256:" in line for line in lines if line.startswith(" "))
+
+
+def test_the_matrix_leg_reaches_the_login_step() -> None:
+    # Each leg's own PR comment depends on it (platforms/github.py reads CI_SHARK_MATRIX).
+    text = (ROOT / "action.yml").read_text(encoding="utf-8")
+    assert "        CI_SHARK_MATRIX: ${{ toJSON(matrix) }}\n" in text
