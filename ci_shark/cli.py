@@ -159,9 +159,27 @@ def _with_default_command(
     return ["login", *args]
 
 
+def _asks_for_shell(argv: Sequence[str]) -> bool:
+    """`--output-format shell` (or its env variable), read from the raw command line."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return (
+        "--output-format=shell" in argv
+        or ("--output-format", "shell") in pairs
+        or os.environ.get("CI_SHARK_OUTPUT_FORMAT") == "shell"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(_with_default_command(sys.argv[1:] if argv is None else argv, parser))
+    try:
+        args = parser.parse_args(_with_default_command(argv, parser))
+    except SystemExit as usage_error:
+        # A mistyped flag must stop `eval "$(python -m ci_shark --output-format shell)"`
+        # too: argparse exits before _login could hand the eval its `exit N`.
+        if usage_error.code not in (0, None) and _asks_for_shell(argv):
+            print(f"exit {usage_error.code}", flush=True)
+        raise
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "login": _login,
         "proof": _proof,

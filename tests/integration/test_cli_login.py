@@ -230,6 +230,18 @@ def test_a_failed_login_stops_the_eval_ing_script(
     assert "went-on" not in done.stdout
 
 
+@pytest.mark.parametrize("mistake", ["--bogus", "--timeout", "--dpop=maybe"])
+def test_a_usage_error_stops_the_eval_ing_script(tmp_path: Path, mistake: str) -> None:
+    # argparse exits before the flow could hand the eval its `exit N`: main() does it.
+    env = clean_env({"CI_SHARK_AUTH_URL": "http://127.0.0.1:9", "CI_SHARK_CLIENT_ID": "x"})
+    for spelling in ("--output-format shell", "--output-format=shell"):
+        command = f"{sys.executable} -m ci_shark {spelling} {mistake}"
+        done = run_bash(f'eval "$({command})"; echo went-on', env)
+        assert done.returncode == 2, done.stderr
+        assert "went-on" not in done.stdout
+        assert "usage:" in done.stderr
+
+
 def test_proof_then_userinfo_then_revoke(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     server = sandbox_factory(approve_after_s=1)
     assert run_cli([], login_env(server, tmp_path)).returncode == 0
