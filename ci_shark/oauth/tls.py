@@ -2,13 +2,18 @@
 
 Loading a CA bundle is 30-40 ms of OpenSSL work during which CPython releases the GIL, so
 the CLI starts it on a thread before its heavy imports (pydantic-settings, httpx) and the
-HTTP client picks it up when it is built: off the path to the approval link when a second
-core is free. The trust is httpx's own ``verify=True`` without ``trust_env``: certifi's
-bundle; a ``ca-bundle`` input replaces it.
+HTTP clients pick it up when they are built: off the path to the approval link when a
+second core is free.
+
+The trust is the system's: OpenSSL's default paths (so ``SSL_CERT_FILE``/``SSL_CERT_DIR``
+work, and a self-hosted runner's corporate CA installed in the OS counts) or the Windows
+store. Only a system with no CA at all (a slim image, a python.org macOS build) falls
+back to certifi's bundle. A ``ca-bundle`` input replaces all of it.
 """
 
 from __future__ import annotations
 
+import os
 import ssl
 import threading
 
@@ -16,8 +21,24 @@ import certifi
 
 
 def create_context(ca_bundle: str | None = None) -> ssl.SSLContext:
-    """A verifying client context trusting ``ca_bundle``, or certifi's bundle."""
-    return ssl.create_default_context(cafile=ca_bundle or certifi.where())
+    """A verifying client context trusting ``ca_bundle``, else the system (see above)."""
+    if ca_bundle:
+        return ssl.create_default_context(cafile=ca_bundle)
+    context = ssl.create_default_context()
+    if not _has_trust(context):
+        context.load_verify_locations(cafile=certifi.where())
+    return context
+
+
+def _has_trust(context: ssl.SSLContext) -> bool:
+    if context.cert_store_stats()["x509_ca"] > 0:
+        return True
+    # A CA directory is read lazily, certificate by certificate, so it counts if not empty.
+    capath = ssl.get_default_verify_paths().capath
+    if not capath or not os.path.isdir(capath):
+        return False
+    with os.scandir(capath) as entries:
+        return next(entries, None) is not None
 
 
 class _DefaultContext:

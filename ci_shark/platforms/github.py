@@ -35,6 +35,7 @@ import httpx
 
 from ci_shark import __version__
 from ci_shark.errors import CiSharkError, ConfigError
+from ci_shark.oauth.tls import context_for
 from ci_shark.outputs import Credentials, Value, reveal
 from ci_shark.platforms.base import Platform, credentials_with_key_file
 from ci_shark.render import (
@@ -497,6 +498,8 @@ class GitHubPlatform(Platform):
             self._client = httpx.Client(
                 base_url=self.api_url,
                 transport=self.transport,
+                # The run's trust (the system's, see oauth/tls.py): GHES behind a private CA.
+                verify=context_for(None) if self.transport is None else True,
                 timeout=API_TIMEOUT,
                 follow_redirects=False,
                 headers={

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ci_shark.oauth.tls import create_context
+from ci_shark.oauth.tls import context_for
 from ci_shark.outputs import Credentials
 from ci_shark.render import (
     ApprovalRequest,
@@ -217,10 +217,11 @@ class GitLabPlatform(Platform):
         if self._api_client is not None:
             return self._api_client
         # A self-managed GitLab with its own CA: the runner hands its CA file to the job.
+        # Otherwise the run's trust (the system's, see oauth/tls.py).
         ca_file = _value(self.env, "CI_SERVER_TLS_CA_FILE")
         self._api_client = httpx.Client(
             transport=self.transport,
-            verify=create_context(ca_file) if ca_file and self.transport is None else True,
+            verify=context_for(ca_file) if self.transport is None else True,
             timeout=API_TIMEOUT_S,
             follow_redirects=False,  # a redirect must not carry the token elsewhere
             headers={

@@ -1,10 +1,17 @@
-"""The TLS context: preloaded once on a thread, replaced by an explicit CA bundle."""
+"""The TLS context: the system's trust (certifi when there is none), preloaded once on a
+thread, replaced by an explicit CA bundle. Real handshakes with a loopback server."""
 
 from __future__ import annotations
 
+import socket
 import ssl
+import threading
+from contextlib import suppress
+from pathlib import Path
 
 import certifi
+import pytest
+from loopback_tls import LoopbackCertificate, loopback_certificate
 
 from ci_shark.oauth import tls
 
@@ -28,3 +35,49 @@ def test_ca_bundle_replaces_the_default_trust() -> None:
 def test_without_preload_the_context_is_built_on_demand() -> None:
     fresh = tls._DefaultContext()
     assert fresh.get() is fresh.get()
+
+
+def _handshake(context: ssl.SSLContext, certificate: LoopbackCertificate) -> None:
+    """A real TLS handshake with a loopback server presenting ``certificate``."""
+    server_context = certificate.server_context()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            raw, _ = listener.accept()
+            with suppress(OSError), server_context.wrap_socket(raw, server_side=True):
+                pass
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            address = listener.getsockname()
+            with (
+                socket.create_connection(address, timeout=5) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1"),
+            ):
+                pass
+        finally:
+            server.join(5)
+
+
+def test_the_default_trust_is_the_systems_and_honours_ssl_cert_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A self-hosted runner's corporate CA, installed for OpenSSL: trusted without ca-bundle.
+    certificate = loopback_certificate(tmp_path)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(tls.create_context(), certificate)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert_file))
+    _handshake(tls.create_context(), certificate)
+
+
+def test_a_system_without_any_ca_falls_back_to_certifi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty_file, empty_dir = tmp_path / "none.pem", tmp_path / "certs"
+    empty_file.write_text("")
+    empty_dir.mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(empty_file))
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty_dir))
+    certifi_only = ssl.create_default_context(cafile=certifi.where())
+    assert tls.create_context().cert_store_stats() == certifi_only.cert_store_stats()
