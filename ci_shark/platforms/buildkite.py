@@ -65,6 +65,7 @@ class BuildkitePlatform(Platform):
             platform=self.name,
             repository="/".join(part for part in (organization, pipeline) if part) or None,
             job=_value(env, "BUILDKITE_LABEL") or _value(env, "BUILDKITE_STEP_KEY"),
+            job_variant=_parallel_job(env),
             run_url=_value(env, "BUILDKITE_BUILD_URL"),
             run_attempt=_value(env, "BUILDKITE_RETRY_COUNT"),
             commit=_value(env, "BUILDKITE_COMMIT"),
@@ -158,6 +159,18 @@ class BuildkitePlatform(Platform):
             )
         except (OSError, subprocess.TimeoutExpired):
             return None
+
+
+def _parallel_job(env: Mapping[str, str]) -> str | None:
+    """Which copy of a step with ``parallelism``: each gets its own annotation, or copies
+    waiting side by side would overwrite each other's code."""
+    index, count = (
+        _value(env, "BUILDKITE_PARALLEL_JOB"),
+        _value(env, "BUILDKITE_PARALLEL_JOB_COUNT"),
+    )
+    if index is None or count is None or not index.isdigit() or not count.isdigit():
+        return None
+    return f"parallel job {int(index) + 1} of {int(count)}"
 
 
 def _value(env: Mapping[str, str], name: str) -> str | None:

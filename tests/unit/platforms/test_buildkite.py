@@ -167,3 +167,19 @@ def test_exports_are_the_generic_ones(tmp_path: Path) -> None:
     assert isinstance(buildkite, Platform)
     buildkite.export(credentials())
     assert f"SHARK_ACCESS_TOKEN={ACCESS_TOKEN}" in (tmp_path / "out.env").read_text()
+
+
+def test_each_parallel_copy_of_a_step_has_its_own_annotation(tmp_path: Path) -> None:
+    contexts = []
+    for index in ("0", "1"):
+        env = {**ENV, "BUILDKITE_PARALLEL_JOB": index, "BUILDKITE_PARALLEL_JOB_COUNT": "2"}
+        (tmp_path / index).mkdir()
+        buildkite, log = platform(tmp_path / index, env, Streams())
+        approval = request(buildkite.context())
+        buildkite.announce(approval)
+        (call,) = [call for call in agent_calls(log) if call["argv"][0] == "annotate"]
+        contexts.append(call["argv"][call["argv"].index("--context") + 1])
+        assert f"(parallel job {int(index) + 1} of 2)" in call["stdin"]
+    assert contexts[0] != contexts[1]
+    # a step without parallelism keeps the plain context
+    assert BuildkitePlatform(settings(), ENV).context().job_variant is None
