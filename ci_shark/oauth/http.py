@@ -34,6 +34,10 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 _LOOPBACK_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
 BACKOFF_FIRST_S = 0.5
+# httpx drops an idle connection after 5 s, and RFC 8628's default interval is 5 s: every
+# poll would pay a new TCP (and TLS) handshake. Longer than any poll gap the poller allows
+# (device.MAX_SLOW_DOWN_INTERVAL_S); a server closing sooner just means a new connection.
+KEEPALIVE_S = 120.0
 BACKOFF_MAX_S = 8.0
 
 Form = Mapping[str, str | Secret | Sequence[str]]
@@ -134,9 +138,11 @@ class OAuthHttp:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
         max_body_bytes: int = MAX_BODY_BYTES,
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         self._client = httpx.Client(
             transport=transport,
+            limits=httpx.Limits(keepalive_expiry=keepalive_s),
             # An injected transport brings its own TLS: no CA bundle to load then.
             verify=context_for(ca_bundle) if transport is None else True,
             timeout=timeout,

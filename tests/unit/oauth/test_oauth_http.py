@@ -26,13 +26,16 @@ from loopback_tls import loopback_certificate
 
 from ci_shark import __version__
 from ci_shark.errors import ProtocolError, TransportError
+from ci_shark.oauth.device import MAX_SLOW_DOWN_INTERVAL_S
 from ci_shark.oauth.dpop import DPoPKey, access_token_hash
 from ci_shark.oauth.http import (
     BACKOFF_MAX_S,
+    KEEPALIVE_S,
     MAX_BODY_BYTES,
     OAuthHttp,
     TransientFailure,
 )
+from ci_shark.sandbox import SandboxServer
 from ci_shark.secret import Secret
 
 START = 1000.0
@@ -724,3 +727,20 @@ def test_tls_through_a_proxy_dripping_past_the_deadline_is_cut_off(
             http.request("POST", url, form={}, deadline=started + 1.5, retry=False)
     assert asked == [url.removeprefix("https://").removesuffix("/token")]
     assert time.monotonic() - started < 6
+
+
+@pytest.mark.parametrize(("keepalive_s", "connections"), [(0.2, 2), (5.0, 1)])
+def test_an_idle_connection_is_kept_for_keepalive_s(keepalive_s: float, connections: int) -> None:
+    # Polls sit idle for the whole interval between requests: the connection must outlive
+    # it, or each poll pays a new handshake.
+    with SandboxServer() as server, OAuthHttp(keepalive_s=keepalive_s) as http:
+        metadata = f"{server.url}/.well-known/oauth-authorization-server"
+        for _ in range(2):
+            http.request("GET", metadata, deadline=time.monotonic() + 10)
+            time.sleep(0.5)
+        assert server.stats.connections == connections
+
+
+def test_the_default_keepalive_outlasts_the_longest_poll_gap() -> None:
+    # httpx's own default (5 s) equals RFC 8628's default interval: every poll reconnected.
+    assert KEEPALIVE_S > MAX_SLOW_DOWN_INTERVAL_S + 1
