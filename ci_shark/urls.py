@@ -38,6 +38,23 @@ def origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
+def same_endpoint(one: str, other: str) -> bool:
+    """Equal up to what does not change the target: scheme and host case, a default port,
+    a trailing slash."""
+
+    def key(url: str) -> tuple[str, str, int | None, str]:
+        parts = urlsplit(url)
+        default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+        port = parts.port if parts.port != default else None
+        host = (parts.hostname or "").lower()
+        return parts.scheme.lower(), host, port, parts.path.rstrip("/")
+
+    try:
+        return key(one) == key(other)
+    except ValueError:
+        return False
+
+
 def without_query(url: str) -> str:
     """The DPoP ``htu`` form of a URL (RFC 9449 §4.2: no query, no fragment)."""
     parts = urlsplit(url)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ci_shark.errors import DeviceFlowUnsupported, ProtocolError, TransportError, untrusted
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.providers import PROVIDERS, Provider
-from ci_shark.urls import url_problem
+from ci_shark.urls import same_endpoint, url_problem
 
 EXPLICIT = "explicit inputs"
 
@@ -147,7 +147,7 @@ def completed(
         found = fetch_metadata(http, auth_url, deadline=deadline, retry=False)
     except (ProtocolError, TransportError):
         return endpoints
-    if found is None or found.token != endpoints.token:
+    if found is None or not same_endpoint(found.token, endpoints.token):
         return endpoints
     return replace(endpoints, revocation=found.revocation, userinfo=found.userinfo)
 

@@ -10,6 +10,7 @@ ci_shark warns and behaves like the generic platform: log and files only.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -161,14 +162,17 @@ class BuildkitePlatform(Platform):
             return None
 
 
+_SMALL_NUMBER = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() takes "²"
+
+
 def _parallel_job(env: Mapping[str, str]) -> str | None:
     """Which copy of a step with ``parallelism``: each gets its own annotation, or copies
     waiting side by side would overwrite each other's code."""
-    index, count = (
-        _value(env, "BUILDKITE_PARALLEL_JOB"),
-        _value(env, "BUILDKITE_PARALLEL_JOB_COUNT"),
-    )
-    if index is None or count is None or not index.isdigit() or not count.isdigit():
+    index = _value(env, "BUILDKITE_PARALLEL_JOB") or ""
+    count = _value(env, "BUILDKITE_PARALLEL_JOB_COUNT") or ""
+    if not (_SMALL_NUMBER.fullmatch(index) and _SMALL_NUMBER.fullmatch(count)):
+        return None
+    if int(index) >= int(count):
         return None
     return f"parallel job {int(index) + 1} of {int(count)}"
 

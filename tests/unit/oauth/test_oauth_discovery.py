@@ -359,3 +359,24 @@ def test_loopback_http_metadata_is_fine(discover_with: Discover) -> None:
         {f"{issuer}/.well-known/openid-configuration": httpx.Response(200, json=metadata(issuer))}
     )
     assert discover_with(server, issuer).device_authorization == f"{issuer}/device/auth"
+
+
+@pytest.mark.parametrize(
+    "token_endpoint",
+    ["https://as.example/token/", "https://AS.example:443/token", "HTTPS://as.example/token"],
+)
+def test_the_same_token_endpoint_spelled_differently_still_counts(token_endpoint: str) -> None:
+    issuer = "https://as.example"
+    document = metadata(issuer, token_endpoint=token_endpoint)
+    server = MetadataServer({METADATA_URL: httpx.Response(200, json=document)})
+    assert complete(server, EXPLICIT_ENDPOINTS).userinfo == f"{issuer}/me"
+
+
+@pytest.mark.parametrize(
+    "token_endpoint",
+    ["https://as.example:8443/token", "https://as.example/token2", "https://as.example.evil/token"],
+)
+def test_another_port_path_or_host_is_another_endpoint(token_endpoint: str) -> None:
+    document = metadata("https://as.example", token_endpoint=token_endpoint)
+    server = MetadataServer({METADATA_URL: httpx.Response(200, json=document)})
+    assert complete(server, EXPLICIT_ENDPOINTS) == EXPLICIT_ENDPOINTS

@@ -183,3 +183,9 @@ def test_each_parallel_copy_of_a_step_has_its_own_annotation(tmp_path: Path) -> 
     assert contexts[0] != contexts[1]
     # a step without parallelism keeps the plain context
     assert BuildkitePlatform(settings(), ENV).context().job_variant is None
+
+
+@pytest.mark.parametrize(("index", "count"), [("²", "3"), ("3", "3"), ("1", ""), ("-1", "3")])
+def test_odd_parallel_job_numbers_are_ignored(index: str, count: str) -> None:
+    env = {**ENV, "BUILDKITE_PARALLEL_JOB": index, "BUILDKITE_PARALLEL_JOB_COUNT": count}
+    assert BuildkitePlatform(settings(), env).context().job_variant is None
