@@ -168,6 +168,14 @@ class Settings(BaseSettings):
             raise ValueError(f"takes a comma list of {', '.join(NOTIFY_CHANNELS)}")
         return value or ("auto",)
 
+    @field_validator("github_token", "gitlab_token")
+    @classmethod
+    def _header_safe(cls, value: Secret | None) -> Secret | None:
+        # They travel in an HTTP header: ASCII only, or the client fails mid-flow.
+        if value is not None and not all(" " < ch <= "~" for ch in value.reveal()):
+            raise ValueError("must be printable ASCII without spaces: check for a pasted extra")
+        return value
+
     @field_validator("ca_bundle")
     @classmethod
     def _readable_file(cls, value: str | None) -> str | None:

@@ -296,6 +296,8 @@ def test_several_problems_are_reported_together(monkeypatch: pytest.MonkeyPatch)
         ("CI_SHARK_RESOURCE", CANARY),
         ("CI_SHARK_ALLOW_FORK", CANARY),
         ("CI_SHARK_CA_BUNDLE", f"/nonexistent/{CANARY}.pem"),
+        ("CI_SHARK_GITHUB_TOKEN", f"ghs_{CANARY}\u00e9"),
+        ("CI_SHARK_GITLAB_TOKEN", f"glpat {CANARY}"),
     ],
 )
 def test_validation_errors_never_echo_the_value(
@@ -308,6 +310,18 @@ def test_validation_errors_never_echo_the_value(
         assert CANARY not in text
     assert error.__cause__ is None
     assert error.__suppress_context__  # the pydantic error (which has the input) is dropped
+
+
+@pytest.mark.parametrize("variable", ["CI_SHARK_GITHUB_TOKEN", "CI_SHARK_GITLAB_TOKEN"])
+@pytest.mark.parametrize("token", ["tok\u00e9n", "tok en", "tok\nen"])
+def test_api_tokens_must_fit_in_a_header(
+    monkeypatch: pytest.MonkeyPatch, variable: str, token: str
+) -> None:
+    # A non-ASCII token would fail inside the HTTP client, mid-flow, as "unexpected".
+    monkeypatch.setenv(variable, token)
+    error = config_error()
+    assert variable in error.message
+    assert "printable ASCII" in error.message
 
 
 # -- required() ----------------------------------------------------------------------------
