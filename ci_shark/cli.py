@@ -160,13 +160,16 @@ def _with_default_command(
 
 
 def _asks_for_shell(argv: Sequence[str]) -> bool:
-    """`--output-format shell` (or its env variable), read from the raw command line."""
-    pairs = zip(argv, [*argv[1:], ""], strict=True)
-    return (
-        "--output-format=shell" in argv
-        or ("--output-format", "shell") in pairs
-        or os.environ.get("CI_SHARK_OUTPUT_FORMAT") == "shell"
-    )
+    """Whether a login asked for `--output-format shell`, read from the raw command line as
+    argparse would (the last flag wins, abbreviations count; else the env variable)."""
+    if argv and argv[0] in COMMANDS and argv[0] != "login":
+        return False
+    chosen = os.environ.get("CI_SHARK_OUTPUT_FORMAT")
+    for at, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if len(name) > len("--output-") and "--output-format".startswith(name):
+            chosen = value if equals else (argv[at + 1] if at + 1 < len(argv) else None)
+    return chosen == "shell"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,3 +83,36 @@ def test_a_missing_value_before_another_option_is_still_an_error(
         cli.build_parser().parse_args(argv)
     assert stopped.value.code == 2
     assert "--client-id: expected one argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "shell"),
+    [
+        (["--output-format", "shell", "--bogus"], None, True),
+        (["login", "--output-format=shell", "--bogus"], None, True),
+        (["--output-fo", "shell", "--bogus"], None, True),  # argparse takes abbreviations
+        (["--bogus"], "shell", True),
+        (["--output-format", "json", "--bogus"], "shell", False),  # the flag wins
+        (
+            ["--output-format", "shell", "--output-format", "json", "--bogus"],
+            None,
+            False,
+        ),  # the last wins
+        (["proof", "--bogus"], "shell", False),  # proof's stdout is a proof, not exports
+        (["--bogus"], None, False),
+    ],
+)
+def test_only_a_shell_login_hands_eval_an_exit_on_a_usage_error(
+    argv: list[str],
+    env: str | None,
+    shell: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if env is None:
+        monkeypatch.delenv("CI_SHARK_OUTPUT_FORMAT", raising=False)
+    else:
+        monkeypatch.setenv("CI_SHARK_OUTPUT_FORMAT", env)
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    assert (capsys.readouterr().out == "exit 2\n") is shell
