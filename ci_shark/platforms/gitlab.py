@@ -15,6 +15,7 @@ API failure is a warning; the approval itself never depends on the note.
 from __future__ import annotations
 
 import re
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ci_shark.oauth.tls import context_for
+from ci_shark.oauth.tls import context_for, create_context
 from ci_shark.outputs import Credentials
 from ci_shark.render import (
     ApprovalRequest,
@@ -142,12 +143,16 @@ class GitLabPlatform(Platform):
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         self._end_section()
-        super().finish(outcome, request)
-        if request is not None and "comment" in self.channels and self._note_id is not None:
-            self._write_note(marker(request.context) + "\n" + outcome_markdown(outcome, request))
-        if self._api_client is not None:
-            self._api_client.close()
-            self._api_client = None
+        try:
+            super().finish(outcome, request)
+            if request is not None and "comment" in self.channels and self._note_id is not None:
+                self._write_note(
+                    marker(request.context) + "\n" + outcome_markdown(outcome, request)
+                )
+        finally:
+            if self._api_client is not None:
+                self._api_client.close()
+                self._api_client = None
 
     def _start_section(self, header: str) -> None:
         # \e[0K clears what the runner may have drawn; the header follows the \r.
@@ -199,13 +204,7 @@ class GitLabPlatform(Platform):
             f"/merge_requests/{merge_request.iid}/notes"
         )
         try:
-            client = self._client(token)
-        except OSError:  # ssl.SSLError included
-            self._notes_off = True
-            self.warn("no MR note: CI_SERVER_TLS_CA_FILE could not be read as a CA bundle")
-            return
-        try:
-            self._upsert(client, notes_url, body)
+            self._upsert(self._client(token), notes_url, body)
         except GitLabApiError as failure:
             self._notes_off = True
             self.warn(f"no MR note: {failure}")
@@ -216,12 +215,9 @@ class GitLabPlatform(Platform):
     def _client(self, token: Secret) -> httpx.Client:
         if self._api_client is not None:
             return self._api_client
-        # A self-managed GitLab with its own CA: the runner hands its CA file to the job.
-        # Otherwise the run's trust (the system's, see oauth/tls.py).
-        ca_file = _value(self.env, "CI_SERVER_TLS_CA_FILE")
         self._api_client = httpx.Client(
             transport=self.transport,
-            verify=context_for(ca_file) if self.transport is None else True,
+            verify=self._trust() if self.transport is None else True,
             timeout=API_TIMEOUT_S,
             follow_redirects=False,  # a redirect must not carry the token elsewhere
             headers={
@@ -231,6 +227,23 @@ class GitLabPlatform(Platform):
             },
         )
         return self._api_client
+
+    def _trust(self) -> ssl.SSLContext:
+        """The run's trust (the system's, see oauth/tls.py), plus the GitLab server's CA
+        when the runner hands one over: CI_SERVER_TLS_CA_FILE, from its `tls-ca-file`,
+        which the runner itself adds to the system's (it may hold only part of a chain)."""
+        ca_file = _value(self.env, "CI_SERVER_TLS_CA_FILE")
+        if ca_file is None:
+            return context_for(None)
+        context = create_context()
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except OSError:  # ssl.SSLError included: not a PEM file
+            self.warn(
+                "CI_SERVER_TLS_CA_FILE could not be read as a CA bundle: the MR note "
+                "trusts the system's CAs only"
+            )
+        return context
 
     def _upsert(self, client: httpx.Client, notes_url: str, body: str) -> None:
         if self._note_id is None:
