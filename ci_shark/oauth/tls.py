@@ -5,16 +5,19 @@ the CLI starts it on a thread before its heavy imports (pydantic-settings, httpx
 HTTP clients pick it up when they are built: off the path to the approval link when a
 second core is free.
 
-The trust is the system's: OpenSSL's default paths (so ``SSL_CERT_FILE``/``SSL_CERT_DIR``
-work, and a self-hosted runner's corporate CA installed in the OS counts) or the Windows
-store. Only a system with no CA at all (a slim image, a python.org macOS build) falls
-back to certifi's bundle. A ``ca-bundle`` input replaces all of it.
+The trust is the system's: OpenSSL's default paths, so ``SSL_CERT_FILE``/``SSL_CERT_DIR``
+work and a self-hosted runner's corporate CA installed in the distribution's store counts.
+A system where OpenSSL finds no CA at all (a slim image, a python.org macOS build) gets
+certifi's bundle instead. Windows gets both: its store is filled on demand, so what
+Python sees of it may lack a public root. A ``ca-bundle`` input replaces all of it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import ssl
+import sys
 import threading
 
 import certifi
@@ -25,20 +28,30 @@ def create_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     if ca_bundle:
         return ssl.create_default_context(cafile=ca_bundle)
     context = ssl.create_default_context()
-    if not _has_trust(context):
+    if sys.platform == "win32" or not _has_trust(context):
         context.load_verify_locations(cafile=certifi.where())
     return context
+
+
+# How OpenSSL names the certificates of a CA directory: subject hash, dot, number.
+_HASHED_NAME = re.compile(r"[0-9a-f]{8}\.r?[0-9]+")
 
 
 def _has_trust(context: ssl.SSLContext) -> bool:
     if context.cert_store_stats()["x509_ca"] > 0:
         return True
-    # A CA directory is read lazily, certificate by certificate, so it counts if not empty.
-    capath = ssl.get_default_verify_paths().capath
-    if not capath or not os.path.isdir(capath):
+    # A CA directory is read lazily, certificate by certificate: it counts when it holds
+    # hashed names. SSL_CERT_DIR may list several, like PATH.
+    paths = ssl.get_default_verify_paths()  # its .capath is None for such a list
+    capath = os.environ.get(paths.openssl_capath_env, paths.openssl_capath)
+    return any(_holds_hashed_certs(directory) for directory in capath.split(os.pathsep))
+
+
+def _holds_hashed_certs(directory: str) -> bool:
+    if not directory or not os.path.isdir(directory):
         return False
-    with os.scandir(capath) as entries:
-        return next(entries, None) is not None
+    with os.scandir(directory) as entries:
+        return any(_HASHED_NAME.fullmatch(entry.name) for entry in entries)
 
 
 class _DefaultContext:

@@ -3,8 +3,10 @@ thread, replaced by an explicit CA bundle. Real handshakes with a loopback serve
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
+import sys
 import threading
 from contextlib import suppress
 from pathlib import Path
@@ -71,6 +73,7 @@ def test_the_default_trust_is_the_systems_and_honours_ssl_cert_file(
     _handshake(tls.create_context(), certificate)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows: its store and certifi, always")
 def test_a_system_without_any_ca_falls_back_to_certifi(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -81,3 +84,30 @@ def test_a_system_without_any_ca_falls_back_to_certifi(
     monkeypatch.setenv("SSL_CERT_DIR", str(empty_dir))
     certifi_only = ssl.create_default_context(cafile=certifi.where())
     assert tls.create_context().cert_store_stats() == certifi_only.cert_store_stats()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows: its store and certifi, always")
+@pytest.mark.parametrize(
+    ("directories", "system_trust"),
+    [
+        (["hashed"], True),
+        (["empty", "hashed"], True),  # SSL_CERT_DIR lists directories like PATH
+        (["readme"], False),  # files, but no certificate names: no trust there
+        (["empty"], False),
+    ],
+)
+def test_a_ca_directory_counts_when_it_holds_hashed_certificates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, directories: list[str], *, system_trust: bool
+) -> None:
+    for name, entry in (("hashed", "5ad8a5d6.0"), ("readme", "README"), ("empty", None)):
+        (tmp_path / name).mkdir()
+        if entry:
+            (tmp_path / name / entry).write_text("")
+    empty_file = tmp_path / "none.pem"
+    empty_file.write_text("")
+    monkeypatch.setenv("SSL_CERT_FILE", str(empty_file))
+    dirs = os.pathsep.join(str(tmp_path / name) for name in directories)
+    monkeypatch.setenv("SSL_CERT_DIR", dirs)
+    loaded = tls.create_context().cert_store_stats()["x509_ca"]
+    # The directory is read lazily (nothing loaded yet); certifi comes in only without it.
+    assert (loaded == 0) is system_trust
