@@ -56,17 +56,26 @@ def test_userinfo_tells_the_approver_without_an_id_token(
     assert json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"] == "octocat"
 
 
+def explicit_endpoints_env(server: SandboxServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A login that names both endpoints, so discovery is skipped before the link."""
+    return login_env(
+        server,
+        tmp_path,
+        CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
+        CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
+        **extra,
+    )
+
+
 def test_explicit_endpoints_still_learn_the_approver_from_the_metadata(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     server = sandbox_factory(approve_after_s=1, subject="mallory")
-    env = login_env(
+    env = explicit_endpoints_env(
         server,
         tmp_path,
         CI_SHARK_ALLOWED_APPROVERS="octocat",
         CI_SHARK_SCOPE="deploy",  # no id_token: only userinfo can tell
-        CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
-        CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
     )
     result = run_cli([], env)
     assert result.returncode == 6, result.stderr
@@ -79,13 +88,7 @@ def test_explicit_endpoints_with_an_id_token_read_no_metadata(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     server = sandbox_factory(approve_after_s=1, subject="maintainer")
-    env = login_env(
-        server,
-        tmp_path,
-        CI_SHARK_ALLOWED_APPROVERS="maintainer",
-        CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
-        CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
-    )
+    env = explicit_endpoints_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
     result = run_cli([], env)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"] == "maintainer"
@@ -96,13 +99,8 @@ def test_explicit_endpoints_with_an_id_token_read_no_metadata(
 def test_unknown_approver_fails_closed(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     server = sandbox_factory(approve_after_s=1, metadata=False)
     # Explicit endpoints and no metadata: no userinfo; no openid scope, so no id_token.
-    env = login_env(
-        server,
-        tmp_path,
-        CI_SHARK_ALLOWED_APPROVERS="octocat",
-        CI_SHARK_SCOPE="deploy",
-        CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
-        CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
+    env = explicit_endpoints_env(
+        server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="octocat", CI_SHARK_SCOPE="deploy"
     )
     result = run_cli([], env)
     assert result.returncode == 6, result.stderr
