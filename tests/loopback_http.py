@@ -1,10 +1,35 @@
-"""The start/stop of every fake HTTP service the tests run: 127.0.0.1 only, a daemon thread."""
+"""What every fake HTTP service of the tests shares: a quiet JSON request handler, and a
+server on 127.0.0.1 in a daemon thread that starts and stops."""
 
 from __future__ import annotations
 
+import json
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Reads and answers JSON; logs nothing (pytest shows what matters)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def read_json(self) -> Any:
+        """The request body as JSON, or None when there is none."""
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw) if raw else None
+
+    def send_json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
 
 
 class LoopbackServer:

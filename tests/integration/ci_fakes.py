@@ -8,16 +8,14 @@ answer every request with a fixed status (401, 403, ...) instead.
 
 from __future__ import annotations
 
-import json
 import re
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback_http import LoopbackServer
+from loopback_http import JsonHandler, LoopbackServer
 
 _NOTES = re.compile(
     r"^/api/v4/projects/(?P<project>[^/]+)/merge_requests/(?P<iid>\d+)/notes(?:/(?P<id>\d+))?$"
@@ -54,24 +52,11 @@ class GitLabNotesServer:
     def start(self) -> GitLabNotesServer:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as GitLab: connection reuse shows
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # quiet: pytest shows what matters
-
-            def _answer(self, status: int, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
+                body = self.read_json()
                 parts = urlsplit(self.path)
                 with fake._lock:
                     fake.requests.append(
@@ -84,11 +69,11 @@ class GitLabNotesServer:
                         )
                     )
                 if fake.status is not None:
-                    self._answer(fake.status, {"message": f"{fake.status} fake"})
+                    self.send_json(fake.status, {"message": f"{fake.status} fake"})
                     return
                 match = _NOTES.match(parts.path)
                 if not match:
-                    self._answer(404, {"message": "404 Not Found"})
+                    self.send_json(404, {"message": "404 Not Found"})
                     return
                 key = (match["project"], match["iid"])
                 with fake._lock:
@@ -96,20 +81,20 @@ class GitLabNotesServer:
                     if self.command == "GET":
                         page = int(parse_qs(parts.query).get("page", ["1"])[0])
                         newest = sorted(notes, key=lambda note: -int(note["id"]))
-                        self._answer(200, newest[(page - 1) * 100 : page * 100])
+                        self.send_json(200, newest[(page - 1) * 100 : page * 100])
                     elif self.command == "POST" and body:
                         note = {"id": 1000 + len(notes), "body": body["body"], "system": False}
                         notes.append(note)
-                        self._answer(201, note)
+                        self.send_json(201, note)
                     elif self.command == "PUT" and body and match["id"]:
                         for note in notes:
                             if note["id"] == int(match["id"]):
                                 note["body"] = body["body"]
-                                self._answer(200, note)
+                                self.send_json(200, note)
                                 return
-                        self._answer(404, {"message": "404 Note Not Found"})
+                        self.send_json(404, {"message": "404 Note Not Found"})
                     else:
-                        self._answer(400, {"message": "bad request"})
+                        self.send_json(400, {"message": "bad request"})
 
             do_GET = do_POST = do_PUT = _handle
 

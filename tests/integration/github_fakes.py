@@ -18,12 +18,11 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback_http import LoopbackServer
+from loopback_http import JsonHandler, LoopbackServer
 
 # -- the runner's rules ----------------------------------------------------------------------
 
@@ -242,25 +241,15 @@ class FakeGitHubApi:
     def start(self) -> FakeGitHubApi:
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        class Handler(JsonHandler):
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
                 status, reply = api.handle(
                     self.command,
                     self.path,
                     {key.lower(): value for key, value in self.headers.items()},
-                    json.loads(raw) if raw else None,
+                    self.read_json(),
                 )
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(status, reply)
 
             do_GET = do_POST = do_PATCH = _handle
 
@@ -359,22 +348,10 @@ class HostileAuthServer:
     def start(self) -> HostileAuthServer:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-            def _reply(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 if self.path.startswith("/.well-known/"):
-                    self._reply(
+                    self.send_json(
                         200,
                         {
                             "issuer": owner.url,
@@ -383,13 +360,12 @@ class HostileAuthServer:
                         },
                     )
                 else:
-                    self._reply(404, {"error": "not_found"})
+                    self.send_json(404, {"error": "not_found"})
 
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))  # a form
                 if self.path == "/device":
-                    self._reply(
+                    self.send_json(
                         200,
                         {
                             "device_code": "hostile-device-code-CANARY-7f3a",
@@ -401,7 +377,7 @@ class HostileAuthServer:
                         },
                     )
                 else:
-                    self._reply(
+                    self.send_json(
                         400, {"error": "access_denied", "error_description": HOSTILE_DESCRIPTION}
                     )
 
