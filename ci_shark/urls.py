@@ -42,12 +42,12 @@ def same_endpoint(one: str, other: str) -> bool:
     """Equal up to what does not change the target: scheme and host case, a default port,
     a trailing slash."""
 
-    def key(url: str) -> tuple[str, str, int | None, str]:
+    def key(url: str) -> tuple[str, str, int | None, str, str]:
         parts = urlsplit(url)
         default = {"https": 443, "http": 80}.get(parts.scheme.lower())
         port = parts.port if parts.port != default else None
         host = (parts.hostname or "").lower()
-        return parts.scheme.lower(), host, port, parts.path.rstrip("/")
+        return parts.scheme.lower(), host, port, parts.path.rstrip("/"), parts.query
 
     try:
         return key(one) == key(other)

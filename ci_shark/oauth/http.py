@@ -35,8 +35,10 @@ TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 _LOOPBACK_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
 BACKOFF_FIRST_S = 0.5
 # httpx drops an idle connection after 5 s, and RFC 8628's default interval is 5 s: every
-# poll would pay a new TCP (and TLS) handshake. Longer than any poll gap the poller allows
-# (device.MAX_SLOW_DOWN_INTERVAL_S); a server closing sooner just means a new connection.
+# poll would pay a new TCP (and TLS) handshake. 120 s outlasts the intervals servers use,
+# slow_down included; a longer gap, or a server closing sooner, just means a new connection
+# (a connection dropped in the very instant of a poll costs that poll: the next one is on
+# a new connection, one interval later).
 KEEPALIVE_S = 120.0
 BACKOFF_MAX_S = 8.0
 

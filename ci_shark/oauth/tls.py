@@ -48,10 +48,13 @@ def _has_trust(context: ssl.SSLContext) -> bool:
 
 
 def _holds_hashed_certs(directory: str) -> bool:
-    if not directory or not os.path.isdir(directory):
+    if not directory:
         return False
-    with os.scandir(directory) as entries:
-        return any(_HASHED_NAME.fullmatch(entry.name) for entry in entries)
+    try:
+        with os.scandir(directory) as entries:
+            return any(_HASHED_NAME.fullmatch(entry.name) for entry in entries)
+    except OSError:  # missing, not a directory, not ours to read: no trust from there
+        return False
 
 
 class _DefaultContext:

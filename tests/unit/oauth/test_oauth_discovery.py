@@ -374,7 +374,12 @@ def test_the_same_token_endpoint_spelled_differently_still_counts(token_endpoint
 
 @pytest.mark.parametrize(
     "token_endpoint",
-    ["https://as.example:8443/token", "https://as.example/token2", "https://as.example.evil/token"],
+    [
+        "https://as.example:8443/token",
+        "https://as.example/token2",
+        "https://as.example.evil/token",
+        "https://as.example/token?tenant=other",
+    ],
 )
 def test_another_port_path_or_host_is_another_endpoint(token_endpoint: str) -> None:
     document = metadata("https://as.example", token_endpoint=token_endpoint)

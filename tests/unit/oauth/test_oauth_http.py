@@ -26,11 +26,9 @@ from loopback_tls import loopback_certificate
 
 from ci_shark import __version__
 from ci_shark.errors import ProtocolError, TransportError
-from ci_shark.oauth.device import MAX_SLOW_DOWN_INTERVAL_S
 from ci_shark.oauth.dpop import DPoPKey, access_token_hash
 from ci_shark.oauth.http import (
     BACKOFF_MAX_S,
-    KEEPALIVE_S,
     MAX_BODY_BYTES,
     OAuthHttp,
     TransientFailure,
@@ -739,8 +737,3 @@ def test_an_idle_connection_is_kept_for_keepalive_s(keepalive_s: float, connecti
             http.request("GET", metadata, deadline=time.monotonic() + 10)
             time.sleep(0.5)
         assert server.stats.connections == connections
-
-
-def test_the_default_keepalive_outlasts_the_longest_poll_gap() -> None:
-    # httpx's own default (5 s) equals RFC 8628's default interval: every poll reconnected.
-    assert KEEPALIVE_S > MAX_SLOW_DOWN_INTERVAL_S + 1

@@ -111,3 +111,20 @@ def test_a_ca_directory_counts_when_it_holds_hashed_certificates(
     loaded = tls.create_context().cert_store_stats()["x509_ca"]
     # The directory is read lazily (nothing loaded yet); certifi comes in only without it.
     assert (loaded == 0) is system_trust
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows: its store and certifi, always")
+def test_an_unreadable_ca_directory_is_no_trust_and_no_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root reads any directory, so the refusal is simulated where the listing happens.
+    def refuse(path: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    empty_file = tmp_path / "none.pem"
+    empty_file.write_text("")
+    monkeypatch.setenv("SSL_CERT_FILE", str(empty_file))
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    monkeypatch.setattr(tls.os, "scandir", refuse)
+    certifi_only = ssl.create_default_context(cafile=certifi.where())
+    assert tls.create_context().cert_store_stats() == certifi_only.cert_store_stats()
