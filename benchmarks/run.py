@@ -495,6 +495,19 @@ def compile_tree(tree: Path) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(tree)], check=True)
 
 
+def benchmark_server(*, interval_s: int = INTERVAL_S, require_nonce: bool = False) -> SandboxServer:
+    """The sandbox every flow is measured against: strict about the interval, DPoP
+    required, approving only when told (right after a pending poll)."""
+    return SandboxServer(
+        interval_s=interval_s,
+        approve_after_s=None,
+        approve_on_open=False,
+        strict_interval=True,
+        require_dpop=True,
+        require_nonce=require_nonce,
+    )
+
+
 def measure_flows(
     contenders: Sequence[Contender], samples: dict[str, Samples], runs: int, scratch: Path
 ) -> None:
@@ -503,14 +516,7 @@ def measure_flows(
         ROOT / "ci_shark", fresh_tree / "ci_shark", ignore=shutil.ignore_patterns("__pycache__")
     )
     fresh = Contender("ci_shark", tree=fresh_tree, no_bytecode=True)
-    with SandboxServer(
-        interval_s=INTERVAL_S,
-        approve_after_s=None,
-        approve_on_open=False,
-        strict_interval=True,
-        require_dpop=True,
-        require_nonce=False,
-    ) as server:
+    with benchmark_server() as server:
         for index, contender in rotations([*contenders, fresh], runs):
             if contender is fresh:
                 run = run_flow(contender, server, scratch, approve=False)
@@ -521,28 +527,14 @@ def measure_flows(
             record_flow(samples[contender.name], run)
             print(f"run {index + 1} {contender.name}: {run}", file=sys.stderr)
     ci_sharks = [c for c in contenders if c.sdk_python is None]
-    with SandboxServer(
-        interval_s=INTERVAL_S,
-        approve_after_s=None,
-        approve_on_open=False,
-        strict_interval=True,
-        require_dpop=True,
-        require_nonce=True,
-    ) as server:
+    with benchmark_server(require_nonce=True) as server:
         for index, contender in rotations(ci_sharks, runs):
             run = run_flow(contender, server, scratch)
             record_flow(samples[contender.name], run, "_nonce")
             print(f"run {index + 1} {contender.name} (nonces): {run}", file=sys.stderr)
     # At the default interval a poll waits 5 s, as long as httpx keeps an idle connection
     # by default: whether each poll reconnects shows only here. Two rounds: it is slow.
-    with SandboxServer(
-        interval_s=DEFAULT_INTERVAL_S,
-        approve_after_s=None,
-        approve_on_open=False,
-        strict_interval=True,
-        require_dpop=True,
-        require_nonce=False,
-    ) as server:
+    with benchmark_server(interval_s=DEFAULT_INTERVAL_S) as server:
         for index, contender in rotations(contenders, min(runs, 2)):
             run = run_flow(contender, server, scratch)
             samples[contender.name].add("connections_default_interval", run.connections)

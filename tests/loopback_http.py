@@ -32,6 +32,23 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+class LoopbackFake:
+    """What a fake service shares: its URL once started, and stop(). Its start() sets
+    ``_server`` to a :class:`LoopbackServer` running its handler."""
+
+    _server: LoopbackServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "start() it first"
+        return self._server.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
 class LoopbackServer:
     """A ThreadingHTTPServer on 127.0.0.1 (a free port), serving until :meth:`stop`."""
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback_http import JsonHandler, LoopbackServer
+from loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
 _NOTES = re.compile(
     r"^/api/v4/projects/(?P<project>[^/]+)/merge_requests/(?P<iid>\d+)/notes(?:/(?P<id>\d+))?$"
@@ -32,18 +32,16 @@ class Recorded:
 
 
 @dataclass
-class GitLabNotesServer:
+class GitLabNotesServer(LoopbackFake):
     status: int | None = None  # answer everything with this status, when set
     tls: ssl.SSLContext | None = None
     notes: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
-    _server: LoopbackServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def api_url(self) -> str:
-        assert self._server is not None
-        return f"{self._server.url}/api/v4"
+        return f"{self.url}/api/v4"
 
     def notes_of(self, project: str, iid: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -100,8 +98,3 @@ class GitLabNotesServer:
 
         self._server = LoopbackServer(Handler, tls=self.tls)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback_http import JsonHandler, LoopbackServer
+from loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
 # -- the runner's rules ----------------------------------------------------------------------
 
@@ -219,7 +219,7 @@ class ApiCall:
 
 
 @dataclass
-class FakeGitHubApi:
+class FakeGitHubApi(LoopbackFake):
     """Issue comments, PRs and commits' PRs for one repository, on 127.0.0.1."""
 
     repository: str = "octo/app"
@@ -231,12 +231,6 @@ class FakeGitHubApi:
     calls: list[ApiCall] = field(default_factory=list)
     _next_id: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: LoopbackServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return self._server.url
 
     def start(self) -> FakeGitHubApi:
         api = self
@@ -255,11 +249,6 @@ class FakeGitHubApi:
 
         self._server = LoopbackServer(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
 
     def add_comment(self, number: int, body: str, *, user: str, user_type: str) -> int:
         with self._lock:
@@ -332,18 +321,12 @@ HOSTILE_DESCRIPTION = (
 )
 
 
-class HostileAuthServer:
+class HostileAuthServer(LoopbackFake):
     """Metadata, a device code with hostile texts, then ``access_denied`` with a hostile
     description on the first poll. No DPoP demands: it only attacks the rendering."""
 
     def __init__(self, *, verification_uri: str = "https://auth.example/device") -> None:
         self.verification_uri = verification_uri
-        self._server: LoopbackServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return self._server.url
 
     def start(self) -> HostileAuthServer:
         owner = self
@@ -383,8 +366,3 @@ class HostileAuthServer:
 
         self._server = LoopbackServer(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
