@@ -1,10 +1,14 @@
 """ci_shark: human-approved, DPoP-bound OAuth credentials for CI jobs (RFC 8628 + RFC 9449).
 
-The library API mirrors the SharkAuth SDK::
+The library API mirrors the SharkAuth SDK (switch by changing the import)::
 
-    flow = DeviceFlow(auth_url, client_id, scope, dpop_prover=DPoPKey.generate())
+    flow = DeviceFlow(auth_url=..., client_id=..., scope=..., dpop_prover=DPoPProver.generate())
     init = flow.begin()
     token = flow.wait_for_approval(timeout_s=300)
+
+    client = OAuthClient(base_url=...)
+    token = client.get_token_with_dpop(grant_type="refresh_token", refresh_token=...,
+                                       dpop_prover=prover, client_id=...)
 
 Names are imported on first use, so ``python -m ci_shark --version`` stays fast.
 """
@@ -21,7 +25,9 @@ _EXPORTS = {
     "DeviceAuthorization": "ci_shark.oauth.device",
     "DPoPKey": "ci_shark.oauth.dpop",
     "DPoPProver": "ci_shark.oauth.dpop",
+    "Token": "ci_shark.oauth.tokens",
     "TokenSet": "ci_shark.oauth.tokens",
+    "OAuthClient": "ci_shark.client",
     "Secret": "ci_shark.secret",
     "CiSharkError": "ci_shark.errors",
     "OAuthError": "ci_shark.errors",
@@ -32,6 +38,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
+    from ci_shark.client import OAuthClient
     from ci_shark.errors import (
         AccessDenied,
         CiSharkError,
@@ -42,7 +49,7 @@ if TYPE_CHECKING:
     )
     from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
     from ci_shark.oauth.dpop import DPoPKey, DPoPProver
-    from ci_shark.oauth.tokens import TokenSet
+    from ci_shark.oauth.tokens import Token, TokenSet
     from ci_shark.secret import Secret
 
 
@@ -62,9 +69,11 @@ __all__ = [
     "DeviceFlow",
     "DeviceFlowError",
     "ExpiredToken",
+    "OAuthClient",
     "OAuthError",
     "Secret",
     "TimedOut",
+    "Token",
     "TokenSet",
     "__version__",
 ]

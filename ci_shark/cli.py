@@ -1,120 +1,304 @@
 """The command line: the only place where errors become exit codes and messages.
 
-``python -m ci_shark`` runs ``login``; ``proof``, ``revoke`` and ``demo`` are the others.
-Heavy modules are imported inside the command that needs them, so ``--version`` and the
-path to the approval link stay fast.
+``ci-shark`` (or ``python -m ci_shark``) runs ``login``; ``request``, ``refresh``,
+``revoke`` and ``proof`` use what it issued; ``demo`` shows the whole flow. Every login
+flag comes from the one description of the inputs in ``config.py``. Heavy modules are
+imported inside the command that needs them, so ``--version`` and the path to the
+approval link stay fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ci_shark import __version__, cancel
 from ci_shark.errors import CiSharkError, ConfigError, ExitCode
 
 if TYPE_CHECKING:
     from ci_shark.config import Settings
-    from ci_shark.oauth.dpop import DPoPKey
     from ci_shark.platforms.base import Platform
-    from ci_shark.secret import Secret
 
-COMMANDS = ("login", "proof", "revoke", "demo")
-EPILOG = (
-    "Every option can also be set as a CI_SHARK_* environment variable (GitHub Action inputs "
-    "arrive that way); flags win. Exit codes: 0 approved, 1 unexpected failure, 2 bad "
-    "configuration, 3 denied, 4 not approved in time, 5 server does not offer the device "
-    "flow, 6 refused by policy, 130/143 cancelled."
+EXIT_CODES = (
+    "exit codes: 0 approved, 1 unexpected failure, 2 bad configuration or usage, 3 denied, "
+    "4 not approved in time, 5 the server does not offer the device flow or answered "
+    "outside the protocol, 6 refused by policy, 22 (request) the API answered an HTTP "
+    "error, 130/143 cancelled"
 )
-# Settings fields that login takes as flags, with the flag's spelling.
-_LOGIN_FLAGS: dict[str, dict[str, Any]] = {
-    "auth_url": {"help": "authorization server base URL (issuer)"},
-    "client_id": {"help": "OAuth client id"},
-    "client_secret": {
-        "help": "client secret (prefer CI_SHARK_CLIENT_SECRET: argv is visible to other processes)"
-    },
-    "scope": {"help": "space-separated scopes to request"},
-    "resource": {"help": "RFC 8707 resource indicator(s), space-separated"},
-    "device_authorization_endpoint": {"help": "override the discovered endpoint"},
-    "token_endpoint": {"help": "override the discovered endpoint"},
-    "timeout": {"help": "how long to wait for approval: 300, 300s, 15m, 1h (default 10m)"},
-    "notify": {"help": "comma list of log, summary, comment, none (default auto)"},
-    "output_format": {"help": "auto, github, dotenv, shell, json"},
-    "output_file": {"help": "where dotenv/json outputs go (default ci-shark.env / .json)"},
-    "ca_bundle": {"help": "PEM file of CAs to trust instead of the system's"},
-    "provider": {"help": "auto, shark, github, google, entra, auth0, okta, keycloak, generic"},
-    "allowed_approvers": {"help": "comma list of subjects, usernames or emails"},
-}
+LOGIN_EXAMPLES = """examples:
+  ci-shark --auth-url https://auth.example.com --client-id ci-deploy --scope deploy:write
+  eval "$(ci-shark --output-format shell)"      # SHARK_* in this shell (CI_SHARK_* set)
+  python -m ci_shark demo                        # the whole flow against a local sandbox
+
+Every option is also a CI_SHARK_* variable (GitHub Action inputs arrive that way); a flag
+wins over its variable. Secrets (github-token, gitlab-token, webhook-url) have no flag:
+argv is visible to other processes."""
+USE_EXAMPLES = """examples:
+  ci-shark request https://api.example.com/deploy
+  ci-shark request -X POST --json '{"ref":"v1.2"}' https://api.example.com/deploy
+  ci-shark request -d @payload.txt -H 'Content-Type: text/plain' -o reply.json URL
+  curl -H "DPoP: $(ci-shark proof --method GET --url URL --with-access-token)" ...
+
+The credentials come from --credentials FILE, else the SHARK_* variables, else the file
+the login left in the job's private folder ($RUNNER_TEMP/ci-shark.json on GitHub)."""
+# Flags whose values are opaque server or secret strings. base64url text starts with "-" one
+# time in 64, and argparse takes "--nonce -x1" for a missing value plus an unknown option.
+_OPAQUE_VALUE_FLAGS = frozenset({"--nonce", "--access-token", "--client-id", "--client-secret"})
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+class Parser(argparse.ArgumentParser):
+    """argparse that says "did you mean" for a mistyped option or command."""
+
+    def error(self, message: str) -> NoReturn:
+        suggestion = _suggestion(self, message)
+        super().error(message + (f" (did you mean {suggestion}?)" if suggestion else ""))
+
+
+def _suggestion(parser: argparse.ArgumentParser, message: str) -> str | None:
+    if message.startswith("unrecognized arguments:"):
+        for word in message.split(":", 1)[1].split():
+            if word.startswith("--"):
+                known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+                close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+                if close:
+                    return close[0]
+    if "invalid choice:" in message:
+        quoted = message.split("invalid choice:", 1)[1].split("'")[1:2]
+        close = difflib.get_close_matches(quoted[0] if quoted else "", COMMANDS, n=1, cutoff=0.5)
+        if close:
+            return close[0]
+    return None
+
+
+COMMANDS = ("login", "request", "refresh", "revoke", "proof", "demo")
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"ci_shark {__version__}")
 
 
+def _command(
+    commands: Any, name: str, summary: str, description: str, epilog: str = EXIT_CODES
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_version(parser)
+    return parser
+
+
+def _add_login_flags(login: argparse.ArgumentParser) -> None:
+    """One flag per input that has one, described by config.py's Input metadata."""
+    from ci_shark.config import Settings, flag, spec
+
+    required = login.add_argument_group("required (flag or variable)")
+    optional = login.add_argument_group("login options")
+    for field, info in Settings.model_fields.items():
+        meta, cli = spec(field), flag(field)
+        if cli is None:
+            continue
+        group = required if meta.required else optional
+        shown = _default(info.default)
+        env = f"CI_SHARK_{field.upper()}"
+        text = f"{meta.help} [{env}" + (f"; default: {shown}" if shown else "") + "]"
+        if cli == "--dpop/--no-dpop" or info.annotation is bool:
+            group.add_argument(
+                f"--{field.replace('_', '-')}",
+                dest=field,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=text,
+            )
+        elif field == "dpop_private_key":
+            group.add_argument(
+                cli, dest="dpop_private_key_file", type=Path, metavar=meta.metavar, help=text
+            )
+        elif field == "extra_params":
+            group.add_argument(cli, dest=field, action="append", metavar=meta.metavar, help=text)
+        else:
+            group.add_argument(cli, dest=field, metavar=meta.metavar, help=text)
+
+
+def _default(value: object) -> str:
+    if value in (None, (), {}, ""):
+        return ""
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        from ci_shark.oauth.device import duration
+
+        return duration(value)
+    return str(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ci-shark",
-        description="Human-approved, DPoP-bound OAuth credentials for CI jobs (RFC 8628).",
-        epilog=EPILOG,
+        description="Human-approved, DPoP-bound OAuth credentials for CI jobs: the device "
+        "flow (RFC 8628) from inside the job, then the token in one line.",
+        epilog=EXIT_CODES,
     )
-    _add_common(parser)
-    commands = parser.add_subparsers(dest="command", metavar="{login,proof,revoke,demo}")
-
-    login = commands.add_parser(
-        "login", help="run the device flow and export the credentials (default)", epilog=EPILOG
-    )
-    _add_common(login)
-    for field, options in _LOGIN_FLAGS.items():
-        login.add_argument(f"--{field.replace('_', '-')}", dest=field, **options)
-    login.add_argument(
-        "--dpop", action=argparse.BooleanOptionalAction, default=None, help="default: --dpop"
-    )
-    login.add_argument("--dpop-private-key-file", type=Path, help="PEM or JWK file to use")
-    for flag in ("allow-fork", "renew"):
-        login.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None)
-    login.add_argument(
-        "--extra-param", action="append", metavar="K=V", help="extra device request field"
+    _add_version(parser)
+    commands = parser.add_subparsers(
+        dest="command", metavar="{" + ",".join(COMMANDS) + "}", parser_class=Parser
     )
 
-    proof = commands.add_parser("proof", help="print a DPoP proof for a later request")
-    _add_common(proof)
-    proof.add_argument("--method", required=True, help="HTTP method, e.g. GET")
-    proof.add_argument("--url", required=True, help="the request URL (query is dropped)")
+    login = _command(
+        commands,
+        "login",
+        "ask a maintainer to approve, then export the credentials (the default)",
+        "Ask for a device code, show the maintainer where to approve (log, PR comment, MR "
+        "note, job summary, webhook), wait, and export the approved, DPoP-bound tokens.",
+        LOGIN_EXAMPLES + "\n\n" + EXIT_CODES,
+    )
+    _add_login_flags(login)
+
+    request = _command(
+        commands,
+        "request",
+        "call an API with the token (DPoP proof, nonce, refresh): curl for the login's token",
+        "Send one HTTP request with the login's token: a fresh DPoP proof (or Bearer), one "
+        "retry when the API demands a nonce, a refresh when the token has expired. The body "
+        "goes to stdout or -o; an HTTP error exits 22 with the status on stderr.",
+        USE_EXAMPLES + "\n\n" + EXIT_CODES,
+    )
+    request.add_argument("url", metavar="URL")
+    request.add_argument(
+        "-X", "--request", dest="method", metavar="METHOD", help="default: GET, or POST with a body"
+    )
+    request.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="an extra header (repeatable)",
+    )
+    body = request.add_mutually_exclusive_group()
+    body.add_argument(
+        "-d",
+        "--data",
+        metavar="DATA",
+        help="the body: text, @FILE, or @- for stdin (form-encoded unless -H Content-Type)",
+    )
+    body.add_argument(
+        "--json",
+        metavar="JSON",
+        help="a JSON body (text, @FILE or @-): sets Content-Type and Accept",
+    )
+    request.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the body here (0600), not to stdout",
+    )
+    request.add_argument(
+        "--max-time",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="give up after this long (default 300)",
+    )
+    _add_use_flags(request)
+
+    refresh = _command(
+        commands,
+        "refresh",
+        "refresh the tokens (DPoP-bound) and re-export them where they were",
+        "The refresh-token grant (RFC 6749 §6) with a proof from the login's key (RFC 9449 "
+        "§5); the new tokens replace the old ones wherever they were read from.",
+        USE_EXAMPLES + "\n\n" + EXIT_CODES,
+    )
+    _add_use_flags(refresh)
+    refresh.add_argument("--output-format", choices=("shell",), help="also print exports for eval")
+
+    revoke = _command(
+        commands,
+        "revoke",
+        "revoke the access and refresh tokens (RFC 7009), e.g. in an always-run last step",
+        "Revoke the login's refresh token (the grant) and access token, then remove "
+        "ci_shark's own key file and default credentials file.",
+        USE_EXAMPLES + "\n\n" + EXIT_CODES,
+    )
+    _add_use_flags(revoke)
+
+    proof = _command(
+        commands,
+        "proof",
+        "print a DPoP proof for a request made with another client",
+        "Print a DPoP proof JWT (RFC 9449) for one request, signed with the login's key; "
+        "for curl and the like. `ci-shark request` does this (and the nonce) for you.",
+        USE_EXAMPLES + "\n\n" + EXIT_CODES,
+    )
+    proof.add_argument("--method", required=True, help="the HTTP method, e.g. GET")
+    proof.add_argument(
+        "--url", required=True, help="the request URL (query and fragment are dropped)"
+    )
     token = proof.add_mutually_exclusive_group()
-    token.add_argument("--access-token", help="bind the proof to this token (ath)")
+    token.add_argument(
+        "--access-token", help="bind the proof to this token (ath); prefer --with-access-token"
+    )
     token.add_argument(
         "--with-access-token",
         action="store_true",
-        help="bind the proof to $SHARK_ACCESS_TOKEN (keeps the token off argv)",
+        help="bind the proof to the login's access token (keeps the token off argv)",
     )
     proof.add_argument("--nonce", help="the server's DPoP-Nonce")
-    proof.add_argument("--key-file", type=Path, help="default: $SHARK_DPOP_KEY_FILE")
-
-    revoke = commands.add_parser(
-        "revoke", help="revoke $SHARK_ACCESS_TOKEN and $SHARK_REFRESH_TOKEN (RFC 7009)"
+    proof.add_argument("--key-file", type=Path, help="the key (default: the login's)")
+    proof.add_argument(
+        "--credentials", type=Path, metavar="FILE", help="the login's dotenv/json file"
     )
-    _add_common(revoke)
-    for field in ("auth_url", "client_id", "ca_bundle"):
-        revoke.add_argument(f"--{field.replace('_', '-')}", dest=field)
 
-    demo = commands.add_parser("demo", help="the whole flow against a built-in sandbox server")
-    _add_common(demo)
+    demo = _command(
+        commands,
+        "demo",
+        "the whole flow against a built-in sandbox server, on this machine",
+        "Start a loopback authorization server, log in against it (it approves by itself, "
+        "or open the link), and show what a CI job would then have. Nothing is kept unless "
+        "--keep.",
+    )
     demo.add_argument(
-        "--approve-after", type=float, default=5.0, help="seconds until the sandbox approves"
+        "--approve-after",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="when the sandbox approves (default 5)",
+    )
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the demo's files (key, env file) and say where"
     )
     return parser
 
 
-# Flags whose values are opaque server or secret strings. base64url text starts with "-" one
-# time in 64, and argparse takes "--nonce -x1" for a missing value plus an unknown option.
-_OPAQUE_VALUE_FLAGS = frozenset({"--nonce", "--access-token", "--client-id", "--client-secret"})
+def _add_use_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="FILE",
+        help="the login's dotenv/json file (default: see below)",
+    )
+    parser.add_argument(
+        "--auth-url", metavar="URL", help="default: the login's (or CI_SHARK_AUTH_URL)"
+    )
+    parser.add_argument(
+        "--client-id", metavar="ID", help="default: the login's (or CI_SHARK_CLIENT_ID)"
+    )
+    parser.add_argument(
+        "--ca-bundle", metavar="FILE", help="PEM file of CAs to trust instead of the system's"
+    )
 
 
 def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
@@ -156,12 +340,15 @@ def _with_default_command(
     args = _glue_opaque_values(argv, _option_strings(parser or build_parser()))
     if args and (args[0] in COMMANDS or args[0] in ("-h", "--help", "--version")):
         return args
+    if args and not args[0].startswith("-"):
+        return args  # a mistyped command: argparse names it (and the closest one)
     return ["login", *args]
 
 
-def _asks_for_shell(argv: Sequence[str]) -> bool:
-    """Whether a login asked for `--output-format shell`, read from the raw command line as
-    argparse would (the last flag wins, abbreviations count; else the env variable)."""
+def _wants_shell(argv: Sequence[str]) -> bool:
+    """Whether this is a login asked for `--output-format shell`, read from the raw command
+    line as argparse would (the last flag wins, abbreviations count; else the variable).
+    Decided before parsing, because parsing (or loading the settings) may be what fails."""
     if argv and argv[0] in COMMANDS and argv[0] != "login":
         return False
     chosen = os.environ.get("CI_SHARK_OUTPUT_FORMAT")
@@ -174,26 +361,32 @@ def _asks_for_shell(argv: Sequence[str]) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # `eval "$(ci-shark --output-format shell)"` ignores our exit code: on failure, hand
+    # the eval an `exit N` so the job stops instead of going on without credentials.
+    shell = _wants_shell(argv)
     parser = build_parser()
     try:
         args = parser.parse_args(_with_default_command(argv, parser))
     except SystemExit as usage_error:
-        # A mistyped flag must stop `eval "$(python -m ci_shark --output-format shell)"`
-        # too: argparse exits before _login could hand the eval its `exit N`.
-        if usage_error.code not in (0, None) and _asks_for_shell(argv):
+        if usage_error.code not in (0, None) and shell:
             print(f"exit {usage_error.code}", flush=True)
         raise
+    if args.command is None:
+        parser.print_help()
+        return int(ExitCode.CONFIG)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "login": _login,
-        "proof": _proof,
+        "request": _request,
+        "refresh": _refresh,
         "revoke": _revoke,
+        "proof": _proof,
         "demo": _demo,
     }
     try:
         return handlers[args.command](args)
     except CiSharkError as failure:
         _print_error(failure.diagnostics())
-        return int(failure.exit_code)
+        code = int(failure.exit_code)
     except Exception as bug:  # the last line of defence
         # Only the type and where it happened: an exception's text may quote an input,
         # a server answer or a token, and a traceback shows the lines around it.
@@ -201,7 +394,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"unexpected failure: {type(bug).__name__} at {_where(bug)}\n"
             "  this is a bug in ci_shark; please report it with this line"
         )
-        return int(ExitCode.FAILURE)
+        code = int(ExitCode.FAILURE)
+    if shell:
+        print(f"exit {code}", flush=True)
+    return code
 
 
 def _where(error: BaseException) -> str:
@@ -211,47 +407,32 @@ def _where(error: BaseException) -> str:
 
 
 def _print_error(message: str) -> None:
-    for line in message.splitlines():
+    from ci_shark.config import spell_inputs
+
+    for line in spell_inputs(message).splitlines():
         print(f"ci_shark: error: {line}", file=sys.stderr, flush=True)
+
+
+def _platform(settings: Settings) -> Platform:
+    from ci_shark.platforms import detect
+
+    return detect(os.environ)(settings, os.environ)
 
 
 # -- login ---------------------------------------------------------------------------------
 
 
 def _login_flags(args: argparse.Namespace) -> dict[str, Any]:
-    flags = {field: getattr(args, field) for field in _LOGIN_FLAGS}
-    flags.update(dpop=args.dpop, allow_fork=args.allow_fork, renew=args.renew)
-    if args.extra_param:
-        flags["extra_params"] = "\n".join(args.extra_param)
+    from ci_shark.config import Settings
+
+    flags = {field: getattr(args, field, None) for field in Settings.model_fields}
+    if args.extra_params:
+        flags["extra_params"] = "\n".join(args.extra_params)
     if args.dpop_private_key_file is not None:
-        flags["dpop_private_key"] = _read_key_file(args.dpop_private_key_file)
+        from ci_shark.commands import read_key_file
+
+        flags["dpop_private_key"] = read_key_file(args.dpop_private_key_file)
     return {name: value for name, value in flags.items() if value is not None}
-
-
-def _read_key_file(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the DPoP key file {path}: {exc.strerror}",
-            hint="pass the path of a readable PEM or JWK file",
-        ) from None
-
-
-def _platform_for(settings: Settings) -> Platform:
-    from ci_shark.platforms import detect
-
-    return detect(os.environ)(settings, os.environ)
-
-
-def _finish_without_settings(failure: CiSharkError) -> None:
-    """An input was bad, so there are no settings; the platform still writes the `status`
-    output and the summary (with defaults), as it does for every other outcome."""
-    from ci_shark.config import ExplicitSettings
-    from ci_shark.render import Outcome
-
-    platform = _platform_for(ExplicitSettings())
-    platform.finish(Outcome(failure.status, failure.message), None)
 
 
 def _login(args: argparse.Namespace) -> int:
@@ -259,146 +440,127 @@ def _login(args: argparse.Namespace) -> int:
     from ci_shark.oauth.tls import preload_default_context
 
     preload_default_context()  # on a thread: the CA bundle loads while the imports run
-    from ci_shark.config import load_settings
+    from ci_shark.config import ExplicitSettings, load_settings
     from ci_shark.flow import run
+    from ci_shark.render import Outcome
 
-    # `eval "$(python -m ci_shark --output-format shell)"` ignores our exit code: on
-    # failure, hand the eval an `exit N` so the job stops instead of going on without
-    # credentials. Decided from the raw input because loading the settings may be what fails.
-    wants_shell = (args.output_format or os.environ.get("CI_SHARK_OUTPUT_FORMAT")) == "shell"
     try:
-        try:
-            settings = load_settings(_login_flags(args))
-        except ConfigError as bad_input:
-            _finish_without_settings(bad_input)
-            raise
-        run(settings, _platform_for(settings))
-    except Exception as failure:
-        if wants_shell:
-            code = failure.exit_code if isinstance(failure, CiSharkError) else ExitCode.FAILURE
-            print(f"exit {int(code)}", flush=True)
+        settings = load_settings(_login_flags(args))
+    except ConfigError as bad_input:
+        # No settings, but the platform still writes the `status` output and the summary.
+        _platform(ExplicitSettings()).finish(Outcome(bad_input.status, bad_input.message), None)
         raise
+    run(settings, _platform(settings))
     return int(ExitCode.OK)
 
 
-# -- proof ---------------------------------------------------------------------------------
+# -- using the credentials -----------------------------------------------------------------
+
+
+def _use_settings(args: argparse.Namespace) -> Settings:
+    from ci_shark.config import load_settings
+
+    flags = {f: getattr(args, f, None) for f in ("auth_url", "client_id", "ca_bundle")}
+    return load_settings({name: value for name, value in flags.items() if value is not None})
+
+
+def _request(args: argparse.Namespace) -> int:
+    from ci_shark import commands
+
+    settings = _use_settings(args)
+    platform = _platform(settings)
+    issued = commands.load_issued(args.credentials, platform)
+    headers = commands.parse_headers(args.header)
+    body = commands.read_body(args.data, args.json, sys.stdin.buffer)
+    names = {name.lower() for name, _ in headers}
+    if args.json is not None:
+        headers += [("Content-Type", "application/json")] * ("content-type" not in names)
+        headers += [("Accept", "application/json")] * ("accept" not in names)
+    elif body is not None and "content-type" not in names:
+        headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+    method = (args.method or ("POST" if body is not None else "GET")).upper()
+    output = commands.open_output(args.output)
+    try:
+        call = commands.Call(method, args.url, headers, body, output, args.max_time)
+        commands.request(call, issued, settings, platform)
+    finally:
+        if args.output is not None:
+            output.close()
+    return int(ExitCode.OK)
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    from ci_shark import commands
+
+    settings = _use_settings(args)
+    if args.output_format:
+        settings = settings.model_copy(update={"output_format": args.output_format})
+    platform = _platform(settings)
+    commands.refresh(commands.load_issued(args.credentials, platform), settings, platform)
+    return int(ExitCode.OK)
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from ci_shark import commands
+
+    settings = _use_settings(args)
+    platform = _platform(settings)
+    try:
+        issued = commands.load_issued(args.credentials, platform)
+    except ConfigError:
+        if args.credentials is not None:
+            raise
+        platform.log("ci_shark: nothing to revoke (no login's credentials in this job)")
+        return int(ExitCode.OK)
+    commands.revoke(issued, settings, platform, credentials_flag=args.credentials is not None)
+    return int(ExitCode.OK)
 
 
 def _proof(args: argparse.Namespace) -> int:
-    from ci_shark.config import load_issued_credentials, load_settings
+    from ci_shark import commands
+    from ci_shark.config import load_settings
     from ci_shark.oauth.dpop import DPoPKey
     from ci_shark.urls import url_problem
 
     problem = url_problem(args.url)
     if problem:
         raise ConfigError(f"--url {problem}", hint="pass the full https:// URL of the request")
-    issued = load_issued_credentials()
-    key_file = args.key_file or (Path(issued.dpop_key_file) if issued.dpop_key_file else None)
-    if key_file is not None:
-        key = DPoPKey.load(_read_key_file(key_file))
+    settings = load_settings()
+    platform = _platform(settings)
+    issued = None
+    if args.key_file is None or args.with_access_token:
+        try:
+            issued = commands.load_issued(args.credentials, platform)
+        except ConfigError:
+            issued = None
+    if args.key_file is not None:
+        key = DPoPKey.load(commands.read_key_file(args.key_file))
+    elif issued is not None and (found := issued.dpop_key()) is not None:
+        key = found
+    elif settings.dpop_private_key is not None:
+        key = DPoPKey.load(settings.dpop_private_key.reveal())
     else:
-        configured = load_settings().dpop_private_key
-        if configured is None:
-            raise ConfigError(
-                "no DPoP key: none of --key-file, SHARK_DPOP_KEY_FILE, CI_SHARK_DPOP_PRIVATE_KEY",
-                hint="run `proof` in the job that ran login, or pass --key-file",
-            )
-        key = DPoPKey.load(configured.reveal())
+        raise ConfigError(
+            "no DPoP key: no --key-file, no login's key (SHARK_DPOP_KEY_FILE, SHARK_DPOP_JWK, "
+            "its credentials file) and no CI_SHARK_DPOP_PRIVATE_KEY",
+            hint="run `proof` in the job that ran the login, or pass --key-file",
+        )
     access_token: str | None = args.access_token
     if args.with_access_token:
-        if issued.access_token is None:
-            raise ConfigError("--with-access-token: SHARK_ACCESS_TOKEN is not set")
-        access_token = issued.access_token.reveal()
+        token = issued.secret("SHARK_ACCESS_TOKEN") if issued else None
+        if token is None:
+            raise ConfigError("--with-access-token: the login's access token is not there")
+        access_token = token.reveal()
     proof = key.proof(args.method, args.url, nonce=args.nonce, access_token=access_token)
     print(proof)  # a signed, single-use proof: only the token's hash (ath) is in it
     return int(ExitCode.OK)
-
-
-# -- revoke --------------------------------------------------------------------------------
-
-
-def _revoke(args: argparse.Namespace) -> int:
-    from ci_shark.config import load_issued_credentials, load_settings
-    from ci_shark.oauth.discovery import server_endpoints
-    from ci_shark.oauth.http import OAuthHttp
-    from ci_shark.oauth.providers import lookup
-    from ci_shark.oauth.tokens import revoke_each
-
-    flags = {f: getattr(args, f) for f in ("auth_url", "client_id", "ca_bundle")}
-    settings = load_settings({k: v for k, v in flags.items() if v is not None})
-    issued = load_issued_credentials()
-    tokens = [
-        (token, hint)
-        for token, hint in (
-            (issued.access_token, "access_token"),
-            (issued.refresh_token, "refresh_token"),
-        )
-        if token is not None
-    ]
-    if not tokens:
-        _note("nothing to revoke (SHARK_ACCESS_TOKEN and SHARK_REFRESH_TOKEN are unset)")
-        return int(ExitCode.OK)
-    auth_url, client_id = settings.required("auth_url"), settings.required("client_id")
-    key = _issued_key(issued.dpop_key_file, issued.dpop_jwk)
-    deadline = time.monotonic() + 60
-    with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        provider = lookup(settings.provider, auth_url)
-        endpoint = server_endpoints(http, auth_url, deadline=deadline, provider=provider).revocation
-        if endpoint is None:
-            raise ConfigError(
-                "the authorization server names no revocation endpoint",
-                hint="the server does not support RFC 7009 revocation; tokens expire on their own",
-            )
-        results = revoke_each(
-            http,
-            endpoint,
-            tokens,
-            client_id=client_id,
-            client_secret=settings.client_secret,
-            dpop=key,
-            deadline=deadline,
-        )
-    for hint, failure in results.items():
-        if failure is None:
-            _note(f"revoked the {hint.replace('_', ' ')}")
-    failures = [failure for failure in results.values() if failure is not None]
-    if failures:
-        raise failures[0]
-    _remove_key_file(issued.dpop_key_file)
-    return int(ExitCode.OK)
-
-
-def _issued_key(key_file: str | None, jwk: Secret | None) -> DPoPKey | None:
-    """The DPoP key of the login, for a proof on the revocation request. Revocation does not
-    need one, so an unreadable key is a warning, not a reason to leave the tokens alive."""
-    from ci_shark.oauth.dpop import DPoPKey
-
-    try:
-        if key_file:
-            return DPoPKey.load(_read_key_file(Path(key_file)))
-        if jwk is not None:
-            return DPoPKey.from_jwk(jwk.reveal())
-    except ConfigError as unreadable:
-        _note(f"warning: revoking without a DPoP proof: {unreadable.message}")
-    return None
-
-
-def _remove_key_file(key_file: str | None) -> None:
-    """The private key has no use once its tokens are revoked: remove our key file."""
-    if key_file and Path(key_file).name.startswith("ci-shark-dpop-"):
-        with suppress(OSError):
-            Path(key_file).unlink()
-            _note(f"removed the DPoP key file {key_file}")
-
-
-def _note(message: str) -> None:
-    print(f"ci_shark: {message}", file=sys.stderr, flush=True)
 
 
 # -- demo ----------------------------------------------------------------------------------
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import shutil
     import tempfile
 
     from ci_shark.config import ExplicitSettings
@@ -408,31 +570,37 @@ def _demo(args: argparse.Namespace) -> int:
 
     cancel.install()
     workdir = Path(tempfile.mkdtemp(prefix="ci-shark-demo-"))
-    with SandboxServer(interval_s=2, approve_after_s=args.approve_after) as server:
-        # The demo must not pick up the caller's CI_SHARK_* variables.
-        settings = ExplicitSettings(
-            auth_url=server.url,
-            client_id="ci-shark-demo",
-            scope="openid deploy:write",
-            output_format="dotenv",
-            output_file=str(workdir / "ci-shark.env"),
-            notify=("log",),
-            timeout=120,
-        )
+    try:
+        with SandboxServer(interval_s=2, approve_after_s=args.approve_after) as server:
+            # The demo must not pick up the caller's CI_SHARK_* variables.
+            settings = ExplicitSettings(
+                auth_url=server.url,
+                client_id="ci-shark-demo",
+                scope="openid deploy:write",
+                output_format="dotenv",
+                output_file=str(workdir / "ci-shark.env"),
+                notify=("log",),
+                timeout=120,
+            )
+            print(
+                f"ci_shark demo: sandbox authorization server at {server.url}; it approves "
+                f"by itself in {args.approve_after:g}s, or open the link below.",
+                file=sys.stderr,
+            )
+            credentials = run(settings, Platform(settings, {}))
+        print(f"\nWhat a CI job would now have (in {workdir}):")
+        for name, value in credentials.named().items():
+            shown = "*** (secret, masked)" if value and not isinstance(value, str) else value
+            print(f"  {name}={shown}")
         print(
-            f"ci_shark demo: sandbox authorization server at {server.url}; it approves by "
-            f"itself in {args.approve_after:g}s, or open the link below.",
-            file=sys.stderr,
+            "\nLater steps call APIs with `ci-shark request URL` (the proof, the nonce and a "
+            "refresh are done for you). Try every command by hand against a sandbox that "
+            "stays up: `python -m ci_shark.sandbox` (see the README)."
         )
-        platform = Platform(settings, {})
-        platform.key_directory = workdir
-        credentials = run(settings, platform)
-    print(f"\nWhat a CI job would now have (in {workdir}):")
-    for name, value in credentials.named().items():
-        shown = "*** (secret, masked)" if value and not isinstance(value, str) else value
-        print(f"  {name}={shown}")
-    print(
-        "\nLater steps call APIs with `Authorization: DPoP $SHARK_ACCESS_TOKEN` and a proof "
-        "from `python -m ci_shark proof --method GET --url URL --with-access-token`."
-    )
+    finally:
+        if args.keep:
+            print(f"\nKept {workdir} (a private key and tokens: remove it when done).")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            print(f"\nRemoved {workdir} (the key and the tokens): pass --keep to keep it.")
     return int(ExitCode.OK)

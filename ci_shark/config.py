@@ -2,14 +2,16 @@
 
 Three ways in, one configuration: GitHub Action inputs arrive as ``CI_SHARK_*`` variables
 (action.yml maps them), other CIs set the same variables, and CLI flags win over both.
-Every error names the input as each of those spells it, and says how to fix it. Errors
-never quote the value: it may be a secret.
+Each field carries its :class:`Input` metadata — the help text, the flag, the fix for a
+bad value — and that one description drives the CLI's flags and ``--help``, the names an
+error message uses, and the fix it gives. Errors never quote the value: it may be a secret.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,45 +27,53 @@ from pydantic_settings import (
 )
 
 from ci_shark.errors import ConfigError
+from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
 
 ENV_PREFIX = "CI_SHARK_"
 DEFAULT_TIMEOUT_S = 600.0
 MAX_TIMEOUT_S = 24 * 3600.0
-NOTIFY_CHANNELS = ("auto", "log", "summary", "comment", "none")
-PROVIDERS = ("auto", "shark", "github", "google", "entra", "auth0", "okta", "keycloak", "generic")
-# Fields whose CLI flag is not simply --<input-name>, or which have none.
-_FLAGS = {
-    "dpop": "--dpop/--no-dpop",
-    "dpop_private_key": "--dpop-private-key-file",
-    "extra_params": "--extra-param",
-    "github_token": None,
-    "gitlab_token": None,
-    "export_env": None,
-}
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$", re.IGNORECASE)
-_UNIT_S = {"s": 1, "m": 60, "h": 3600}
+NOTIFY_CHANNELS = ("auto", "log", "summary", "comment", "issue", "webhook", "none")
+PROVIDER_NAMES = ("auto", *PROVIDERS)
+APPROVER_KINDS = ("sub", "user", "email")
 
 
-def input_names(field: str) -> str:
-    """How users spell one input: `action-input` (CI_SHARK_ENV / --flag)."""
-    action = field.replace("_", "-")
-    flag = _FLAGS.get(field, f"--{action}")
-    ways = f"{ENV_PREFIX}{field.upper()}" + (f" / {flag}" if flag else "")
-    return f"`{action}` ({ways})"
+@dataclass(frozen=True)
+class Input:
+    """How users meet one input: its help, its flag (None: env/action input only, for
+    secrets that must stay off argv), and the fix for a bad value."""
+
+    help: str
+    fix: str
+    flag: str | None = ""  # "": --<input-name>
+    metavar: str | None = None
+    required: bool = False  # by login
+
+
+_DURATION_PART = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)?",
+    re.IGNORECASE,
+)
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: object) -> float:
-    """``300``, ``300s``, ``15m``, ``1h`` as seconds."""
+    """``300``, ``300s``, ``15m``, ``10min``, ``1h30m``, ``1.5 hours`` as seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError("is not a duration: use seconds or a unit, e.g. 300, 300s, 15m, 1h")
-        seconds = float(match.group(1)) * _UNIT_S[(match.group(2) or "s").lower()]
+        text = str(value).strip()
+        if text.startswith("-"):
+            raise ValueError("must be more than 0 (and at most 24h)")
+        parts = list(_DURATION_PART.finditer(text))
+        if not parts or "".join(part.group(0) for part in parts).replace(" ", "") != text.replace(
+            " ", ""
+        ):
+            raise ValueError("is not a duration: use seconds or units, e.g. 300, 15m, 1h30m")
+        seconds = sum(
+            float(part.group(1)) * _UNIT_S[(part.group(2) or "s")[0].lower()] for part in parts
+        )
     if not 0 < seconds <= MAX_TIMEOUT_S:
         raise ValueError("must be more than 0 and at most 24h")
     return seconds
@@ -104,10 +114,12 @@ def _key_values(value: object) -> object:
 SecretInput = Annotated[Secret | None, BeforeValidator(_to_secret)]
 Words = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split(r"\s"))]
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split(r",\s"))]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+KeyValues = Annotated[dict[str, str], NoDecode, BeforeValidator(_key_values)]
 
 
 class Settings(BaseSettings):
-    """The inputs of SPEC.md's table, validated. Flags are passed in as keyword arguments."""
+    """The inputs of the README's table, validated. Flags are passed in as keyword arguments."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -117,39 +129,226 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    auth_url: str | None = None
-    client_id: str | None = None
-    client_secret: SecretInput = None
-    scope: str | None = None
-    resource: Words = ()
-    device_authorization_endpoint: str | None = None
-    token_endpoint: str | None = None
-    timeout: Annotated[float, BeforeValidator(parse_duration)] = DEFAULT_TIMEOUT_S
-    dpop: bool = True
-    dpop_private_key: SecretInput = None
-    notify: CommaList = ("auto",)
-    github_token: SecretInput = None
-    gitlab_token: SecretInput = None
-    allow_fork: bool = False
-    export_env: bool = False
-    output_format: Literal["auto", "github", "dotenv", "shell", "json"] = "auto"
-    output_file: str | None = None
-    ca_bundle: str | None = None
-    provider: Literal[PROVIDERS] = "auto"  # type: ignore[valid-type]
-    allowed_approvers: CommaList = ()
-    renew: bool = False
-    extra_params: Annotated[dict[str, str], NoDecode, BeforeValidator(_key_values)] = {}
+    auth_url: Annotated[
+        str | None,
+        Input(
+            "the authorization server's issuer URL",
+            "set it to the server's issuer URL: https://, or http:// to a loopback host",
+            metavar="URL",
+            required=True,
+        ),
+    ] = None
+    client_id: Annotated[
+        str | None,
+        Input(
+            "the OAuth client registered for this job",
+            "set it to the client's id",
+            metavar="ID",
+            required=True,
+        ),
+    ] = None
+    client_secret: Annotated[
+        SecretInput,
+        Input(
+            "the client's secret, for a confidential client (prefer the variable: argv is "
+            "visible to other processes)",
+            "pass the secret from a CI secret",
+            metavar="SECRET",
+        ),
+    ] = None
+    scope: Annotated[
+        str | None,
+        Input("the scopes to request, space-separated", "check the scope names", metavar="SCOPES"),
+    ] = None
+    resource: Annotated[
+        Words,
+        Input(
+            "RFC 8707 resource indicators, space-separated absolute URIs",
+            "give absolute URIs such as https://api.example.com, separated by spaces",
+            metavar="URIS",
+        ),
+    ] = ()
+    device_authorization_endpoint: Annotated[
+        str | None,
+        Input(
+            "the device authorization endpoint, used exactly as given (default: discovered)",
+            "give the endpoint's full https:// URL",
+            metavar="URL",
+        ),
+    ] = None
+    token_endpoint: Annotated[
+        str | None,
+        Input(
+            "the token endpoint, used exactly as given (default: discovered)",
+            "give the endpoint's full https:// URL",
+            metavar="URL",
+        ),
+    ] = None
+    timeout: Annotated[
+        Duration,
+        Input(
+            "how long to wait for approval: 300, 300s, 15m, 10min, 1h30m; never longer than "
+            "the code lives",
+            "give a duration between 1s and 24h, e.g. 600, 10m or 1h",
+            metavar="DURATION",
+        ),
+    ] = DEFAULT_TIMEOUT_S
+    dpop: Annotated[
+        bool,
+        Input(
+            "bind the token to a DPoP key (RFC 9449)",
+            "use true or false",
+            flag="--dpop/--no-dpop",
+        ),
+    ] = True
+    dpop_private_key: Annotated[
+        SecretInput,
+        Input(
+            "a PEM or JWK private key file to sign DPoP proofs with (default: a fresh P-256 key)",
+            "give an unencrypted EC P-256 private key, PEM or JWK",
+            flag="--dpop-private-key-file",
+            metavar="FILE",
+        ),
+    ] = None
+    notify: Annotated[
+        CommaList,
+        Input(
+            "where to ask for approval: auto, or a comma list of log, summary, comment, "
+            "issue (GitHub), webhook, none",
+            f"use a comma list of {', '.join(NOTIFY_CHANNELS)}",
+            metavar="CHANNELS",
+        ),
+    ] = ("auto",)
+    github_token: Annotated[
+        SecretInput,
+        Input(
+            "the GitHub token that writes the PR comment / issue",
+            "pass a GitHub token (the action's default is the job's own)",
+            flag=None,
+        ),
+    ] = None
+    gitlab_token: Annotated[
+        SecretInput,
+        Input(
+            "a GitLab project/group access token with the api scope, for the MR note",
+            "pass a GitLab access token with the api scope from a masked CI/CD variable",
+            flag=None,
+        ),
+    ] = None
+    allow_fork: Annotated[
+        bool,
+        Input(
+            "ask for approval even on a pull/merge request from a fork (anyone can open one)",
+            "use true or false",
+        ),
+    ] = False
+    export_env: Annotated[
+        bool,
+        Input(
+            "GitHub: also export SHARK_* variables to the later steps of the job",
+            "use true or false",
+            flag=None,
+        ),
+    ] = False
+    output_format: Annotated[
+        Literal["auto", "github", "dotenv", "shell", "json"],
+        Input(
+            "auto (github on GitHub, else dotenv), github, dotenv, shell (for eval), json",
+            "use one of auto, github, dotenv, shell, json",
+            metavar="FORMAT",
+        ),
+    ] = "auto"
+    output_file: Annotated[
+        str | None,
+        Input(
+            "where dotenv/json credentials go, 0600 (default: ci-shark.env/.json in a "
+            "private folder of the job's temp dir)",
+            "give a file in an existing folder you can write to",
+            metavar="FILE",
+        ),
+    ] = None
+    ca_bundle: Annotated[
+        str | None,
+        Input(
+            "a PEM file of CAs to trust instead of the system's",
+            "give the path of a readable PEM file",
+            metavar="FILE",
+        ),
+    ] = None
+    provider: Annotated[
+        Literal[PROVIDER_NAMES],  # type: ignore[valid-type]
+        Input(
+            f"the server's preset: {', '.join(PROVIDER_NAMES)}",
+            f"use one of {', '.join(PROVIDER_NAMES)}",
+            metavar="NAME",
+        ),
+    ] = "auto"
+    allowed_approvers: Annotated[
+        CommaList,
+        Input(
+            "who may approve, comma-separated: sub:<subject>, user:<username>, "
+            "email:<verified email>; a bare name is a username, a bare address an email",
+            "list entries like sub:248289761001, user:alice, email:alice@example.com",
+            metavar="LIST",
+        ),
+    ] = ()
+    renew: Annotated[
+        bool,
+        Input("when the code expires, ask for a new one until the timeout", "use true or false"),
+    ] = False
+    extra_params: Annotated[
+        KeyValues,
+        Input(
+            "an extra form field K=V for the device authorization request (repeatable)",
+            "give K=V pairs, one per line or comma-separated",
+            flag="--extra-param",
+            metavar="K=V",
+        ),
+    ] = {}
+    webhook_url: Annotated[
+        SecretInput,
+        Input(
+            "an incoming-webhook URL (a secret) that gets the approval request and the outcome",
+            "pass the webhook URL (https://, or http:// to a loopback host) from a CI secret",
+            flag=None,
+        ),
+    ] = None
+    webhook_format: Annotated[
+        Literal["slack", "teams", "json"],
+        Input(
+            "the webhook's message format: slack (also Mattermost, Rocket.Chat, Discord's "
+            "/slack), teams, json",
+            "use one of slack, teams, json",
+            metavar="FORMAT",
+        ),
+    ] = "slack"
+    notify_users: Annotated[
+        CommaList,
+        Input(
+            "GitHub users or teams (alice, @org/team) that `notify: issue` mentions",
+            "list GitHub logins or org/team names, comma-separated",
+            metavar="LIST",
+        ),
+    ] = ()
 
-    @field_validator("auth_url", "device_authorization_endpoint", "token_endpoint")
+    @field_validator("auth_url")
     @classmethod
-    def _safe_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        problem = url_problem(value)
-        if problem:
-            raise ValueError(problem)
-        return value.rstrip("/")
+    def _base_url(cls, value: str | None) -> str | None:
+        # A base that paths are added to: one trailing slash is not part of it.
+        return _safe_url(value).rstrip("/") if value is not None else None
+
+    @field_validator("device_authorization_endpoint", "token_endpoint")
+    @classmethod
+    def _endpoint_url(cls, value: str | None) -> str | None:
+        # Used exactly as given: a Django server's /o/token/ keeps its slash.
+        return _safe_url(value) if value is not None else None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: Secret | None) -> Secret | None:
+        if value is not None:
+            _safe_url(value.reveal())
+        return value
 
     @field_validator("resource")
     @classmethod
@@ -167,6 +366,23 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"takes a comma list of {', '.join(NOTIFY_CHANNELS)}")
         return value or ("auto",)
+
+    @field_validator("allowed_approvers")
+    @classmethod
+    def _approver_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            kind, sep, name = entry.partition(":")
+            if sep and kind in APPROVER_KINDS and not name:
+                raise ValueError(f"has an empty {kind}: entry")
+        return value
+
+    @field_validator("notify_users")
+    @classmethod
+    def _github_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if not re.fullmatch(r"@?[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9_.-]+)?", entry):
+                raise ValueError("takes GitHub logins or org/team names, comma-separated")
+        return value
 
     @field_validator("github_token", "gitlab_token")
     @classmethod
@@ -196,8 +412,18 @@ class Settings(BaseSettings):
         """An input the command cannot do without."""
         value = getattr(self, field)
         if not isinstance(value, str) or not value:
-            raise ConfigError(f"{input_names(field)} is required", hint=f"set {input_names(field)}")
+            raise ConfigError(
+                f"{input_names(field)} is required", hint=f"`{dashed(field)}`: {spec(field).fix}"
+            )
         return value
+
+
+def _safe_url(value: str) -> str:
+    value = value.strip()
+    problem = url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class ExplicitSettings(Settings):
@@ -216,6 +442,54 @@ class ExplicitSettings(Settings):
         return (init_settings,)
 
 
+# -- how inputs are named ------------------------------------------------------------------
+
+
+def dashed(field: str) -> str:
+    return field.replace("_", "-")
+
+
+def spec(field: str) -> Input:
+    """The :class:`Input` metadata of a Settings field."""
+    for item in Settings.model_fields[field].metadata:
+        if isinstance(item, Input):
+            return item
+    raise KeyError(field)
+
+
+def flag(field: str) -> str | None:
+    chosen = spec(field).flag
+    return f"--{dashed(field)}" if chosen == "" else chosen
+
+
+def input_names(field: str) -> str:
+    """How users spell one input: `action-input` (CI_SHARK_ENV / --flag)."""
+    cli = flag(field)
+    ways = f"{ENV_PREFIX}{field.upper()}" + (f" / {cli}" if cli else "")
+    return f"`{dashed(field)}` ({ways})"
+
+
+_MENTIONED_INPUT = re.compile(r"`([a-z][a-z-]+)`( \()?")
+
+
+def spell_inputs(text: str) -> str:
+    """Messages name inputs as `action-name`; spell each input out in full the first time
+    it is mentioned, as the user can set it (the variable, the flag)."""
+    seen: set[str] = set()
+
+    def spelled(match: re.Match[str]) -> str:
+        field = match.group(1).replace("-", "_")
+        if field in seen or field not in Settings.model_fields:
+            return match.group(0)
+        seen.add(field)
+        return match.group(0) if match.group(2) else input_names(field)
+
+    return _MENTIONED_INPUT.sub(spelled, text)
+
+
+# -- loading -------------------------------------------------------------------------------
+
+
 def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
     """Settings from the environment, with ``flags`` (given CLI options only) on top."""
     try:
@@ -225,43 +499,21 @@ def load_settings(flags: Mapping[str, Any] | None = None) -> Settings:
 
 
 def _config_error(exc: ValidationError) -> ConfigError:
-    problems = []
+    problems: list[str] = []
+    fixes: list[str] = []
     for error in exc.errors(include_input=False, include_url=False):
         field = str(error["loc"][0]) if error["loc"] else "?"
         kind = error["type"]
+        if kind == "extra_forbidden" or field not in Settings.model_fields:
+            return ConfigError(f"unknown input {field!r}", hint="see `ci-shark login --help`")
         if kind == "value_error":
             what = str(error.get("ctx", {}).get("error", error["msg"]))
         elif kind.startswith("bool"):
             what = "must be true or false"
         elif kind == "literal_error":
             what = f"must be one of {error.get('ctx', {}).get('expected', '')}"
-        elif kind == "extra_forbidden":
-            return ConfigError(f"unknown input {field!r}", hint="see `ci-shark --help`")
         else:
             what = str(error["msg"]).lower()
         problems.append(f"{input_names(field)} {what}")
-    return ConfigError(
-        "; ".join(problems),
-        hint="correct the input named above (the message never repeats its value)",
-    )
-
-
-class IssuedCredentials(BaseSettings):
-    """What an earlier ``login`` exported (``SHARK_*``), for ``proof`` and ``revoke``."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="SHARK_", env_ignore_empty=True, extra="ignore", arbitrary_types_allowed=True
-    )
-
-    access_token: SecretInput = None
-    refresh_token: SecretInput = None
-    token_type: str | None = None
-    dpop_key_file: str | None = None
-    dpop_jwk: SecretInput = None
-
-
-def load_issued_credentials() -> IssuedCredentials:
-    try:
-        return IssuedCredentials()
-    except ValidationError as exc:
-        raise _config_error(exc) from None
+        fixes.append(f"`{dashed(field)}`: {spec(field).fix}")
+    return ConfigError("; ".join(problems), hint="; ".join(fixes))

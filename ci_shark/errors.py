@@ -2,13 +2,25 @@
 
 Messages here are written for the person reading the CI log: what happened, the likely
 cause, the fix. Server-provided text is untrusted, so it only ever enters a message
-through :func:`untrusted`, which strips control characters and bounds its length.
+through :func:`ci_shark.safe_text.untrusted`, which takes out every secret of the run,
+strips control characters and bounds its length.
+
+Hints name inputs by their action name in backticks (`` `client-id` ``); the CLI spells
+each out once as the user can set it (``CI_SHARK_CLIENT_ID`` / ``--client-id``), so this
+module and ``oauth/`` know no CI.
+
+The RFC 6749 / RFC 8628 error codes are one table: each :class:`OAuthError` subclass
+carries its wire names (``error`` values), and :func:`oauth_error` picks the class for an
+answer from any endpoint.
 """
 
 from __future__ import annotations
 
-import re
 from enum import IntEnum
+from typing import ClassVar
+
+from ci_shark.safe_text import untrusted
+from ci_shark.secret import Secret
 
 
 class ExitCode(IntEnum):
@@ -23,32 +35,6 @@ class ExitCode(IntEnum):
     SIGTERM = 143
 
 
-# C0/C1 controls, DEL, and the Unicode bidi/zero-width overrides used to disguise text.
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
-
-
-def untrusted(text: object, limit: int = 200) -> str:
-    """Server text made safe to put on one log line: no controls, no newlines, bounded.
-
-    ``##`` is split because CI runners act on ``##[command]`` (GitHub) and ``##vso[``
-    (Azure) anywhere in a line; ``::command::`` needs a line start, which this text never has.
-    """
-    flat = _UNSAFE_CHARS.sub(" ", str(text))
-    # A lookahead, not str.replace: "###[" would become "# ##[", still a command.
-    flat = re.sub("#(?=#)", "# ", " ".join(flat.split()))
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-_NOT_INERT = re.compile(r"[^A-Za-z0-9 ._:/+@=,%~-]")
-
-
-def inert(text: object, limit: int = 200) -> str:
-    """Server text for an output value: :func:`untrusted`, and no character a shell, a
-    dotenv reader or a workflow expression gives a meaning to (``$ ` ( ) ; | & < > ' "``
-    and the like become ``_``). For names and scopes, which never need them."""
-    return _NOT_INERT.sub("_", untrusted(text, limit))
-
-
 class CiSharkError(Exception):
     """Base of every error ci_shark raises on purpose."""
 
@@ -59,6 +45,9 @@ class CiSharkError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # What the server may have issued before this failure, (token, RFC 7009 hint),
+        # the grant first: whoever catches it revokes them.
+        self.issued: list[tuple[Secret, str]] = []
 
     def diagnostics(self) -> str:
         """The message and the fix, as printed by the CLI."""
@@ -81,53 +70,6 @@ class ProtocolError(CiSharkError):
     exit_code = ExitCode.PROTOCOL
 
 
-class DeviceFlowUnsupported(ProtocolError):
-    """The authorization server does not offer the device authorization grant."""
-
-
-class OAuthError(CiSharkError):
-    """An RFC 6749 error response. ``error_description`` is sanitised server text."""
-
-    def __init__(
-        self,
-        error: str,
-        error_description: str | None = None,
-        *,
-        status_code: int | None = None,
-        endpoint: str = "the authorization server",
-        hint: str | None = None,
-        message: str | None = None,
-    ) -> None:
-        self.error = untrusted(error, 80)
-        self.error_description = (
-            untrusted(error_description) if error_description is not None else None
-        )
-        self.status_code = status_code
-        detail = f": {self.error_description}" if self.error_description else ""
-        super().__init__(message or f"{endpoint} answered {self.error}{detail}", hint=hint)
-
-
-class DeviceFlowError(OAuthError):
-    """The device flow ended without a token (the SharkAuth SDK's name for it)."""
-
-
-class AccessDenied(DeviceFlowError):
-    exit_code = ExitCode.DENIED
-    status = "denied"
-
-
-class ExpiredToken(DeviceFlowError):
-    exit_code = ExitCode.EXPIRED
-    status = "expired"
-
-
-class TimedOut(DeviceFlowError):
-    """Our own deadline (the ``timeout`` input) passed before approval."""
-
-    exit_code = ExitCode.EXPIRED
-    status = "timeout"
-
-
 class PolicyRefused(CiSharkError):
     """Refused by policy: a fork PR, or an approver who is not allowed."""
 
@@ -143,3 +85,142 @@ class Cancelled(CiSharkError):
     def __init__(self, signal_name: str, exit_code: ExitCode) -> None:
         super().__init__(f"cancelled by {signal_name}; no credentials were written")
         self.exit_code = exit_code
+
+
+# -- OAuth error responses: one table for every endpoint ----------------------------------
+
+
+class OAuthError(ProtocolError):
+    """An RFC 6749 error response (the SharkAuth SDK's ``OAuthError``): ``error``,
+    ``error_description`` (sanitised server text) and ``status_code``. A code this table
+    does not know is the server answering outside the protocol: exit 5."""
+
+    wire_names: ClassVar[tuple[str, ...]] = ()
+    summary: ClassVar[str | None] = None  # what the answer means, said before it
+    default_hint: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        error: str | None = None,
+        error_description: str | None = None,
+        *,
+        status_code: int | None = None,
+        endpoint: str = "the authorization server",
+        hint: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.error = untrusted(error, 80) if error else ""
+        self.error_description = (
+            untrusted(error_description) if error_description is not None else None
+        )
+        self.status_code = status_code
+        detail = f": {self.error_description}" if self.error_description else ""
+        what = self.error or (f"HTTP {status_code}" if status_code else "an error")
+        said = f"{endpoint} answered {what}{detail}"
+        super().__init__(
+            message or (f"{self.summary}: {said}" if self.summary else said),
+            hint=hint or self.default_hint,
+        )
+
+    @classmethod
+    def wrapping(cls, failure: CiSharkError) -> OAuthError:
+        """``failure`` as this class, keeping its message, fix, exit code and status."""
+        wrapped = cls(message=failure.message, hint=failure.hint)
+        wrapped.exit_code = failure.exit_code
+        wrapped.status = failure.status
+        wrapped.issued = failure.issued
+        return wrapped
+
+
+class DeviceFlowError(OAuthError):
+    """The device flow ended without a token (the SharkAuth SDK's name for it). Every
+    failure of :class:`ci_shark.DeviceFlow` is one, whatever the server did."""
+
+
+class DeviceFlowUnsupported(DeviceFlowError):
+    """The authorization server does not offer the device authorization grant."""
+
+    wire_names = ("unsupported_grant_type", "device_flow_disabled")
+    summary = "the authorization server does not offer the device flow"
+    default_hint = (
+        "enable the device authorization grant (RFC 8628) for this server and client "
+        "(SharkAuth's current release ships with it switched off)"
+    )
+
+
+class ClientRejected(DeviceFlowError):
+    exit_code = ExitCode.CONFIG
+    wire_names = ("invalid_client", "unauthorized_client")
+    summary = "the authorization server refused the client"
+    default_hint = (
+        "check `client-id` and `client-secret`, and that the client may use the device "
+        "authorization grant"
+    )
+
+
+class ScopeRejected(DeviceFlowError):
+    exit_code = ExitCode.CONFIG
+    wire_names = ("invalid_scope",)
+    default_hint = "request only scopes the client is allowed: check `scope`"
+
+
+class ResourceRejected(DeviceFlowError):
+    exit_code = ExitCode.CONFIG
+    wire_names = ("invalid_target",)
+    default_hint = "check `resource`: the server does not serve that resource to this client"
+
+
+class InvalidGrant(DeviceFlowError):
+    wire_names = ("invalid_grant",)
+    default_hint = (
+        "the grant is no longer valid; if an answer was lost in transit the server may have "
+        "spent it on a token that never arrived: run the login again"
+    )
+
+
+class AccessDenied(DeviceFlowError):
+    exit_code = ExitCode.DENIED
+    status = "denied"
+    wire_names = ("access_denied", "authorization_declined")
+
+
+class ExpiredToken(DeviceFlowError):
+    exit_code = ExitCode.EXPIRED
+    status = "expired"
+    wire_names = ("expired_token", "code_expired")
+    default_hint = "re-run the job and approve before the code expires"
+
+
+class TimedOut(DeviceFlowError):
+    """Our own deadline (the ``timeout`` input) passed before approval."""
+
+    exit_code = ExitCode.EXPIRED
+    status = "timeout"
+
+
+_BY_WIRE_NAME: dict[str, type[OAuthError]] = {
+    name: kind
+    for kind in (
+        DeviceFlowUnsupported,
+        ClientRejected,
+        ScopeRejected,
+        ResourceRejected,
+        InvalidGrant,
+        AccessDenied,
+        ExpiredToken,
+    )
+    for name in kind.wire_names
+}
+
+
+def oauth_error(
+    error: str | None,
+    error_description: str | None,
+    *,
+    status_code: int | None,
+    endpoint: str,
+    unknown: type[OAuthError] = OAuthError,
+) -> OAuthError:
+    """The error class for ``error`` (``unknown`` when the table has no row for it)."""
+    kind = _BY_WIRE_NAME.get(error or "", unknown)
+    return kind(error, error_description, status_code=status_code, endpoint=endpoint)

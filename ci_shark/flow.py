@@ -1,62 +1,75 @@
-"""One run of ci_shark, top to bottom: policy, key, device code, approval, approver, outputs.
+"""One login, top to bottom, and every product rule of ci_shark.
 
-Reading order is execution order. Every way out goes through ``platform.finish`` so the
-comment, the summary and the ``status`` output always tell what happened.
+Reading order is execution order: :func:`run` names its steps, each a function below it.
+The rules, each in one place here (the modules below decide protocol, not product):
+
+1. Everything that can be checked is checked before a device code exists: the inputs,
+   what the provider needs, the fork policy, the DPoP key, where the outputs go.
+2. A pull/merge request from a fork asks for nothing unless `allow-fork`: anyone can open
+   one whose job asks a maintainer to hand it a credential. A public repository that
+   names no approvers is warned: anyone reading the log can open the link.
+3. Finding the server has a bound of its own before the link (``REACH_BUDGET_S``, never
+   past `timeout`), and each failed attempt is one log line: no silent minutes.
+4. Every secret is masked before it is used or written; the device code as soon as it
+   exists.
+5. With `renew`, an expired code is replaced, paced and capped: a server that hands out
+   one-second codes does not get a request storm.
+6. With `allowed-approvers`, an approval counts only from a listed approver, compared on
+   the claims exactly as the server sent them.
+7. After approval, any failure — the approver refused, an unusable answer, outputs that
+   cannot be written, a cancellation — revokes what was issued, the grant first, within
+   a budget of its own. Tokens are never live and lost.
+8. Outputs are written all or none; a cancellation waits for them to finish.
+9. Every way out goes through ``platform.finish``, so the comment, the summary and the
+   ``status`` output always tell what happened.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 import httpx
 
 from ci_shark import cancel
-from ci_shark.config import Settings
+from ci_shark.config import APPROVER_KINDS, Settings
 from ci_shark.errors import CiSharkError, ExpiredToken, PolicyRefused
 from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.identity import Identity, identify
-from ci_shark.oauth.providers import resolve
+from ci_shark.oauth.providers import Provider, resolve
 from ci_shark.oauth.tokens import TokenSet, revoke_each
 from ci_shark.outputs import Credentials
 from ci_shark.platforms.base import Platform
 from ci_shark.render import ApprovalRequest, Outcome, RunContext
+from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
 
-# A renewed code is only worth asking for when there is time left to approve it.
+# Rule 3: finding the server (metadata, device code) before the link is shown.
+REACH_BUDGET_S = 60.0
+# Rule 5: a renewed code is only worth asking for with time left to approve it, no sooner
+# than this after the previous one, and at most this many times.
 MIN_RENEWAL_WINDOW_S = 10.0
-# Once the token is in, learning who approved (and undoing a refused grant) gets its own
-# short budget: the outputs must not wait for a slow userinfo until the approval deadline.
+RENEWAL_GAP_S = 10.0
+MAX_RENEWALS = 100
+# Rule 7: once the token is in, learning who approved and undoing a refused grant get
+# their own short budget: the outputs must not wait until the approval deadline.
 AFTER_APPROVAL_BUDGET_S = 15.0
 
 
-def load_dpop_key(settings: Settings) -> DPoPKey | None:
-    if not settings.dpop:
-        return None
-    if settings.dpop_private_key is not None:
-        return DPoPKey.load(settings.dpop_private_key.reveal())
-    return DPoPKey.generate()
+@dataclass(frozen=True)
+class Plan:
+    """What rule 1 settled before any device code exists."""
 
-
-def approval_request(
-    authorization: DeviceAuthorization,
-    settings: Settings,
-    dpop_key: DPoPKey | None,
-    context: RunContext,
-) -> ApprovalRequest:
-    return ApprovalRequest(
-        link=authorization.link,
-        verification_uri=authorization.verification_uri,
-        user_code=authorization.user_code,
-        expires_at=datetime.now(timezone.utc) + timedelta(seconds=authorization.expires_in),
-        scope=settings.scope,
-        resource=settings.resource,
-        dpop_jkt=dpop_key.jkt if dpop_key else None,
-        context=context,
-    )
+    auth_url: str
+    client_id: str
+    provider: Provider
+    context: RunContext
+    dpop_key: DPoPKey | None
 
 
 def run(
@@ -68,127 +81,316 @@ def run(
     transport: httpx.BaseTransport | None = None,
 ) -> Credentials:
     """Get an approved, exported credential, or raise the CiSharkError that says why not."""
-    request: ApprovalRequest | None = None
-    approver: str | None = None
+    progress = _Progress()
     try:
-        auth_url, client_id = settings.required("auth_url"), settings.required("client_id")
-        provider = resolve(
-            settings.provider, auth_url, has_client_secret=settings.client_secret is not None
-        )
         deadline = clock() + settings.timeout
-        context = platform.context()
-        platform.enforce_policy(context)  # before a device code exists: nothing to leak
-        dpop_key = load_dpop_key(settings)
-        if settings.dpop_private_key is not None:
-            platform.mask([settings.dpop_private_key])
-
+        plan = prepare(settings, platform)
         with OAuthHttp(
-            ca_bundle=settings.ca_bundle, transport=transport, clock=clock, sleep=sleep
+            ca_bundle=settings.ca_bundle,
+            transport=transport,
+            clock=clock,
+            sleep=sleep,
+            report=lambda line: platform.log(f"ci_shark: {line}"),
         ) as http:
-            flow = DeviceFlow(
-                auth_url,
-                client_id,
-                settings.scope,
-                client_secret=settings.client_secret,
-                dpop_prover=dpop_key,
-                resource=settings.resource,
-                extra_params=settings.extra_params,
-                device_authorization_endpoint=settings.device_authorization_endpoint,
-                token_endpoint=settings.token_endpoint,
-                provider=provider,
-                http=http,
-                clock=clock,
-                sleep=sleep,
-            )
-            while True:  # more than once only with `renew: true`
-                authorization = flow.begin(deadline=deadline)
-                platform.mask([authorization.device_code])
-                request = approval_request(authorization, settings, dpop_key, context)
-                platform.announce(request)  # a renewal edits the same comment in place
-                try:
-                    tokens = flow.wait_for_approval(
-                        timeout_s=deadline - clock(), on_wait=platform.waiting
-                    )
-                    break
-                except ExpiredToken:
-                    if not settings.renew or deadline - clock() < MIN_RENEWAL_WINDOW_S:
-                        raise
-                    platform.log("ci_shark: the code expired; asking for a new one (renew)")
-
-            budget = clock() + AFTER_APPROVAL_BUDGET_S
-            identity = identify(
-                tokens,
-                client_id=client_id,
-                http=http,
-                find_userinfo=lambda: flow.endpoints_after_approval(deadline=budget).userinfo,
-                dpop=dpop_key,
-                deadline=budget,
-            )
-            approver = identity.display if identity else None
-            if settings.allowed_approvers:
-                enforce_allowed_approver(
-                    identity,
-                    settings.allowed_approvers,
-                    lambda: revoke_quietly(
-                        flow,
-                        tokens,
-                        client_secret=settings.client_secret,
-                        deadline=clock() + AFTER_APPROVAL_BUDGET_S,
-                    ),
+            flow = device_flow(settings, plan, http, clock, sleep)
+            try:
+                tokens = wait_for_approval(
+                    flow,
+                    settings,
+                    plan,
+                    platform,
+                    progress=progress,
+                    clock=clock,
+                    deadline=deadline,
                 )
-
-        if dpop_key is not None and not tokens.is_dpop_bound:
-            platform.warn(
-                f"DPoP was requested but the server issued a {tokens.token_type} token: it is "
-                "not sender-constrained; `token-type` says so"
-            )
-        credentials = Credentials(tokens=tokens, dpop_key=dpop_key, approver=approver)
-        with cancel.shielded():  # a cancellation now waits: all outputs, or none
-            platform.mask(credentials.secrets())  # before anything is written anywhere
-            credentials = platform.export(credentials)
-            platform.finish(Outcome("approved", "credentials exported", approver), request)
+                progress.issued = tokens.issued()
+                identity = who_approved(flow, tokens, plan, clock)
+                progress.approver = identity.display if identity else None
+                enforce_allowed_approvers(identity, settings.allowed_approvers)
+                credentials = export(settings, plan, tokens, progress, platform)
+            except BaseException as failure:
+                undo_issued(flow, failure, progress, settings, clock)
+                raise
     except CiSharkError as failure:
-        platform.finish(Outcome(failure.status, failure.message, approver), request)
+        outcome = Outcome(failure.status, failure.message, progress.approver)
+        platform.finish(outcome, progress.request)
         raise
     except Exception:
-        platform.finish(Outcome("error", "ci_shark failed unexpectedly", approver), request)
+        outcome = Outcome("error", "ci_shark failed unexpectedly", progress.approver)
+        platform.finish(outcome, progress.request)
         raise
     if cancel.deferred() is not None:
         platform.log("ci_shark: cancelled while writing the outputs; they were written whole")
     return credentials
 
 
-def enforce_allowed_approver(
-    identity: Identity | None, allowed: tuple[str, ...], revoke_grant: Callable[[], bool]
+@dataclass
+class _Progress:
+    """What the outcome message needs whichever way the run ends."""
+
+    request: ApprovalRequest | None = None
+    approver: str | None = None
+    issued: list[tuple[Secret, str]] = field(default_factory=list)  # live until exported
+
+
+# -- 1, 2: before a device code exists -----------------------------------------------------
+
+
+def prepare(settings: Settings, platform: Platform) -> Plan:
+    auth_url, client_id = settings.required("auth_url"), settings.required("client_id")
+    provider = resolve(
+        settings.provider, auth_url, has_client_secret=settings.client_secret is not None
+    )
+    context = platform.context()
+    enforce_run_policy(context, settings, platform.warn)
+    if settings.dpop_private_key is not None:
+        platform.mask([settings.dpop_private_key])
+    dpop_key = load_dpop_key(settings)
+    platform.check_outputs()
+    return Plan(auth_url, client_id, provider, context, dpop_key)
+
+
+def enforce_run_policy(
+    context: RunContext, settings: Settings, warn: Callable[[str], None]
 ) -> None:
-    """Anyone signed in can approve any code (device-code phishing): when the workflow
-    names its approvers, an approval from anyone else is revoked at once and refused."""
-    if identity is not None and identity.matches(allowed):
+    """Rule 2, from the facts the platform found."""
+    if context.public and not settings.allowed_approvers:
+        warn(
+            "this repository is public: anyone who reads the log can open the link and "
+            "approve first. Set `allowed-approvers` so only your maintainers' approvals count"
+        )
+    if not context.is_fork or settings.allow_fork:
+        return
+    source = (
+        untrusted(context.fork_source, 100)
+        if context.fork_source
+        else "a repository the CI could not name (deleted or unreadable)"
+    )
+    raise PolicyRefused(
+        f"refusing to ask for approval: {context.change_request or 'this change'} comes "
+        f"from a fork: {source}. Anyone can open a pull or merge request whose job asks "
+        "a maintainer to hand it a credential, so ci_shark requests no device code for it",
+        hint="run the job from a branch of this repository, or set `allow-fork` to true "
+        "only if approvers are told to refuse runs they did not expect",
+    )
+
+
+def load_dpop_key(settings: Settings) -> DPoPKey | None:
+    if not settings.dpop:
+        return None
+    if settings.dpop_private_key is not None:
+        return DPoPKey.load(settings.dpop_private_key.reveal())
+    return DPoPKey.generate()
+
+
+# -- 3, 4, 5: the device code and the wait -------------------------------------------------
+
+
+def device_flow(
+    settings: Settings,
+    plan: Plan,
+    http: OAuthHttp,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> DeviceFlow:
+    return DeviceFlow(
+        plan.auth_url,
+        plan.client_id,
+        settings.scope,
+        client_secret=settings.client_secret,
+        dpop_prover=plan.dpop_key,
+        resource=settings.resource,
+        extra_params=settings.extra_params,
+        device_authorization_endpoint=settings.device_authorization_endpoint,
+        token_endpoint=settings.token_endpoint,
+        provider=plan.provider,
+        http=http,
+        clock=clock,
+        sleep=sleep,
+    )
+
+
+def wait_for_approval(
+    flow: DeviceFlow,
+    settings: Settings,
+    plan: Plan,
+    platform: Platform,
+    *,
+    progress: _Progress,
+    clock: Callable[[], float],
+    deadline: float,
+) -> TokenSet:
+    """Ask for a code, show it, poll; with `renew`, again when it expires (rule 5)."""
+    for renewal in range(MAX_RENEWALS + 1):
+        asked_at = clock()
+        authorization = flow.begin(deadline=min(deadline, asked_at + REACH_BUDGET_S))
+        platform.mask([authorization.device_code])
+        progress.request = approval_request(authorization, flow.issuer, settings, plan)
+        platform.announce(progress.request)  # a renewal edits the same comment in place
+        try:
+            return flow.poll(deadline - clock(), on_wait=platform.waiting)
+        except ExpiredToken:
+            renew_at = asked_at + RENEWAL_GAP_S
+            if (
+                not settings.renew
+                or renewal == MAX_RENEWALS
+                or deadline - max(clock(), renew_at) < MIN_RENEWAL_WINDOW_S
+            ):
+                raise
+            flow._sleep(max(0.0, renew_at - clock()))
+            platform.log("ci_shark: the code expired; asking for a new one (renew)")
+    raise AssertionError("unreachable: the last renewal re-raises")
+
+
+def approval_request(
+    authorization: DeviceAuthorization, issuer: str, settings: Settings, plan: Plan
+) -> ApprovalRequest:
+    return ApprovalRequest(
+        link=authorization.link,
+        verification_uri=authorization.verification_uri,
+        user_code=authorization.user_code,
+        expires_at=datetime.now(timezone.utc) + timedelta(seconds=authorization.expires_in),
+        scope=settings.scope,
+        resource=settings.resource,
+        dpop_jkt=plan.dpop_key.jkt if plan.dpop_key else None,
+        context=plan.context,
+        server_host=urlsplit(issuer).hostname,
+    )
+
+
+# -- 6, 7: after approval ------------------------------------------------------------------
+
+
+def who_approved(
+    flow: DeviceFlow, tokens: TokenSet, plan: Plan, clock: Callable[[], float]
+) -> Identity | None:
+    budget = clock() + AFTER_APPROVAL_BUDGET_S
+    return identify(
+        tokens,
+        client_id=plan.client_id,
+        issuer=flow.issuer,
+        http=flow.http,
+        find_userinfo=lambda: flow.endpoints_after_approval(deadline=budget).userinfo,
+        dpop=plan.dpop_key,
+        deadline=budget,
+    )
+
+
+def enforce_allowed_approvers(identity: Identity | None, allowed: tuple[str, ...]) -> None:
+    """Rule 6. Anyone signed in can approve any code (device-code phishing): when the
+    workflow names its approvers, an approval from anyone else is refused (and, by rule 7,
+    revoked)."""
+    if not allowed or (identity is not None and is_allowed(identity, allowed)):
         return
     who = identity.display if identity else "someone the server did not identify"
-    revoked = revoke_grant()
     raise PolicyRefused(
-        f"approved by {who}, who is not in `allowed-approvers`; "
-        + ("the token was revoked" if revoked else "the token could not be revoked"),
-        hint="approve as one of the allowed approvers, or change `allowed-approvers` "
-        "(CI_SHARK_ALLOWED_APPROVERS); the server must tell who approved (id_token or userinfo)",
+        f"approved by {who}, who is not in `allowed-approvers`",
+        hint="approve as one of the allowed approvers, or change `allowed-approvers`; the "
+        "server must tell who approved (an id_token or userinfo)",
     )
+
+
+def is_allowed(identity: Identity, allowed: tuple[str, ...]) -> bool:
+    """Each entry names one claim: ``sub:…`` the subject (exactly), ``user:…`` the
+    username, ``email:…`` a verified email (both ignoring ASCII case, and only ASCII
+    case: a Unicode look-alike is another name). A bare entry is an email when it holds
+    an ``@``, else a username. Values are the server's, unsanitised: ``john$doe`` is
+    not ``john_doe``."""
+    claims = {"sub": identity.subject, "user": identity.username, "email": identity.email}
+    for entry in allowed:
+        kind, sep, name = entry.strip().partition(":")
+        if not (sep and kind in APPROVER_KINDS):
+            kind, name = ("email" if "@" in entry else "user"), entry.strip()
+        value = claims[kind]
+        if value is None:
+            continue
+        if value == name if kind == "sub" else _ascii_folded(value) == _ascii_folded(name):
+            return True
+    return False
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_folded(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+def undo_issued(
+    flow: DeviceFlow,
+    failure: BaseException,
+    progress: _Progress,
+    settings: Settings,
+    clock: Callable[[], float],
+) -> None:
+    """Rule 7: revoke what the server issued and nobody received (the grant first)."""
+    issued = progress.issued or (failure.issued if isinstance(failure, CiSharkError) else [])
+    if not issued:
+        return
+    progress.issued = []
+    revoked = revoke_quietly(
+        flow,
+        issued,
+        client_secret=settings.client_secret,
+        deadline=clock() + AFTER_APPROVAL_BUDGET_S,
+    )
+    if isinstance(failure, CiSharkError):
+        failure.message += (
+            "; the tokens it issued were revoked"
+            if revoked
+            else "; the tokens it issued could not be revoked (they expire on their own)"
+        )
 
 
 def revoke_quietly(
-    flow: DeviceFlow, tokens: TokenSet, *, client_secret: Secret | None, deadline: float
+    flow: DeviceFlow,
+    issued: list[tuple[Secret, str]],
+    *,
+    client_secret: Secret | None,
+    deadline: float,
 ) -> bool:
-    """Revoke the refresh token (the grant) and the access token; True when both went."""
-    endpoint = flow.endpoints_after_approval(deadline=deadline).revocation
-    if endpoint is None:
+    """Revoke each issued token; True when every one went."""
+    try:
+        endpoints = flow.endpoints_after_approval(deadline=deadline)
+    except CiSharkError:
+        return False
+    if endpoints.revocation is None:
         return False
     results = revoke_each(
         flow.http,
-        endpoint,
-        ((tokens.refresh_token, "refresh_token"), (tokens.access_token, "access_token")),
+        endpoints.revocation,
+        issued,
         client_id=flow.client_id,
         client_secret=client_secret,
-        dpop=flow.dpop if tokens.is_dpop_bound else None,
+        client_auth=endpoints.client_auth,
+        dpop=flow.dpop,
         deadline=deadline,
     )
     return not any(results.values())
+
+
+# -- 8: outputs ----------------------------------------------------------------------------
+
+
+def export(
+    settings: Settings, plan: Plan, tokens: TokenSet, progress: _Progress, platform: Platform
+) -> Credentials:
+    if plan.dpop_key is not None and not tokens.is_dpop_bound:
+        platform.warn(
+            f"DPoP was requested but the server issued a {tokens.token_type} token: it is "
+            "not sender-constrained; `token-type` says so"
+        )
+    credentials = Credentials(
+        tokens=tokens,
+        dpop_key=plan.dpop_key,
+        approver=progress.approver,
+        auth_url=plan.auth_url,
+        client_id=plan.client_id,
+    )
+    with cancel.shielded():  # a cancellation now waits: all outputs, or none
+        platform.mask(credentials.secrets())  # before anything is written anywhere
+        credentials = platform.export(credentials)
+        progress.issued = []  # delivered: from here on they are the job's to revoke
+        outcome = Outcome("approved", "credentials exported", progress.approver)
+        platform.finish(outcome, progress.request)
+    return credentials

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import shlex
+import stat
 import tempfile
 from collections.abc import Mapping
 from contextlib import suppress
@@ -26,12 +27,15 @@ Value = str | Secret
 
 @dataclass(frozen=True)
 class Credentials:
-    """The approved token set and the DPoP key that it is bound to."""
+    """The approved token set, the DPoP key that it is bound to, and where it came from
+    (so later commands can refresh and revoke with nothing else configured)."""
 
     tokens: TokenSet
     dpop_key: DPoPKey | None
     dpop_key_file: str | None = None  # set by the platform when it writes the key
     approver: str | None = None
+    auth_url: str | None = None
+    client_id: str | None = None
 
     def secrets(self) -> list[Secret]:
         """Every secret value, so each can be masked before anything is written."""
@@ -43,7 +47,8 @@ class Credentials:
         return [secret for secret in found if secret]
 
     def named(self) -> dict[str, Value]:
-        """The ``SHARK_*`` variables of SPEC.md (single-line values only)."""
+        """The ``SHARK_*`` variables (single-line values only); a :class:`Secret` value is
+        a secret output."""
         tokens = self.tokens
         expires_at = tokens.expires_at
         return {
@@ -59,6 +64,8 @@ class Credentials:
             "SHARK_DPOP_KEY_FILE": self.dpop_key_file or "",
             "SHARK_STATUS": "approved",
             "SHARK_APPROVER": self.approver or "",
+            "SHARK_AUTH_URL": self.auth_url or "",
+            "SHARK_CLIENT_ID": self.client_id or "",
         }
 
 
@@ -88,16 +95,6 @@ def render_json(values: Mapping[str, Value]) -> str:
 RENDERERS = {"dotenv": render_dotenv, "shell": render_shell, "json": render_json}
 
 
-def secure_temp_dir() -> Path:
-    """Where the key file goes: the runner's per-job temp dir when there is one."""
-    runner_temp = os.environ.get("RUNNER_TEMP")
-    return (
-        Path(runner_temp)
-        if runner_temp and Path(runner_temp).is_dir()
-        else Path(tempfile.gettempdir())
-    )
-
-
 def _staged(directory: Path, content: str) -> Path:
     """A 0600 file with ``content``, next to where it will live (so the rename is atomic)."""
     handle, name = tempfile.mkstemp(dir=directory, prefix=".ci-shark-", suffix=".tmp")
@@ -113,9 +110,8 @@ def _staged(directory: Path, content: str) -> Path:
     return Path(name)
 
 
-def new_key_file_path(directory: Path | None = None) -> Path:
+def new_key_file_path(directory: Path) -> Path:
     """A fresh, unpredictable name for the DPoP key PEM."""
-    directory = directory or secure_temp_dir()
     handle, name = tempfile.mkstemp(dir=directory, prefix="ci-shark-dpop-", suffix=".pem")
     os.close(handle)  # reserved 0600; filled by write_all
     return Path(name)
@@ -133,7 +129,6 @@ def write_all(files: list[PlannedFile]) -> None:
     try:
         for planned in files:
             directory = planned.path.parent
-            directory.mkdir(parents=True, exist_ok=True)
             if planned.path.is_dir():  # found now, not at the rename after earlier files moved
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(planned.path))
             staged.append((_staged(directory, reveal(planned.content)), planned.path))
@@ -141,7 +136,7 @@ def write_all(files: list[PlannedFile]) -> None:
         _discard(staged)
         raise ConfigError(
             f"could not write {exc.filename or 'an output file'}: {exc.strerror}",
-            hint="choose a writable `output-file` (CI_SHARK_OUTPUT_FILE)",
+            hint="choose an `output-file` in an existing folder you can write to",
         ) from None
     except BaseException:  # KeyboardInterrupt in a library caller: no staged secret left
         _discard(staged)
@@ -154,3 +149,71 @@ def _discard(staged: list[tuple[Path, Path]]) -> None:
     for temp, _ in staged:
         with suppress(OSError):
             temp.unlink()
+
+
+def check_writable(path: Path, *, what: str) -> None:
+    """Fail now, before a device code exists, if ``path`` could not be written later: its
+    folder must exist (it is not created), be a folder, and take a new file."""
+    folder = path.parent
+    fix = f"point {what} at a file in an existing folder you can write to"
+    if path.is_dir():
+        raise ConfigError(f"{what}: {path} is a directory, not a file", hint=fix)
+    if not folder.exists():
+        raise ConfigError(f"{what}: the folder {folder} does not exist", hint=fix)
+    if not folder.is_dir():
+        raise ConfigError(f"{what}: {folder} is a file, not a folder", hint=fix)
+    try:
+        handle, name = tempfile.mkstemp(dir=folder, prefix=".ci-shark-check-")
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot write in {folder}: {exc.strerror}", hint=fix) from None
+    os.close(handle)
+    os.unlink(name)
+
+
+def private_directory(path: Path) -> Path:
+    """``path`` as a folder only we can enter (0700), created if missing. An existing one
+    must be ours and private: in a shared temp dir, another user could have made it first
+    and be waiting for our files."""
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the private folder {path}: {exc.strerror}",
+            hint="set `output-file` to a file in a folder you own",
+        ) from None
+    owner = getattr(os, "getuid", None)
+    if not stat.S_ISDIR(info.st_mode) or (
+        owner is not None and (info.st_uid != owner() or info.st_mode & 0o077)
+    ):
+        raise ConfigError(
+            f"{path} exists but is not a private folder of this user (owner, mode 0700)",
+            hint="remove it, or set `output-file` to a file in a folder you own",
+        )
+    return path
+
+
+def read_credentials(path: Path) -> dict[str, str]:
+    """``SHARK_*`` values from a file written by :func:`render_dotenv` or
+    :func:`render_json` (a dotenv line is ``NAME=value``, never quoted)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the credentials file {path}: {exc.strerror}",
+            hint="pass the file the login wrote (`--credentials FILE`), or run in its job",
+        ) from None
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict):
+            raise ConfigError(f"the credentials file {path} is not a JSON object")
+        return {str(k): v for k, v in data.items() if isinstance(v, str)}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip():
+            values[name.strip()] = value
+    return values

@@ -1,25 +1,24 @@
 """What people read: the approval request and the outcome, as log lines and as markdown.
 
-Everything that came from the server or the CI event payload is untrusted. It reaches
-markdown only through :func:`md` (escaped, so it cannot add links, HTML, or mentions) and
-:func:`md_link` (a URL that passed the https rule, percent-encoded where markdown cares),
-and reaches the log only through :func:`ci_shark.errors.untrusted`.
+The domain values (:class:`RunContext`, :class:`ApprovalRequest`, :class:`Outcome`) are
+plain data; this module words them. Everything that came from the server or the CI event
+payload is untrusted and reaches markdown only as :func:`ci_shark.safe_text.md_code`
+(shown verbatim, never a link, mention or reference) or through
+:func:`ci_shark.safe_text.md_link` (a URL that passed the https rule); it reaches the log
+only through :func:`ci_shark.safe_text.untrusted`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
-from ci_shark.errors import untrusted
-from ci_shark.urls import url_problem
+from ci_shark.safe_text import md_code, md_link, untrusted
 
 MARKER_PREFIX = "ci-shark:"
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,6 @@ class RunContext:
     run_attempt: str | None = None
     commit: str | None = None
     actor: str | None = None
-    event: str | None = None
     change_request: str | None = None  # "PR #12", "MR !34"
     change_request_url: str | None = None
     is_fork: bool = False
@@ -63,12 +61,23 @@ class ApprovalRequest:
     resource: tuple[str, ...]
     dpop_jkt: str | None
     context: RunContext = field(default_factory=RunContext)
+    server_host: str | None = None  # the authorization server's (auth-url / issuer)
+
+    @property
+    def link_host(self) -> str:
+        return (urlsplit(self.link).hostname or "").lower()
+
+    @property
+    def foreign_link(self) -> bool:
+        """The approval page is on another host than the authorization server: shown as a
+        warning, as it is what device-code phishing looks like (and what some servers do)."""
+        return self.server_host is not None and self.link_host != self.server_host.lower()
 
 
 @dataclass(frozen=True)
 class Outcome:
     status: str  # approved, denied, expired, timeout, cancelled, refused, error
-    message: str  # ours, one line
+    message: str  # ours, one line (server text in it already passed through `untrusted`)
     approver: str | None = None
     at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
@@ -84,28 +93,6 @@ OUTCOME_TITLES = {
 }
 
 
-def md(text: object, limit: int = 200) -> str:
-    """Untrusted text as inert markdown: escaped, one line, no HTML, no @mentions."""
-    flat = untrusted(text, limit)
-    escaped = _MD_SPECIAL.sub(r"\\\1", html.escape(flat, quote=True))
-    return escaped.replace("@", "&#64;")  # no notifications to whoever the text names
-
-
-def md_code(text: object, limit: int = 80) -> str:
-    """Untrusted text in monospace. Markdown is still parsed between HTML tags, so the
-    content is escaped exactly as :func:`md` escapes it."""
-    return f"<code>{md(text, limit)}</code>"
-
-
-def md_link(label: str, url: str) -> str:
-    """A link to a URL that passed the https rule; otherwise just the escaped label."""
-    if url_problem(url):
-        return md(label)
-    safe_url = quote(url, safe=":/?#&=%+~,;@!$'*")
-    safe_url = safe_url.replace("(", "%28").replace(")", "%29").replace("'", "%27")
-    return f"[{md(label)}]({safe_url})"
-
-
 def utc(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -113,31 +100,31 @@ def utc(moment: datetime) -> str:
 def _context_line(context: RunContext) -> str:
     parts = []
     if context.repository:
-        parts.append(f"**{md(context.repository)}**")
+        parts.append(f"**{md_code(context.repository)}**")
     if context.workflow:
-        parts.append(f"workflow {md(context.workflow)}")
+        parts.append(f"workflow {md_code(context.workflow)}")
     if context.job:
-        job = md_link(context.job, context.job_url) if context.job_url else md(context.job)
-        variant = f" ({md(context.job_variant, 120)})" if context.job_variant else ""
+        job = md_code(context.job)
+        job = md_link(job, context.job_url) if context.job_url else job
+        variant = f" ({md_code(context.job_variant, 120)})" if context.job_variant else ""
         parts.append(f"job {job}{variant}")
     if context.run_url:
-        attempt = f" (attempt {md(context.run_attempt)})" if context.run_attempt else ""
+        attempt = f" (attempt {md_code(context.run_attempt)})" if context.run_attempt else ""
         parts.append(md_link("run", context.run_url) + attempt)
     if context.commit:
         parts.append(f"commit {md_code(context.commit[:12])}")
     if context.actor:
-        parts.append(f"triggered by {md(context.actor)}")
+        parts.append(f"triggered by {md_code(context.actor)}")
     if context.change_request:
-        label = context.change_request
-        parts.append(
-            md_link(label, context.change_request_url) if context.change_request_url else md(label)
-        )
+        label = md_code(context.change_request)
+        url = context.change_request_url
+        parts.append(md_link(label, url) if url else label)
     return " · ".join(parts) if parts else "a CI job"
 
 
 def approval_markdown(request: ApprovalRequest) -> str:
     """The job summary / PR comment / MR note body while the approval is pending."""
-    host = urlsplit(request.link).hostname or "the authorization server"
+    host = md_code(request.link_host or "the authorization server")
     lines = [
         "### 🔐 ci_shark: a CI job asks for a credential",
         "",
@@ -146,12 +133,23 @@ def approval_markdown(request: ApprovalRequest) -> str:
         f"**{md_link(f'Approve at {host}', request.link)}** with code "
         f"{md_code(request.user_code)} — expires {utc(request.expires_at)}",
         "",
+    ]
+    if request.foreign_link:
+        lines += [
+            "> [!WARNING]",
+            f"> The approval page is on {host}, not on the authorization server "
+            f"{md_code(request.server_host)}. Approve only if you trust that host.",
+            "",
+        ]
+    lines += [
         "| requested | |",
         "|---|---|",
-        f"| scope | {md_code(request.scope) if request.scope else 'server default'} |",
+        "| scope | "
+        + (md_code(request.scope, 300, in_table=True) if request.scope else "server default")
+        + " |",
     ]
     if request.resource:
-        resources = ", ".join(md_code(item, 200) for item in request.resource)
+        resources = ", ".join(md_code(item, 200, in_table=True) for item in request.resource)
         lines.append(f"| resource | {resources} |")
     if request.dpop_jkt:
         lines.append(f"| DPoP key (RFC 7638 thumbprint) | {md_code(request.dpop_jkt)} |")
@@ -170,10 +168,9 @@ def outcome_markdown(outcome: Outcome, request: ApprovalRequest | None) -> str:
     lines = [f"### 🔐 ci_shark: {title}", ""]
     if request is not None:
         lines += [_context_line(request.context), ""]
-    detail = md(outcome.message, 300)
-    lines.append(f"{detail} — {utc(outcome.at)}")
+    lines.append(f"{md_code(outcome.message, 300)} — {utc(outcome.at)}")
     if outcome.approver:
-        lines.append(f"\nApproved by {md(outcome.approver)}.")
+        lines.append(f"\nApproved by {md_code(outcome.approver)}.")
     return "\n".join(lines) + "\n"
 
 
@@ -191,6 +188,11 @@ def approval_log_lines(request: ApprovalRequest) -> list[str]:
     ]
     if request.verification_uri != request.link:
         lines.append(f"  or enter the code at {untrusted(request.verification_uri, 500)}")
+    if request.foreign_link:
+        lines.append(
+            f"  warning:  the approval page is on {untrusted(request.link_host)}, not on the "
+            f"authorization server {untrusted(request.server_host)}"
+        )
     if request.scope:
         lines.append(f"  scope:    {untrusted(request.scope, 300)}")
     if request.resource:

@@ -1,9 +1,22 @@
-"""A value that must never be printed: tokens, device codes, private keys, client secrets."""
+"""A value that must never be printed: tokens, device codes, private keys, client secrets.
+
+Every :class:`Secret` is also remembered (weakly) for the life of the process, so that
+:func:`redact` can take every secret of the run out of text that a server sent back: a
+server that quotes the device code or the client secret in an ``error_description`` must
+not get it into a PR comment, which no CI runner masks.
+"""
 
 from __future__ import annotations
 
 import hmac
+import weakref
 from typing import NoReturn
+from urllib.parse import quote
+
+REDACTED = "***"
+# A piece shorter than this is not hidden inside other text: "ab" would blank half a sentence
+# and tell nothing; such a short secret is no secret anyway.
+MIN_REDACTED_CHARS = 4
 
 
 class Secret:
@@ -12,24 +25,34 @@ class Secret:
     ``reveal()`` is the one way to the value, which makes every use of it easy to find.
     """
 
-    __slots__ = ("_value",)
+    __slots__ = ("__weakref__", "_value")
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError("Secret wraps a str")
         self._value = value
+        _known.add(self)
 
     def reveal(self) -> str:
         return self._value
 
+    def pieces(self) -> list[str]:
+        """What must be hidden: the whole value, and each line of a multi-line one (CI
+        runners mask line by line, and a PEM is printed line by line)."""
+        value = self._value
+        if not value.strip():
+            return []
+        lines = [line.strip() for line in value.splitlines() if line.strip()]
+        return [value, *lines] if len(lines) > 1 else [value]
+
     def __str__(self) -> str:
-        return "***"
+        return REDACTED
 
     def __repr__(self) -> str:
         return "Secret('***')"
 
     def __format__(self, format_spec: str) -> str:
-        return "***"
+        return REDACTED
 
     def __bool__(self) -> bool:
         return bool(self._value)
@@ -48,3 +71,39 @@ class Secret:
     def __reduce__(self) -> NoReturn:
         # Pickling would write the value somewhere we do not control.
         raise TypeError("Secret values cannot be pickled")
+
+
+class SecretStr(str):
+    """A secret that must work as a plain string — the SharkAuth SDK's
+    ``f"DPoP {token.access_token}"`` — for library users. Formatting gives the value (that
+    is the point); ``repr``, and so every container and dataclass holding it, shows ``***``.
+    ci_shark's own code keeps :class:`Secret`, which never formats as its value."""
+
+    _secret: Secret
+
+    def __new__(cls, value: str) -> SecretStr:
+        made = super().__new__(cls, value)
+        made._secret = Secret(value)  # remembered for redaction while this string lives
+        return made
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+_known: weakref.WeakSet[Secret] = weakref.WeakSet()
+
+
+def redact(text: str) -> str:
+    """``text`` with every piece of every live secret (and its URL-encoded form) replaced
+    by ``***``. Longest first, so a secret that contains another goes whole."""
+    pieces: set[str] = set()
+    for secret in list(_known):
+        for piece in secret.pieces():
+            pieces.update({piece, quote(piece, safe="")})
+    for piece in sorted(pieces, key=len, reverse=True):
+        if len(piece) >= MIN_REDACTED_CHARS and piece in text:
+            text = text.replace(piece, REDACTED)
+    return text

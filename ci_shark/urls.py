@@ -55,6 +55,12 @@ def same_endpoint(one: str, other: str) -> bool:
         return False
 
 
+def same_issuer(one: str, other: str) -> bool:
+    """RFC 8414 §3.3 asks for the identical issuer; servers and users disagree on a
+    trailing slash (Auth0's issuer has one) and on host case, which change nothing."""
+    return same_endpoint(one, other)
+
+
 def without_query(url: str) -> str:
     """The DPoP ``htu`` form of a URL (RFC 9449 §4.2: no query, no fragment)."""
     parts = urlsplit(url)

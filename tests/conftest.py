@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,39 @@ def run_bash(
 ) -> CliResult:
     """A CI job's script step: ``bash -c SCRIPT``."""
     return run_process(["bash", "-c", script], env, cwd=cwd, timeout_s=timeout_s)
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    """A dotenv file as ci_shark writes it (NAME=value, never quoted)."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+def secrets_of(values: Mapping[str, str]) -> list[str]:
+    """Every secret value a login exported, and each body line of its key file."""
+    names = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_ID_TOKEN", "SHARK_DPOP_JWK")
+    found = [values[name] for name in names if values.get(name)]
+    key_file = values.get("SHARK_DPOP_KEY_FILE")
+    if key_file:
+        found += [line for line in Path(key_file).read_text().splitlines() if "-----" not in line]
+    return found
+
+
+def job_folder(temp: Path, job: str) -> Path:
+    """Where a login with default settings keeps its files on a CI without a per-job temp
+    dir: a private folder per user and per job, under the temp dir (``TMPDIR``)."""
+    return temp / f"ci-shark-{os.getuid()}" / job
+
+
+@pytest.fixture(autouse=True)
+def private_temp_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test's own temp dir, for this process and the ones it starts: no test leaves a
+    ci-shark folder (a key, tokens) in the machine's temp dir."""
+    temp = tmp_path_factory.mktemp("tmp")
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    return temp
 
 
 @pytest.fixture

@@ -3,31 +3,36 @@
 The protocol decisions live in :class:`Poller`, which does no I/O and reads time only
 through the clock it is given, so every row of the RFC's state table is testable without
 sleeping. :class:`DeviceFlow` drives it over HTTP, in the shape SharkAuth SDK users know:
-``flow.begin()`` then ``flow.wait_for_approval(timeout_s=...)``.
+``flow.begin()`` then ``flow.wait_for_approval(timeout_s=...)``; every way it fails is a
+:class:`ci_shark.errors.DeviceFlowError`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from ci_shark.errors import (
-    AccessDenied,
     ConfigError,
     DeviceFlowError,
     DeviceFlowUnsupported,
     ExpiredToken,
+    InvalidGrant,
     ProtocolError,
     TimedOut,
-    untrusted,
+    TransportError,
+    oauth_error,
 )
 from ci_shark.oauth.discovery import Endpoints, completed, discover
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp, Reply, TransientFailure
 from ci_shark.oauth.providers import PROVIDERS, Provider
-from ci_shark.oauth.tokens import TokenSet, parse_token_response
+from ci_shark.oauth.tokens import Token, TokenSet, authenticate, parse_token_response, whole_seconds
+from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
 
@@ -37,15 +42,14 @@ SLOW_DOWN_STEP_S = 5  # RFC 8628 §3.5, and it stays added
 # Servers judge the gap between polls by arrival time with no tolerance (SharkAuth's
 # LastPolledAt check), so the next poll is timed from the previous send plus this margin.
 POLL_MARGIN_S = 0.1
+MIN_EXPIRES_IN_S = 2  # a code that lives less cannot be approved: a protocol error
 MAX_EXPIRES_IN_S = 24 * 3600
+MAX_INTERVAL_S = 3600
 MAX_SLOW_DOWN_INTERVAL_S = 60  # a hostile server cannot stretch the wait past this per poll
 MAX_USER_CODE_CHARS = 64
 MAX_DEVICE_CODE_CHARS = 4096
-
-# What other servers call the RFC's outcomes (Entra ID, GitHub).
-_DENIED = frozenset({"access_denied", "authorization_declined"})
-_EXPIRED = frozenset({"expired_token", "code_expired"})
-_UNSUPPORTED = frozenset({"unsupported_grant_type", "device_flow_disabled"})
+# Query parameters a verification_uri_complete carries the user code in.
+_CODE_PARAMETERS = ("user_code", "code")
 
 
 @dataclass(frozen=True)
@@ -66,13 +70,13 @@ class DeviceAuthorization:
         return self.verification_uri_complete or self.verification_uri
 
 
-def _whole_seconds(body: Mapping[str, Any], name: str, default: int | None) -> int:
-    value = body.get(name, default)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ProtocolError(f"the device authorization response's {name} is not a whole number")
-    return value
+def _seconds(body: Mapping[str, Any], name: str, default: int | None, ceiling: int) -> int:
+    value = whole_seconds(body.get(name, default))
+    if value is None:
+        raise DeviceFlowError(
+            message=f"the device authorization response's {name} is not a whole number"
+        )
+    return min(value, ceiling)
 
 
 def _verification_uri(body: Mapping[str, Any], *names: str) -> str | None:
@@ -81,76 +85,106 @@ def _verification_uri(body: Mapping[str, Any], *names: str) -> str | None:
         if value is None:
             continue
         if not isinstance(value, str):
-            raise ProtocolError(f"the device authorization response's {name} is not a string")
+            raise DeviceFlowError(
+                message=f"the device authorization response's {name} is not a string"
+            )
         problem = url_problem(value)
         if problem:
-            raise ProtocolError(
-                f"the device authorization response's {name} {problem}: {untrusted(value, 120)}",
+            raise DeviceFlowError(
+                message=f"the device authorization response's {name} {problem}: "
+                f"{untrusted(value, 120)}",
                 hint="an approval link must be https:// so the approver is not sent elsewhere",
             )
         return value
     return None
 
 
+def _same_code(one: str, other: str) -> bool:
+    """User codes as people type them: case, dashes and spaces do not count (RFC 8628 §6.1)."""
+
+    def key(code: str) -> str:
+        return "".join(ch for ch in code if ch not in "- ").upper()
+
+    return key(one) == key(other)
+
+
+def _check_complete_uri(uri: str | None, user_code: str) -> None:
+    """A link whose embedded code is not the code we show would have the approver confirm
+    another device's request while checking the code on the page against ours."""
+    if uri is None:
+        return
+    for name, value in parse_qsl(urlsplit(uri).query):
+        if name in _CODE_PARAMETERS and not _same_code(value, user_code):
+            raise DeviceFlowError(
+                message="the device authorization response's verification_uri_complete "
+                f"carries another code than its user_code ({untrusted(value, 40)} vs "
+                f"{untrusted(user_code, 40)}): refusing to show a link that approves "
+                "something else",
+                hint="this server is not behaving as RFC 8628 says; check `auth-url`",
+            )
+
+
 def parse_device_authorization(body: Mapping[str, Any], *, now: float) -> DeviceAuthorization:
     """Validate RFC 8628 §3.2 strictly: every field is shown to a human or sent back."""
     device_code = body.get("device_code")
     if not isinstance(device_code, str) or not 0 < len(device_code) <= MAX_DEVICE_CODE_CHARS:
-        raise ProtocolError("the device authorization response has no valid device_code")
+        raise DeviceFlowError(message="the device authorization response has no valid device_code")
+    # A secret from here on: any later message that quotes it is redacted.
+    secret_code = Secret(device_code)
     user_code = body.get("user_code")
     if (
         not isinstance(user_code, str)
         or not 0 < len(user_code) <= MAX_USER_CODE_CHARS
         or not user_code.isprintable()
     ):
-        raise ProtocolError("the device authorization response has no valid user_code")
+        raise DeviceFlowError(message="the device authorization response has no valid user_code")
     # Google spells it verification_url.
     uri = _verification_uri(body, "verification_uri", "verification_url")
     if uri is None:
-        raise ProtocolError("the device authorization response has no verification_uri")
-    expires_in = _whole_seconds(body, "expires_in", None)
-    if expires_in == 0:
-        raise ProtocolError("the device authorization response's expires_in is 0")
+        raise DeviceFlowError(message="the device authorization response has no verification_uri")
+    complete = _verification_uri(body, "verification_uri_complete")
+    _check_complete_uri(complete, user_code)
+    expires_in = _seconds(body, "expires_in", None, MAX_EXPIRES_IN_S)
+    if expires_in < MIN_EXPIRES_IN_S:
+        raise DeviceFlowError(
+            message=f"the device code lives {expires_in}s (expires_in): too short for anyone "
+            "to approve it",
+            hint="the server's device code lifetime is misconfigured",
+        )
     return DeviceAuthorization(
-        device_code=Secret(device_code),
+        device_code=secret_code,
         user_code=user_code,
         verification_uri=uri,
-        verification_uri_complete=_verification_uri(body, "verification_uri_complete"),
-        expires_in=min(expires_in, MAX_EXPIRES_IN_S),
-        interval=max(1, _whole_seconds(body, "interval", DEFAULT_INTERVAL_S)),
+        verification_uri_complete=complete,
+        expires_in=expires_in,
+        interval=max(1, _seconds(body, "interval", DEFAULT_INTERVAL_S, MAX_INTERVAL_S)),
         issued_at=now,
     )
 
 
-def raise_for_device_authorization(reply: Reply) -> None:
-    """The device authorization endpoint refused: say why, plainly."""
-    error = reply.error
-    if reply.status in (404, 405, 501) or error in _UNSUPPORTED:
+def raise_for_device_authorization(reply: Reply, endpoint: str, source: str) -> None:
+    """The device authorization endpoint refused: say why, and where we asked."""
+    if reply.error is None and reply.status in (404, 405, 501):
         raise DeviceFlowUnsupported(
-            "the authorization server does not offer the device flow: its device authorization "
-            f"endpoint answered HTTP {reply.status}"
-            + (f" {untrusted(error, 80)}" if error else ""),
-            hint="enable the device authorization grant (RFC 8628) for this server and client "
-            "(SharkAuth's current release ships with it switched off), or point "
-            "`device-authorization-endpoint` at the right URL",
+            message="the authorization server does not offer the device flow: "
+            f"{untrusted(endpoint, 200)} (from {source}) answered HTTP {reply.status}",
+            hint="check `auth-url`; enable the device authorization grant (RFC 8628) for "
+            "this server and client (SharkAuth's current release ships with it switched "
+            "off); or set `device-authorization-endpoint` to the right URL",
         )
-    if error in ("invalid_client", "unauthorized_client"):
-        raise ConfigError(
-            f"the authorization server refused the client: {untrusted(error, 80)}"
-            + (f": {untrusted(reply.error_description)}" if reply.error_description else ""),
-            hint="check `client-id` (CI_SHARK_CLIENT_ID) and `client-secret`, and that the "
-            "client may use the device authorization grant",
-        )
-    if error is not None:
-        raise DeviceFlowError(
-            error,
+    if reply.error is not None:
+        raise oauth_error(
+            reply.error,
             reply.error_description,
             status_code=reply.status,
             endpoint="the device authorization endpoint",
+            unknown=DeviceFlowError,
         )
-    raise ProtocolError(
-        f"the device authorization endpoint answered HTTP {reply.status} without an OAuth "
-        "error or a device code"
+    detail = f": {reply.text}" if reply.text else ""
+    raise DeviceFlowError(
+        message=f"the device authorization endpoint answered HTTP {reply.status} without an "
+        f"OAuth error or a device code{detail}",
+        hint="check `auth-url` and `device-authorization-endpoint`",
     )
 
 
@@ -163,14 +197,16 @@ class Poller:
         *,
         timeout_s: float,
         clock: Callable[[], float],
+        provider: Provider = PROVIDERS["shark"],
     ) -> None:
         self.interval_s = authorization.interval
         started = clock()
-        expiry = authorization.issued_at + authorization.expires_in
-        self.limited_by_timeout = started + timeout_s < expiry
-        self.deadline = min(started + timeout_s, expiry)
+        self.expiry = authorization.issued_at + authorization.expires_in
+        self.limited_by_timeout = started + timeout_s < self.expiry
+        self.deadline = min(started + timeout_s, self.expiry)
         self._timeout_s = timeout_s
         self._clock = clock
+        self._provider = provider
         self._next_poll_at = authorization.issued_at + self.interval_s + POLL_MARGIN_S
         self.polls = 0
 
@@ -178,14 +214,20 @@ class Poller:
         return self._next_poll_at
 
     def out_of_time(self) -> DeviceFlowError:
+        if self.polls == 0:
+            left = max(0.0, self.deadline - self._clock())
+            return (TimedOut if self.limited_by_timeout else ExpiredToken)(
+                message=f"the server asks for {self.interval_s}s between polls, more than the "
+                f"{left:.0f}s left to approve: no poll could be sent",
+                hint="raise `timeout`, or ask the server's admin for a shorter polling "
+                "interval or a longer device code lifetime",
+            )
         if self.limited_by_timeout:
             return TimedOut(
-                "timeout",
-                message=f"timeout: not approved within {self._timeout_s:g}s",
-                hint="approve sooner, or raise `timeout` (CI_SHARK_TIMEOUT)",
+                message=f"timeout: not approved within {duration(self._timeout_s)}",
+                hint="approve sooner, or raise `timeout`",
             )
         return ExpiredToken(
-            "expired_token",
             message="expired: the device code expired before it was approved",
             hint="re-run the job and approve before the code expires",
         )
@@ -210,54 +252,57 @@ class Poller:
             return None
         if error == "slow_down":
             # RFC 8628: +5 s for good. GitHub also names the new interval: take the larger.
-            named = reply.body.get("interval") if reply.body else None
+            named = whole_seconds(reply.body.get("interval")) if reply.body else None
             grown = self.interval_s + SLOW_DOWN_STEP_S
-            if isinstance(named, int) and not isinstance(named, bool):
+            if named is not None:
                 grown = max(grown, min(named, MAX_SLOW_DOWN_INTERVAL_S))
             self._next_poll_at += grown - self.interval_s
             self.interval_s = grown
             return None
-        description = reply.error_description
-        if error in _DENIED:
-            raise AccessDenied(
-                error, description, status_code=reply.status, endpoint="the approver"
-            )
-        if error in _EXPIRED:
-            raise ExpiredToken(
-                error,
-                description,
-                status_code=reply.status,
-                endpoint="the token endpoint",
-                hint="re-run the job and approve before the code expires",
-            )
-        if error in _UNSUPPORTED:
-            raise DeviceFlowUnsupported(
-                "the token endpoint does not accept the device_code grant "
-                f"({untrusted(error, 80)})",
-                hint="enable the device authorization grant for this client on the server",
-            )
-        if error in ("invalid_client", "unauthorized_client"):
-            raise ConfigError(
-                f"the token endpoint refused the client: {untrusted(error, 80)}",
-                hint="check `client-id` and `client-secret` (CI_SHARK_CLIENT_ID/SECRET)",
-            )
-        if error == "invalid_grant":
+        if error is None:
+            detail = f": {reply.text}" if reply.text else ""
             raise DeviceFlowError(
-                error,
-                description,
-                status_code=reply.status,
-                endpoint="the token endpoint",
-                hint="the device code is no longer valid; if an answer was lost in transit the "
-                "server may have spent it on a token we never received: re-run the job",
+                message=f"the token endpoint answered HTTP {reply.status} with neither a "
+                f"token nor an OAuth error{detail}"
             )
-        if error is not None:
-            raise DeviceFlowError(
-                error, description, status_code=reply.status, endpoint="the token endpoint"
-            )
-        raise ProtocolError(
-            f"the token endpoint answered HTTP {reply.status} with neither a token nor an "
-            "OAuth error"
+        failure = oauth_error(
+            error,
+            reply.error_description,
+            status_code=reply.status,
+            endpoint="the approver" if error == "access_denied" else "the token endpoint",
+            unknown=DeviceFlowError,
         )
+        if (
+            isinstance(failure, InvalidGrant)
+            and self._provider.invalid_grant_when_expired
+            and self._clock() >= self.expiry - self.interval_s - SLOW_DOWN_STEP_S
+        ):
+            # Auth0 answers expired_token once, then invalid_grant: if that one answer was
+            # lost in transit, this is the expiry it would have said.
+            raise ExpiredToken(error, reply.error_description, status_code=reply.status)
+        raise failure
+
+
+def duration(seconds: float) -> str:
+    """``90`` as ``1m30s``: how people read a wait."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s"]
+    text = "".join(part for part in parts if part)
+    return text.removesuffix("0s") if whole >= 60 and text.endswith("m0s") else text
+
+
+@contextmanager
+def _as_device_flow_error() -> Iterator[None]:
+    """The library's promise: every failure of the flow is a DeviceFlowError (with its
+    own exit code and status kept for the CLI)."""
+    try:
+        yield
+    except DeviceFlowError:
+        raise
+    except (ProtocolError, TransportError) as failure:
+        raise DeviceFlowError.wrapping(failure) from None
 
 
 class DeviceFlow:
@@ -287,7 +332,7 @@ class DeviceFlow:
         self.client_id = client_id
         self.scope = scope
         self.client_secret = (
-            Secret(client_secret) if isinstance(client_secret, str) else (client_secret)
+            Secret(client_secret) if isinstance(client_secret, str) else client_secret
         )
         self.dpop = dpop_prover
         self.resource = tuple(resource)
@@ -311,6 +356,11 @@ class DeviceFlow:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def issuer(self) -> str:
+        """Who issues our tokens: the metadata's issuer, else `auth-url`."""
+        return (self._endpoints.issuer if self._endpoints else None) or self.auth_url
 
     def endpoints(self, *, deadline: float | None = None) -> Endpoints:
         if self._endpoints is None:
@@ -338,40 +388,34 @@ class DeviceFlow:
             self._completed = True
         return self.endpoints()
 
-    def _client_auth(
-        self, form: dict[str, str | Secret | Sequence[str]]
-    ) -> tuple[str, Secret] | None:
-        """Client authentication: HTTP Basic when the server advertises it, else the form."""
-        if self.client_secret is not None and self.endpoints().supports_client_secret_basic:
-            return (self.client_id, self.client_secret)
-        form["client_id"] = self.client_id
-        if self.client_secret is not None:
-            form["client_secret"] = self.client_secret
-        return None
+    def _client_auth(self, form: dict[str, Any]) -> tuple[str, Secret] | None:
+        return authenticate(form, self.client_id, self.client_secret, self.endpoints().client_auth)
 
     def begin(self, *, deadline: float | None = None) -> DeviceAuthorization:
         """Request a device code (RFC 8628 §3.1-3.2)."""
-        deadline = deadline if deadline is not None else self._clock() + 60
-        endpoint = self.endpoints(deadline=deadline).device_authorization
-        assert endpoint is not None  # discover() raises when there is none
-        form: dict[str, str | Secret | Sequence[str]] = dict(self.extra_params)
-        if self.scope:
-            form["scope"] = self.scope
-        if self.resource:
-            form["resource"] = list(self.resource)
-        basic_auth = self._client_auth(form)
-        reply = self.http.request(
-            "POST", endpoint, form=form, basic_auth=basic_auth, deadline=deadline
-        )
-        if reply.status != 200 or reply.error is not None or reply.body is None:
-            raise_for_device_authorization(reply)
-        assert reply.body is not None
-        self.authorization = parse_device_authorization(reply.body, now=self._clock())
-        return self.authorization
+        with _as_device_flow_error():
+            deadline = deadline if deadline is not None else self._clock() + 60
+            endpoints = self.endpoints(deadline=deadline)
+            endpoint = endpoints.device_authorization
+            assert endpoint is not None  # discover() raises when there is none
+            form: dict[str, Any] = dict(self.extra_params)
+            if self.scope:
+                form["scope"] = self.scope
+            if self.resource:
+                form["resource"] = list(self.resource)
+            basic_auth = self._client_auth(form)
+            reply = self.http.request(
+                "POST", endpoint, form=form, basic_auth=basic_auth, deadline=deadline
+            )
+            if reply.status != 200 or reply.error is not None or reply.body is None:
+                raise_for_device_authorization(reply, endpoint, endpoints.source)
+            assert reply.body is not None
+            self.authorization = parse_device_authorization(reply.body, now=self._clock())
+            return self.authorization
 
     def poll_once(self, authorization: DeviceAuthorization, *, deadline: float) -> Reply:
         """One token request. Pacing is the caller's: see :meth:`wait_for_approval`."""
-        form: dict[str, str | Secret | Sequence[str]] = {
+        form: dict[str, Any] = {
             "grant_type": DEVICE_CODE_GRANT,
             "device_code": authorization.device_code,
         }
@@ -386,38 +430,42 @@ class DeviceFlow:
             retry=False,
         )
 
-    def wait_for_approval(
-        self,
-        timeout_s: float = 600,
-        *,
-        on_wait: Callable[[float], None] | None = None,
-    ) -> TokenSet:
-        """Poll until approval; raises AccessDenied, ExpiredToken, TimedOut, ….
-
-        ``on_wait(seconds_left)`` is called before each wait, for progress reporting.
-        """
+    def poll(self, timeout_s: float, *, on_wait: Callable[[float], None] | None = None) -> TokenSet:
+        """Poll until approval and return the tokens as ci_shark keeps them (secrets as
+        :class:`Secret`); raises a DeviceFlowError that says why not."""
         authorization = self.authorization
         if authorization is None:
             raise RuntimeError("call begin() before wait_for_approval()")
-        poller = Poller(authorization, timeout_s=timeout_s, clock=self._clock)
-        while True:
-            poll_at = poller.next_poll_at()
-            if poll_at >= poller.deadline:
-                raise poller.out_of_time()
-            if on_wait is not None:
-                on_wait(poller.deadline - self._clock())
-            delay_s = poll_at - self._clock()
-            if delay_s > 0:
-                self._sleep(delay_s)
-            sent_at = self._clock()
-            if sent_at >= poller.deadline:  # a slow answer can carry us past it
-                raise poller.out_of_time()
-            poller.sent(sent_at)
-            try:
-                reply = self.poll_once(authorization, deadline=poller.deadline)
-            except TransientFailure as failure:
-                poller.failed(failure)
-                continue
-            token = poller.decide(reply)
-            if token is not None:
-                return token
+        with _as_device_flow_error():
+            poller = Poller(
+                authorization, timeout_s=timeout_s, clock=self._clock, provider=self.provider
+            )
+            while True:
+                poll_at = poller.next_poll_at()
+                if poll_at >= poller.deadline:
+                    raise poller.out_of_time()
+                if on_wait is not None:
+                    on_wait(poller.deadline - self._clock())
+                delay_s = poll_at - self._clock()
+                if delay_s > 0:
+                    self._sleep(delay_s)
+                sent_at = self._clock()
+                if sent_at >= poller.deadline:  # a slow answer can carry us past it
+                    raise poller.out_of_time()
+                poller.sent(sent_at)
+                try:
+                    reply = self.poll_once(authorization, deadline=poller.deadline)
+                except TransientFailure as failure:
+                    poller.failed(failure)
+                    continue
+                token = poller.decide(reply)
+                if token is not None:
+                    return token
+
+    def wait_for_approval(
+        self, timeout_s: float = 600, *, on_wait: Callable[[float], None] | None = None
+    ) -> Token:
+        """Poll until approval (the SharkAuth SDK's call); raises AccessDenied,
+        ExpiredToken, TimedOut, … — all DeviceFlowError. ``on_wait(seconds_left)`` is
+        called before each wait, for progress reporting."""
+        return Token.from_token_set(self.poll(timeout_s, on_wait=on_wait), self.dpop)

@@ -1,5 +1,14 @@
 """Where the endpoints are: explicit inputs, else RFC 8414 / OpenID metadata, else the
-provider preset's paths (SharkAuth's by default)."""
+provider preset's paths (SharkAuth's by default).
+
+Endpoint URLs are used exactly as given or advertised (a Django server's ``/o/token/``
+keeps its slash; a server advertising ``//api/…`` gets ``//api/…``, also in the DPoP
+``htu``); only `auth-url` is a base that paths are added to.
+
+Metadata names an ``issuer``, and RFC 8414 §3.3 says to use it only when that issuer is
+the one we asked about (`auth-url`): otherwise another server's metadata could send the
+client secret and the tokens elsewhere (a mix-up attack).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +16,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ci_shark.errors import DeviceFlowUnsupported, ProtocolError, TransportError, untrusted
+from ci_shark.errors import DeviceFlowUnsupported, ProtocolError, TransportError
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.providers import PROVIDERS, Provider
-from ci_shark.urls import same_endpoint, url_problem
+from ci_shark.oauth.tokens import ClientAuth
+from ci_shark.safe_text import untrusted
+from ci_shark.urls import same_endpoint, same_issuer, url_problem
 
 EXPLICIT = "explicit inputs"
+
+
+class IssuerMismatch(ProtocolError):
+    """Metadata that describes another issuer than `auth-url` (RFC 8414 §3.3)."""
 
 
 @dataclass(frozen=True)
@@ -21,8 +36,9 @@ class Endpoints:
     token: str
     revocation: str | None = None
     userinfo: str | None = None
-    supports_client_secret_basic: bool = False
-    source: str = EXPLICIT
+    client_auth: ClientAuth = "basic"  # how a confidential client authenticates
+    issuer: str | None = None  # from the metadata; None: `auth-url` is the issuer
+    source: str = EXPLICIT  # where these came from, for messages
 
 
 def metadata_urls(issuer: str) -> list[str]:
@@ -51,36 +67,60 @@ def _endpoint(metadata: dict[str, Any], name: str, where: str) -> str | None:
     return value
 
 
-def from_metadata(metadata: dict[str, Any], where: str) -> Endpoints:
+def _client_auth(methods: object) -> ClientAuth:
+    """HTTP Basic unless the server lists the form method and not Basic (RFC 8414's
+    default, when the list is absent, is Basic)."""
+    if isinstance(methods, list) and "client_secret_basic" not in methods:
+        return "post" if "client_secret_post" in methods else "basic"
+    return "basic"
+
+
+def from_metadata(metadata: dict[str, Any], where: str, *, auth_url: str) -> Endpoints:
+    issuer = metadata.get("issuer")
+    if not isinstance(issuer, str) or not same_issuer(issuer, auth_url):
+        named = f"issuer {untrusted(issuer, 120)}" if isinstance(issuer, str) else "no issuer"
+        raise IssuerMismatch(
+            f"{where} names {named}, not `auth-url` {untrusted(auth_url, 120)}: RFC 8414 "
+            "§3.3 forbids using it (it describes another server, or auth-url is mistyped)",
+            hint="set `auth-url` to the server's issuer exactly as its metadata names it",
+        )
     device = _endpoint(metadata, "device_authorization_endpoint", where)
     token = _endpoint(metadata, "token_endpoint", where)
     if token is None:
         raise ProtocolError(f"{where} has no token_endpoint")
-    methods = metadata.get("token_endpoint_auth_methods_supported")
     return Endpoints(
         device_authorization=device,
         token=token,
         revocation=_endpoint(metadata, "revocation_endpoint", where),
         userinfo=_endpoint(metadata, "userinfo_endpoint", where),
-        supports_client_secret_basic=isinstance(methods, list) and "client_secret_basic" in methods,
+        client_auth=_client_auth(metadata.get("token_endpoint_auth_methods_supported")),
+        issuer=issuer,
         source=where,
     )
 
 
 def preset_endpoints(auth_url: str, provider: Provider = PROVIDERS["shark"]) -> Endpoints:
     """The provider's usual paths under `auth-url`, for servers without metadata."""
+    tried = " and ".join(metadata_urls(auth_url)) if provider.publishes_metadata else None
     if provider.token_path is None:
         raise DeviceFlowUnsupported(
-            "the authorization server publishes no RFC 8414 / OpenID metadata, and the "
-            f"{provider.name} provider has no default paths",
-            hint="set `device-authorization-endpoint` and `token-endpoint`, or `provider`",
+            message="the authorization server publishes no RFC 8414 / OpenID metadata"
+            + (f" (tried {untrusted(tried, 400)})" if tried else "")
+            + f", and the {provider.name} provider has no default paths",
+            hint="check `auth-url` (it must be the server's issuer), or set "
+            "`device-authorization-endpoint` and `token-endpoint`, or `provider`",
         )
     base = auth_url.rstrip("/")
     return Endpoints(
         device_authorization=base + provider.device_path if provider.device_path else None,
         token=base + provider.token_path,
         revocation=base + provider.revoke_path if provider.revoke_path else None,
-        source=f"{provider.name} default paths (no metadata)",
+        client_auth=provider.client_auth,
+        source=(
+            f"{provider.name} default paths (no metadata at {tried})"
+            if tried
+            else f"{provider.name} default paths"
+        ),
     )
 
 
@@ -91,7 +131,7 @@ def fetch_metadata(
     for url in metadata_urls(auth_url):
         reply = http.request("GET", url, deadline=deadline, retry=retry)
         if reply.status == 200 and reply.body is not None:
-            return from_metadata(reply.body, f"metadata at {url}")
+            return from_metadata(reply.body, f"the metadata at {url}", auth_url=auth_url)
     return None
 
 
@@ -110,19 +150,15 @@ def discover(
     found = server_endpoints(http, auth_url, deadline=deadline, provider=provider)
     if not (device_authorization_endpoint or found.device_authorization):
         raise DeviceFlowUnsupported(
-            f"the authorization server does not offer the device flow: the {found.source} "
-            "lists no device_authorization_endpoint",
+            message="the authorization server does not offer the device flow: "
+            f"{found.source} lists no device_authorization_endpoint",
             hint="enable the device authorization grant (RFC 8628) on the server, or set "
-            "`device-authorization-endpoint` (CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT) "
-            "if it lives at a path the metadata does not list",
+            "`device-authorization-endpoint` if it lives at a path the metadata does not list",
         )
-    return Endpoints(
+    return replace(
+        found,
         device_authorization=device_authorization_endpoint or found.device_authorization,
         token=token_endpoint or found.token,
-        revocation=found.revocation,
-        userinfo=found.userinfo,
-        supports_client_secret_basic=found.supports_client_secret_basic,
-        source=found.source,
     )
 
 
@@ -149,14 +185,22 @@ def completed(
         return endpoints
     if found is None or not same_endpoint(found.token, endpoints.token):
         return endpoints
-    return replace(endpoints, revocation=found.revocation, userinfo=found.userinfo)
+    return replace(
+        endpoints, revocation=found.revocation, userinfo=found.userinfo, issuer=found.issuer
+    )
 
 
 def server_endpoints(
     http: OAuthHttp, auth_url: str, *, deadline: float, provider: Provider = PROVIDERS["shark"]
 ) -> Endpoints:
-    """What the server publishes, else the provider preset's paths."""
+    """What the server publishes, else the provider preset's paths. A named preset also
+    takes over from metadata of another issuer (Entra's v1 metadata names sts.windows.net):
+    that metadata is not used either way."""
     found = None
     if provider.publishes_metadata:
-        found = fetch_metadata(http, auth_url, deadline=deadline)
+        try:
+            found = fetch_metadata(http, auth_url, deadline=deadline)
+        except IssuerMismatch:
+            if provider.token_path is None or provider.name == PROVIDERS["shark"].name:
+                raise
     return found or preset_endpoints(auth_url, provider)

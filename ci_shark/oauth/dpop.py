@@ -146,14 +146,18 @@ class DPoPKey:
 
     def make_proof(
         self,
-        *,
         htm: str,
         htu: str,
         access_token: str | Secret | None = None,
         nonce: str | None = None,
     ) -> str:
-        """SharkAuth SDK spelling of :meth:`proof`."""
+        """SharkAuth SDK spelling of :meth:`proof`: ``make_proof("POST", url)`` or
+        ``make_proof(htm=…, htu=…, access_token=…)``."""
         return self.proof(htm, htu, nonce=nonce, access_token=access_token)
+
+    def private_key_pem(self) -> str:
+        """SharkAuth SDK: the private key, PEM (PKCS#8). A plain string: keep it secret."""
+        return self.private_pem().reveal()
 
     def __repr__(self) -> str:
         return f"DPoPKey(jkt={self.jkt!r})"

@@ -3,6 +3,17 @@
 Everything the server sends back is reduced to a :class:`Reply`: the status, the headers
 and the body parsed as a JSON object when it is one. Callers decide on ``body["error"]``,
 never on the status alone (GitHub answers device-flow errors with HTTP 200).
+
+Three layers, each with one job:
+
+- :class:`CappedTransport` (under every connection, proxied or not) counts what comes off
+  the wire and what it decodes to, and refuses anything past the cap: a 300-byte answer
+  layered ``gzip, gzip, gzip`` must not cost gigabytes.
+- :class:`DPoPAuth`, an ``httpx.Auth`` flow like httpx's ``DigestAuth``: a fresh proof on
+  every request with the newest nonce of that server, and exactly one retry when the server
+  demands a nonce (RFC 9449 §8 at a token endpoint, §9 at a resource).
+- :class:`OAuthHttp`: the deadline, retries with backoff for transient failures, the
+  watchdog for servers that drip, and the :class:`Reply`.
 """
 
 from __future__ import annotations
@@ -11,8 +22,10 @@ import base64
 import json
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -20,13 +33,15 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from ci_shark import __version__
-from ci_shark.errors import ProtocolError, TransportError, untrusted
+from ci_shark.errors import ProtocolError, TransportError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.tls import context_for
 from ci_shark.oauth.watchdog import Sockets, Watchdog
+from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
 from ci_shark.urls import origin, url_problem, without_userinfo
 
+USER_AGENT = f"ci_shark/{__version__}"
 MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=10.0, pool=10.0)
 # 500/502/503/504 are the outages worth waiting out; 501 means "not implemented" and is final.
@@ -34,13 +49,14 @@ TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
 _LOOPBACK_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
 BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 8.0
 # httpx drops an idle connection after 5 s, and RFC 8628's default interval is 5 s: every
 # poll would pay a new TCP (and TLS) handshake. 120 s outlasts the intervals servers use,
 # slow_down included; a longer gap, or a server closing sooner, just means a new connection
 # (a connection dropped in the very instant of a poll costs that poll: the next one is on
 # a new connection, one interval later).
 KEEPALIVE_S = 120.0
-BACKOFF_MAX_S = 8.0
+MAX_NONCE_CHARS = 1024
 
 Form = Mapping[str, str | Secret | Sequence[str]]
 
@@ -50,6 +66,7 @@ class Reply:
     status: int
     headers: httpx.Headers
     body: dict[str, Any] | None
+    text: str = ""  # the start of a body that is not a JSON object, sanitised: for messages
 
     @property
     def error(self) -> str | None:
@@ -67,17 +84,6 @@ class Reply:
         return description if isinstance(description, str) else None
 
 
-@dataclass(frozen=True)
-class _Call:
-    method: str
-    url: str
-    deadline: float
-    form: Form | None
-    dpop: DPoPKey | None
-    access_token: Secret | None
-    basic_auth: tuple[str, Secret] | None
-
-
 class TransientFailure(TransportError):
     """A failure worth trying again: network error, 5xx, 429, a body cut short."""
 
@@ -87,7 +93,197 @@ class TransientFailure(TransportError):
 
 
 class ResponseTooLarge(Exception):
-    pass
+    """More bytes came (or would come) off the wire, or out of a decoder, than the cap."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(status_code)
+        self.status_code = status_code
+
+
+class UnwantedEncoding(Exception):
+    """A ``Content-Encoding`` we neither asked for nor decode with a bound."""
+
+
+# -- the transport: a byte cap on what comes off the wire ---------------------------------
+
+
+class _CappedStream(httpx.SyncByteStream):
+    def __init__(
+        self, inner: httpx.SyncByteStream, max_bytes: int, encoding: str | None, status: int
+    ) -> None:
+        self._inner = inner
+        self._max_bytes = max_bytes
+        self._status = status
+        # gzip, or deflate with or without its zlib wrapper: one layer, decoded with a bound.
+        self._decoder = (
+            zlib.decompressobj(47 if encoding == "gzip" else zlib.MAX_WBITS) if encoding else None
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        received = produced = 0
+        for chunk in self._inner:
+            received += len(chunk)
+            if received > self._max_bytes:
+                raise ResponseTooLarge(self._status)
+            if self._decoder is None:
+                produced = received
+                yield chunk
+                continue
+            try:
+                # max_length: never more than the cap out of one chunk, whatever it holds.
+                data = self._decoder.decompress(chunk, self._max_bytes - produced + 1)
+            except zlib.error:
+                raise httpx.DecodingError("the compressed body is damaged") from None
+            produced += len(data)
+            if produced > self._max_bytes or self._decoder.unconsumed_tail:
+                raise ResponseTooLarge(self._status)
+            yield data
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class CappedTransport(httpx.BaseTransport):
+    """Wraps a transport: at most ``max_bytes`` off the wire and out of decompression; one
+    layer of gzip/deflate at most (we ask for none: ``Accept-Encoding: identity``)."""
+
+    def __init__(self, inner: httpx.BaseTransport, max_bytes: int) -> None:
+        self._inner = inner
+        self._max_bytes = max_bytes
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        layers = [
+            name.strip().lower()
+            for name in response.headers.get("content-encoding", "").split(",")
+            if name.strip() and name.strip().lower() != "identity"
+        ]
+        if len(layers) > 1 or (layers and layers[0] not in ("gzip", "x-gzip", "deflate")):
+            response.close()
+            raise UnwantedEncoding(", ".join(layers))
+        declared = response.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > self._max_bytes:
+            response.close()
+            raise ResponseTooLarge(response.status_code)
+        headers = [
+            (name, value)
+            for name, value in response.headers.raw
+            if not layers or name.lower() not in (b"content-encoding", b"content-length")
+        ]
+        assert isinstance(response.stream, httpx.SyncByteStream)
+        encoding = "gzip" if layers and layers[0] != "deflate" else (layers or [None])[0]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            stream=_CappedStream(response.stream, self._max_bytes, encoding, response.status_code),
+            extensions=response.extensions,
+            request=request,
+        )
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+# -- DPoP as an auth flow -----------------------------------------------------------------
+
+
+class NonceMemory:
+    """The newest ``DPoP-Nonce`` each server (origin) sent, learnt from every response."""
+
+    def __init__(self) -> None:
+        self._by_origin: dict[str, str] = {}
+
+    def learn(self, response: httpx.Response) -> None:
+        nonce = response.headers.get("dpop-nonce")
+        if nonce and nonce.isprintable() and nonce.isascii() and len(nonce) <= MAX_NONCE_CHARS:
+            self._by_origin[origin(str(response.request.url))] = nonce
+
+    def get(self, url: str) -> str | None:
+        return self._by_origin.get(origin(url))
+
+
+def _challenge_error(headers: httpx.Headers) -> str | None:
+    """``error`` from a ``WWW-Authenticate: DPoP error="..."`` challenge (resource servers)."""
+    challenge = headers.get("www-authenticate", "")
+    marker = 'error="'
+    start = challenge.find(marker)
+    if start < 0:
+        return None
+    end = challenge.find('"', start + len(marker))
+    return challenge[start + len(marker) : end] if end > 0 else None
+
+
+class DPoPAuth(httpx.Auth):
+    """A DPoP proof on every request (a fresh ``jti``, the newest nonce, ``ath`` when a
+    token goes along), and one retry when the server answers with a new nonce it demands:
+    ``use_dpop_nonce`` in a JSON 400 (token endpoints), in ``WWW-Authenticate`` of a 401
+    (resources), or a bare 401 that brings a fresh ``DPoP-Nonce`` (glewlwyd does this)."""
+
+    def __init__(
+        self,
+        key: DPoPKey,
+        nonces: NonceMemory,
+        access_token: Secret | None = None,
+        *,
+        read_error_bodies: bool = True,
+    ) -> None:
+        self._key = key
+        self._nonces = nonces
+        self._access_token = access_token
+        # A token endpoint says use_dpop_nonce in its JSON body; the body is capped by the
+        # transport. A resource says it in a header, and its body may be anything.
+        self._read_error_bodies = read_error_bodies
+
+    def _sign(self, request: httpx.Request) -> str | None:
+        nonce = self._nonces.get(str(request.url))
+        request.headers["DPoP"] = self._key.proof(
+            request.method, str(request.url), nonce=nonce, access_token=self._access_token
+        )
+        if self._access_token is not None:
+            request.headers["Authorization"] = f"DPoP {self._access_token.reveal()}"
+        return nonce
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        sent_nonce = self._sign(request)
+        response = yield request
+        fresh_nonce = self._nonces.get(str(request.url))
+        if fresh_nonce is None or fresh_nonce == sent_nonce:
+            return
+        if response.status_code == 401 and _challenge_error(response.headers) in (
+            "use_dpop_nonce",
+            None,
+        ):
+            pass  # RFC 9449 §9, or the bare 401 with only a fresh nonce
+        elif response.status_code == 400 and self._read_error_bodies:
+            response.read()
+            if _json_object(response.content, {}).get("error") != "use_dpop_nonce":
+                return
+        else:
+            return
+        # RFC 9449 §8/§9: once, a new request with a new proof carrying the server's nonce.
+        retry = httpx.Request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.read(),
+            extensions=request.extensions,
+        )
+        self._sign(retry)
+        yield retry
+
+
+# -- the client ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    url: str
+    deadline: float
+    form: Form | None
+    dpop: DPoPKey | None
+    access_token: Secret | None
+    basic_auth: tuple[str, Secret] | None
 
 
 def _form_items(form: Form) -> list[tuple[str, str]]:
@@ -116,19 +312,13 @@ def _retry_after_s(headers: httpx.Headers) -> float | None:
         return None
 
 
-def _www_authenticate_error(headers: httpx.Headers) -> str | None:
-    """``error`` from a ``WWW-Authenticate: DPoP error="..."`` challenge (resource servers)."""
-    challenge = headers.get("www-authenticate", "")
-    marker = 'error="'
-    start = challenge.find(marker)
-    if start < 0:
-        return None
-    end = challenge.find('"', start + len(marker))
-    return challenge[start + len(marker) : end] if end > 0 else None
-
-
 class OAuthHttp:
-    """One ``httpx.Client`` per run, so every request reuses the same connection."""
+    """One ``httpx.Client`` per run, so every request reuses the same connection.
+
+    ``report`` (optional) hears one line per failed attempt that will be retried: what
+    failed, where, and until when it keeps trying — a user waiting for a server that is
+    down, or mistyped, sees it at once instead of silence until the deadline.
+    """
 
     def __init__(
         self,
@@ -141,6 +331,7 @@ class OAuthHttp:
         jitter: Callable[[], float] = random.random,
         max_body_bytes: int = MAX_BODY_BYTES,
         keepalive_s: float = KEEPALIVE_S,
+        report: Callable[[str], None] | None = None,
     ) -> None:
         self._client = httpx.Client(
             transport=transport,
@@ -154,14 +345,27 @@ class OAuthHttp:
             trust_env=True,
             # ...but never for loopback: a local server's traffic stays off any proxy.
             mounts={pattern: None for pattern in _LOOPBACK_PATTERNS},
-            headers={"Accept": "application/json", "User-Agent": f"ci_shark/{__version__}"},
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": "identity",
+                "User-Agent": USER_AGENT,
+            },
+            event_hooks={"request": [self._counted], "response": [self._learn_nonce]},
         )
+        # Every connection the client may use, proxied ones included (httpx keeps them in
+        # these two attributes and offers no public way in), gets the byte cap under it.
+        self._client._transport = CappedTransport(self._client._transport, max_body_bytes)
+        self._client._mounts = {
+            pattern: CappedTransport(mounted, max_body_bytes) if mounted else None
+            for pattern, mounted in self._client._mounts.items()
+        }
         self._timeout = timeout
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
         self._max_body_bytes = max_body_bytes
-        self._nonces: dict[str, str] = {}
+        self._report = report
+        self.nonces = NonceMemory()
         self._sockets = Sockets()
         self.requests_sent = 0
 
@@ -174,9 +378,15 @@ class OAuthHttp:
     def close(self) -> None:
         self._client.close()
 
+    def _counted(self, request: httpx.Request) -> None:
+        self.requests_sent += 1
+
+    def _learn_nonce(self, response: httpx.Response) -> None:
+        self.nonces.learn(response)
+
     def dpop_nonce(self, url: str) -> str | None:
         """The newest ``DPoP-Nonce`` this server (origin) sent us."""
-        return self._nonces.get(origin(url))
+        return self.nonces.get(url)
 
     def request(
         self,
@@ -204,7 +414,7 @@ class OAuthHttp:
         backoff_s = BACKOFF_FIRST_S
         while True:
             try:
-                return self._send_with_nonce_retry(call)
+                return self._send(call)
             except TransientFailure as failure:
                 if not retry:
                     raise
@@ -219,41 +429,28 @@ class OAuthHttp:
                         f"{failure.message}; gave up at the deadline",
                         hint="check that the authorization server is up and reachable from CI",
                     ) from None
+                if self._report is not None:
+                    until = time.time() + (deadline - self._clock())
+                    moment = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S")
+                    self._report(f"{failure.message}; trying again until {moment} UTC")
                 self._sleep(wait_s)
 
-    def _send_with_nonce_retry(self, call: _Call) -> Reply:
-        sent_nonce = self.dpop_nonce(call.url)
-        reply = self._send_once(call)
-        if call.dpop is None or reply.status not in (400, 401):
-            return reply
-        error = reply.error or _www_authenticate_error(reply.headers)
-        fresh_nonce = self.dpop_nonce(call.url)
-        if error == "use_dpop_nonce" and fresh_nonce is not None and fresh_nonce != sent_nonce:
-            # RFC 9449 §8: retry once, with a new proof carrying the server's nonce.
-            return self._send_once(call)
-        return reply
-
-    def _send_once(self, call: _Call) -> Reply:
-        method, url, form, dpop = call.method, call.url, call.form, call.dpop
-        access_token, basic_auth = call.access_token, call.basic_auth
+    def _send(self, call: _Call) -> Reply:
         remaining_s = call.deadline - self._clock()
         if remaining_s <= 0:
             raise TransportError("the deadline passed before the request could be sent")
         headers: dict[str, str] = {}
-        if dpop is not None:
-            headers["DPoP"] = dpop.proof(
-                method, url, nonce=self.dpop_nonce(url), access_token=access_token
-            )
-            if access_token is not None:
-                headers["Authorization"] = f"DPoP {access_token.reveal()}"
-        elif access_token is not None:
-            headers["Authorization"] = f"Bearer {access_token.reveal()}"
-        if basic_auth is not None:
-            headers["Authorization"] = _basic_authorization(basic_auth[0], basic_auth[1])
+        auth: httpx.Auth | None = None
+        if call.dpop is not None:
+            auth = DPoPAuth(call.dpop, self.nonces, call.access_token)
+        elif call.access_token is not None:
+            headers["Authorization"] = f"Bearer {call.access_token.reveal()}"
+        if call.basic_auth is not None:
+            headers["Authorization"] = _basic_authorization(*call.basic_auth)
         content = None
-        if form is not None:
+        if call.form is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-            content = urlencode(_form_items(form)).encode("ascii")
+            content = urlencode(_form_items(call.form)).encode("ascii")
         timeout = httpx.Timeout(
             connect=min(self._timeout.connect or remaining_s, remaining_s),
             read=min(self._timeout.read or remaining_s, remaining_s),
@@ -261,40 +458,41 @@ class OAuthHttp:
             pool=min(self._timeout.pool or remaining_s, remaining_s),
         )
         request = self._client.build_request(
-            method,
-            url,
+            call.method,
+            call.url,
             content=content,
             headers=headers,
             timeout=timeout,
             extensions={"trace": self._sockets.trace},
         )
-        self.requests_sent += 1
-        where = untrusted(url)
+        where = untrusted(call.url)
         watchdog = Watchdog(self._sockets, remaining_s)
         try:
-            response = self._client.send(request, stream=True)
+            response = self._client.send(request, stream=True, auth=auth)
             try:
-                raw = self._read_capped(response, call.deadline)
+                raw = self._read(response, call.deadline)
             finally:
                 response.close()
-        except ResponseTooLarge:
+        except ResponseTooLarge as too_large:
             message = f"{where} sent a response larger than {self._max_body_bytes} bytes"
-            if response.status_code >= 500 or response.status_code in TRANSIENT_STATUSES:
+            status = too_large.status_code
+            if status in TRANSIENT_STATUSES or status >= 500:
                 raise TransientFailure(message) from None
             raise ProtocolError(message) from None
+        except UnwantedEncoding as encoding:
+            raise ProtocolError(
+                f"{where} sent a body encoded {untrusted(encoding, 60)}, which ci_shark did not "
+                "ask for (Accept-Encoding: identity) and does not decode"
+            ) from None
         except httpx.TransportError as exc:
             if watchdog.fired:
                 raise TransientFailure(f"{where}: no complete answer by the deadline") from None
-            # The exception text is httpx's own (no response data), but keep it short.
-            detail = f"{type(exc).__name__}: {untrusted(exc, 120)}"
-            raise TransientFailure(f"{where}: {detail}") from None
+            raise TransientFailure(f"{where}: {_describe(exc)}") from None
         finally:
             watchdog.disarm()
 
-        nonce = response.headers.get("dpop-nonce")
-        if nonce and nonce.isprintable() and len(nonce) <= 1024:
-            self._nonces[origin(url)] = nonce
-        reply = Reply(response.status_code, response.headers, _json_object(raw))
+        body = _json_object(raw, None)
+        reply = Reply(response.status_code, response.headers, body, _text_start(raw, body))
         if reply.status in TRANSIENT_STATUSES and (
             reply.error is None or reply.error in TRANSIENT_OAUTH_ERRORS
         ):
@@ -304,22 +502,30 @@ class OAuthHttp:
             )
         return reply
 
-    def _read_capped(self, response: httpx.Response, deadline: float) -> bytes:
-        """The body, up to the size cap and the deadline: httpx's read timeout is per read,
-        so a server sending a byte at a time would otherwise hold us past the deadline."""
-        declared = response.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > self._max_body_bytes:
-            raise ResponseTooLarge
+    def _read(self, response: httpx.Response, deadline: float) -> bytes:
+        """The body by the deadline: httpx's read timeout is per read, so a server sending
+        a byte at a time would otherwise hold us past it. (The size cap is the transport's.)"""
         chunks: list[bytes] = []
-        size = 0
         for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > self._max_body_bytes:
-                raise ResponseTooLarge
             if self._clock() > deadline:
                 raise httpx.ReadTimeout("the response was still arriving at the deadline")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _describe(failure: httpx.TransportError) -> str:
+    """What failed, in the words a user needs (never response data: httpx's own text)."""
+    text = str(failure).lower()
+    if isinstance(failure, httpx.ConnectError):
+        if any(word in text for word in ("name or service", "name resolution", "nodename")):
+            return "the host name does not resolve (DNS)"
+        if "certificate" in text or "ssl" in text or "tls" in text:
+            return f"TLS failed: {untrusted(failure, 160)}"
+        if "refused" in text:
+            return "connection refused"
+    if isinstance(failure, httpx.TimeoutException):
+        return f"timed out ({type(failure).__name__})"
+    return f"{type(failure).__name__}: {untrusted(failure, 120)}"
 
 
 def _basic_authorization(client_id: str, client_secret: Secret) -> str:
@@ -328,9 +534,17 @@ def _basic_authorization(client_id: str, client_secret: Secret) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
-def _json_object(raw: bytes) -> dict[str, Any] | None:
+def _json_object(raw: bytes, default: Any) -> Any:
+    """The body as a JSON object, else ``default``. Deep nesting is a refusal, not a crash."""
     try:
         parsed = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return default
+    return parsed if isinstance(parsed, dict) else default
+
+
+def _text_start(raw: bytes, body: dict[str, Any] | None) -> str:
+    if body is not None or not raw:
+        return ""
+    first_line = raw[:400].decode("utf-8", "replace").strip().split("\n", 1)[0]
+    return untrusted(first_line, 160)

@@ -1,87 +1,112 @@
 """Who approved: from the id_token, else from userinfo. Used for the `approver` output and
-the `allowed-approvers` policy.
+the `allowed-approvers` policy (which lives in ``flow.py``).
 
 The id_token's signature is not checked: it came straight from the token endpoint over the
 connection we opened (OpenID Connect Core §3.1.3.7), so its claims are as trustworthy as
-the access token itself. Its audience must still be us.
+the access token itself. Who it is about is still checked (steps 2, 3 and 9): issued by
+this server (``iss``), to us (``aud``), and not expired (``exp``). An id_token that fails
+is no evidence, and userinfo is asked instead.
+
+Claims are kept exactly as the server sent them: the policy compares raw values, and only
+the display name is sanitised (``john$doe`` and ``john_doe`` are different people).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ci_shark.errors import CiSharkError, inert
+from ci_shark.errors import CiSharkError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.tokens import TokenSet
+from ci_shark.safe_text import inert
 from ci_shark.secret import Secret
+from ci_shark.urls import same_issuer
+
+EXPIRY_LEEWAY_S = 60  # clock skew between the server and the runner
+MAX_CLAIM_CHARS = 256
 
 
 @dataclass(frozen=True)
 class Identity:
-    subject: str | None
-    username: str | None
-    email: str | None
-    source: str  # "id_token" or "userinfo"
+    subject: str | None  # `sub`, as sent
+    username: str | None  # `preferred_username`, `login` or `username`, as sent
+    email: str | None  # `email`, as sent, and only when the server marked it verified
 
     @property
     def display(self) -> str:
-        return self.username or self.email or self.subject or "unknown"
-
-    def matches(self, allowed: Iterable[str]) -> bool:
-        """True when any allowed subject, username or verified email (case-insensitive) is
-        this one. `sub` is the safest entry: usernames are only as stable as the server
-        makes them."""
-        mine = {name.casefold() for name in (self.subject, self.username, self.email) if name}
-        return any(entry.strip().casefold() in mine for entry in allowed if entry.strip())
+        """Who approved, for the `approver` output and messages: inert, bounded."""
+        return inert(self.username or self.email or self.subject or "unknown", 100)
 
 
 def _claim(claims: Mapping[str, Any], *names: str) -> str | None:
     for name in names:
         value = claims.get(name)
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
-            return inert(value, 200)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # numeric subjects (GitHub user ids)
+        if isinstance(value, str) and 0 < len(value) <= MAX_CLAIM_CHARS:
+            return value
     return None
 
 
-def from_claims(claims: Mapping[str, Any], source: str) -> Identity | None:
+def from_claims(claims: Mapping[str, Any]) -> Identity | None:
     identity = Identity(
         subject=_claim(claims, "sub"),
-        # Not `nickname`: anyone may set theirs to a maintainer's name.
+        # Not `nickname` or `name`: anyone may set theirs to a maintainer's name.
         username=_claim(claims, "preferred_username", "login", "username"),
         # An email counts only once the server says it verified it.
         email=_claim(claims, "email") if claims.get("email_verified") is True else None,
-        source=source,
     )
     return identity if identity.subject or identity.username or identity.email else None
 
 
-def from_id_token(id_token: Secret, client_id: str) -> Identity | None:
+def id_token_claims(id_token: Secret) -> dict[str, Any] | None:
     parts = id_token.reveal().split(".")
     if len(parts) != 3:
         return None
     try:
         payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
         claims = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
-    if not isinstance(claims, dict):
+    return claims if isinstance(claims, dict) else None
+
+
+def from_id_token(
+    id_token: Secret, *, client_id: str, issuer: str, now: float | None = None
+) -> Identity | None:
+    """The identity in an id_token issued by ``issuer`` to ``client_id`` that has not
+    expired; None when it is not evidence of who approved our request."""
+    claims = id_token_claims(id_token)
+    if claims is None:
         return None
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
-    if client_id not in audiences:
-        return None  # not issued to us: not evidence of who approved our request
-    return from_claims(claims, "id_token")
+    issued_by = claims.get("iss")
+    expires = claims.get("exp")
+    now = time.time() if now is None else now
+    if (
+        client_id not in audiences
+        or not isinstance(issued_by, str)
+        or not same_issuer(issued_by, issuer)
+        or not isinstance(expires, (int, float))
+        or isinstance(expires, bool)
+        or expires + EXPIRY_LEEWAY_S < now
+    ):
+        return None
+    return from_claims(claims)
 
 
 def identify(
     tokens: TokenSet,
     *,
     client_id: str,
+    issuer: str,
     http: OAuthHttp,
     find_userinfo: Callable[[], str | None],
     dpop: DPoPKey | None,
@@ -90,7 +115,7 @@ def identify(
     """The approver, when the server tells; None when it does not. ``find_userinfo`` is
     asked only when the id_token does not tell (it may have to read the metadata)."""
     if tokens.id_token is not None:
-        identity = from_id_token(tokens.id_token, client_id)
+        identity = from_id_token(tokens.id_token, client_id=client_id, issuer=issuer)
         if identity is not None:
             return identity
     userinfo_endpoint = find_userinfo()
@@ -108,4 +133,4 @@ def identify(
         return None  # identity is best effort; the policy check fails closed on None
     if reply.status != 200 or reply.body is None:
         return None
-    return from_claims(reply.body, "userinfo")
+    return from_claims(reply.body)

@@ -9,6 +9,7 @@ read, for every server. What stays here is what depends on knowing the server.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 from ci_shark.errors import ConfigError
@@ -23,6 +24,10 @@ class Provider:
     revoke_path: str | None = None
     publishes_metadata: bool = True
     needs_client_secret: bool = False
+    # Answers invalid_grant for a code past its lifetime (after one expired_token).
+    invalid_grant_when_expired: bool = False
+    # How a confidential client authenticates when no metadata says (RFC 6749: Basic).
+    client_auth: Literal["basic", "post"] = "basic"
     note: str = ""
 
 
@@ -43,12 +48,19 @@ PROVIDERS: dict[str, Provider] = {
         "/token",
         "/revoke",
         needs_client_secret=True,
+        client_auth="post",  # its device-flow documentation sends the secret in the form
         note="Google's token endpoint needs the client secret even for the device flow",
     ),
     # https://login.microsoftonline.com/{tenant}
     "entra": Provider("entra", "/oauth2/v2.0/devicecode", "/oauth2/v2.0/token"),
     # https://{tenant}.auth0.com
-    "auth0": Provider("auth0", "/oauth/device/code", "/oauth/token", "/oauth/revoke"),
+    "auth0": Provider(
+        "auth0",
+        "/oauth/device/code",
+        "/oauth/token",
+        "/oauth/revoke",
+        invalid_grant_when_expired=True,
+    ),
     # https://{org}.okta.com/oauth2/{server}
     "okta": Provider("okta", "/v1/device/authorize", "/v1/token", "/v1/revoke"),
     # https://{host}/realms/{realm}
@@ -92,8 +104,7 @@ def resolve(name: str, auth_url: str, *, has_client_secret: bool) -> Provider:
     provider = lookup(name, auth_url)
     if provider.needs_client_secret and not has_client_secret:
         raise ConfigError(
-            f"the {provider.name} provider needs `client-secret` (CI_SHARK_CLIENT_SECRET) "
-            "to poll the token endpoint",
+            f"the {provider.name} provider needs `client-secret` to poll the token endpoint",
             hint="set client-secret from a CI secret; "
             + (provider.note or "the server requires it"),
         )

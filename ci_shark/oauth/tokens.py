@@ -1,21 +1,54 @@
-"""Token responses (RFC 6749 §5.1) and revocation (RFC 7009)."""
+"""Token responses (RFC 6749 §5.1), client authentication (§2.3.1) and revocation (RFC 7009).
+
+A token is checked as RFC 6750's ``b64token`` (letters, digits, ``-._~+/``, trailing
+``=``): it goes into an ``Authorization`` header and, unquoted, into dotenv files, where
+a ``$`` or a quote in a hostile server's token would mean something to the reader.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
-from ci_shark.errors import CiSharkError, OAuthError, ProtocolError, inert
+from ci_shark.errors import CiSharkError, OAuthError, ProtocolError, oauth_error
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
-from ci_shark.secret import Secret
+from ci_shark.safe_text import inert
+from ci_shark.secret import Secret, SecretStr
 
 MAX_TOKEN_CHARS = 64 * 1024
 # Longer than any real token lives, short enough that expires_at is still a date.
 MAX_EXPIRES_IN_S = 100 * 365 * 24 * 3600
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() takes "²"
+TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
+
+ClientAuth = Literal["basic", "post"]
+
+
+def whole_seconds(value: object) -> int | None:
+    """A count of seconds as servers send it (a number, or a numeric string); None when
+    it is neither, or too long to be one."""
+    if isinstance(value, str) and _SECONDS.fullmatch(value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12:
+        return value
+    return None
+
+
+class UnusableTokenResponse(ProtocolError):
+    """A 200 from the token endpoint we cannot use. The server may still have issued what
+    it sent: ``issued`` holds those values, so the caller can revoke them."""
+
+    def __init__(self, message: str, issued: list[tuple[Secret, str]]) -> None:
+        super().__init__(message, hint="the server's token response is malformed")
+        self.issued = issued
 
 
 @dataclass(frozen=True)
@@ -27,6 +60,7 @@ class TokenSet:
     refresh_token: Secret | None
     id_token: Secret | None
     received_at: float  # wall clock, for expires_at
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the response, as sent
 
     @property
     def expires_at(self) -> datetime | None:
@@ -38,33 +72,59 @@ class TokenSet:
     def is_dpop_bound(self) -> bool:
         return self.token_type.lower() == "dpop"
 
+    def issued(self) -> list[tuple[Secret, str]]:
+        """What revocation undoes, the grant first: (token, RFC 7009 type hint)."""
+        return [
+            (token, hint)
+            for token, hint in (
+                (self.refresh_token, "refresh_token"),
+                (self.access_token, "access_token"),
+            )
+            if token is not None
+        ]
 
-def _optional_secret(body: dict[str, Any], name: str) -> Secret | None:
+
+def _issued_strings(body: Mapping[str, Any]) -> list[tuple[Secret, str]]:
+    found = []
+    for name in ("refresh_token", "access_token"):
+        value = body.get(name)
+        if isinstance(value, str) and value and len(value) <= MAX_TOKEN_CHARS:
+            found.append((Secret(value), name))
+    return found
+
+
+def _token(body: Mapping[str, Any], name: str) -> Secret | None:
     value = body.get(name)
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) > MAX_TOKEN_CHARS or not value.isprintable():
-        raise ProtocolError(f"the token response's {name} is not a usable string")
+    if not isinstance(value, str) or len(value) > MAX_TOKEN_CHARS or not _B64TOKEN.fullmatch(value):
+        raise ProtocolError(
+            f"the token response's {name} is not a token (RFC 6750 b64token characters only)"
+        )
     return Secret(value)
 
 
-def parse_token_response(body: dict[str, Any], *, now: float | None = None) -> TokenSet:
-    """A successful token response, validated strictly: server text is untrusted."""
-    access_token = _optional_secret(body, "access_token")
+def parse_token_response(body: Mapping[str, Any], *, now: float | None = None) -> TokenSet:
+    """A successful token response, validated strictly: server text is untrusted. On a
+    failure, :class:`UnusableTokenResponse` says what the server may have issued anyway."""
+    try:
+        return _parse(body, now)
+    except ProtocolError as failure:
+        raise UnusableTokenResponse(failure.message, _issued_strings(body)) from None
+
+
+def _parse(body: Mapping[str, Any], now: float | None) -> TokenSet:
+    access_token = _token(body, "access_token")
     if access_token is None:
         raise ProtocolError("the token endpoint answered without an access_token")
     token_type = body.get("token_type")
     if not isinstance(token_type, str) or not token_type.isalnum() or len(token_type) > 32:
         raise ProtocolError("the token response has no valid token_type")
     expires_in = body.get("expires_in")
-    if isinstance(expires_in, str) and expires_in.isdigit():
-        expires_in = int(expires_in)  # some servers send a numeric string
-    if expires_in is not None and (
-        isinstance(expires_in, bool)
-        or not isinstance(expires_in, int)
-        or not 0 <= expires_in <= MAX_EXPIRES_IN_S
-    ):
-        raise ProtocolError("the token response's expires_in is not a whole number of seconds")
+    if expires_in is not None:
+        expires_in = whole_seconds(expires_in)
+        if expires_in is None or expires_in > MAX_EXPIRES_IN_S:
+            raise ProtocolError("the token response's expires_in is not a whole number of seconds")
     scope = body.get("scope")
     if isinstance(scope, list):  # a few servers send a JSON array
         scope = " ".join(str(item) for item in scope)
@@ -76,9 +136,87 @@ def parse_token_response(body: dict[str, Any], *, now: float | None = None) -> T
         token_type={"dpop": "DPoP", "bearer": "Bearer"}.get(token_type.lower(), token_type),
         expires_in=expires_in,
         scope=inert(scope, 1000) if scope else None,
-        refresh_token=_optional_secret(body, "refresh_token"),
-        id_token=_optional_secret(body, "id_token"),
+        refresh_token=_token(body, "refresh_token"),
+        id_token=_token(body, "id_token"),
         received_at=time.time() if now is None else now,
+        raw=dict(body),
+    )
+
+
+def authenticate(
+    form: dict[str, str | Secret | Any],
+    client_id: str,
+    client_secret: Secret | None,
+    method: ClientAuth = "basic",
+) -> tuple[str, Secret] | None:
+    """Client authentication for the token and revocation endpoints, one rule for both:
+    a public client names itself in the form; a confidential one uses HTTP Basic (every
+    server must take it, RFC 6749 §2.3.1), or the form when the server's metadata says it
+    takes only that. Returns the Basic credentials, or None when the form carries them."""
+    if client_secret is not None and method == "basic":
+        return (client_id, client_secret)
+    form["client_id"] = client_id
+    if client_secret is not None:
+        form["client_secret"] = client_secret
+    return None
+
+
+def token_request(
+    http: OAuthHttp,
+    endpoint: str,
+    form: Mapping[str, str | Secret],
+    *,
+    client_id: str,
+    client_secret: Secret | None = None,
+    client_auth: ClientAuth = "basic",
+    dpop: DPoPKey | None = None,
+    deadline: float,
+) -> TokenSet:
+    """One token request (any grant but the device code's, whose answers the poller
+    reads): the tokens, or the OAuthError the server answered."""
+    sent: dict[str, str | Secret | Any] = dict(form)
+    basic_auth = authenticate(sent, client_id, client_secret, client_auth)
+    reply = http.request(
+        "POST", endpoint, form=sent, dpop=dpop, basic_auth=basic_auth, deadline=deadline
+    )
+    if reply.status == 200 and reply.error is None and reply.body is not None:
+        return parse_token_response(reply.body)
+    if reply.error is not None:
+        raise oauth_error(
+            reply.error,
+            reply.error_description,
+            status_code=reply.status,
+            endpoint="the token endpoint",
+        )
+    detail = f": {reply.text}" if reply.text else ""
+    raise OAuthError(
+        message=f"the token endpoint answered HTTP {reply.status} without a token{detail}",
+        status_code=reply.status,
+    )
+
+
+def refresh_grant(
+    http: OAuthHttp,
+    endpoint: str,
+    refresh_token: Secret,
+    *,
+    client_id: str,
+    client_secret: Secret | None = None,
+    client_auth: ClientAuth = "basic",
+    dpop: DPoPKey | None = None,
+    deadline: float,
+) -> TokenSet:
+    """RFC 6749 §6, with a DPoP proof from the same key when the grant is bound (RFC 9449
+    §5: the server checks it is the key the refresh token was issued to)."""
+    return token_request(
+        http,
+        endpoint,
+        {"grant_type": "refresh_token", "refresh_token": refresh_token},
+        client_id=client_id,
+        client_secret=client_secret,
+        client_auth=client_auth,
+        dpop=dpop,
+        deadline=deadline,
     )
 
 
@@ -90,16 +228,13 @@ def revoke(
     token_type_hint: str,
     client_id: str,
     client_secret: Secret | None = None,
+    client_auth: ClientAuth = "basic",
     dpop: DPoPKey | None = None,
     deadline: float,
 ) -> None:
     """RFC 7009: ask the server to revoke one token. 200 means done (or already invalid)."""
-    form: dict[str, str | Secret] = {"token": token, "token_type_hint": token_type_hint}
-    basic_auth = None
-    if client_secret is None:
-        form["client_id"] = client_id
-    else:
-        basic_auth = (client_id, client_secret)
+    form: dict[str, str | Secret | Any] = {"token": token, "token_type_hint": token_type_hint}
+    basic_auth = authenticate(form, client_id, client_secret, client_auth)
     reply = http.request(
         "POST", endpoint, form=form, dpop=dpop, basic_auth=basic_auth, deadline=deadline
     )
@@ -116,19 +251,18 @@ def revoke(
 def revoke_each(
     http: OAuthHttp,
     endpoint: str,
-    tokens: Iterable[tuple[Secret | None, str]],
+    tokens: Iterable[tuple[Secret, str]],
     *,
     client_id: str,
     client_secret: Secret | None = None,
+    client_auth: ClientAuth = "basic",
     dpop: DPoPKey | None = None,
     deadline: float,
 ) -> dict[str, CiSharkError | None]:
-    """Revoke each (token, hint) given, in order, even when another fails; None tokens are
-    skipped. Returns, per hint, the error or None when it was revoked."""
+    """Revoke each (token, hint) in order, even when another fails (the refresh token
+    first: it is the grant). Returns, per hint, the error or None when it was revoked."""
     results: dict[str, CiSharkError | None] = {}
     for token, hint in tokens:
-        if token is None:
-            continue
         try:
             revoke(
                 http,
@@ -137,6 +271,7 @@ def revoke_each(
                 token_type_hint=hint,
                 client_id=client_id,
                 client_secret=client_secret,
+                client_auth=client_auth,
                 dpop=dpop,
                 deadline=deadline,
             )
@@ -144,3 +279,82 @@ def revoke_each(
         except CiSharkError as failure:
             results[hint] = failure
     return results
+
+
+# -- the SharkAuth SDK's Token -------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class Token:
+    """A token response in the SharkAuth SDK's shape. ``access_token`` (and the other
+    tokens) are :class:`SecretStr`: usable as strings in a header, hidden in ``repr``."""
+
+    access_token: SecretStr
+    token_type: str
+    expires_in: int | None
+    scope: str | None
+    refresh_token: SecretStr | None
+    id_token: SecretStr | None
+    cnf_jkt: str | None  # the RFC 7638 thumbprint of the key the token is bound to
+    raw: Mapping[str, Any]  # the server's JSON, its tokens as SecretStr
+
+    @classmethod
+    def from_token_set(cls, tokens: TokenSet, dpop: DPoPKey | None) -> Token:
+        def plain(secret: Secret | None) -> SecretStr | None:
+            return SecretStr(secret.reveal()) if secret is not None else None
+
+        raw = {
+            name: SecretStr(value) if name in TOKEN_FIELDS and isinstance(value, str) else value
+            for name, value in tokens.raw.items()
+        }
+        access_token = plain(tokens.access_token)
+        assert access_token is not None
+        return cls(
+            access_token=access_token,
+            token_type=tokens.token_type,
+            expires_in=tokens.expires_in,
+            scope=tokens.scope,
+            refresh_token=plain(tokens.refresh_token),
+            id_token=plain(tokens.id_token),
+            cnf_jkt=_bound_jkt(tokens, dpop),
+            raw=raw,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Token(token_type={self.token_type!r}, expires_in={self.expires_in!r}, "
+            f"scope={self.scope!r}, cnf_jkt={self.cnf_jkt!r}, access_token='***')"
+        )
+
+    __str__ = __repr__
+
+
+def _bound_jkt(tokens: TokenSet, dpop: DPoPKey | None) -> str | None:
+    """``cnf.jkt`` of a JWT access token when it has one; else, for a DPoP token, the key
+    that proved possession when it was issued (RFC 9449 binds it to that key)."""
+    parts = tokens.access_token.reveal().split(".")
+    if len(parts) == 3:
+        try:
+            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (ValueError, RecursionError):
+            claims = None
+        confirmation = claims.get("cnf") if isinstance(claims, dict) else None
+        jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+        if isinstance(jkt, str):
+            return inert(jkt, 100)
+    return dpop.jkt if dpop is not None and tokens.is_dpop_bound else None
+
+
+__all__ = [
+    "ClientAuth",
+    "Token",
+    "TokenSet",
+    "UnusableTokenResponse",
+    "authenticate",
+    "parse_token_response",
+    "refresh_grant",
+    "revoke",
+    "revoke_each",
+    "token_request",
+    "whole_seconds",
+]

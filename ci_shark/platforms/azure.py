@@ -19,20 +19,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-from ci_shark.errors import untrusted
 from ci_shark.outputs import Credentials, reveal
+from ci_shark.platforms.base import Platform
+from ci_shark.platforms.common import env_value
 from ci_shark.render import ApprovalRequest, Outcome, RunContext, outcome_markdown
+from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
-
-from .base import Platform
-
-SECRET_OUTPUTS = frozenset(
-    {"SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_ID_TOKEN", "SHARK_DPOP_JWK"}
-)
 
 
 def escape_data(text: str) -> str:
@@ -53,54 +48,58 @@ def vso(command: str, message: str = "", **properties: str) -> str:
 class AzurePlatform(Platform):
     name: ClassVar[str] = "azure"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
+    job_id_variable: ClassVar[str | None] = "SYSTEM_JOBID"
 
     def init_state(self) -> None:
         self._group_open = False
-        # Agent.TempDirectory is emptied after every job: the right home for the key file.
-        agent_temp = _value(self.env, "AGENT_TEMPDIRECTORY")
+
+    def state_directory(self) -> Path:
+        """Agent.TempDirectory: emptied after every job, the right home for our files."""
+        agent_temp = env_value(self.env, "AGENT_TEMPDIRECTORY")
         if agent_temp and Path(agent_temp).is_dir():
-            self.key_directory = Path(agent_temp)
+            return Path(agent_temp)
+        return super().state_directory()
 
     # -- what the run is -------------------------------------------------------------------
 
     def context(self) -> RunContext:
         env = self.env
         collection, project, build_id = (
-            _value(env, "SYSTEM_COLLECTIONURI"),
-            _value(env, "SYSTEM_TEAMPROJECT"),
-            _value(env, "BUILD_BUILDID"),
+            env_value(env, "SYSTEM_COLLECTIONURI"),
+            env_value(env, "SYSTEM_TEAMPROJECT"),
+            env_value(env, "BUILD_BUILDID"),
         )
         run_url = None
         if collection and project and build_id and build_id.isdigit():
             run_url = f"{collection.rstrip('/')}/{project}/_build/results?buildId={build_id}"
-        pull_request = _value(env, "SYSTEM_PULLREQUEST_PULLREQUESTNUMBER") or _value(
+        pull_request = env_value(env, "SYSTEM_PULLREQUEST_PULLREQUESTNUMBER") or env_value(
             env, "SYSTEM_PULLREQUEST_PULLREQUESTID"
         )
         is_fork = env.get("SYSTEM_PULLREQUEST_ISFORK", "").lower() == "true"
         return RunContext(
             platform=self.name,
-            repository=_value(env, "BUILD_REPOSITORY_NAME"),
-            workflow=_value(env, "BUILD_DEFINITIONNAME"),
-            job=_value(env, "SYSTEM_JOBDISPLAYNAME") or _value(env, "AGENT_JOBNAME"),
+            repository=env_value(env, "BUILD_REPOSITORY_NAME"),
+            workflow=env_value(env, "BUILD_DEFINITIONNAME"),
+            job=env_value(env, "SYSTEM_JOBDISPLAYNAME") or env_value(env, "AGENT_JOBNAME"),
             run_url=run_url,
-            run_attempt=_value(env, "SYSTEM_JOBATTEMPT"),
-            commit=_value(env, "BUILD_SOURCEVERSION"),
-            actor=_value(env, "BUILD_REQUESTEDFOR"),
-            event=_value(env, "BUILD_REASON"),
+            run_attempt=env_value(env, "SYSTEM_JOBATTEMPT"),
+            commit=env_value(env, "BUILD_SOURCEVERSION"),
+            actor=env_value(env, "BUILD_REQUESTEDFOR"),
             change_request=f"PR #{pull_request}" if pull_request else None,
             is_fork=is_fork,
-            fork_source=_value(env, "SYSTEM_PULLREQUEST_SOURCEREPOSITORYURI") if is_fork else None,
+            fork_source=env_value(env, "SYSTEM_PULLREQUEST_SOURCEREPOSITORYURI")
+            if is_fork
+            else None,
         )
 
     # -- the log ---------------------------------------------------------------------------
 
-    @property
-    def commands(self) -> TextIO:
-        """Where ``##vso`` lines go: stdout, unless stdout is reserved for ``eval``."""
+    def command_stream(self) -> TextIO:
+        """``##vso`` lines go to stdout, unless stdout is reserved for ``eval``."""
         return self.stderr if self.output_format() == "shell" else self.stdout
 
     def command(self, line: str) -> None:
-        print(line, file=self.commands, flush=True)
+        self.writer.command(line)
 
     def warn(self, message: str) -> None:
         self.command(vso("task.logissue", untrusted(message, 2000), type="warning"))
@@ -108,33 +107,26 @@ class AzurePlatform(Platform):
     def error(self, message: str) -> None:
         self.command(vso("task.logissue", untrusted(message, 2000), type="error"))
 
-    def mask(self, secrets: Sequence[Secret]) -> None:
-        """``task.setsecret`` for each value, and for each line of a multi-line one (the
-        agent masks whole values; a PEM printed line by line needs each line)."""
-        for secret in secrets:
-            value = secret.reveal()
-            pieces = [value] if "\n" not in value.strip() else value.splitlines()
-            for piece in pieces:
-                if piece.strip():
-                    self.command(vso("task.setsecret", piece))
+    def register_secret(self, piece: str) -> None:
+        self.command(vso("task.setsecret", piece))
 
     # -- the approval ----------------------------------------------------------------------
 
     def announce(self, request: ApprovalRequest) -> None:
         super().announce(request)  # the link stays outside the group, always visible
-        print("##[group]ci_shark: waiting for approval", file=self.stderr, flush=True)
+        self.writer.command("##[group]ci_shark: waiting for approval", among_lines=True)
         self._group_open = True
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         if self._group_open:
             self._group_open = False
-            print("##[endgroup]", file=self.stderr, flush=True)
+            self.writer.command("##[endgroup]", among_lines=True)
         super().finish(outcome, request)
         if "summary" in self.channels:
             self._upload_summary(outcome_markdown(outcome, request))
 
     def _upload_summary(self, markdown: str) -> None:
-        directory = _value(self.env, "AGENT_TEMPDIRECTORY") or tempfile.gettempdir()
+        directory = env_value(self.env, "AGENT_TEMPDIRECTORY") or tempfile.gettempdir()
         try:
             handle, name = tempfile.mkstemp(dir=directory, prefix="ci-shark-summary-", suffix=".md")
             with os.fdopen(handle, "w", encoding="utf-8") as file:
@@ -150,17 +142,19 @@ class AzurePlatform(Platform):
         """The files (dotenv/json/key, or stdout for `shell`) first, all or none; then every
         ``SHARK_*`` as a pipeline variable for the later steps of this job."""
         exported = super().export(credentials)
+        self._set_variables(exported)
+        return exported
+
+    def export_refreshed(self, credentials: Credentials, file: Path | None) -> None:
+        super().export_refreshed(credentials, file)
+        self._set_variables(credentials)
+
+    def _set_variables(self, exported: Credentials) -> None:
         for name, value in exported.named().items():
             text = reveal(value)
             if "\n" in text or "\r" in text:
                 continue  # the named outputs are single-line; never split a secret
-            if name in SECRET_OUTPUTS:
+            if isinstance(value, Secret):
                 self.command(vso("task.setvariable", text, variable=name, issecret="true"))
             else:
                 self.command(vso("task.setvariable", text, variable=name))
-        return exported
-
-
-def _value(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None

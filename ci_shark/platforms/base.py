@@ -1,8 +1,10 @@
 """What every CI platform does, and the generic behaviour for any CI or a terminal.
 
 A platform turns the flow's events into what its users see and use: log lines, a job
-summary, a PR comment or MR note, masked secrets, exported outputs. Subclasses override
-the hooks their CI offers; everything else falls back to the plain log and files here.
+summary, a PR comment or MR note, masked secrets, exported outputs. It supplies facts
+(who is asking, whether the change comes from a fork); the flow decides what to do with
+them. Subclasses override the hooks their CI offers; everything else falls back to the
+plain log and files here. All output goes through one :class:`LogWriter`.
 
 Order matters and is the flow's job, not the platform's: ``mask`` always comes before a
 secret is written anywhere, and ``export`` happens only after approval, all or none.
@@ -10,7 +12,10 @@ secret is written anywhere, and ``export`` happens only after approval, all or n
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -21,19 +26,21 @@ from typing import ClassVar, TextIO
 import httpx
 
 from ci_shark.config import Settings
-from ci_shark.errors import PolicyRefused, untrusted
 from ci_shark.outputs import (
     RENDERERS,
     Credentials,
     PlannedFile,
+    check_writable,
     new_key_file_path,
+    private_directory,
     write_all,
 )
+from ci_shark.platforms.common import env_value
+from ci_shark.platforms.log import LogWriter
 from ci_shark.render import ApprovalRequest, Outcome, RunContext, approval_log_lines
 from ci_shark.secret import Secret
 
 PROGRESS_EVERY_S = 30.0
-_CLEAR_LINE = "\r\x1b[2K"  # back to column 0, erase the line: the countdown redraws in place
 DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
 
 
@@ -43,6 +50,8 @@ class Platform:
     name: ClassVar[str] = "generic"
     # What `notify: auto` means here.
     auto_channels: ClassVar[tuple[str, ...]] = ("log",)
+    # The CI's own id of this job: a private folder per job for the files we write.
+    job_id_variable: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -60,9 +69,14 @@ class Platform:
         self.stderr = stderr or sys.stderr
         self.transport = transport  # for platform APIs (comments, notes); tests inject it
         self.clock = clock
+        self.writer = LogWriter(
+            self.stderr,
+            self.command_stream(),
+            live=self.is_person_watching(),
+            color=not env.get("NO_COLOR"),
+        )
         self._last_progress_at: float | None = None
-        self._countdown_shown = False  # a live countdown line (TTY only) awaits clearing
-        self.key_directory: Path | None = None  # None: RUNNER_TEMP or the system temp dir
+        self._masked: set[bytes] = set()
         self.init_state()
 
     def init_state(self) -> None:
@@ -73,32 +87,6 @@ class Platform:
 
     def context(self) -> RunContext:
         return RunContext(platform=self.name)
-
-    def enforce_policy(self, context: RunContext) -> None:
-        """Before any device code exists: refuse a PR/MR from a fork (anyone can open one
-        whose job asks a maintainer to hand it a credential), and warn a public repository
-        that names no approvers."""
-        if context.public and not self.settings.allowed_approvers:
-            self.warn(
-                "this repository is public: anyone who reads the log can open the link and "
-                "approve first. Set `allowed-approvers` (CI_SHARK_ALLOWED_APPROVERS) so only "
-                "your maintainers' approvals count"
-            )
-        if not context.is_fork or self.settings.allow_fork:
-            return
-        source = (
-            untrusted(context.fork_source, 100)
-            if context.fork_source
-            else ("a repository the CI could not name (deleted or unreadable)")
-        )
-        raise PolicyRefused(
-            f"refusing to ask for approval: {context.change_request or 'this change'} comes "
-            f"from a fork: {source}. Anyone can open a pull or merge request whose job asks "
-            "a maintainer to hand it a credential, so ci_shark requests no device code for it",
-            hint="run the job from a branch of this repository, or set `allow-fork` "
-            "(CI_SHARK_ALLOW_FORK=true / --allow-fork) only if approvers are told to refuse "
-            "runs they did not expect",
-        )
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -111,27 +99,24 @@ class Platform:
 
     # -- the log ---------------------------------------------------------------------------
 
-    def log(self, line: str) -> None:
-        """One line of our own text (server text must already be passed through untrusted)."""
-        if self._countdown_shown:
-            self._countdown_shown = False
-            self.stderr.write(_CLEAR_LINE)
-        print(line, file=self.stderr, flush=True)
+    def command_stream(self) -> TextIO:
+        """Where this CI reads its commands (every platform but Azure: stderr, the log)."""
+        return self.stderr
 
-    def is_terminal(self) -> bool:
-        """A person is watching stderr live (not a CI log, not a file)."""
+    def is_person_watching(self) -> bool:
+        """A person watches stderr live: a terminal, and not a CI (some CIs give steps a
+        terminal too; their logs are still read line by line)."""
+        if self.name != "generic" or self.env.get("CI", "").lower() in ("true", "1"):
+            return False
         isatty = getattr(self.stderr, "isatty", None)
         try:
             return bool(isatty and isatty()) and self.env.get("TERM") != "dumb"
         except ValueError:  # closed stream
             return False
 
-    def use_color(self) -> bool:
-        """Color only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
-        return self.is_terminal() and not self.env.get("NO_COLOR")
-
-    def styled(self, text: str, sgr: str) -> str:
-        return f"\x1b[{sgr}m{text}\x1b[0m" if self.use_color() else text
+    def log(self, line: str) -> None:
+        """One line of our own text (server text must already be passed through untrusted)."""
+        self.writer.line(line)
 
     def warn(self, message: str) -> None:
         self.log(f"ci_shark: warning: {message}")
@@ -140,7 +125,18 @@ class Platform:
         self.log(f"ci_shark: error: {message}")
 
     def mask(self, secrets: Sequence[Secret]) -> None:
-        """Tell the CI to hide these values in its log. The generic CI cannot."""
+        """Tell the CI to hide these values, and each line of a multi-line one, in its log
+        (:meth:`Secret.pieces`), before they are used anywhere. Once per piece: only a
+        digest is kept to know it was done."""
+        for secret in secrets:
+            for piece in secret.pieces():
+                digest = hashlib.sha256(piece.encode()).digest()
+                if digest not in self._masked:
+                    self._masked.add(digest)
+                    self.register_secret(piece)
+
+    def register_secret(self, piece: str) -> None:
+        """Hide one piece in the CI's log. The generic CI cannot."""
 
     # -- the approval ----------------------------------------------------------------------
 
@@ -148,17 +144,15 @@ class Platform:
         """Show the approver where to go. The log always gets it, whatever `notify` says:
         a person watching the job must be able to approve without another channel."""
         for number, line in enumerate(approval_log_lines(request)):
-            self.log(self.styled(line, "1") if number == 0 else line)
+            self.log(self.writer.styled(line, "1") if number == 0 else line)
 
     def waiting(self, seconds_left: float) -> None:
-        """Called before each poll. On a terminal: a countdown line redrawn in place.
-        In a CI log: a progress line at most every 30 s."""
-        if self.is_terminal():
-            left = max(0, int(seconds_left))
+        """Called before each poll. For a person at a terminal: a countdown redrawn in
+        place. In a CI log: a progress line at most every 30 s."""
+        left = max(0, int(seconds_left))
+        if self.writer.live:
             countdown = f"ci_shark: waiting for approval, {left // 60}:{left % 60:02d} left"
-            self.stderr.write(_CLEAR_LINE + self.styled(countdown, "2"))
-            self.stderr.flush()
-            self._countdown_shown = True
+            self.writer.countdown(self.writer.styled(countdown, "2"))
             return
         now = self.clock()
         if self._last_progress_at is None:
@@ -166,7 +160,7 @@ class Platform:
             return
         if now - self._last_progress_at >= PROGRESS_EVERY_S:
             self._last_progress_at = now
-            self.log(f"ci_shark: still waiting for approval ({seconds_left:.0f}s left)")
+            self.log(f"ci_shark: still waiting for approval ({left}s left)")
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         """The flow ended (any way). Platforms update their comment, summary and status
@@ -175,6 +169,7 @@ class Platform:
         if outcome.status == "approved":
             by = f" by {outcome.approver}" if outcome.approver else ""
             self.log(f"ci_shark: approved{by}; {outcome.message}")
+        self.writer.end_line()
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -182,18 +177,47 @@ class Platform:
         chosen = self.settings.output_format
         return "dotenv" if chosen in ("auto", "github") else chosen
 
+    def state_directory(self) -> Path:
+        """A private folder for this job's files (the key file, the default credentials
+        file): under the system's temp dir, per user and per CI job, mode 0700 — never
+        the checkout, where `docker build .` or an artifact step would pick them up."""
+        user = getattr(os, "getuid", lambda: "user")()
+        job = env_value(self.env, self.job_id_variable) if self.job_id_variable else None
+        base = Path(tempfile.gettempdir()) / f"ci-shark-{user}"
+        private_directory(base)
+        return private_directory(base / (_safe_name(job) if job else self.name))
+
+    def output_path(self) -> Path | None:
+        """Where the dotenv/json credentials go (None for formats that write no file)."""
+        fmt = self.output_format()
+        if self.settings.output_file:
+            return Path(self.settings.output_file)
+        default = DEFAULT_OUTPUT_FILES.get(fmt)
+        return self.state_directory() / default if default else None
+
+    def key_directory(self) -> Path:
+        """The DPoP key file goes beside the credentials file, else in the job's folder."""
+        output = self.output_path()
+        return output.parent if output is not None else self.state_directory()
+
+    def check_outputs(self) -> None:
+        """Before a device code exists: every place the outputs go can be written."""
+        output = self.output_path()
+        if output is not None:
+            check_writable(output, what="`output-file`")
+        check_writable(self.key_directory() / "ci-shark-dpop-check.pem", what="the key folder")
+
     def export(self, credentials: Credentials) -> Credentials:
         """Write the outputs: files all or none, then (for `shell`) stdout for `eval`.
 
         Returns the credentials as exported (with the key file's path)."""
         fmt = self.output_format()
-        planned, key_path = self._planned_key_file(credentials)
+        planned, key_path = self.planned_key_file(credentials)
         credentials = credentials_with_key_file(credentials, key_path)
-        values = credentials.named()
-        rendered = RENDERERS[fmt](values)
-        target = self.settings.output_file or DEFAULT_OUTPUT_FILES.get(fmt)
-        if target:
-            planned.append(PlannedFile(Path(target), rendered))
+        rendered = RENDERERS[fmt](credentials.named())
+        target = self.output_path()
+        if target is not None:
+            planned.append(PlannedFile(target, rendered))
         self.write_files(planned, key_path)
         for path in planned:
             self.log(f"ci_shark: wrote {path.path} (mode 0600)")
@@ -202,10 +226,22 @@ class Platform:
             self.stdout.flush()
         return credentials
 
-    def _planned_key_file(self, credentials: Credentials) -> tuple[list[PlannedFile], Path | None]:
+    def export_refreshed(self, credentials: Credentials, file: Path | None) -> None:
+        """After `refresh`: the new tokens where the old ones were — the credentials file
+        rewritten whole in its own format, and for `shell`, exports on stdout for eval."""
+        values = credentials.named()
+        if file is not None:
+            fmt = "json" if file.read_text(encoding="utf-8").lstrip().startswith("{") else "dotenv"
+            write_all([PlannedFile(file, RENDERERS[fmt](values))])
+            self.log(f"ci_shark: wrote {file} (mode 0600)")
+        if self.output_format() == "shell":
+            self.stdout.write(RENDERERS["shell"](values))
+            self.stdout.flush()
+
+    def planned_key_file(self, credentials: Credentials) -> tuple[list[PlannedFile], Path | None]:
         if credentials.dpop_key is None:
             return [], None
-        key_path = new_key_file_path(self.key_directory)
+        key_path = new_key_file_path(self.key_directory())
         return [PlannedFile(key_path, credentials.dpop_key.private_pem())], key_path
 
     @staticmethod
@@ -221,3 +257,8 @@ class Platform:
 
 def credentials_with_key_file(credentials: Credentials, key_path: Path | None) -> Credentials:
     return replace(credentials, dpop_key_file=str(key_path) if key_path else None)
+
+
+def _safe_name(text: str) -> str:
+    """A folder name from a CI's job id: letters, digits, - and _ only (never "..")."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_") else "_" for ch in text)[:64]

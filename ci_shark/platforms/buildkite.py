@@ -13,10 +13,11 @@ import hashlib
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import ClassVar
 
-from ci_shark.errors import untrusted
+from ci_shark.platforms.base import Platform
+from ci_shark.platforms.common import env_value
 from ci_shark.render import (
     ApprovalRequest,
     Outcome,
@@ -24,9 +25,6 @@ from ci_shark.render import (
     approval_markdown,
     outcome_markdown,
 )
-from ci_shark.secret import Secret
-
-from .base import Platform
 
 AGENT = "buildkite-agent"
 AGENT_TIMEOUT_S = 15.0
@@ -37,6 +35,7 @@ class BuildkitePlatform(Platform):
     name: ClassVar[str] = "buildkite"
     # The annotation is Buildkite's job summary: it shows on the build page while we wait.
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
+    job_id_variable: ClassVar[str | None] = "BUILDKITE_JOB_ID"
 
     def init_state(self) -> None:
         self._agent = shutil.which(AGENT, path=self.env.get("PATH"))
@@ -50,13 +49,13 @@ class BuildkitePlatform(Platform):
         self._agent_or_warn()
         env = self.env
         organization, pipeline = (
-            _value(env, "BUILDKITE_ORGANIZATION_SLUG"),
-            _value(env, "BUILDKITE_PIPELINE_SLUG"),
+            env_value(env, "BUILDKITE_ORGANIZATION_SLUG"),
+            env_value(env, "BUILDKITE_PIPELINE_SLUG"),
         )
-        pull_request = _value(env, "BUILDKITE_PULL_REQUEST")
+        pull_request = env_value(env, "BUILDKITE_PULL_REQUEST")
         if pull_request == "false":
             pull_request = None
-        pr_repo = _value(env, "BUILDKITE_PULL_REQUEST_REPO")
+        pr_repo = env_value(env, "BUILDKITE_PULL_REQUEST_REPO")
         # A PR whose source repository is unknown counts as a fork: refusing is the safe side.
         is_fork = bool(
             pull_request
@@ -65,13 +64,13 @@ class BuildkitePlatform(Platform):
         return RunContext(
             platform=self.name,
             repository="/".join(part for part in (organization, pipeline) if part) or None,
-            job=_value(env, "BUILDKITE_LABEL") or _value(env, "BUILDKITE_STEP_KEY"),
+            job=env_value(env, "BUILDKITE_LABEL") or env_value(env, "BUILDKITE_STEP_KEY"),
             job_variant=_parallel_job(env),
-            run_url=_value(env, "BUILDKITE_BUILD_URL"),
-            run_attempt=_value(env, "BUILDKITE_RETRY_COUNT"),
-            commit=_value(env, "BUILDKITE_COMMIT"),
-            actor=_value(env, "BUILDKITE_BUILD_CREATOR") or _value(env, "BUILDKITE_BUILD_AUTHOR"),
-            event=_value(env, "BUILDKITE_SOURCE"),
+            run_url=env_value(env, "BUILDKITE_BUILD_URL"),
+            run_attempt=env_value(env, "BUILDKITE_RETRY_COUNT"),
+            commit=env_value(env, "BUILDKITE_COMMIT"),
+            actor=env_value(env, "BUILDKITE_BUILD_CREATOR")
+            or env_value(env, "BUILDKITE_BUILD_AUTHOR"),
             change_request=f"PR #{pull_request}" if pull_request else None,
             is_fork=is_fork,
             fork_source=pr_repo if is_fork else None,
@@ -79,19 +78,12 @@ class BuildkitePlatform(Platform):
 
     # -- the log ---------------------------------------------------------------------------
 
-    def mask(self, secrets: Sequence[Secret]) -> None:
-        """``buildkite-agent redactor add`` once per value (and per line of a multi-line
-        one, since log lines are redacted one at a time), the value on stdin."""
+    def register_secret(self, piece: str) -> None:
+        """``buildkite-agent redactor add``, the value on stdin (log lines are redacted one
+        at a time, hence the line pieces of a multi-line secret)."""
         agent = self._agent_or_warn()
-        if agent is None:
-            return
-        for secret in secrets:
-            value = secret.reveal()
-            pieces = [value]
-            if "\n" in value.strip():
-                pieces += [line for line in value.splitlines() if _worth_redacting(line)]
-            for piece in pieces:
-                self._redact(agent, piece)
+        if agent is not None:
+            self._redact(agent, piece)
 
     def _redact(self, agent: str, value: str) -> None:
         result = self._run([agent, "redactor", "add"], stdin=value)
@@ -168,18 +160,13 @@ _SMALL_NUMBER = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() ta
 def _parallel_job(env: Mapping[str, str]) -> str | None:
     """Which copy of a step with ``parallelism``: each gets its own annotation, or copies
     waiting side by side would overwrite each other's code."""
-    index = _value(env, "BUILDKITE_PARALLEL_JOB") or ""
-    count = _value(env, "BUILDKITE_PARALLEL_JOB_COUNT") or ""
+    index = env_value(env, "BUILDKITE_PARALLEL_JOB") or ""
+    count = env_value(env, "BUILDKITE_PARALLEL_JOB_COUNT") or ""
     if not (_SMALL_NUMBER.fullmatch(index) and _SMALL_NUMBER.fullmatch(count)):
         return None
     if int(index) >= int(count):
         return None
     return f"parallel job {int(index) + 1} of {int(count)}"
-
-
-def _value(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return untrusted(value, 200) if value else None
 
 
 def _repo_key(url: str | None) -> str:
@@ -188,8 +175,3 @@ def _repo_key(url: str | None) -> str:
     for prefix in ("https://", "http://", "ssh://", "git://", "git@"):
         text = text.removeprefix(prefix)
     return text.replace(":", "/", 1).split("@")[-1]
-
-
-def _worth_redacting(line: str) -> bool:
-    line = line.strip()
-    return len(line) >= 8 and not line.startswith("-----")

@@ -15,29 +15,28 @@ What the runner does with what we write (actions/runner, checked against its sou
   (128 KiB at most), with registered secrets masked.
 
 Anything from the event payload or the authorization server is untrusted: it reaches
-markdown through :mod:`ci_shark.render` only, and the log through :meth:`log`, which
-defuses workflow commands.
+markdown through :mod:`ci_shark.render` only, and the log through the log writer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 
-from ci_shark import __version__
 from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.oauth.tls import context_for
-from ci_shark.outputs import Credentials, Value, reveal
+from ci_shark.outputs import RENDERERS, Credentials, PlannedFile, Value, reveal
 from ci_shark.platforms.base import Platform, credentials_with_key_file
+from ci_shark.platforms.common import MarkedNote, Note, NoteApiError, api_client, env_value
 from ci_shark.render import (
     ApprovalRequest,
     Outcome,
@@ -58,10 +57,15 @@ MAX_EVENT_BYTES = 32 * 1024 * 1024
 MAX_COMMENT_PAGES = 10
 SUMMARY_LIMIT_BYTES = 128 * 1024
 DELIMITER_PREFIX = "ghadelimiter_"
+# The account GITHUB_TOKEN posts as. Its installation token cannot ask GET /user.
+ACTIONS_BOT = "github-actions[bot]"
+CREDENTIALS_FILE = "ci-shark.json"
 PR_EVENTS = frozenset(
     {"pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment"}
 )
-# Step output name -> the SHARK_* value it carries (SPEC.md "Outputs"); `status` is
+# refs/heads/gh-readonly-queue/<base branch>/pr-<number>-<sha>
+_MERGE_QUEUE_REF = re.compile(r"^refs/heads/gh-readonly-queue/.+/pr-(\d+)-[0-9a-f]+$")
+# Step output name -> the SHARK_* value it carries (README "Outputs"); `status` is
 # written by finish() on every outcome, `dpop-private-key` comes from the key itself.
 STEP_OUTPUTS = {
     "access-token": "SHARK_ACCESS_TOKEN",
@@ -76,37 +80,11 @@ STEP_OUTPUTS = {
     "dpop-key-file": "SHARK_DPOP_KEY_FILE",
     "approver": "SHARK_APPROVER",
 }
-_COMMAND_START = re.compile(r"^(\s*)::")
 
 
 def escape_command_data(value: str) -> str:
     """The escaping the runner undoes in a command's data (`%`, CR, LF)."""
     return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def neutralise_log_line(line: str) -> str:
-    """A line that the runner will print and never act on."""
-    line = line.replace("##[", "# #[")  # legacy commands match anywhere in a line
-    line = line.replace("\r", " ").replace("\n", " ")
-    if _COMMAND_START.match(line):
-        return "ci_shark: " + line.lstrip()
-    return line
-
-
-def mask_commands(secrets: Iterable[Secret]) -> list[str]:
-    """``::add-mask::`` lines for each secret, and for each line of a multi-line one."""
-    commands: list[str] = []
-    for secret in secrets:
-        value = secret.reveal()
-        if not value.strip():
-            continue
-        commands.append(f"::add-mask::{escape_command_data(value)}")
-        lines = value.splitlines()
-        if len(lines) > 1:
-            commands += [
-                f"::add-mask::{escape_command_data(line)}" for line in lines if line.strip()
-            ]
-    return commands
 
 
 def new_delimiter() -> str:
@@ -137,7 +115,7 @@ def render_file_commands(values: Mapping[str, Value], delimiter: str | None = No
 class PullRequest:
     number: int
     head_repo: str | None  # None when GitHub did not tell (deleted fork, unreadable PR)
-    base_repo: str
+    base_repo: str  # always this run's repository (GITHUB_REPOSITORY), never the payload's
     from_payload: bool  # the run was triggered by this PR (not found through its commit)
 
     @property
@@ -145,10 +123,108 @@ class PullRequest:
         return self.head_repo is None or self.head_repo.lower() != self.base_repo.lower()
 
 
-class GitHubApiError(Exception):
-    def __init__(self, status: int | None, what: str) -> None:
-        super().__init__(what)
-        self.status = status
+class GitHubApi:
+    """The REST API with the job's token: one connection for the run, bounded calls."""
+
+    def __init__(self, api_url: str, token: Secret, transport: httpx.BaseTransport | None) -> None:
+        self._client = api_client(
+            base_url=api_url,
+            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION},
+            transport=transport,
+            # The run's trust (the system's, see oauth/tls.py): GHES behind a private CA.
+            trust=lambda: context_for(None),
+            timeout=API_TIMEOUT,
+        )
+        self._token = token
+        self.finishing = False  # the last calls of a run get the short timeout
+
+    def close(self) -> None:
+        self._client.close()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        payload: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        try:
+            response = self._client.request(
+                method,
+                path,
+                json=payload,
+                params=params,
+                headers={"Authorization": f"Bearer {self._token.reveal()}"},
+                timeout=FINISH_TIMEOUT if self.finishing else API_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            # The exception text is ours (httpx), never the token: only its kind is shown.
+            raise NoteApiError(f"{type(exc).__name__} talking to the GitHub API") from None
+        if response.status_code >= 300:
+            raise NoteApiError(
+                f"HTTP {response.status_code} from {method} {path}", status=response.status_code
+            )
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except (ValueError, RecursionError):
+            raise NoteApiError("the GitHub API sent no JSON", status=response.status_code) from None
+
+
+class PullRequestComments:
+    """The comments of one PR (an issue thread), as :class:`MarkedNote` needs them."""
+
+    def __init__(self, api: GitHubApi, repository: str, number: int) -> None:
+        self._api = api
+        self._repository = repository
+        self._number = number
+
+    def own_author(self) -> str | None:
+        try:
+            data = self._api.call("GET", "/user")
+        except NoteApiError as refused:
+            # An installation token (GITHUB_TOKEN) may not read /user; it posts as the bot.
+            return ACTIONS_BOT if refused.status == 403 else None
+        login = data.get("login") if isinstance(data, dict) else None
+        return login if isinstance(login, str) else None
+
+    def notes(self) -> Iterator[Note]:
+        for page in range(1, MAX_COMMENT_PAGES + 1):
+            data = self._api.call(
+                "GET",
+                f"/repos/{self._repository}/issues/{self._number}/comments",
+                params={"per_page": "100", "page": str(page)},
+            )
+            items = data if isinstance(data, list) else []
+            for item in items:
+                note = _note(item)
+                if note is not None:
+                    yield note
+            if len(items) < 100:
+                return
+
+    def create(self, body: str) -> int:
+        created = self._api.call(
+            "POST", f"/repos/{self._repository}/issues/{self._number}/comments", {"body": body}
+        )
+        note = _note(created)
+        if note is None:
+            raise NoteApiError("the GitHub API answered the new comment without an id")
+        return note.id
+
+    def edit(self, note_id: int, body: str) -> None:
+        self._api.call(
+            "PATCH", f"/repos/{self._repository}/issues/comments/{note_id}", {"body": body}
+        )
+
+
+def _note(item: object) -> Note | None:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), int):
+        return None
+    login = _dig(item, "user", "login")
+    body = item.get("body")
+    return Note(item["id"], login if isinstance(login, str) else None, str(body or ""))
 
 
 class GitHubPlatform(Platform):
@@ -161,38 +237,22 @@ class GitHubPlatform(Platform):
         self._context: RunContext | None = None
         self._pull_request: PullRequest | None = None
         self._commit_to_look_up: str | None = None  # push/dispatch: its PR, after the link
-        self._comment_id: int | None = None
-        self._comment_broken = False  # after a 401/403/404: warned once, not retried
-        self._client: httpx.Client | None = None
-        self._masked: set[bytes] = set()
-        self._finishing = False
+        self._comment: MarkedNote | None = None
+        self._api: GitHubApi | None = None
         self.repository = self.env.get("GITHUB_REPOSITORY", "")
         self.server_url = self.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
         self.api_url = self.env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
 
-    # -- the log: stderr, commands defused -------------------------------------------------
-
-    def log(self, line: str) -> None:
-        self._emit(neutralise_log_line(line))
+    # -- the log: stderr, commands at a line start -----------------------------------------
 
     def warn(self, message: str) -> None:
-        self._emit(f"::warning title=ci_shark::{_command_text(message)}")
+        self.writer.command(f"::warning title=ci_shark::{_command_text(message)}")
 
     def error(self, message: str) -> None:
-        self._emit(f"::error title=ci_shark::{_command_text(message)}")
+        self.writer.command(f"::error title=ci_shark::{_command_text(message)}")
 
-    def _emit(self, line: str) -> None:
-        print(line, file=self.stderr, flush=True)
-
-    def mask(self, secrets: Sequence[Secret]) -> None:
-        for secret in secrets:
-            # Once is enough for the runner; only a digest is kept to know it was done.
-            digest = hashlib.sha256(secret.reveal().encode()).digest()
-            if digest in self._masked:
-                continue
-            self._masked.add(digest)
-            for command in mask_commands([secret]):
-                self._emit(command)
+    def register_secret(self, piece: str) -> None:
+        self.writer.command(f"::add-mask::{escape_command_data(piece)}")
 
     # -- what the run is -------------------------------------------------------------------
 
@@ -215,27 +275,27 @@ class GitHubPlatform(Platform):
         pr = self._pull_request
         run_id = env.get("GITHUB_RUN_ID")
         commit = _dig(payload, "pull_request", "head", "sha") if event in PR_EVENTS else None
+        fork = pr is not None and pr.from_payload and pr.is_fork
         self._context = RunContext(
             platform=self.name,
             repository=self.repository or None,
-            workflow=env.get("GITHUB_WORKFLOW") or None,
-            job=env.get("GITHUB_JOB") or None,
+            workflow=env_value(env, "GITHUB_WORKFLOW"),
+            job=env_value(env, "GITHUB_JOB"),
             job_variant=matrix_leg(env.get("CI_SHARK_MATRIX")),
             run_url=(
                 f"{self.server_url}/{self.repository}/actions/runs/{run_id}"
                 if run_id and self.repository
                 else None
             ),
-            run_attempt=env.get("GITHUB_RUN_ATTEMPT") or None,
-            commit=str(commit) if isinstance(commit, str) else env.get("GITHUB_SHA") or None,
-            actor=env.get("GITHUB_TRIGGERING_ACTOR") or env.get("GITHUB_ACTOR") or None,
-            event=event or None,
+            run_attempt=env_value(env, "GITHUB_RUN_ATTEMPT"),
+            commit=str(commit) if isinstance(commit, str) else env_value(env, "GITHUB_SHA"),
+            actor=env_value(env, "GITHUB_TRIGGERING_ACTOR") or env_value(env, "GITHUB_ACTOR"),
             change_request=f"PR #{pr.number}" if pr and pr.number > 0 else None,
             change_request_url=self._pull_request_url(pr),
-            is_fork=bool(pr and pr.from_payload and pr.is_fork),
+            is_fork=fork,
             public=_dig(payload, "repository", "private") is False
             or _dig(payload, "repository", "visibility") == "public",
-            fork_source=pr.head_repo if pr and pr.from_payload and pr.is_fork else None,
+            fork_source=pr.head_repo if pr and fork else None,
         )
         return self._context
 
@@ -249,46 +309,51 @@ class GitHubPlatform(Platform):
             if len(raw) > MAX_EVENT_BYTES:
                 raise ValueError("too large")
             payload = json.loads(raw)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             self.warn(f"could not read the event payload (GITHUB_EVENT_PATH): {type(exc).__name__}")
             return {}
         return payload if isinstance(payload, dict) else {}
 
     def _find_pull_request(self, event: str, payload: dict[str, Any]) -> PullRequest | None:
-        base_repo = self.repository
         if event in PR_EVENTS or isinstance(payload.get("pull_request"), dict):
             pr = payload.get("pull_request")
             number = _dig(payload, "pull_request", "number")
             if isinstance(pr, dict) and isinstance(number, int):
                 head = _dig(pr, "head", "repo", "full_name")
-                base = _dig(pr, "base", "repo", "full_name")
-                return PullRequest(
-                    number=number,
-                    head_repo=head if isinstance(head, str) else None,
-                    base_repo=base if isinstance(base, str) else base_repo,
-                    from_payload=True,
-                )
+                return self._pr(number, head)
             if event in PR_EVENTS:
                 # A PR event without a readable PR: we cannot tell a fork, so assume one.
-                return PullRequest(0, None, base_repo, from_payload=True)
+                return self._pr(0, None)
         if event == "workflow_run":
             return self._pull_request_of_workflow_run(payload)
         if event in ("check_suite", "check_run"):
             suite = payload.get("check_suite") or _dig(payload, "check_run", "check_suite")
             # GitHub sets head_branch to null for a commit of a fork's branch.
             if not isinstance(suite, dict) or suite.get("head_branch") is None:
-                return PullRequest(0, None, base_repo, from_payload=True)
+                return self._pr(0, None)
         if event == "issue_comment" and isinstance(_dig(payload, "issue", "pull_request"), dict):
             number = _dig(payload, "issue", "number")
             if isinstance(number, int):
                 return self._pull_request_by_number(number)
             return None
+        if event == "merge_group":
+            # The queue's branch names the PR it tests; its code may come from a fork.
+            ref = _dig(payload, "merge_group", "head_ref")
+            match = _MERGE_QUEUE_REF.match(ref) if isinstance(ref, str) else None
+            if match is None:
+                return self._pr(0, None)
+            return self._pull_request_by_number(int(match[1]))
         sha = self.env.get("GITHUB_SHA")
         if sha and self.repository and self._api_available():
             # Only for the comment (a push is never a fork's): looked up after the link
             # is in the log, not before it.
             self._commit_to_look_up = sha
         return None
+
+    def _pr(self, number: int, head: object, *, from_payload: bool = True) -> PullRequest:
+        return PullRequest(
+            number, head if isinstance(head, str) else None, self.repository, from_payload
+        )
 
     def _pull_request_of_workflow_run(self, payload: dict[str, Any]) -> PullRequest | None:
         """workflow_run runs in the base repository with its secrets, after a run that may
@@ -300,26 +365,24 @@ class GitHubPlatform(Platform):
         number = _dig(first, "number") if isinstance(first, dict) else None
         number = number if isinstance(number, int) else 0
         if isinstance(head, str) and head == self.repository:
-            return PullRequest(number, head, self.repository, from_payload=True) if number else None
-        return PullRequest(
-            number, head if isinstance(head, str) else None, self.repository, from_payload=True
-        )
+            return self._pr(number, head) if number else None
+        return self._pr(number, head)
 
     def _pull_request_by_number(self, number: int) -> PullRequest:
-        """issue_comment payloads do not say where the PR's head lives: ask the API.
-        When it cannot tell, the PR is treated as a fork (refused unless allow-fork)."""
-        head: str | None = None
-        if self._api_available():
+        """issue_comment and merge_group payloads do not say where the PR's head lives:
+        ask the API. When it cannot tell, the PR is treated as a fork."""
+        head: object = None
+        api = self._client()
+        if api is not None:
             try:
-                data = self._api("GET", f"/repos/{self.repository}/pulls/{number}")
-                found = _dig(data, "head", "repo", "full_name")
-                head = found if isinstance(found, str) else None
-            except GitHubApiError as exc:
+                head = _dig(api.call("GET", f"/repos/{self.repository}/pulls/{number}"), "head")
+                head = _dig(head, "repo", "full_name")
+            except NoteApiError as exc:
                 self.warn(
                     f"could not read PR #{number} to check where it comes from ({exc}); "
                     "it is treated as a fork. Give the job `permissions: pull-requests: read`"
                 )
-        return PullRequest(number, head, self.repository, from_payload=True)
+        return self._pr(number, head)
 
     def _with_late_pull_request(self, request: ApprovalRequest) -> ApprovalRequest:
         """The request, naming the PR whose head is this push's commit once it is known
@@ -342,31 +405,26 @@ class GitHubPlatform(Platform):
 
     def _pull_request_for_commit(self, sha: str) -> PullRequest | None:
         """push / workflow_dispatch: the open PR whose head is this commit, if any."""
+        api = self._client()
+        if api is None:
+            return None
         try:
-            data = self._api("GET", f"/repos/{self.repository}/commits/{sha}/pulls")
-        except GitHubApiError as exc:
+            data = api.call("GET", f"/repos/{self.repository}/commits/{sha}/pulls")
+        except NoteApiError as exc:
             self.log(f"ci_shark: no PR found for commit {sha[:12]} ({exc}); no PR comment")
             return None
         # Only a PR whose head IS this commit: a PR that merely contains it is someone
         # else's conversation.
-        candidates = [
-            item
-            for item in (data if isinstance(data, list) else [])
-            if isinstance(item, dict)
-            and item.get("state") == "open"
-            and isinstance(item.get("number"), int)
-            and _dig(item, "head", "sha") == sha
-        ]
-        if not candidates:
-            return None
-        chosen = candidates[0]
-        head = _dig(chosen, "head", "repo", "full_name")
-        return PullRequest(
-            number=chosen["number"],
-            head_repo=head if isinstance(head, str) else None,
-            base_repo=self.repository,
-            from_payload=False,
-        )
+        for item in data if isinstance(data, list) else []:
+            if (
+                isinstance(item, dict)
+                and item.get("state") == "open"
+                and isinstance(item.get("number"), int)
+                and _dig(item, "head", "sha") == sha
+            ):
+                head = _dig(item, "head", "repo", "full_name")
+                return self._pr(item["number"], head, from_payload=False)
+        return None
 
     # -- the approval: log, summary, comment -----------------------------------------------
 
@@ -377,11 +435,12 @@ class GitHubPlatform(Platform):
         if "summary" in self.channels:
             self._write_summary(body)
         if "comment" in self.channels:
-            self._comment(request.context, body)
+            self._write_comment(request.context, body)
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         """Never raises: it runs on every way out, and must not hide the first error."""
-        self._finishing = True
+        if self._api is not None:
+            self._api.finishing = True
         try:
             self._append_file("GITHUB_OUTPUT", f"status={outcome.status}\n")
         except (OSError, CiSharkError) as exc:
@@ -391,18 +450,18 @@ class GitHubPlatform(Platform):
         body = outcome_markdown(outcome, request)
         if "summary" in self.channels:
             self._write_summary(body)
-        if "comment" in self.channels and request is not None and self._comment_id is not None:
-            self._comment(request.context, body)
-        if outcome.status in ("approved", "cancelled"):
-            super().finish(outcome, request)
-        else:  # an annotation on the run page; the CLI prints the fix on stderr
+        if request is not None and self._comment is not None and self._comment.note_id:
+            self._write_comment(request.context, body)
+        if outcome.status not in ("approved", "cancelled"):
+            # An annotation on the run page; the CLI prints the fix on stderr.
             self.error(f"{outcome.status}: {outcome.message}")
+        super().finish(outcome, request)
         self.close()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._api is not None:
+            self._api.close()
+            self._api = None
 
     def _write_summary(self, body: str) -> None:
         """The step's summary file is ours alone (a new one per step): rewrite it whole."""
@@ -416,64 +475,31 @@ class GitHubPlatform(Platform):
         except OSError as exc:
             self.warn(f"could not write the job summary: {exc.strerror}")
 
-    def _comment(self, context: RunContext, markdown: str) -> None:
+    def _write_comment(self, context: RunContext, markdown: str) -> None:
         pr = self._pull_request
-        if pr is None or pr.number <= 0 or self._comment_broken or not self._api_available():
+        api = self._client()
+        if pr is None or pr.number <= 0 or api is None:
             return
-        body = f"{marker(context)}\n{markdown}"
-        try:
-            if self._comment_id is None:
-                self._comment_id = self._find_own_comment(pr.number, marker(context))
-            if self._comment_id is None:
-                created = self._api(
-                    "POST", f"/repos/{self.repository}/issues/{pr.number}/comments", {"body": body}
-                )
-                comment_id = created.get("id") if isinstance(created, dict) else None
-                self._comment_id = comment_id if isinstance(comment_id, int) else None
-                self.log(f"ci_shark: asked for approval in a comment on PR #{pr.number}")
-            else:
-                self._api(
-                    "PATCH",
-                    f"/repos/{self.repository}/issues/comments/{self._comment_id}",
-                    {"body": body},
-                )
-        except GitHubApiError as exc:
-            self._comment_broken = True
-            if exc.status in (401, 403, 404):
-                self.warn(
-                    f"could not comment on PR #{pr.number} (HTTP {exc.status}). The job's "
-                    "token needs `permissions: pull-requests: write`; pull requests from "
-                    "forks only ever get a read-only token. Approve from the link in this "
-                    "log instead."
-                )
-            else:
-                self.warn(f"could not comment on PR #{pr.number} ({exc}); use the link in the log")
-
-    def _find_own_comment(self, number: int, wanted: str) -> int | None:
-        """A comment carrying our marker, posted by a bot (a person who pasted the marker
-        into their own comment must not get their comment rewritten under their name)."""
-        for page in range(1, MAX_COMMENT_PAGES + 1):
-            data = self._api(
-                "GET",
-                f"/repos/{self.repository}/issues/{number}/comments",
-                params={"per_page": "100", "page": str(page)},
+        if self._comment is None:
+            self._comment = MarkedNote(
+                PullRequestComments(api, self.repository, pr.number),
+                marker(context),
+                warn=lambda problem: self._comment_failed(pr.number, problem),
             )
-            items = data if isinstance(data, list) else []
-            for item in items:
-                if not isinstance(item, dict):
-                    continue
-                body = item.get("body")
-                if (
-                    isinstance(body, str)
-                    and body.startswith(wanted)
-                    and _dig(item, "user", "type") == "Bot"
-                    and isinstance(item.get("id"), int)
-                ):
-                    found: int = item["id"]
-                    return found
-            if len(items) < 100:
-                break
-        return None
+            if self._comment.write(markdown):
+                self.log(f"ci_shark: asked for approval in a comment on PR #{pr.number}")
+            return
+        self._comment.write(markdown)
+
+    def _comment_failed(self, number: int, problem: str) -> None:
+        if re.search(r"HTTP (401|403|404)\b", problem):
+            self.warn(
+                f"could not comment on PR #{number} ({problem}). The job's token needs "
+                "`permissions: pull-requests: write`; pull requests from forks only ever "
+                "get a read-only token. Approve from the link in this log instead."
+            )
+        else:
+            self.warn(f"could not comment on PR #{number} ({problem}); use the link in the log")
 
     # -- the REST API ----------------------------------------------------------------------
 
@@ -484,96 +510,99 @@ class GitHubPlatform(Platform):
             and url_problem(self.api_url) is None
         )
 
-    def _api(
-        self,
-        method: str,
-        path: str,
-        payload: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> Any:
-        token = self.settings.github_token
-        if token is None:
-            raise GitHubApiError(None, "no github-token")
-        if self._client is None:
-            self._client = httpx.Client(
-                base_url=self.api_url,
-                transport=self.transport,
-                # The run's trust (the system's, see oauth/tls.py): GHES behind a private CA.
-                verify=context_for(None) if self.transport is None else True,
-                timeout=API_TIMEOUT,
-                follow_redirects=False,
-                headers={
-                    "Accept": "application/vnd.github+json",
-                    "X-GitHub-Api-Version": API_VERSION,
-                    "User-Agent": f"ci-shark/{__version__}",
-                },
-            )
-        try:
-            response = self._client.request(
-                method,
-                path,
-                json=payload,
-                params=params,
-                headers={"Authorization": f"Bearer {token.reveal()}"},
-                timeout=FINISH_TIMEOUT if self._finishing else API_TIMEOUT,
-            )
-        except httpx.HTTPError as exc:
-            # The exception text is ours (httpx), never the token: only its kind is shown.
-            raise GitHubApiError(None, f"{type(exc).__name__} talking to the GitHub API") from None
-        if response.status_code >= 300:
-            raise GitHubApiError(
-                response.status_code, f"HTTP {response.status_code} from {method} {path}"
-            )
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError:
-            raise GitHubApiError(response.status_code, "the GitHub API sent no JSON") from None
+    def _client(self) -> GitHubApi | None:
+        if self._api is None and self._api_available():
+            assert self.settings.github_token is not None
+            self._api = GitHubApi(self.api_url, self.settings.github_token, self.transport)
+        return self._api
 
     # -- outputs ---------------------------------------------------------------------------
+
+    def state_directory(self) -> Path:
+        """RUNNER_TEMP: the runner's per-job folder, emptied when the job ends."""
+        runner_temp = env_value(self.env, "RUNNER_TEMP")
+        if runner_temp and Path(runner_temp).is_dir():
+            return Path(runner_temp)
+        return super().state_directory()
 
     def output_format(self) -> str:
         chosen = self.settings.output_format
         return "github" if chosen in ("auto", "github") else chosen
 
-    def export(self, credentials: Credentials) -> Credentials:
-        if self.output_format() != "github":
-            return super().export(credentials)
-        planned, key_path = self._planned_key_file(credentials)
-        credentials = credentials_with_key_file(credentials, key_path)
-        named = credentials.named()
-        outputs: dict[str, Value] = {step: named[shark] for step, shark in STEP_OUTPUTS.items()}
-        outputs["dpop-private-key"] = (
-            credentials.dpop_key.private_pem() if credentials.dpop_key else ""
-        )
-        # Everything is rendered (and checked) before anything is written.
-        texts = {"GITHUB_OUTPUT": render_file_commands(outputs)}
-        if self.settings.export_env:
-            env_values = {name: value for name, value in named.items() if name != "SHARK_STATUS"}
-            texts["GITHUB_ENV"] = render_file_commands(env_values)
-        for variable in texts:
+    def output_path(self) -> Path | None:
+        """With step outputs, the credentials also go to a 0600 JSON file in RUNNER_TEMP:
+        what `ci-shark request|refresh|revoke` in a later step read by default."""
+        if self.output_format() == "github":
+            return self.state_directory() / CREDENTIALS_FILE
+        return super().output_path()
+
+    def check_outputs(self) -> None:
+        super().check_outputs()
+        if self.output_format() == "github":
+            self._require_file_commands()
+
+    def _require_file_commands(self) -> None:
+        variables = ["GITHUB_OUTPUT"] + (["GITHUB_ENV"] if self.settings.export_env else [])
+        for variable in variables:
             if not self.env.get(variable):
                 raise ConfigError(
                     f"{variable} is not set, so the step outputs cannot be written",
                     hint="run ci_shark as a step of a GitHub Actions job, or set "
                     "`output-format` to dotenv, shell or json",
                 )
+
+    def export(self, credentials: Credentials) -> Credentials:
+        if self.output_format() != "github":
+            return super().export(credentials)
+        self._require_file_commands()
+        planned, key_path = self.planned_key_file(credentials)
+        credentials = credentials_with_key_file(credentials, key_path)
+        named = credentials.named()
+        credentials_file = self.output_path()
+        assert credentials_file is not None
+        planned.append(PlannedFile(credentials_file, RENDERERS["json"](named)))
+        outputs: dict[str, Value] = {step: named[shark] for step, shark in STEP_OUTPUTS.items()}
+        outputs["dpop-private-key"] = (
+            credentials.dpop_key.private_pem() if credentials.dpop_key else ""
+        )
+        outputs["credentials-file"] = str(credentials_file)
+        # Everything is rendered (and checked) before anything is written.
+        texts = {"GITHUB_OUTPUT": render_file_commands(outputs)}
+        if self.settings.export_env:
+            env_values = {name: value for name, value in named.items() if name != "SHARK_STATUS"}
+            texts["GITHUB_ENV"] = render_file_commands(env_values)
         self.write_files(planned, key_path)
         try:
             self._append_all(texts)
         except BaseException:
-            if key_path is not None:
-                with suppress(OSError):
-                    key_path.unlink()
+            for path in (key_path, credentials_file):
+                if path is not None:
+                    with suppress(OSError):
+                        path.unlink()
             raise
-        written = ", ".join(sorted(outputs))
-        self.log(f"ci_shark: step outputs written: {written}")
+        self.log(f"ci_shark: step outputs written: {', '.join(sorted(outputs))}")
         if "GITHUB_ENV" in texts:
             self.log("ci_shark: SHARK_* variables exported to later steps (export-env)")
+        self.log(f"ci_shark: credentials written to {credentials_file} (mode 0600)")
         if key_path is not None:
             self.log(f"ci_shark: DPoP key written to {key_path} (mode 0600)")
         return credentials
+
+    def export_refreshed(self, credentials: Credentials, file: Path | None) -> None:
+        """The file as everywhere, this step's outputs, and GITHUB_ENV when the old tokens
+        came from there (export-env), so the later steps get the new ones."""
+        named = credentials.named()
+        texts = {
+            "GITHUB_OUTPUT": render_file_commands(
+                {step: named[shark] for step, shark in STEP_OUTPUTS.items()}
+            )
+        }
+        if file is None and self.env.get("GITHUB_ENV"):
+            texts["GITHUB_ENV"] = render_file_commands(
+                {name: value for name, value in named.items() if name != "SHARK_STATUS"}
+            )
+        super().export_refreshed(credentials, file)
+        self._append_all({name: text for name, text in texts.items() if self.env.get(name)})
 
     def _append_all(self, texts: Mapping[str, str]) -> None:
         """Append each text whole; on a failure, cut every file back to where it was."""
@@ -614,7 +643,7 @@ def matrix_leg(matrix_json: str | None) -> str | None:
     outside a matrix, where the runner passes ``null``."""
     try:
         matrix = json.loads(matrix_json) if matrix_json else None
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(matrix, dict) or not matrix:
         return None
@@ -630,16 +659,3 @@ def _dig(data: object, *keys: str) -> object:
             return None
         data = data.get(key)
     return data
-
-
-# What tests that read the runner's files back import.
-__all__ = [
-    "DELIMITER_PREFIX",
-    "STEP_OUTPUTS",
-    "GitHubPlatform",
-    "PullRequest",
-    "escape_command_data",
-    "mask_commands",
-    "neutralise_log_line",
-    "render_file_commands",
-]

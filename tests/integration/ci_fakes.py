@@ -1,6 +1,7 @@
 """Loopback fakes of the CI services the integration tests talk to.
 
-``GitLabNotesServer``: the MR notes endpoints of the GitLab REST API (list, create, edit),
+``GitLabNotesServer``: the MR notes endpoints of the GitLab REST API (list, create, edit,
+and ``GET /user``, who the token is),
 on 127.0.0.1, stdlib only, over TLS when given a server context. It records every request
 (method, path, PRIVATE-TOKEN header, the client's port: one port, one connection) and can
 answer every request with a fixed status (401, 403, ...) instead.
@@ -17,6 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
+# The user of the project access token the tests use: it writes, and may edit, our notes.
+TOKEN_USER = {"id": 4242, "username": "project_7_bot_ci"}
 _NOTES = re.compile(
     r"^/api/v4/projects/(?P<project>[^/]+)/merge_requests/(?P<iid>\d+)/notes(?:/(?P<id>\d+))?$"
 )
@@ -69,6 +72,9 @@ class GitLabNotesServer(LoopbackFake):
                 if fake.status is not None:
                     self.send_json(fake.status, {"message": f"{fake.status} fake"})
                     return
+                if parts.path == "/api/v4/user":
+                    self.send_json(200, TOKEN_USER)
+                    return
                 match = _NOTES.match(parts.path)
                 if not match:
                     self.send_json(404, {"message": "404 Not Found"})
@@ -81,7 +87,12 @@ class GitLabNotesServer(LoopbackFake):
                         newest = sorted(notes, key=lambda note: -int(note["id"]))
                         self.send_json(200, newest[(page - 1) * 100 : page * 100])
                     elif self.command == "POST" and body:
-                        note = {"id": 1000 + len(notes), "body": body["body"], "system": False}
+                        note = {
+                            "id": 1000 + len(notes),
+                            "body": body["body"],
+                            "system": False,
+                            "author": TOKEN_USER,
+                        }
                         notes.append(note)
                         self.send_json(201, note)
                     elif self.command == "PUT" and body and match["id"]:

@@ -271,6 +271,8 @@ class FakeGitHubApi(LoopbackFake):
         self.calls.append(ApiCall(method, parts.path, parse_qs(parts.query), headers, body))
         if headers.get("authorization") != f"Bearer {self.token}":
             return 401, {"message": "Bad credentials"}
+        if parts.path == "/user":  # as for GITHUB_TOKEN, an installation token
+            return 403, {"message": "Resource not accessible by integration"}
         prefix = f"/repos/{self.repository}"
         if not parts.path.startswith(prefix + "/"):
             return 404, {"message": "Not Found"}

@@ -36,7 +36,7 @@ def test_approval_by_someone_else_is_revoked_and_refused(
 
     assert result.returncode == 6, result.stderr
     assert "approved by mallory, who is not in `allowed-approvers`" in result.stderr
-    assert "the token was revoked" in result.stderr
+    assert "the tokens it issued were revoked" in result.stderr
     assert not (tmp_path / "out.json").exists()
     assert not list(tmp_path.glob("ci-shark-dpop-*"))
     assert server.stats.outcomes("/oauth/revoke")  # the grant really was revoked
@@ -80,7 +80,7 @@ def test_explicit_endpoints_still_learn_the_approver_from_the_metadata(
     result = run_cli([], env)
     assert result.returncode == 6, result.stderr
     assert "approved by mallory" in result.stderr
-    assert "the token was revoked" in result.stderr
+    assert "the tokens it issued were revoked" in result.stderr
     assert server.stats.outcomes("/oauth/revoke")
 
 

@@ -16,9 +16,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import REPO, CliResult, clean_env, run_process
+from gfm import assert_inert, read
 from github_fakes import (
     HOSTILE_USER_CODE,
     FakeGitHubApi,
@@ -33,6 +35,7 @@ from github_fakes import (
 from ci_shark.sandbox import SandboxServer
 
 ENTRYPOINT = REPO / "entrypoint.py"
+HOSTILE_LINK = "https://127.0.0.1/device"  # the hostile verification_uri_complete
 TOKEN = "ghs_integration_token_9c9c9c9c"
 CANARY = "canary-client-secret-5b1d0c7e"  # a secret input: masked, then never printed
 SandboxFactory = Callable[..., SandboxServer]
@@ -147,7 +150,7 @@ def test_rerun_edits_the_same_comment(
         step = run_step(env, root)
         assert step.returncode == 0, step.log
     (comment,) = api.comments_on(7)
-    assert "attempt 2" in comment["body"]
+    assert "(attempt `2`)" in comment["body"]
     assert [c.method for c in api.calls if "comments" in c.path] == [
         "GET",
         "POST",
@@ -237,9 +240,11 @@ def test_hostile_server_texts_stay_inert(api: FakeGitHubApi, tmp_path: Path) -> 
     # Our own commands only: the masks and one annotation, no forged error/warning.
     assert sorted(c.name for c in workflow_commands(step.log) if c.name != "add-mask") == ["error"]
     bodies = [c.body["body"] for c in api.calls if c.body] + [files.summary.read_text()]
-    for text in bodies:
-        for forbidden in ("<img", "<script", "](https://evil", "@admin", "@everyone", "##["):
-            assert forbidden not in text
+    ours = {"https://github.com/octo/app/actions/runs/4242", "https://github.com/octo/app/pull/7"}
+    for text in bodies:  # as GitHub renders them: shown as text, nothing live
+        approval_links = {link for link in read(text).links if link.startswith(HOSTILE_LINK)}
+        shown = assert_inert(text, links=ours | approval_links)
+        assert not any("evil.example" in urlsplit(link).netloc for link in shown.links)
     assert "hostile-device-code-CANARY-7f3a" in masked_values(step.stderr)
     assert_secrets_only_on_mask_lines(step, ["hostile-device-code-CANARY-7f3a"])
     assert HOSTILE_USER_CODE.split()[0] not in files.summary.read_text()

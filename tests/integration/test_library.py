@@ -20,10 +20,10 @@ def test_begin_then_wait_for_approval(sandbox_factory: Callable[..., SandboxServ
         server.approve(init.user_code)
         token = flow.wait_for_approval(timeout_s=10)
     assert token.token_type == "DPoP"
-    assert token.is_dpop_bound
-    assert server.grants[0].jkt == key.jkt
+    assert token.cnf_jkt == key.jkt == server.grants[0].jkt
     assert "***" in repr(token.access_token)
-    assert token.access_token.reveal()
+    assert token.access_token.reveal() not in repr(token)
+    assert f"DPoP {token.access_token}" == f"DPoP {token.access_token.reveal()}"
 
 
 def test_denial_raises_a_catchable_error(sandbox_factory: Callable[..., SandboxServer]) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ci_shark.config import Settings
+from ci_shark.config import NOTIFY_CHANNELS, PROVIDER_NAMES, Settings
 from ci_shark.platforms.github import STEP_OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def test_every_setting_is_an_input_passed_through_env() -> None:
 
 def test_every_step_output_is_wired() -> None:
     text = (ROOT / "action.yml").read_text(encoding="utf-8")
-    for name in [*STEP_OUTPUTS, "dpop-private-key", "status"]:
+    for name in [*STEP_OUTPUTS, "dpop-private-key", "status", "credentials-file"]:
         assert f"value: ${{{{ steps.login.outputs.{name} }}}}" in text, name
 
 
@@ -61,3 +61,15 @@ def test_the_matrix_leg_reaches_the_login_step() -> None:
     # Each leg's own PR comment depends on it (platforms/github.py reads CI_SHARK_MATRIX).
     text = (ROOT / "action.yml").read_text(encoding="utf-8")
     assert "        CI_SHARK_MATRIX: ${{ toJSON(matrix) }}\n" in text
+
+
+def test_the_action_lists_the_providers_and_channels_the_code_knows() -> None:
+    # One list in the code (oauth/providers.py, config.py); the action's words follow it.
+    text = (ROOT / "action.yml").read_text(encoding="utf-8")
+    provider = re.search(r"^  provider:\n    description: (.+)$", text, re.MULTILINE)
+    assert provider is not None
+    named = set(re.findall(r"\b([a-z0-9]+)\b", provider[1]))
+    assert set(PROVIDER_NAMES) <= named
+    notify = re.search(r"^  notify:\n    description: (.+)$", text, re.MULTILINE)
+    assert notify is not None
+    assert set(NOTIFY_CHANNELS) <= set(re.findall(r"\b([a-z]+)\b", notify[1]))

@@ -11,7 +11,6 @@ from ci_shark.config import (
     DEFAULT_TIMEOUT_S,
     Settings,
     input_names,
-    load_issued_credentials,
     load_settings,
     parse_duration,
 )
@@ -137,7 +136,22 @@ def test_durations(text: str | int, seconds: float, monkeypatch: pytest.MonkeyPa
     assert load_settings().timeout == seconds
 
 
-@pytest.mark.parametrize("text", ["ten", "15 minutes", "1d", "-5", "0", "0s", "25h", "5m30s"])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10min", 600), ("15 minutes", 900), ("5m30s", 330), ("1h30m", 5400), ("1d", 86400)],
+)
+def test_durations_as_people_write_them(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_a_negative_duration_says_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI_SHARK_TIMEOUT", "-5")
+    error = config_error()
+    assert "must be more than 0" in error.message
+    assert "`timeout`: give a duration" in (error.hint or "")
+
+
+@pytest.mark.parametrize("text", ["ten", "1w", "-5", "0", "0s", "25h", "m5", "5 parsecs"])
 def test_bad_duration_names_the_input(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
     monkeypatch.setenv("CI_SHARK_TIMEOUT", text)
     error = config_error()
@@ -349,16 +363,68 @@ def test_input_names_spell_every_way_in() -> None:
     assert input_names("dpop") == "`dpop` (CI_SHARK_DPOP / --dpop/--no-dpop)"
 
 
-# -- SHARK_* for proof and revoke ----------------------------------------------------------
+# -- the fix for each input ----------------------------------------------------------------
 
 
-def test_issued_credentials_come_from_shark_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHARK_ACCESS_TOKEN", CANARY)
-    monkeypatch.setenv("SHARK_REFRESH_TOKEN", "")
-    monkeypatch.setenv("SHARK_TOKEN_TYPE", "DPoP")
-    issued = load_issued_credentials()
-    assert isinstance(issued.access_token, Secret)
-    assert issued.access_token.reveal() == CANARY
-    assert issued.refresh_token is None
-    assert issued.token_type == "DPoP"
-    assert CANARY not in repr(issued)
+@pytest.mark.parametrize(
+    ("variable", "value", "fix"),
+    [
+        ("CI_SHARK_TIMEOUT", "soon", "give a duration"),
+        ("CI_SHARK_AUTH_URL", "http://auth.example", "issuer URL"),
+        ("CI_SHARK_NOTIFY", "pager", "comma list of"),
+        ("CI_SHARK_OUTPUT_FORMAT", "yaml", "one of auto, github, dotenv, shell, json"),
+        ("CI_SHARK_DPOP", "maybe", "true or false"),
+        ("CI_SHARK_EXTRA_PARAMS", "novalue", "K=V pairs"),
+    ],
+)
+def test_every_config_error_names_the_fix_for_that_input(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, fix: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    error = config_error()
+    assert fix in (error.hint or "")
+    assert "the message never repeats its value" not in error.diagnostics()
+
+
+def test_explicit_endpoints_are_kept_exactly_as_given() -> None:
+    settings = load_settings(
+        {
+            "auth_url": "https://as.example/",
+            "token_endpoint": "https://as.example/o/token/",
+            "device_authorization_endpoint": "https://as.example//api/device",
+        }
+    )
+    assert settings.auth_url == "https://as.example"  # a base: paths are added to it
+    assert settings.token_endpoint == "https://as.example/o/token/"
+    assert settings.device_authorization_endpoint == "https://as.example//api/device"
+
+
+@pytest.mark.parametrize(
+    "entries", ["sub:248289761001,user:alice", "email:alice@example.com", "alice", "sub:1"]
+)
+def test_allowed_approvers_take_typed_entries(entries: str) -> None:
+    assert load_settings({"allowed_approvers": entries}).allowed_approvers == tuple(
+        entries.split(",")
+    )
+
+
+def test_an_empty_typed_approver_entry_is_refused() -> None:
+    error = config_error({"allowed_approvers": "sub:"})
+    assert "allowed-approvers" in error.message
+
+
+@pytest.mark.parametrize("channels", ["webhook", "issue,log", "log,summary,comment,webhook"])
+def test_notify_takes_webhook_and_issue(channels: str) -> None:
+    assert load_settings({"notify": channels}).notify == tuple(channels.split(","))
+
+
+def test_the_webhook_url_is_a_secret_and_follows_the_https_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI_SHARK_WEBHOOK_URL", "https://hooks.example/T0/B0/xyz")
+    url = load_settings().webhook_url
+    assert isinstance(url, Secret)
+    monkeypatch.setenv("CI_SHARK_WEBHOOK_URL", "http://hooks.example/T0/B0/xyz")
+    error = config_error()
+    assert "CI_SHARK_WEBHOOK_URL" in error.message
+    assert "xyz" not in error.diagnostics()

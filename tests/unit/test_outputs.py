@@ -17,12 +17,14 @@ from ci_shark.oauth.tokens import parse_token_response
 from ci_shark.outputs import (
     Credentials,
     PlannedFile,
+    check_writable,
     new_key_file_path,
+    private_directory,
+    read_credentials,
     render_dotenv,
     render_json,
     render_shell,
     reveal,
-    secure_temp_dir,
     write_all,
 )
 from ci_shark.secret import Secret
@@ -45,6 +47,8 @@ def credentials(**token_fields: object) -> Credentials:
         dpop_key=DPoPKey.generate(),
         dpop_key_file="/tmp/ci-shark-dpop-x.pem",
         approver="octocat",
+        auth_url="https://as.example",
+        client_id="ci-deploy",
     )
 
 
@@ -66,6 +70,8 @@ def test_named_outputs_follow_the_spec() -> None:
         "SHARK_DPOP_KEY_FILE": "/tmp/ci-shark-dpop-x.pem",
         "SHARK_STATUS": "approved",
         "SHARK_APPROVER": "octocat",
+        "SHARK_AUTH_URL": "https://as.example",  # where refresh and revoke go later
+        "SHARK_CLIENT_ID": "ci-deploy",
     }
     assert isinstance(creds.named()["SHARK_ACCESS_TOKEN"], Secret)
     assert isinstance(creds.named()["SHARK_DPOP_JWK"], Secret)
@@ -174,6 +180,8 @@ def leftovers(directory: Path) -> list[str]:
 def test_write_all_writes_every_file_0600(tmp_path: Path) -> None:
     env_file = tmp_path / "out" / "ci-shark.env"
     key_file = tmp_path / "keys" / "dpop.pem"
+    env_file.parent.mkdir()
+    key_file.parent.mkdir()
     write_all(
         [
             PlannedFile(env_file, "SHARK_STATUS=approved\n"),
@@ -195,7 +203,7 @@ def test_write_all_replaces_a_readable_file_with_a_0600_one(tmp_path: Path) -> N
     assert mode(target) == 0o600
 
 
-def test_write_all_is_all_or_none_when_a_later_directory_cannot_be_made(
+def test_write_all_is_all_or_none_when_a_later_directory_is_missing(
     tmp_path: Path,
 ) -> None:
     first = tmp_path / "ci-shark.env"
@@ -213,6 +221,7 @@ def test_write_all_is_all_or_none_when_a_later_directory_cannot_be_made(
 
     assert caught.value.exit_code == 2
     assert "output-file" in caught.value.diagnostics()
+    assert not (blocker / "keys").exists()  # folders are not created behind the user's back
     assert "new-token" not in caught.value.diagnostics()
     assert first.read_text() == "previous run\n"  # untouched
     assert leftovers(tmp_path) == []  # the staged copy was removed
@@ -223,6 +232,7 @@ def test_write_all_is_all_or_none_when_a_later_directory_is_unwritable(
     tmp_path: Path,
 ) -> None:
     first = tmp_path / "a" / "ci-shark.env"
+    first.parent.mkdir()
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
@@ -259,14 +269,51 @@ def test_new_key_file_path_is_reserved_0600_and_unpredictable(tmp_path: Path) ->
     assert mode(one) == 0o600
 
 
-def test_secure_temp_dir_prefers_runner_temp(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [
+        ("missing/ci-shark.env", "does not exist"),
+        ("a-file/ci-shark.env", "is a file, not a folder"),
+        ("a-dir", "is a directory, not a file"),
+    ],
+)
+def test_check_writable_fails_before_anything_is_written(
+    tmp_path: Path, where: str, words: str
 ) -> None:
-    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path))
-    assert secure_temp_dir() == tmp_path
-    monkeypatch.setenv("RUNNER_TEMP", str(tmp_path / "missing"))
-    assert secure_temp_dir() != tmp_path / "missing"
-    assert secure_temp_dir().is_dir()
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-dir").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        check_writable(tmp_path / where, what="`output-file`")
+    assert words in caught.value.message
+    assert "existing folder you can write to" in (caught.value.hint or "")
+    assert not (tmp_path / "missing").exists()
+    check_writable(tmp_path / "fine.env", what="`output-file`")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "a-file"]
+
+
+def test_private_directory_is_made_0700_and_an_open_one_is_refused(tmp_path: Path) -> None:
+    made = private_directory(tmp_path / "mine")
+    assert mode(made) == 0o700
+    assert private_directory(made) == made  # ours: used again
+    (tmp_path / "open").mkdir(mode=0o777)
+    (tmp_path / "open").chmod(0o777)
+    with pytest.raises(ConfigError, match="not a private folder"):
+        private_directory(tmp_path / "open")
+    (tmp_path / "link").symlink_to(made)
+    with pytest.raises(ConfigError, match="not a private folder"):
+        private_directory(tmp_path / "link")
+
+
+@pytest.mark.parametrize("render", [render_dotenv, render_json])
+def test_credentials_files_read_back_as_written(tmp_path: Path, render: object) -> None:
+    named = credentials().named()
+    values = {name: reveal(value) for name, value in named.items()}
+    path = tmp_path / "creds"
+    path.write_text(render(named))  # type: ignore[operator]
+    read = read_credentials(path)
+    assert read["SHARK_ACCESS_TOKEN"] == values["SHARK_ACCESS_TOKEN"]
+    assert read["SHARK_DPOP_JWK"] == values["SHARK_DPOP_JWK"]
+    assert read["SHARK_TOKEN_TYPE"] == "DPoP"
 
 
 def test_server_scope_cannot_inject_into_a_dotenv_or_shell() -> None:

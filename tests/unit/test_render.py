@@ -1,14 +1,17 @@
-"""Messages for people: hostile server or event text cannot inject markdown, HTML, mentions or
-workflow commands into the summary, the comment or the log."""
+"""Messages for people: hostile server or event text cannot inject markdown, HTML, mentions,
+references, autolinks or workflow commands into the summary, the comment or the log.
+
+Markdown is checked as GitHub renders it (cmark-gfm and GitHub's mention and reference
+filters, tests/gfm.py), never with string matching on the markdown source.
+"""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 
 import pytest
+from gfm import assert_inert, read
 
-from ci_shark.errors import untrusted
 from ci_shark.render import (
     ApprovalRequest,
     Outcome,
@@ -16,13 +19,15 @@ from ci_shark.render import (
     approval_log_lines,
     approval_markdown,
     marker,
-    md,
-    md_code,
-    md_link,
     outcome_markdown,
 )
+from ci_shark.safe_text import md_code, md_link, one_line, untrusted
+from ci_shark.secret import Secret
 
 EXPIRES = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+APPROVE = "https://auth.example/device?user_code=WDJB-MJHT"
+RUN = "https://github.com/octo/app/actions/runs/1"
+PULL = "https://github.com/octo/app/pull/12"
 
 HOSTILE_TEXTS = [
     "[click me](https://evil.example/phish)",
@@ -31,7 +36,14 @@ HOSTILE_TEXTS = [
     "</code><script>alert(1)</script>",
     "<!-- hidden --> <details open>",
     "@octo-org/admins please approve",
+    "&#64;octo-org/admins please approve",  # decoded to a live mention by GitHub
+    "\\#1 and #2 and octo/app#3 and GH-4",  # references
+    "see https://evil.example/x and www.evil.example",
+    "http://2130706433/ and http://localhost:8080/x",  # decimal IPv4 and localhost
+    "mail mallory@evil.example",  # e-mail autolink
+    "<https://evil.example>",
     "`code` **bold** _it_ ~~s~~",
+    "``` `` ` backticks ` `` ```",
     "line one\n::add-mask::x\n::set-output name=token::stolen",
     "###[error]pwned ##[group]x ##vso[task.setvariable]y",
     "\r\n::error file=x::pwned",
@@ -39,12 +51,13 @@ HOSTILE_TEXTS = [
     "[x]: https://evil.example/ref",
     "| a | b |\n|---|---|",
     "> [!CAUTION]\n> trust me",
+    ":+1: :shipit:",
 ]
 
 
 def request(**overrides: object) -> ApprovalRequest:
     fields: dict[str, object] = {
-        "link": "https://auth.example/device?user_code=WDJB-MJHT",
+        "link": APPROVE,
         "verification_uri": "https://auth.example/device",
         "user_code": "WDJB-MJHT",
         "expires_at": EXPIRES,
@@ -56,30 +69,16 @@ def request(**overrides: object) -> ApprovalRequest:
             repository="octo/app",
             workflow="deploy",
             job="release",
-            run_url="https://github.com/octo/app/actions/runs/1",
+            run_url=RUN,
             commit="0123456789abcdef",
             actor="octocat",
             change_request="PR #12",
-            change_request_url="https://github.com/octo/app/pull/12",
+            change_request_url=PULL,
         ),
+        "server_host": "auth.example",
     }
     fields.update(overrides)
     return ApprovalRequest(**fields)  # type: ignore[arg-type]
-
-
-def links(markdown: str) -> list[str]:
-    """Targets of every markdown inline link: ](target)."""
-    return re.findall(r"(?<!\\)\]\(([^)\s]*)", markdown)
-
-
-def assert_inert_markdown(markdown: str, *, allowed_links: set[str]) -> None:
-    assert set(links(markdown)) <= allowed_links
-    assert "evil.example" not in " ".join(links(markdown))
-    for tag in ("<img", "<script", "</code><", "<details", "<!-- hidden"):
-        assert tag not in markdown
-    assert re.search(r"(?<![\w&#])@[\w-]", markdown) is None, "an unescaped @mention"
-    assert not re.search(r"^\s*>\s*\[!CAUTION\]", markdown, re.MULTILINE)
-    assert "##[" not in markdown
 
 
 def assert_safe_log(lines: list[str]) -> None:
@@ -97,11 +96,23 @@ def assert_safe_log(lines: list[str]) -> None:
 
 
 @pytest.mark.parametrize("text", HOSTILE_TEXTS)
-def test_md_is_inert(text: str) -> None:
-    out = md(text)
-    assert "\n" not in out
-    assert_inert_markdown(out, allowed_links=set())
-    assert "<" not in out
+def test_md_code_shows_the_text_verbatim_and_inert(text: str) -> None:
+    shown = assert_inert(f"a {md_code(text, 500)} b")
+    assert shown.code == [one_line(text, 500)]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_md_code_in_a_table_cell_stays_in_its_cell(text: str) -> None:
+    markdown = f"| a | b |\n|---|---|\n| x | {md_code(text, 500, in_table=True)} |\n"
+    shown = assert_inert(markdown)
+    assert shown.tags >= {"table", "td"}
+    assert len(shown.code) == 1
+
+
+def test_a_resource_url_reads_as_sent_without_backslashes() -> None:
+    shown = assert_inert(md_code("https://api.example.com/"))
+    assert shown.code == ["https://api.example.com/"]
+    assert "\\" not in shown.text
 
 
 @pytest.mark.parametrize("text", HOSTILE_TEXTS)
@@ -120,21 +131,22 @@ def test_untrusted_bounds_the_length() -> None:
     assert len(untrusted("x" * 5000, 100)) == 100
 
 
-def test_md_code_cannot_be_closed_early() -> None:
-    out = md_code("</code><b>x</b>`y`")
-    assert out.startswith("<code>")
-    assert out.endswith("</code>")
-    assert out.count("</code>") == 1
-    assert "<b>" not in out
+def test_every_secret_of_the_run_is_redacted_from_server_text() -> None:
+    device_code = Secret("dc-5f9d0a7b3c1e")
+    client_secret = Secret("cs-a1b2-c3d4")
+    echoed = f"bad device_code {device_code.reveal()} for client secret {client_secret.reveal()}"
+    for text in (untrusted(echoed), read(md_code(echoed)).text):
+        assert device_code.reveal() not in text
+        assert client_secret.reveal() not in text
+        assert "***" in text
 
 
 def test_md_link_keeps_safe_urls_and_encodes_markdown_breakers() -> None:
-    out = md_link("Approve", "https://auth.example/device?code=A)B](javascript:x) y")
-    # The URL has a space: not a URL we link to.
-    assert links(out) == []
-    out = md_link("Approve", "https://auth.example/device?code=A)B](x")
-    (target,) = links(out)
-    assert target.startswith("https://auth.example/device?code=A%29B%5D%28x")
+    shown = read(md_link("Approve", "https://auth.example/device?code=A)B](javascript:x) y"))
+    assert shown.links == []  # the URL has a space: not a URL we link to
+    shown = read(md_link("Approve", "https://auth.example/device?code=A)B](x"))
+    assert shown.links == ["https://auth.example/device?code=A%29B%5D%28x"]
+    assert shown.text.strip() == "Approve"
 
 
 @pytest.mark.parametrize(
@@ -148,9 +160,7 @@ def test_md_link_keeps_safe_urls_and_encodes_markdown_breakers() -> None:
     ],
 )
 def test_md_link_refuses_unsafe_urls(url: str) -> None:
-    out = md_link("Approve here", url)
-    assert links(out) == []
-    assert out == md("Approve here")
+    assert md_link("Approve here", url) == "Approve here"
 
 
 # -- approval and outcome messages ---------------------------------------------------------
@@ -166,46 +176,50 @@ def test_approval_markdown_is_inert_with_hostile_code_scope_and_context(text: st
             repository=text,
             workflow=text,
             job=text,
+            job_variant=text,
             actor=text,
             commit=text,
             run_attempt=text,
-            run_url="https://github.com/octo/app/actions/runs/1",
+            run_url=RUN,
             change_request=text,
             change_request_url="javascript:alert(1)",
         ),
     )
-    markdown = approval_markdown(hostile)
-    assert_inert_markdown(
-        markdown,
-        allowed_links={
-            "https://auth.example/device?user_code=WDJB-MJHT",
-            "https://github.com/octo/app/actions/runs/1",
-        },
-    )
+    assert_inert(approval_markdown(hostile), links={APPROVE, RUN})
 
 
 def test_approval_markdown_with_a_hostile_link_has_no_link() -> None:
-    markdown = approval_markdown(request(link="javascript:alert(document.cookie)"))
-    assert "javascript:" not in " ".join(links(markdown))
+    shown = read(approval_markdown(request(link="javascript:alert(document.cookie)")))
+    assert not any("javascript" in link for link in shown.links)
 
 
 def test_approval_markdown_shows_what_the_approver_needs() -> None:
-    markdown = approval_markdown(request())
-    assert "](https://auth.example/device?user_code=WDJB-MJHT)" in markdown
-    assert "WDJB" in markdown
-    assert "MJHT" in markdown
-    assert "2026-11-22 12:00:00 UTC" in markdown
-    assert "0ZcOCORZNYy" in markdown
-    assert "octocat" in markdown
-    assert "](https://github.com/octo/app/pull/12)" in markdown
+    shown = assert_inert(approval_markdown(request()), links={APPROVE, RUN, PULL})
+    assert APPROVE in shown.links
+    assert "WDJB-MJHT" in shown.code
+    assert "2026-11-22 12:00:00 UTC" in shown.text
+    assert "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" in shown.code
+    assert "octocat" in shown.code
+    assert "https://api.example/" in shown.code  # as sent: no backslashes
+    assert "\\" not in shown.text
+    assert "another host" not in shown.text
+
+
+def test_an_approval_page_on_another_host_is_flagged() -> None:
+    phishy = request(link="https://auth-example.evil/device?user_code=WDJB-MJHT")
+    shown = read(approval_markdown(phishy))
+    assert "The approval page is on auth-example.evil, not on the authorization server" in (
+        " ".join(shown.text.split())
+    )
+    log = " ".join(approval_log_lines(phishy))
+    assert "the approval page is on auth-example.evil, not on the authorization server" in log
 
 
 @pytest.mark.parametrize("text", HOSTILE_TEXTS)
 def test_outcome_markdown_is_inert(text: str) -> None:
     outcome = Outcome("denied", text, approver=text, at=EXPIRES)
-    markdown = outcome_markdown(outcome, request(context=RunContext(actor=text)))
-    assert_inert_markdown(markdown, allowed_links=set())
-    assert "WDJB" not in markdown  # the code is gone once the flow ended
+    shown = assert_inert(outcome_markdown(outcome, request(context=RunContext(actor=text))))
+    assert "WDJB" not in shown.text  # the code is gone once the flow ended
 
 
 @pytest.mark.parametrize("text", HOSTILE_TEXTS)
@@ -224,7 +238,7 @@ def test_approval_log_lines_are_safe(text: str) -> None:
 
 def test_approval_log_lines_show_the_link_code_and_expiry() -> None:
     text = "\n".join(approval_log_lines(request()))
-    assert "https://auth.example/device?user_code=WDJB-MJHT" in text
+    assert APPROVE in text
     assert "WDJB-MJHT" in text
     assert "2026-11-22 12:00:00 UTC" in text
     assert "or enter the code at https://auth.example/device" in text
@@ -260,5 +274,5 @@ def test_marker_differs_between_matrix_legs_and_stays_inert() -> None:
 
 def test_the_matrix_leg_is_shown_beside_the_job_inertly() -> None:
     context = RunContext(repository="octo/app", job="deploy", job_variant="env: [prod](x) @team")
-    text = approval_markdown(request(context=context))
-    assert "job deploy (env: \\[prod\\]\\(x\\) &#64;team)" in text
+    shown = assert_inert(approval_markdown(request(context=context)), links={APPROVE})
+    assert "env: [prod](x) @team" in shown.code

@@ -20,11 +20,13 @@ from joserfc.jwk import ECKey
 from ci_shark.errors import (
     AccessDenied,
     CiSharkError,
+    ClientRejected,
     ConfigError,
     DeviceFlowError,
     DeviceFlowUnsupported,
     ExitCode,
     ExpiredToken,
+    InvalidGrant,
     ProtocolError,
     TimedOut,
 )
@@ -44,6 +46,7 @@ from ci_shark.oauth.device import (
 )
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp, Reply, TransientFailure
+from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.secret import Secret
 
 ISSUED_AT = 1000.0
@@ -139,7 +142,7 @@ def test_parse_accepts_numeric_strings_and_loopback_http() -> None:
         expires_in="600",
         interval="3",
         verification_uri="http://127.0.0.1:8080/device",
-        verification_uri_complete="http://localhost:8080/device?code=1",
+        verification_uri_complete="http://localhost:8080/device?code=wdjb-mjht",
     )
     assert (parsed.expires_in, parsed.interval) == (600, 3)
     assert parsed.verification_uri == "http://127.0.0.1:8080/device"
@@ -178,6 +181,13 @@ def test_parse_caps_an_absurd_expires_in() -> None:
         pytest.param({"expires_in": -5}, id="expires-in-negative"),
         pytest.param({"expires_in": 0}, id="expires-in-zero"),
         pytest.param({"interval": "fast"}, id="interval-words"),
+        pytest.param({"interval": "\u00b2"}, id="interval-superscript-digit"),
+        pytest.param({"expires_in": "9" * 5000}, id="expires-in-5000-digits"),
+        pytest.param({"expires_in": 1}, id="expires-in-one-second"),
+        pytest.param(
+            {"verification_uri_complete": "https://as.example/device?user_code=EVIL-CODE"},
+            id="complete-uri-with-another-code",
+        ),
     ],
 )
 def test_parse_rejects(overrides: dict[str, Any]) -> None:
@@ -212,34 +222,59 @@ def test_parse_rejects(overrides: dict[str, Any]) -> None:
 )
 def test_device_endpoint_without_device_flow_is_exit_5(refusal: Reply) -> None:
     with pytest.raises(DeviceFlowUnsupported) as caught:
-        raise_for_device_authorization(refusal)
+        raise_for_device_authorization(refusal, DEVICE_URL, "the metadata at x")
     assert caught.value.exit_code == 5
     assert "does not offer the device flow" in caught.value.message
 
 
+def test_device_endpoint_404_says_where_it_asked_and_how_it_found_the_url() -> None:
+    source = "shark default paths (no metadata at https://as.example/.well-known/x)"
+    with pytest.raises(DeviceFlowUnsupported) as caught:
+        raise_for_device_authorization(reply(404, None), DEVICE_URL, source)
+    assert DEVICE_URL in caught.value.message
+    assert "no metadata at https://as.example/.well-known/x" in caught.value.message
+    assert "`auth-url`" in caught.value.diagnostics()
+
+
 @pytest.mark.parametrize("error", ["invalid_client", "unauthorized_client"])
 def test_device_endpoint_refusing_the_client_is_a_config_error(error: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        raise_for_device_authorization(reply(401, {"error": error}))
+    with pytest.raises(ClientRejected) as caught:
+        raise_for_device_authorization(reply(401, {"error": error}), DEVICE_URL, "x")
     assert caught.value.exit_code == 2
     assert "client-id" in caught.value.diagnostics()
 
 
-def test_device_endpoint_other_oauth_error() -> None:
+def test_device_endpoint_invalid_scope_names_the_scope_input() -> None:
     with pytest.raises(DeviceFlowError) as caught:
         raise_for_device_authorization(
-            reply(400, {"error": "invalid_scope", "error_description": "no such\nscope"})
+            reply(400, {"error": "invalid_scope", "error_description": "no such\nscope"}),
+            DEVICE_URL,
+            "x",
         )
     assert caught.value.error == "invalid_scope"
-    assert caught.value.exit_code == 1
+    assert caught.value.exit_code == 2
+    assert "`scope`" in caught.value.diagnostics()
     assert "\n" not in caught.value.message
 
 
-def test_device_endpoint_non_oauth_answer_is_a_protocol_error() -> None:
-    with pytest.raises(ProtocolError) as caught:
-        raise_for_device_authorization(reply(200, None))
-    assert type(caught.value) is ProtocolError
+def test_device_endpoint_unknown_error_is_the_server_outside_the_protocol() -> None:
+    with pytest.raises(DeviceFlowError) as caught:
+        raise_for_device_authorization(
+            reply(404, {"error": "device_not_found", "error_description": "no such device"}),
+            DEVICE_URL,
+            "x",
+        )
     assert caught.value.exit_code == 5
+    assert "no such device" in caught.value.message
+
+
+def test_device_endpoint_non_oauth_answer_carries_the_servers_words() -> None:
+    answer = Reply(415, httpx.Headers(), None, "expected application/json")
+    with pytest.raises(DeviceFlowError) as caught:
+        raise_for_device_authorization(answer, DEVICE_URL, "x")
+    assert caught.value.exit_code == 5
+    assert "HTTP 415" in caught.value.message
+    assert "expected application/json" in caught.value.message
 
 
 # -- Poller: timing ------------------------------------------------------------------------
@@ -310,7 +345,8 @@ def test_slow_down_adds_5_seconds_accumulates_and_stays() -> None:
         (7, 10),  # never less than +5
         (20, 20),  # GitHub names the new interval
         (10**9, 60),  # a hostile server cannot park the job
-        ("30", 10),  # not a number: the RFC's +5
+        ("30", 30),  # a numeric string, as servers send numbers elsewhere
+        ("thirty", 10),  # not a number: the RFC's +5
         (True, 10),
     ],
 )
@@ -386,10 +422,10 @@ def test_deadline_is_the_code_expiry_when_it_comes_first() -> None:
         ("code_expired", ExpiredToken, 4, "expired"),
         ("unsupported_grant_type", DeviceFlowUnsupported, 5, "error"),
         ("device_flow_disabled", DeviceFlowUnsupported, 5, "error"),  # GitHub
-        ("invalid_client", ConfigError, 2, "error"),
-        ("unauthorized_client", ConfigError, 2, "error"),
-        ("incorrect_device_code", DeviceFlowError, 1, "error"),  # unknown to the RFC
-        ("invalid_grant", DeviceFlowError, 1, "error"),
+        ("invalid_client", ClientRejected, 2, "error"),
+        ("unauthorized_client", ClientRejected, 2, "error"),
+        ("incorrect_device_code", DeviceFlowError, 5, "error"),  # outside the protocol
+        ("invalid_grant", InvalidGrant, 5, "error"),
     ],
 )
 def test_error_table(
@@ -586,7 +622,10 @@ def test_wait_for_approval_polls_on_schedule_and_stops_after_the_200(
 
     assert started.user_code == "WDJB-MJHT"
     assert token.access_token.reveal() == "at-123"
-    assert token.is_dpop_bound
+    assert f"DPoP {token.access_token}" == "DPoP at-123"  # the SDK's header f-string
+    assert "at-123" not in repr(token)
+    assert token.token_type == "DPoP"
+    assert token.cnf_jkt == key.jkt
     margin = POLL_MARGIN_S
     expected = [1005 + margin, 1010 + 2 * margin, 1020 + 3 * margin, 1030 + 4 * margin]
     assert [poll.at for poll in server.polls()] == pytest.approx(expected)
@@ -738,9 +777,10 @@ def test_begin_sends_scope_resource_extra_params_and_client_secret(
         "audience": ["deploy-api"],
         "scope": ["deploy"],
         "resource": ["https://api.example/a", "https://api.example/b"],
-        "client_id": ["ci-client"],
-        "client_secret": ["s3cret"],
     }
+    # RFC 6749 §2.3.1: Basic, which every server must take, unless the metadata says not.
+    expected = "Basic " + base64.b64encode(b"ci-client:s3cret").decode()
+    assert request.headers["Authorization"] == expected
 
 
 @pytest.mark.parametrize(
@@ -748,7 +788,7 @@ def test_begin_sends_scope_resource_extra_params_and_client_secret(
     [
         (httpx.Response(404, text="not found"), DeviceFlowUnsupported),
         (httpx.Response(501, json={"error": "unsupported_grant_type"}), DeviceFlowUnsupported),
-        (httpx.Response(401, json={"error": "invalid_client"}), ConfigError),
+        (httpx.Response(401, json={"error": "invalid_client"}), ClientRejected),
         (httpx.Response(200, json={"error": "device_flow_disabled"}), DeviceFlowUnsupported),
         (
             httpx.Response(200, json=device_body(verification_uri="http://evil.example")),
@@ -802,3 +842,51 @@ def test_client_secret_basic_when_the_metadata_offers_it(clock: FakeClock) -> No
         assert "client_secret" not in request.form
         assert "client_id" not in request.form
     assert device_request.form == {}  # no scope asked, client in the header
+
+
+def test_client_secret_in_the_form_when_the_metadata_lists_only_that(clock: FakeClock) -> None:
+    server = FakeServer(clock, [granted()])
+    server.metadata = {
+        "issuer": AS,
+        "device_authorization_endpoint": DEVICE_URL,
+        "token_endpoint": TOKEN_URL,
+        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
+    }
+    http = OAuthHttp(transport=httpx.MockTransport(server.handler), clock=clock, sleep=clock.sleep)
+    with (
+        http,
+        DeviceFlow(
+            AS, "ci-client", client_secret="s3cret", http=http, clock=clock, sleep=clock.sleep
+        ) as flow,
+    ):
+        flow.begin()
+        flow.wait_for_approval(timeout_s=600)
+
+    for request in server.seen[1:]:
+        assert "Authorization" not in request.headers
+        assert request.form["client_id"] == ["ci-client"]
+        assert request.form["client_secret"] == ["s3cret"]
+
+
+def test_auth0_invalid_grant_at_the_codes_end_is_its_expiry() -> None:
+    clock = FakeClock(ISSUED_AT)
+    poller = Poller(
+        authorization(expires_in=60), timeout_s=600, clock=clock, provider=PROVIDERS["auth0"]
+    )
+    clock.now = ISSUED_AT + 58  # its expired_token answer was lost in transit
+    poller.sent(clock.now)
+    with pytest.raises(ExpiredToken) as caught:
+        poller.decide(reply(400, {"error": "invalid_grant"}))
+    assert caught.value.exit_code == 4
+    early = Poller(authorization(expires_in=600), timeout_s=600, clock=FakeClock(ISSUED_AT))
+    with pytest.raises(InvalidGrant):
+        early.decide(reply(400, {"error": "invalid_grant"}))
+
+
+def test_an_interval_longer_than_the_time_left_says_so() -> None:
+    clock = FakeClock(ISSUED_AT)
+    poller = Poller(authorization(interval=120), timeout_s=60, clock=clock)
+    failure = poller.out_of_time()
+    assert failure.exit_code == 4
+    assert "120s between polls" in failure.message
+    assert "60s left" in failure.message

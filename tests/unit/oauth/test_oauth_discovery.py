@@ -126,7 +126,7 @@ def test_rfc8414_metadata_comes_first(discover_with: Discover) -> None:
     assert found.device_authorization == f"{issuer}/device/auth"
     assert found.token == f"{issuer}/token"
     assert found.revocation == f"{issuer}/token/revocation"
-    assert found.supports_client_secret_basic
+    assert found.client_auth == "basic"
 
 
 def test_openid_configuration_for_an_issuer_with_a_path(discover_with: Discover) -> None:
@@ -152,7 +152,41 @@ def test_openid_configuration_for_an_issuer_with_a_path(discover_with: Discover)
     ]
     assert found.device_authorization == f"{issuer}/protocol/openid-connect/auth/device"
     assert found.token == f"{issuer}/token"
-    assert not found.supports_client_secret_basic
+    assert found.client_auth == "post"  # the server lists the form method and not Basic
+
+
+@pytest.mark.parametrize(
+    "issuer", ["https://evil.example", "https://as.example/other", None], ids=str
+)
+def test_metadata_of_another_issuer_is_refused(discover_with: Discover, issuer: str | None) -> None:
+    # RFC 8414 §3.3: a mix-up attack, or a mistyped auth-url; either way not to be used.
+    body = metadata("https://as.example")
+    body["issuer"] = issuer
+    server = MetadataServer(
+        {
+            "https://as.example/.well-known/oauth-authorization-server": httpx.Response(
+                200, json=body
+            )
+        }
+    )
+    with pytest.raises(ProtocolError) as caught:
+        discover_with(server, "https://as.example")
+    assert caught.value.exit_code == 5
+    assert "RFC 8414" in caught.value.message
+    assert "`auth-url`" in caught.value.diagnostics()
+
+
+def test_an_issuer_with_a_trailing_slash_is_the_same_issuer(discover_with: Discover) -> None:
+    body = metadata("https://tenant.auth0.example/")
+    server = MetadataServer(
+        {
+            "https://tenant.auth0.example/.well-known/oauth-authorization-server": httpx.Response(
+                200, json=body
+            )
+        }
+    )
+    found = discover_with(server, "https://tenant.auth0.example")
+    assert found.issuer == "https://tenant.auth0.example/"
 
 
 def test_an_html_page_at_the_well_known_url_is_not_metadata(discover_with: Discover) -> None:

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ci_shark.config import Settings
+from ci_shark.flow import enforce_run_policy
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.tokens import TokenSet
 from ci_shark.outputs import Credentials
+from ci_shark.platforms.base import Platform
 from ci_shark.render import ApprovalRequest, RunContext
 from ci_shark.secret import Secret
 
@@ -99,3 +101,8 @@ def agent_calls(log: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def enforce_policy(platform: Platform, context: RunContext) -> None:
+    """The flow's fork and public-repository rule, on the facts this platform found."""
+    enforce_run_policy(context, platform.settings, platform.warn)

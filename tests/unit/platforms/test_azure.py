@@ -21,6 +21,7 @@ from .platform_fakes import (
     REFRESH_TOKEN,
     Streams,
     credentials,
+    enforce_policy,
     request,
     settings,
 )
@@ -85,8 +86,8 @@ def test_fork_pull_request_refused() -> None:
     context = azure.context()
     assert context.change_request == "PR #9"
     with pytest.raises(PolicyRefused):
-        azure.enforce_policy(context)
-    platform(Streams(), env, allow_fork=True).enforce_policy(context)
+        enforce_policy(azure, context)
+    enforce_policy(platform(Streams(), env, allow_fork=True), context)
 
 
 def test_setsecret_for_each_secret_and_each_line_of_a_multiline_one() -> None:
@@ -108,7 +109,6 @@ def test_setsecret_for_each_secret_and_each_line_of_a_multiline_one() -> None:
 def test_exports_are_variables_secret_ones_with_issecret(tmp_path: Path) -> None:
     streams = Streams()
     azure = platform(streams, output_file=str(tmp_path / "ci-shark.env"))
-    azure.key_directory = tmp_path
     exported = azure.export(credentials())
     variables = {
         props["variable"]: (props.get("issecret"), message)
@@ -128,7 +128,6 @@ def test_exports_are_variables_secret_ones_with_issecret(tmp_path: Path) -> None
 def test_untrusted_values_cannot_add_commands(tmp_path: Path) -> None:
     streams = Streams()
     azure = platform(streams, output_file=str(tmp_path / "out.json"), output_format="json")
-    azure.key_directory = tmp_path
     creds = credentials()
     evil_scope = "read%0A##vso[task.setvariable variable=PATH]/evil;x]y"
     creds = replace(creds, tokens=replace(creds.tokens, scope=evil_scope))
@@ -182,7 +181,6 @@ def test_waiting_is_a_group_and_the_outcome_is_a_summary(tmp_path: Path) -> None
 def test_shell_output_keeps_stdout_for_eval(tmp_path: Path) -> None:
     streams = Streams()
     azure = platform(streams, output_format="shell")
-    azure.key_directory = tmp_path
     azure.mask([Secret(ACCESS_TOKEN)])
     azure.export(credentials())
     stdout = streams.stdout.getvalue()

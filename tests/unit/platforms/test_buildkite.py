@@ -22,6 +22,7 @@ from .platform_fakes import (
     Streams,
     agent_calls,
     credentials,
+    enforce_policy,
     fake_buildkite_agent,
     request,
     settings,
@@ -155,15 +156,14 @@ def test_fork_pull_requests_are_refused(pr_repo: str, fork: bool) -> None:
     assert context.is_fork is fork
     if fork:
         with pytest.raises(PolicyRefused):
-            buildkite.enforce_policy(context)
-        BuildkitePlatform(settings(allow_fork=True), env).enforce_policy(context)
+            enforce_policy(buildkite, context)
+        enforce_policy(BuildkitePlatform(settings(allow_fork=True), env), context)
     else:
-        buildkite.enforce_policy(context)
+        enforce_policy(buildkite, context)
 
 
 def test_exports_are_the_generic_ones(tmp_path: Path) -> None:
     buildkite, _ = platform(tmp_path, ENV, Streams(), output_file=str(tmp_path / "out.env"))
-    buildkite.key_directory = tmp_path
     assert isinstance(buildkite, Platform)
     buildkite.export(credentials())
     assert f"SHARK_ACCESS_TOKEN={ACCESS_TOKEN}" in (tmp_path / "out.env").read_text()
@@ -179,7 +179,7 @@ def test_each_parallel_copy_of_a_step_has_its_own_annotation(tmp_path: Path) -> 
         buildkite.announce(approval)
         (call,) = [call for call in agent_calls(log) if call["argv"][0] == "annotate"]
         contexts.append(call["argv"][call["argv"].index("--context") + 1])
-        assert f"(parallel job {int(index) + 1} of 2)" in call["stdin"]
+        assert f"(`parallel job {int(index) + 1} of 2`)" in call["stdin"]
     assert contexts[0] != contexts[1]
     # a step without parallelism keeps the plain context
     assert BuildkitePlatform(settings(), ENV).context().job_variant is None

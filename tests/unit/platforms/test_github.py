@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from gfm import assert_inert
 from integration.github_fakes import (
     HOSTILE_DESCRIPTION,
     HOSTILE_URI,
@@ -23,19 +24,26 @@ from integration.github_fakes import (
     workflow_commands,
 )
 
-from ci_shark.errors import ExitCode, PolicyRefused
+from ci_shark.errors import ConfigError, ExitCode, PolicyRefused
 from ci_shark.platforms import Platform, detect
 from ci_shark.platforms.github import (
     GitHubPlatform,
-    mask_commands,
     matrix_leg,
-    neutralise_log_line,
     render_file_commands,
 )
+from ci_shark.platforms.log import neutralise
 from ci_shark.render import ApprovalRequest, Outcome, marker
 from ci_shark.secret import Secret
 
-from .platform_fakes import ACCESS_TOKEN, REFRESH_TOKEN, Streams, credentials, request, settings
+from .platform_fakes import (
+    ACCESS_TOKEN,
+    REFRESH_TOKEN,
+    Streams,
+    credentials,
+    enforce_policy,
+    request,
+    settings,
+)
 
 TOKEN = "ghs_unit_test_token_5a5a5a"
 REPO = "octo/app"
@@ -56,6 +64,8 @@ class Api:
         self.transport = httpx.MockTransport(self.handle)
 
     def handle(self, req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/user"):  # GITHUB_TOKEN may not ask who it is
+            return httpx.Response(403, json={"message": "Resource not accessible by integration"})
         self.requests.append(req)
         if self.on_request is not None:
             self.on_request(req)
@@ -80,13 +90,15 @@ class Api:
             return httpx.Response(200, json=comment)
         return httpx.Response(404, json={})
 
-    def add(self, number: int, body: str, *, user_type: str = "Bot") -> dict[str, Any]:
+    def add(
+        self, number: int, body: str, *, user_type: str = "Bot", login: str = "github-actions[bot]"
+    ) -> dict[str, Any]:
         comment_id = 100 + len(self.comments)
         self.comments[comment_id] = {
             "id": comment_id,
             "issue": number,
             "body": body,
-            "user": {"login": "github-actions[bot]", "type": user_type},
+            "user": {"login": login, "type": user_type},
         }
         return self.comments[comment_id]
 
@@ -120,7 +132,6 @@ def make(tmp_path: Path) -> Callable[..., tuple[GitHubPlatform, RunnerFiles, Str
             transport=api.transport if api else httpx.MockTransport(lambda r: httpx.Response(500)),
             **streams.kwargs(),
         )
-        platform.key_directory = files.temp
         return platform, files, streams
 
     return build
@@ -147,7 +158,6 @@ def test_context_of_a_pull_request_run(make: Callable[..., Any]) -> None:
     assert context.run_url == f"https://github.com/{REPO}/actions/runs/4242"
     assert context.commit == "b" * 40  # the PR head, not the merge commit
     assert context.actor == "maintainer"
-    assert context.event == "pull_request"
     assert context.change_request == "PR #12"
     assert context.change_request_url == f"https://github.com/{REPO}/pull/12"
     assert not context.is_fork
@@ -159,7 +169,7 @@ def test_fork_pull_request_is_refused_with_exit_6(make: Callable[..., Any]) -> N
     assert context.is_fork
     assert context.fork_source == "mallory/app"
     with pytest.raises(PolicyRefused) as refused:
-        platform.enforce_policy(context)
+        enforce_policy(platform, context)
     assert refused.value.exit_code == ExitCode.REFUSED
     assert "mallory/app" in refused.value.message
     assert "anyone can open a pull or merge request" in refused.value.message.lower()
@@ -168,20 +178,20 @@ def test_fork_pull_request_is_refused_with_exit_6(make: Callable[..., Any]) -> N
 
 def test_fork_allowed_with_allow_fork(make: Callable[..., Any]) -> None:
     platform, _, _ = make(pull_request_payload(3, head_repo="mallory/app"), allow_fork=True)
-    platform.enforce_policy(platform.context())
+    enforce_policy(platform, platform.context())
 
 
 def test_deleted_fork_counts_as_a_fork(make: Callable[..., Any]) -> None:
     platform, _, _ = make(pull_request_payload(3, head_repo=None))
     with pytest.raises(PolicyRefused):
-        platform.enforce_policy(platform.context())
+        enforce_policy(platform, platform.context())
 
 
 def test_pull_request_target_fork_is_refused(make: Callable[..., Any]) -> None:
     payload = pull_request_payload(5, head_repo="Mallory/App")
     platform, _, _ = make(payload, event="pull_request_target")
     with pytest.raises(PolicyRefused):
-        platform.enforce_policy(platform.context())
+        enforce_policy(platform, platform.context())
 
 
 def test_same_repository_compared_case_insensitively(make: Callable[..., Any]) -> None:
@@ -297,11 +307,13 @@ def test_unreadable_event_payload_is_a_warning(make: Callable[..., Any]) -> None
 # -- masking and the log ---------------------------------------------------------------------
 
 
-def test_add_mask_escapes_percent_cr_lf() -> None:
+def test_add_mask_escapes_percent_cr_lf(make: Callable[..., Any]) -> None:
     value = "50%0A off\r\nnext%25"
-    (command,) = mask_commands([Secret("a%b")])
-    assert command == "::add-mask::a%25b"
-    full, *lines = mask_commands([Secret(value)])
+    platform, _, streams = make({})
+    platform.mask([Secret("a%b")])
+    assert streams.stderr.getvalue() == "::add-mask::a%25b\n"
+    platform.mask([Secret(value)])
+    full, *lines = streams.stderr.getvalue().splitlines()[1:]
     assert full == "::add-mask::50%250A off%0D%0Anext%2525"
     assert unescape_command_data(full.removeprefix("::add-mask::")) == value
     assert [unescape_command_data(line.split("::", 2)[2]) for line in lines] == [
@@ -310,10 +322,11 @@ def test_add_mask_escapes_percent_cr_lf() -> None:
     ]
 
 
-def test_multi_line_secret_masks_the_whole_and_each_line() -> None:
+def test_multi_line_secret_masks_the_whole_and_each_line(make: Callable[..., Any]) -> None:
     pem = "-----BEGIN PRIVATE KEY-----\nAAAA\nBBBB\n\n-----END PRIVATE KEY-----\n"
-    commands = mask_commands([Secret(pem), Secret("  "), Secret("")])
-    values = masked_values("\n".join(commands))
+    platform, _, streams = make({})
+    platform.mask([Secret(pem), Secret("  "), Secret("")])
+    values = masked_values(streams.stderr.getvalue())
     assert values[0] == pem
     assert values[1:] == [
         "-----BEGIN PRIVATE KEY-----",
@@ -347,7 +360,7 @@ def test_log_lines_never_start_a_workflow_command(make: Callable[..., Any], host
     platform, _, streams = make({})
     platform.log(hostile)
     assert workflow_commands(streams.stderr.getvalue()) == []
-    assert workflow_commands(neutralise_log_line(hostile)) == []
+    assert workflow_commands(neutralise(hostile)) == []
 
 
 def test_warning_is_a_workflow_command_with_escaped_text(make: Callable[..., Any]) -> None:
@@ -465,7 +478,9 @@ def test_outputs_all_or_none_when_github_env_fails(make: Callable[..., Any]) -> 
 def test_missing_github_output_is_a_config_error(make: Callable[..., Any]) -> None:
     platform, _, _ = make({})
     platform.env = {k: v for k, v in platform.env.items() if k != "GITHUB_OUTPUT"}
-    with pytest.raises(Exception, match="GITHUB_OUTPUT is not set"):
+    with pytest.raises(ConfigError, match="GITHUB_OUTPUT is not set"):
+        platform.check_outputs()  # before a device code exists
+    with pytest.raises(ConfigError, match="GITHUB_OUTPUT is not set"):
         platform.export(credentials())
 
 
@@ -527,8 +542,8 @@ def test_each_matrix_leg_has_its_own_comment(make: Callable[..., Any]) -> None:
         leg.announce(approval(leg, user_code=code))
     bodies = [c["body"] for c in api.comments.values()]
     assert len(bodies) == 2
-    (prod,) = [body for body in bodies if "job release (env: prod)" in body]
-    (staging,) = [body for body in bodies if "job release (env: staging)" in body]
+    (prod,) = [body for body in bodies if "job `release` (`env: prod`)" in body]
+    (staging,) = [body for body in bodies if "job `release` (`env: staging`)" in body]
     assert "PROD" in prod
     assert "STAG" in staging
     rerun, _, _ = make(
@@ -561,7 +576,7 @@ def test_rerun_edits_its_own_comment_not_a_pasted_marker(make: Callable[..., Any
     api = Api()
     first, _, _ = make(pull_request_payload(7), api=api)
     req = approval(first)
-    api.add(7, marker(req.context) + "\nI pasted your marker", user_type="User")
+    api.add(7, marker(req.context) + "\nI pasted your marker", user_type="User", login="mallory")
     first.announce(req)
     first.finish(Outcome("cancelled", "cancelled by SIGTERM"), req)
     ours = [c for c in api.comments.values() if c["user"]["type"] == "Bot"]
@@ -639,14 +654,19 @@ def test_hostile_texts_cannot_inject_markdown_html_or_commands(
     platform.announce(req)
     platform.finish(Outcome("denied", f"the server said: {HOSTILE_DESCRIPTION}"), req)
     comment_bodies = [json.loads(r.content)["body"] for r in api.requests if r.content]
-    for text in [*comment_bodies, files.summary.read_text()]:
-        assert "<img" not in text
-        assert "<script" not in text
-        assert "<b>" not in text
-        assert "](https://evil.example" not in text
-        assert "@admin" not in text
-        assert "@everyone" not in text
-        assert "##[" not in text
+    run = f"https://github.com/{REPO}/actions/runs/4242"
+    pull = f"https://github.com/{REPO}/pull/7"
+    approve = "https://127.0.0.1/device?x=1%29%5D%28https://evil.example/phish%29&y=%5B*x*%5D"
+    shown = [
+        assert_inert(text, links={run, pull, approve})
+        for text in [*comment_bodies, files.summary.read_text()]
+    ]
+    # As GitHub renders it: the hostile texts are shown, as text, and do nothing; the one
+    # link from the server is its approval link, to its own host.
+    (asking, *_) = shown
+    assert HOSTILE_USER_CODE in asking.code
+    assert "deploy <b>x</b>" in asking.code
+    assert any("@everyone" in code for code in shown[-1].code)
     commands = workflow_commands(streams.stderr.getvalue())
     # ours only: the github token's mask and the outcome's annotation; nothing forged
     assert [c.name for c in commands] == ["add-mask", "error"]
@@ -698,7 +718,7 @@ def test_pr_event_without_a_readable_pr_is_refused(make: Callable[..., Any]) -> 
     assert context.is_fork
     assert context.change_request is None
     with pytest.raises(PolicyRefused, match="could not name"):
-        platform.enforce_policy(context)
+        enforce_policy(platform, context)
 
 
 def test_workflow_run_after_a_fork_pr_is_refused(make: Callable[..., Any]) -> None:
@@ -710,7 +730,7 @@ def test_workflow_run_after_a_fork_pr_is_refused(make: Callable[..., Any]) -> No
     context = platform.context()
     assert context.is_fork
     with pytest.raises(PolicyRefused, match="mallory/app"):
-        platform.enforce_policy(context)
+        enforce_policy(platform, context)
 
 
 def test_workflow_run_without_a_head_repository_counts_as_a_fork(
@@ -732,7 +752,7 @@ def test_check_events_on_a_fork_branch_are_refused(
 ) -> None:
     platform, _, _ = make(payload, event=event)
     with pytest.raises(PolicyRefused, match="could not name"):
-        platform.enforce_policy(platform.context())
+        enforce_policy(platform, platform.context())
 
 
 def test_a_public_repository_without_allowed_approvers_is_warned(
@@ -740,8 +760,8 @@ def test_a_public_repository_without_allowed_approvers_is_warned(
 ) -> None:
     payload = {"repository": {"full_name": "octo/app", "private": False}}
     platform, _, streams = make(payload, event="push", token=None)
-    platform.enforce_policy(platform.context())
+    enforce_policy(platform, platform.context())
     assert "allowed-approvers" in streams.stderr.getvalue()
     quiet, _, quiet_streams = make(payload, event="push", token=None, allowed_approvers="alice")
-    quiet.enforce_policy(quiet.context())
+    enforce_policy(quiet, quiet.context())
     assert "public" not in quiet_streams.stderr.getvalue()

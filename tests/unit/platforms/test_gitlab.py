@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from gfm import assert_inert
 
 from ci_shark.errors import PolicyRefused
 from ci_shark.platforms import Platform, detect
@@ -24,6 +25,7 @@ from .platform_fakes import (
     REFRESH_TOKEN,
     Streams,
     credentials,
+    enforce_policy,
     request,
     settings,
 )
@@ -51,8 +53,12 @@ MR_ENV = {
 }
 
 
+BOT = {"id": 42, "username": "project_7_bot"}  # the project access token's own user
+MALLORY = {"id": 666, "username": "mallory"}
+
+
 class FakeNotes:
-    """The MR notes endpoints of one GitLab project, in memory."""
+    """The MR notes endpoints of one GitLab project, and GET /user, in memory."""
 
     def __init__(self, *, status: int | None = None, notes: list[dict[str, Any]] | None = None):
         self.status = status  # answer every request with this status instead
@@ -63,6 +69,8 @@ class FakeNotes:
         self.requests.append(req)
         if self.status is not None:
             return httpx.Response(self.status, json={"message": "nope"})
+        if req.url.path == "/api/v4/user":
+            return httpx.Response(200, json=BOT)
         match = re.fullmatch(
             r"/api/v4/projects/(?P<project>[^/]+)/merge_requests/(?P<iid>\d+)/notes(?:/(?P<id>\d+))?",
             req.url.raw_path.decode().split("?")[0],
@@ -73,7 +81,11 @@ class FakeNotes:
             newest_first = sorted(self.notes, key=lambda note: -note["id"])
             return httpx.Response(200, json=newest_first[(page - 1) * 100 : page * 100])
         if req.method == "POST":
-            note = {"id": 100 + len(self.notes), "body": json.loads(req.content)["body"]}
+            note = {
+                "id": 100 + len(self.notes),
+                "body": json.loads(req.content)["body"],
+                "author": BOT,
+            }
             self.notes.append(note)
             return httpx.Response(201, json=note)
         if req.method == "PUT":
@@ -147,7 +159,7 @@ def test_fork_mr_is_refused_before_anything_else() -> None:
     assert context.is_fork
     assert context.fork_source == "mallory/app"
     with pytest.raises(PolicyRefused) as refused:
-        gitlab.enforce_policy(context)
+        enforce_policy(gitlab, context)
     assert "fork" in refused.value.message
     assert "allow-fork" in (refused.value.hint or "")
     assert fake.requests == []
@@ -156,7 +168,7 @@ def test_fork_mr_is_refused_before_anything_else() -> None:
 def test_fork_mr_allowed_with_allow_fork() -> None:
     env = {**MR_ENV, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": "8"}
     gitlab = platform(env, allow_fork=True)
-    gitlab.enforce_policy(gitlab.context())  # no exception
+    enforce_policy(gitlab, gitlab.context())  # no exception
 
 
 def test_note_is_posted_then_edited_with_the_outcome() -> None:
@@ -186,17 +198,34 @@ def test_note_is_posted_then_edited_with_the_outcome() -> None:
 
 def test_rerun_edits_its_own_note() -> None:
     context = platform(MR_ENV).context()
-    old = {"id": 5, "body": marker(context) + "\nold run"}
-    unrelated = {"id": 6, "body": "LGTM"}
+    old = {"id": 5, "body": marker(context) + "\nold run", "author": BOT}
+    unrelated = {"id": 6, "body": "LGTM", "author": MALLORY}
     fake = FakeNotes(notes=[old, unrelated])
     gitlab = platform(MR_ENV, fake)
     gitlab.announce(request(gitlab.context()))
     assert [note["id"] for note in fake.notes] == [5, 6]
     assert "WDJB" in old["body"]
-    assert [r.method for r in fake.requests] == ["GET", "PUT"]
+    assert [(r.method, r.url.path.rsplit("/", 1)[1]) for r in fake.requests] == [
+        ("GET", "user"),
+        ("GET", "notes"),
+        ("PUT", "5"),
+    ]
 
 
-def test_note_of_someone_else_we_cannot_edit_gets_a_new_note() -> None:
+def test_a_note_with_our_marker_by_someone_else_is_never_adopted() -> None:
+    # With a token that may edit others' notes, adopting it would put the approval link
+    # into a note its author can change afterwards.
+    context = platform(MR_ENV).context()
+    planted = {"id": 5, "body": marker(context) + "\nplanted", "author": MALLORY}
+    fake = FakeNotes(notes=[planted])
+    gitlab = platform(MR_ENV, fake)
+    gitlab.announce(request(gitlab.context()))
+    assert planted["body"].endswith("planted")
+    assert [r.method for r in fake.requests] == ["GET", "GET", "POST"]
+    assert len(fake.notes) == 2
+
+
+def test_our_note_we_can_no_longer_edit_gets_a_new_note() -> None:
     context = platform(MR_ENV).context()
 
     class Forbidden(FakeNotes):
@@ -206,10 +235,10 @@ def test_note_of_someone_else_we_cannot_edit_gets_a_new_note() -> None:
                 return httpx.Response(403, json={"message": "403 Forbidden"})
             return super().__call__(req)
 
-    fake = Forbidden(notes=[{"id": 5, "body": marker(context) + "\nplanted"}])
+    fake = Forbidden(notes=[{"id": 5, "body": marker(context) + "\nold", "author": BOT}])
     gitlab = platform(MR_ENV, fake)
     gitlab.announce(request(gitlab.context()))
-    assert [r.method for r in fake.requests] == ["GET", "PUT", "POST"]
+    assert [r.method for r in fake.requests] == ["GET", "GET", "PUT", "POST"]
     assert len(fake.notes) == 2
 
 
@@ -297,7 +326,6 @@ def test_waiting_part_is_a_collapsed_section_after_the_link() -> None:
 def test_mask_is_a_noop_and_no_secret_reaches_the_log(tmp_path: Path) -> None:
     streams = Streams()
     gitlab = platform(MR_ENV, streams=streams, output_file=str(tmp_path / "ci-shark.env"))
-    gitlab.key_directory = tmp_path
     creds = credentials()
     gitlab.mask([Secret(DEVICE_CODE), *creds.secrets()])
     exported = gitlab.export(creds)
@@ -316,7 +344,6 @@ def test_output_format_auto_is_dotenv_and_shell_goes_to_stdout(tmp_path: Path) -
     assert platform(MR_ENV).output_format() == "dotenv"
     streams = Streams()
     gitlab = platform(MR_ENV, streams=streams, output_format="shell")
-    gitlab.key_directory = tmp_path
     gitlab.export(credentials())
     assert f"export SHARK_ACCESS_TOKEN={ACCESS_TOKEN}\n" in streams.stdout.getvalue()
     assert ACCESS_TOKEN not in streams.stderr.getvalue()
@@ -327,7 +354,13 @@ def test_untrusted_context_cannot_inject_into_the_note() -> None:
     env = {**MR_ENV, "CI_JOB_NAME": "deploy](https://evil.example)<img src=x>@admins"}
     gitlab = platform(env, fake)
     gitlab.announce(request(gitlab.context()))
-    body = fake.notes[0]["body"]
-    assert "](https://evil" not in body
-    assert "<img" not in body
-    assert "@admins" not in body
+    shown = assert_inert(
+        fake.notes[0]["body"],
+        links={
+            "https://gitlab.example.com/team/app/-/jobs/1234",
+            "https://gitlab.example.com/team/app/-/pipelines/99",
+            "https://gitlab.example.com/team/app/-/merge_requests/34",
+            "https://auth.example.com/device?user_code=WDJB-MJHT",
+        },
+    )
+    assert "deploy](https://evil.example)<img src=x>@admins" in shown.code

@@ -8,7 +8,7 @@ from ci_shark.render import Outcome, RunContext
 from .platform_fakes import Streams, request, settings
 
 
-def test_terminal_countdown_redraws_one_line_and_clears_before_the_next_log_line() -> None:
+def test_terminal_countdown_redraws_one_line_and_ends_it_before_the_next_log_line() -> None:
     streams = Streams(tty=True)
     generic = Platform(settings(), {"TERM": "xterm"}, **streams.kwargs())
     generic.waiting(125.4)
@@ -17,9 +17,22 @@ def test_terminal_countdown_redraws_one_line_and_clears_before_the_next_log_line
     text = streams.stderr.getvalue()
     assert "2:05 left" in text
     assert "2:00 left" in text
-    assert text.count("\n") == 1  # the countdown never added a line of its own
-    assert text.rindex("\r\x1b[2K") < text.index("approved")
+    # Redrawn in place, then ended: the next line starts a line of its own.
+    countdown, approved, end = text.split("\n")
+    assert countdown.count("\r\x1b[2K") == 2
+    assert approved == "ci_shark: approved; ok"
+    assert end == ""
     assert "\x1b[2m" in text  # dim countdown: color allowed
+
+
+def test_a_ci_never_gets_a_countdown_even_on_a_terminal() -> None:
+    # nektos act and Buildkite give steps a terminal; their logs are still read per line.
+    streams = Streams(tty=True)
+    in_ci = Platform(settings(), {"TERM": "xterm", "CI": "true"}, **streams.kwargs())
+    in_ci.waiting(125.4)
+    in_ci.waiting(120.0)
+    assert "\r" not in streams.stderr.getvalue()
+    assert "\x1b" not in streams.stderr.getvalue()
 
 
 def test_no_color_means_no_sgr_codes() -> None:

@@ -1,0 +1,123 @@
+"""What the CI platforms share: environment values, the API client of a CI's REST API, and
+the lifecycle of a "marked note" (a PR comment, an MR note, an issue).
+
+A marked note is ours when BOTH hold: its first line is our hidden marker, and it was
+written by the account our token posts as. A marker alone proves nothing (anyone can paste
+it into a comment), and editing someone else's note would put the approval link into a
+comment its author can change afterwards. This rule is decided here, once, for every CI.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from ci_shark.oauth.http import USER_AGENT
+
+
+def env_value(env: Mapping[str, str], name: str) -> str | None:
+    """A CI variable, stripped; None when unset or empty."""
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def api_client(
+    *,
+    base_url: str = "",
+    headers: Mapping[str, str],
+    transport: httpx.BaseTransport | None,
+    trust: Callable[[], ssl.SSLContext],
+    timeout: httpx.Timeout,
+) -> httpx.Client:
+    """A client for a CI's REST API: the run's trust, no redirects (a redirect must not
+    carry the token elsewhere), our User-Agent."""
+    return httpx.Client(
+        base_url=base_url,
+        transport=transport,
+        # An injected transport (tests) brings its own TLS: no CA bundle to load then.
+        verify=trust() if transport is None else True,
+        timeout=timeout,
+        follow_redirects=False,
+        headers={"User-Agent": USER_AGENT, **headers},
+    )
+
+
+@dataclass(frozen=True)
+class Note:
+    id: int
+    author: str | None  # the account that wrote it, as the API names it
+    body: str
+
+
+class NoteApiError(Exception):
+    """The API refused or failed; the message is ours and says what to fix."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NoteApi(Protocol):
+    """One CI's notes on one thread (a PR, an MR, an issue)."""
+
+    def own_author(self) -> str | None:
+        """The account our token posts as; None when the API cannot tell."""
+
+    def notes(self) -> Iterable[Note]:
+        """The thread's notes, newest first (a bounded number of pages)."""
+
+    def create(self, body: str) -> int:
+        """Post a new note; its id."""
+
+    def edit(self, note_id: int, body: str) -> None:
+        """Replace a note's body; NoteApiError with status 403/404 when it cannot."""
+
+
+class MarkedNote:
+    """Find our note by marker and author, then create or edit it; every failure is one
+    warning (the approval never depends on a note), after which the note is left alone."""
+
+    def __init__(self, api: NoteApi, marker: str, *, warn: Callable[[str], None]) -> None:
+        self._api = api
+        self._marker = marker
+        self._warn = warn
+        self.note_id: int | None = None
+        self._looked = False
+        self.broken = False
+
+    def write(self, markdown: str) -> bool:
+        """Post or update the note with ``markdown`` under the marker; True when it did."""
+        if self.broken:
+            return False
+        body = f"{self._marker}\n{markdown}"
+        try:
+            if not self._looked:
+                self._looked = True
+                self.note_id = self._find()
+            if self.note_id is not None:
+                try:
+                    self._api.edit(self.note_id, body)
+                    return True
+                except NoteApiError as refused:
+                    if refused.status not in (403, 404):
+                        raise
+                    self.note_id = None  # deleted meanwhile, or no longer ours: a new one
+            self.note_id = self._api.create(body)
+            return True
+        except NoteApiError as failure:
+            self.broken = True
+            self._warn(str(failure))
+            return False
+
+    def _find(self) -> int | None:
+        author = self._api.own_author()
+        if author is None:
+            return None  # cannot tell whose a note is: never adopt one
+        for note in self._api.notes():
+            if note.body.split("\n", 1)[0] == self._marker and note.author == author:
+                return note.id
+        return None

@@ -1,0 +1,76 @@
+"""One rule per output for text we did not write: the server's, the CI event payload's,
+and whatever an approver's account on the server may choose (a username).
+
+Every rule first takes out every secret of the run (:func:`ci_shark.secret.redact`):
+a server that quotes the device code or the client secret back must not publish it.
+
+- The log (:func:`untrusted`): one line, no control characters, bounded, ``##`` split so
+  no runner acts on it. Where it may be shown, a workflow command needs a line start, which
+  the log writer never gives such text.
+- An output value (:func:`inert`): also no character a shell, a dotenv reader or a workflow
+  expression gives a meaning to.
+- Markdown (:func:`md_code`): a code span. GitHub renders comments with cmark-gfm and then
+  links mentions (``@org/team``), references (``#1``) and autolinks (``https://…``,
+  ``www.…``, e-mail addresses) in the text, and it does so after character references are
+  decoded (``&#64;team`` is a live mention) and even inside a ``<code>`` HTML tag. Inside
+  a code span it does none of these, and the text reads exactly as it was sent, with no
+  backslashes. Links come only from :func:`md_link`, to URLs that passed the https rule.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import quote
+
+from ci_shark.secret import redact
+from ci_shark.urls import url_problem
+
+# C0/C1 controls, DEL, and the Unicode bidi/zero-width overrides used to disguise text.
+_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_NOT_INERT = re.compile(r"[^A-Za-z0-9 ._:/+@=,%~-]")
+_BACKTICKS = re.compile(r"`+")
+
+
+def one_line(text: object, limit: int = 200) -> str:
+    """No secret of the run, no control or invisible characters, no line breaks, bounded:
+    what every rule below starts from."""
+    flat = " ".join(_UNSAFE_CHARS.sub(" ", redact(str(text))).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def untrusted(text: object, limit: int = 200) -> str:
+    """Untrusted text made safe for one log line: :func:`one_line`, and ``##`` split:
+    runners act on ``##[command]`` (GitHub) and ``##vso[`` (Azure) anywhere in a line."""
+    # A lookahead, not str.replace: "###[" would become "# ##[", still a command.
+    return re.sub("#(?=#)", "# ", one_line(text, limit))
+
+
+def inert(text: object, limit: int = 200) -> str:
+    """Untrusted text for an output value: :func:`untrusted`, and no character a shell, a
+    dotenv reader or a workflow expression gives a meaning to (``$ ` ( ) ; | & < > ' "``
+    and the like become ``_``). For names and scopes, which never need them."""
+    return _NOT_INERT.sub("_", untrusted(text, limit))
+
+
+def md_code(text: object, limit: int = 200, *, in_table: bool = False) -> str:
+    """Untrusted text as a markdown code span: shown verbatim, never a link, a mention, a
+    reference, HTML or formatting. In a table cell a ``|`` would end the cell (GFM splits
+    rows before it parses code spans), so it is escaped there, and only there."""
+    flat = one_line(text, limit) or " "
+    if in_table:
+        flat = flat.replace("|", "\\|")
+    longest = max((len(run) for run in _BACKTICKS.findall(flat)), default=0)
+    fence = "`" * (longest + 1)
+    # CommonMark strips one space at each end: pad when the text starts or ends with a
+    # backtick (it would join the fence) or a space (it would be lost).
+    pad = " " if flat[0] in "` " or flat[-1] in "` " else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def md_link(label_markdown: str, url: str) -> str:
+    """A link with an already-safe markdown label (our words, or :func:`md_code`) to a
+    URL that passed the https rule; otherwise just the label."""
+    if url_problem(url):
+        return label_markdown
+    safe_url = quote(redact(url), safe=":/?#&=%+~,;@!$*")
+    return f"[{label_markdown}](<{safe_url}>)"
