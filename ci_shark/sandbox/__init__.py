@@ -13,10 +13,12 @@ A misreading of RFC 9449 written once and used on both sides would pass every te
 Runtime needs only the standard library and ``cryptography``: the package ships it.
 
 The package, outside in: ``server.py`` (``SandboxServer``: lifecycle, test controls),
-``httpd.py`` (HTTP on a socket), ``core.py`` (request in, reply out, no sockets),
-``authorization.py`` / ``resource.py`` / ``pages.py`` (the endpoints), ``faults.py``,
-``state.py`` (grants, tokens, the request log), ``options.py`` (every option once: the
-server's keywords and the standalone flags), ``standalone.py`` (``main``). The names below
+``httpd.py`` (HTTP on a socket), ``core.py`` (request in, reply out, no sockets: routes and
+faults), the endpoint groups ``authorization.py``, ``resource.py`` and ``pages.py``
+(``endpoints.py`` is what they share), ``faults.py``, ``state.py`` (grants, tokens, the
+request log), ``proofs.py`` + ``jose.py`` (DPoP), ``wire.py`` (paths, request, reply,
+errors), ``records.py`` (what tests read), ``options.py`` (every option once: the server's
+keywords and the standalone flags), ``standalone.py`` (``main``). The names exported below
 are the public API; the modules are not.
 
 Standalone::

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import secrets
 import urllib.parse
-from collections.abc import Callable
 from typing import Any, Final
 
+from ci_shark.sandbox.endpoints import EndpointGroup
 from ci_shark.sandbox.jose import b64url_encode, public_coordinates
-from ci_shark.sandbox.proofs import ProofVerifier
-from ci_shark.sandbox.state import Grant, SandboxState, display_user_code
+from ci_shark.sandbox.state import Grant, display_user_code
 from ci_shark.sandbox.wire import (
     DEVICE_CODE_GRANT_TYPE,
     DEVICE_PATH,
@@ -28,6 +27,7 @@ from ci_shark.sandbox.wire import (
     OAuthError,
     Reply,
     Request,
+    Routes,
     client_id_of,
     json_reply,
     parse_form,
@@ -35,19 +35,9 @@ from ci_shark.sandbox.wire import (
 
 SLOW_DOWN_STEP_S: Final = 5
 
-Endpoint = Callable[[Request], Reply]
 
-
-class AuthorizationEndpoints:
-    def __init__(
-        self, state: SandboxState, proofs: ProofVerifier, issuer: Callable[[], str]
-    ) -> None:
-        self._state = state
-        self._options = state.options
-        self._proofs = proofs
-        self._issuer = issuer
-
-    def routes(self) -> dict[str, dict[str, Endpoint]]:
+class AuthorizationEndpoints(EndpointGroup):
+    def routes(self) -> Routes:
         return {
             **{path: {"GET": self.metadata_document} for path in METADATA_PATHS},
             DEVICE_PATH: {"POST": self.device_authorization},
@@ -152,9 +142,7 @@ class AuthorizationEndpoints:
     def token(self, req: Request) -> Reply:
         form = parse_form(req)
         client_id = client_id_of(req, form)
-        grant_type = form.get("grant_type")
-        if grant_type is None:
-            raise OAuthError("invalid_request", "grant_type is required")
+        grant_type = form.require("grant_type")
         if grant_type == DEVICE_CODE_GRANT_TYPE:
             if self._options.device_flow != "enabled":
                 raise OAuthError("unsupported_grant_type", "the device code grant is not enabled")
@@ -172,9 +160,7 @@ class AuthorizationEndpoints:
 
     def _redeem_device_code(self, req: Request, form: Form, client_id: str) -> Reply:
         jkt = self._verify_proof(req)
-        device_code = form.get("device_code")
-        if device_code is None:
-            raise OAuthError("invalid_request", "device_code is required")
+        device_code = form.require("device_code")
         now = req.arrived_at
         state = self._state
         with state.lock:
@@ -203,13 +189,7 @@ class AuthorizationEndpoints:
             if grant.status == "denied":
                 raise OAuthError("access_denied", "the user denied the request")
             grant.redeemed = True
-            payload = state.issue_tokens_locked(
-                client_id=client_id,
-                scope=grant.scope,
-                jkt=jkt,
-                family=grant.device_code,
-                issuer=self._issuer(),
-            )
+            payload = state.issue_tokens_locked(client_id, grant.scope, jkt, grant.device_code)
         return json_reply(200, payload, "granted")
 
     def _judge_interval_locked(self, grant: Grant, arrived_at: float) -> None:
@@ -228,9 +208,7 @@ class AuthorizationEndpoints:
 
     def _refresh(self, req: Request, form: Form, client_id: str) -> Reply:
         jkt = self._verify_proof(req)
-        value = form.get("refresh_token")
-        if value is None:
-            raise OAuthError("invalid_request", "refresh_token is required")
+        value = form.require("refresh_token")
         state = self._state
         with state.lock:
             token = state.tokens.get(value)
@@ -242,33 +220,19 @@ class AuthorizationEndpoints:
             ):
                 raise OAuthError("invalid_grant", "the refresh token is invalid")
             # RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
-            if token.jkt is not None and jkt is None:
-                raise OAuthError(
-                    "invalid_dpop_proof",
-                    "the refresh token is DPoP-bound: a DPoP proof is required",
-                )
             if token.jkt is not None and jkt != token.jkt:
-                raise OAuthError(
-                    "invalid_dpop_proof", "the refresh token is bound to another DPoP key"
-                )
+                needed = "a DPoP proof is required" if jkt is None else "another key signed"
+                raise OAuthError("invalid_dpop_proof", f"the refresh token is DPoP-bound: {needed}")
             scope = form.get("scope") or token.scope
             if not set(scope.split()) <= set(token.scope.split()):
                 raise OAuthError("invalid_scope", "the scope exceeds the original grant")
             token.active = False  # rotation: each refresh token works once
-            payload = state.issue_tokens_locked(
-                client_id=client_id,
-                scope=scope,
-                jkt=jkt,
-                family=token.family,
-                issuer=self._issuer(),
-            )
+            payload = state.issue_tokens_locked(client_id, scope, jkt, token.family)
         return json_reply(200, payload, "refreshed")
 
     def revoke(self, req: Request) -> Reply:
         form = parse_form(req)
-        value = form.get("token")
-        if value is None:
-            raise OAuthError("invalid_request", "token is required")
+        value = form.require("token")
         state = self._state
         with state.lock:
             token = state.tokens.get(value)
@@ -282,9 +246,7 @@ class AuthorizationEndpoints:
 
     def introspect(self, req: Request) -> Reply:
         form = parse_form(req)
-        value = form.get("token")
-        if value is None:
-            raise OAuthError("invalid_request", "token is required")
+        value = form.require("token")
         with self._state.lock:
             token = self._state.active_token_locked(value)
         if token is None:

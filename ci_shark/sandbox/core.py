@@ -20,14 +20,14 @@ from ci_shark.sandbox.wire import (
     ANY_METHOD,
     DEVICE_PATH,
     METADATA_PATHS,
+    Endpoint,
     OAuthError,
     Reply,
     Request,
+    Routes,
     not_found,
     text_reply,
 )
-
-Endpoint = Callable[[Request], Reply]
 
 
 class SandboxCore:
@@ -42,7 +42,7 @@ class SandboxCore:
         pause: Callable[[float], object],
     ) -> None:
         self.options = options
-        self.state = SandboxState(options)
+        self.state = SandboxState(options, issuer)
         self.proofs = ProofVerifier(
             require_nonce=options.require_nonce,
             nonce_ttl_s=options.nonce_ttl_s,
@@ -52,11 +52,9 @@ class SandboxCore:
             token_faults=options.token_faults, device_faults=options.device_faults
         )
         self._pause = pause
-        self._routes: dict[str, dict[str, Endpoint]] = {
-            **AuthorizationEndpoints(self.state, self.proofs, issuer).routes(),
-            **VerificationPages(self.state).routes(),
-            **ResourceEndpoints(self.state, self.proofs, issuer).routes(),
-        }
+        self._routes: Routes = {}
+        for group in (AuthorizationEndpoints, VerificationPages, ResourceEndpoints):
+            self._routes |= group(self.state, self.proofs).routes()
 
     def handle(self, req: Request) -> Reply:
         """The reply to one request (recorded by the caller, once it is final)."""

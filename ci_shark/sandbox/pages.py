@@ -7,13 +7,12 @@ scripts and framing.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 from typing import Final
 
+from ci_shark.sandbox.endpoints import EndpointGroup
 from ci_shark.sandbox.state import (
     Decision,
     Grant,
-    SandboxState,
     display_user_code,
     normalise_user_code,
 )
@@ -23,10 +22,9 @@ from ci_shark.sandbox.wire import (
     OAuthError,
     Reply,
     Request,
+    Routes,
     parse_form,
 )
-
-Endpoint = Callable[[Request], Reply]
 
 
 def _page(title: str, body_html: str) -> str:
@@ -88,11 +86,8 @@ def _grant_page(grant: Grant, status: str) -> str:
     return _page("Device authorization", f"<table>{table}</table>{buttons}")
 
 
-class VerificationPages:
-    def __init__(self, state: SandboxState) -> None:
-        self._state = state
-
-    def routes(self) -> dict[str, dict[str, Endpoint]]:
+class VerificationPages(EndpointGroup):
+    def routes(self) -> Routes:
         return {VERIFICATION_PATH: {"GET": self.page, "POST": self.action}}
 
     def page(self, req: Request) -> Reply:

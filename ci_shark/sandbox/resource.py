@@ -18,13 +18,13 @@ Credentials are optional on the last two; when present they are checked all the 
 from __future__ import annotations
 
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from ci_shark.sandbox.endpoints import EndpointGroup
 from ci_shark.sandbox.jose import access_token_hash
-from ci_shark.sandbox.proofs import ProofVerifier
-from ci_shark.sandbox.state import SandboxState, Token
+from ci_shark.sandbox.state import Token
 from ci_shark.sandbox.wire import (
     ANY_METHOD,
     BYTES_PATH,
@@ -35,6 +35,7 @@ from ci_shark.sandbox.wire import (
     OAuthError,
     Reply,
     Request,
+    Routes,
     is_loopback,
     json_reply,
     resource_error,
@@ -46,8 +47,6 @@ REDIRECT_STATUSES: Final = ("301", "302", "303", "307", "308")
 # Credentials are never echoed back: a test's stdout must not carry them.
 _UNECHOED_HEADERS: Final = frozenset({"authorization", "dpop", "cookie", "proxy-authorization"})
 _CHUNK: Final = bytes(range(256)) * 256  # 64 KiB of the pattern, a whole number of periods
-
-Endpoint = Callable[[Request], Reply]
 
 
 @dataclass(frozen=True)
@@ -81,16 +80,8 @@ def _redirect_target_allowed(target: str) -> bool:
     return split.scheme in ("http", "https") and is_loopback(split.hostname or "")
 
 
-class ResourceEndpoints:
-    def __init__(
-        self, state: SandboxState, proofs: ProofVerifier, issuer: Callable[[], str]
-    ) -> None:
-        self._state = state
-        self._options = state.options
-        self._proofs = proofs
-        self._issuer = issuer
-
-    def routes(self) -> dict[str, dict[str, Endpoint]]:
+class ResourceEndpoints(EndpointGroup):
+    def routes(self) -> Routes:
         return {
             USERINFO_PATH: {"GET": self.userinfo, "POST": self.userinfo},
             ECHO_PATH: {ANY_METHOD: self.echo},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -77,8 +78,9 @@ def display_user_code(code: str) -> str:
 class SandboxState:
     """Grants by device and user code, tokens by value, and what every request got."""
 
-    def __init__(self, options: SandboxOptions) -> None:
+    def __init__(self, options: SandboxOptions, issuer: Callable[[], str]) -> None:
         self.options = options
+        self.issuer = issuer  # the base URL, known once the port is bound
         self.clock = options.clock
         self.lock = threading.Lock()
         self.automatic_decision: Decision = (
@@ -160,7 +162,7 @@ class SandboxState:
     # ----------------------------------------------------------------- tokens
 
     def issue_tokens_locked(
-        self, *, client_id: str, scope: str, jkt: str | None, family: str, issuer: str
+        self, client_id: str, scope: str, jkt: str | None, family: str
     ) -> dict[str, Any]:
         """A token response (RFC 6749 §5.1); the tokens are remembered for later checks."""
         now = int(time.time())
@@ -186,7 +188,7 @@ class SandboxState:
         if "openid" in scope.split():
             subject = self.options.subject
             claims = {
-                "iss": issuer,
+                "iss": self.issuer(),
                 "sub": subject,
                 "aud": client_id,
                 "iat": now,

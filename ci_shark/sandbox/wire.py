@@ -6,7 +6,7 @@ import base64
 import ipaddress
 import json
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -81,6 +81,10 @@ class Reply:
     stream: Iterator[bytes] | None = None
 
 
+Endpoint = Callable[[Request], Reply]
+Routes = dict[str, dict[str, Endpoint]]
+
+
 def json_reply(
     status: int, payload: Mapping[str, Any], outcome: str, headers: Iterable[tuple[str, str]] = ()
 ) -> Reply:
@@ -138,6 +142,12 @@ class Form:
             if key == name:
                 return value
         return None
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise OAuthError("invalid_request", f"{name} is required")
+        return value
 
     def all(self, name: str) -> list[str]:
         return [value for key, value in self.pairs if key == name]
