@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -175,6 +176,12 @@ def option_keywords(
         def init_from_keywords(self: Self, /, *args: Params.args, **kwargs: Params.kwargs) -> None:
             init(self, options_type(*args, **kwargs))
 
+        # help() and inspect show the keywords, not the wrapped (self, options); setattr
+        # because to mypy a Callable has no __signature__.
+        keywords = inspect.signature(options_type).parameters.values()
+        self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+        signature = inspect.Signature([self_parameter, *keywords], return_annotation=None)
+        setattr(init_from_keywords, "__signature__", signature)  # noqa: B010
         return init_from_keywords
 
     return decorate

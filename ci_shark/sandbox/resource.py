@@ -4,7 +4,9 @@ A request presents ``Authorization: DPoP <token>`` with a proof (RFC 9449 §7: h
 without query, ath, a fresh jti, the current nonce when nonces are on) or
 ``Authorization: Bearer <token>`` for an unbound token (RFC 6750). Errors are 401 challenges
 in ``WWW-Authenticate``; with ``bare_nonce_challenge`` a missing or stale nonce gets a bare
-401 carrying only ``DPoP-Nonce``, as glewlwyd answers.
+401 carrying only ``DPoP-Nonce``, as glewlwyd answers. One nonce serves the token endpoint
+and the resource alike, and ``htu`` must name ``server.url`` (the ``localhost`` origin below
+is served, but proofs for it are refused).
 
 - ``/api/echo`` (any method, credentials required) answers JSON: the method, the path and
   query, the body as text, the Content-Type, the other headers, and who the token is.
@@ -100,8 +102,8 @@ class ResourceEndpoints(EndpointGroup):
         caller = self.authenticate(req)
         headers: dict[str, str] = {}
         for name, value in req.headers:
-            if name.lower() not in _UNECHOED_HEADERS:
-                key = name.lower()
+            key = name.lower()
+            if key not in _UNECHOED_HEADERS:
                 headers[key] = f"{headers[key]}, {value}" if key in headers else value
         payload: dict[str, Any] = {
             "method": req.method,
