@@ -5,6 +5,7 @@ key binding, one redemption per device code.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import urllib.parse
 from typing import Any, Final
@@ -28,7 +29,7 @@ from ci_shark.sandbox.wire import (
     Reply,
     Request,
     Routes,
-    client_id_of,
+    client_credentials_of,
     json_reply,
     parse_form,
 )
@@ -59,11 +60,11 @@ class AuthorizationEndpoints(EndpointGroup):
             "introspection_endpoint": url + INTROSPECT_PATH,
             "userinfo_endpoint": url + USERINFO_PATH,
             "jwks_uri": url + JWKS_PATH,
-            "grant_types_supported": (
-                [DEVICE_CODE_GRANT_TYPE, "refresh_token"]
-                if device_flow != "missing"
-                else ["refresh_token"]
-            ),
+            "grant_types_supported": [
+                *([DEVICE_CODE_GRANT_TYPE] if device_flow != "missing" else []),
+                "refresh_token",
+                *(["client_credentials"] if self._options.client_secrets else []),
+            ],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": [
                 "none",
@@ -98,7 +99,7 @@ class AuthorizationEndpoints(EndpointGroup):
                 status=501,
             )
         form = parse_form(req)
-        client_id = client_id_of(req, form)
+        client_id = self._authenticate_client(req, form)
         resources = tuple(form.all("resource"))
         for resource in resources:
             # RFC 8707 §2: an absolute URI without a fragment.
@@ -141,7 +142,7 @@ class AuthorizationEndpoints(EndpointGroup):
 
     def token(self, req: Request) -> Reply:
         form = parse_form(req)
-        client_id = client_id_of(req, form)
+        client_id = self._authenticate_client(req, form)
         grant_type = form.require("grant_type")
         if grant_type == DEVICE_CODE_GRANT_TYPE:
             if self._options.device_flow != "enabled":
@@ -149,7 +150,18 @@ class AuthorizationEndpoints(EndpointGroup):
             return self._redeem_device_code(req, form, client_id)
         if grant_type == "refresh_token":
             return self._refresh(req, form, client_id)
+        if grant_type == "client_credentials":
+            return self._client_credentials(req, form, client_id)
         raise OAuthError("unsupported_grant_type", "this grant_type is not supported")
+
+    def _authenticate_client(self, req: Request, form: Form) -> str:
+        client_id, secret = client_credentials_of(req, form)
+        expected = self._options.client_secrets.get(client_id)
+        if expected is not None and (
+            secret is None or not hmac.compare_digest(secret.encode(), expected.encode())
+        ):
+            raise OAuthError("invalid_client", "client authentication failed", status=401)
+        return client_id
 
     def _verify_proof(self, req: Request) -> str | None:
         """The proof's key thumbprint; None without a proof where DPoP is optional."""
@@ -229,6 +241,21 @@ class AuthorizationEndpoints(EndpointGroup):
             token.active = False  # rotation: each refresh token works once
             payload = state.issue_tokens_locked(client_id, scope, jkt, token.family)
         return json_reply(200, payload, "refreshed")
+
+    def _client_credentials(self, req: Request, form: Form, client_id: str) -> Reply:
+        if client_id not in self._options.client_secrets:
+            # RFC 6749 §4.4: for confidential clients only.
+            raise OAuthError(
+                "unauthorized_client", "client_credentials needs a client with a secret"
+            )
+        jkt = self._verify_proof(req)
+        scope = form.get("scope") or ""
+        with self._state.lock:
+            # RFC 6749 §4.4.3: no refresh token; the client can simply ask again.
+            payload = self._state.issue_tokens_locked(
+                client_id, scope, jkt, family=secrets.token_urlsafe(16), with_refresh_token=False
+            )
+        return json_reply(200, payload, "client_credentials")
 
     def revoke(self, req: Request) -> Reply:
         form = parse_form(req)

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
@@ -136,6 +136,10 @@ class SandboxOptions:
             const=True,
         ),
     )
+    # Confidential clients: their secret must come with every request (HTTP Basic or
+    # client_secret), and only they may use client_credentials; any other client_id is a
+    # public client, whose secret is not checked. No flag: a secret on argv is public.
+    client_secrets: Mapping[str, str] = field(default_factory=dict)
     # No flag: tests inject a fake to move time by hand (grants, nonces, token expiry).
     clock: Callable[[], float] = time.monotonic
 

@@ -162,7 +162,13 @@ class SandboxState:
     # ----------------------------------------------------------------- tokens
 
     def issue_tokens_locked(
-        self, client_id: str, scope: str, jkt: str | None, family: str
+        self,
+        client_id: str,
+        scope: str,
+        jkt: str | None,
+        family: str,
+        *,
+        with_refresh_token: bool = True,
     ) -> dict[str, Any]:
         """A token response (RFC 6749 §5.1); the tokens are remembered for later checks."""
         now = int(time.time())
@@ -177,9 +183,12 @@ class SandboxState:
             "token_type": "DPoP" if jkt else "Bearer",
             "expires_in": lifetime_s,
         }
+        if jkt:
+            # SharkAuth names the binding in the token response (its SDK reads cnf_jkt there).
+            payload["cnf"] = {"jkt": jkt}
         if scope:
             payload["scope"] = scope
-        if self.options.issue_refresh_token:
+        if with_refresh_token and self.options.issue_refresh_token:
             refresh = secrets.token_urlsafe(32)
             self.tokens[refresh] = Token(
                 "refresh", client_id, scope, now, on_clock, None, jkt, family

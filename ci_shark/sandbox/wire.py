@@ -171,9 +171,9 @@ def parse_form(req: Request) -> Form:
     return Form(tuple(pairs))
 
 
-def client_id_of(req: Request, form: Form) -> str:
-    """client_id from the form or HTTP Basic (client_secret_basic); secrets are not checked."""
-    basic_id: str | None = None
+def client_credentials_of(req: Request, form: Form) -> tuple[str, str | None]:
+    """client_id and client secret from HTTP Basic or the form (RFC 6749 §2.3.1)."""
+    basic: tuple[str, str] | None = None
     authorization = req.header("Authorization") or ""
     if authorization[:6].lower() == "basic ":
         try:
@@ -182,17 +182,19 @@ def client_id_of(req: Request, form: Form) -> str:
             raise OAuthError(
                 "invalid_client", "malformed HTTP Basic credentials", status=401
             ) from exc
-        user, separator, _ = decoded.partition(":")
+        user, separator, password = decoded.partition(":")
         if not separator:
             raise OAuthError("invalid_client", "malformed HTTP Basic credentials", status=401)
-        basic_id = urllib.parse.unquote_plus(user)
+        basic = urllib.parse.unquote_plus(user), urllib.parse.unquote_plus(password)
     form_id = form.get("client_id")
-    if basic_id and form_id and basic_id != form_id:
+    if basic and form_id and basic[0] != form_id:
         raise OAuthError("invalid_request", "client_id differs between Basic auth and the body")
-    client_id = basic_id or form_id
+    if basic and form.get("client_secret") is not None:
+        raise OAuthError("invalid_request", "use one client authentication method, not two")
+    client_id = basic[0] if basic else form_id
     if not client_id:
         raise OAuthError("invalid_client", "client_id is required", status=401)
-    return client_id
+    return client_id, basic[1] if basic else form.get("client_secret")
 
 
 def is_loopback(host: str) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.parse
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -450,6 +451,87 @@ def test_an_expired_token_is_replaced_by_refresh(http: httpx.Client, clock: Fake
         fresh = refresh(client, token["refresh_token"]).json()
         assert fresh["expires_in"] == 1
         assert call(client, "GET", "/api/echo", fresh["access_token"]).status_code == 200
+
+
+# --------------------------------------------------------------------------- confidential clients
+
+
+@pytest.fixture
+def confidential(clock: FakeClock) -> Iterator[SandboxServer]:
+    with SandboxServer(clock=clock, client_secrets={"my-agent": "s3cr3t"}) as sandbox:
+        yield sandbox
+
+
+def test_client_credentials_gives_a_bound_token_without_refresh(
+    confidential: SandboxServer, http: httpx.Client
+) -> None:
+    client = Client(confidential, http)
+    client.nonce = confidential.nonce
+    form = {"grant_type": "client_credentials", "client_id": "my-agent", "scope": "read write"}
+    response = client.token_request({**form, "client_secret": "s3cr3t"})
+    assert response.status_code == 200, response.text
+    token = response.json()
+    assert token["token_type"] == "DPoP"
+    assert token["scope"] == "read write"
+    # SharkAuth's shape: the binding is named in the token response (its SDK reads cnf_jkt).
+    assert token["cnf"] == {"jkt": client.key.thumbprint()}
+    assert "refresh_token" not in token  # RFC 6749 §4.4.3
+    echo = call(client, "GET", "/api/echo", token["access_token"]).json()
+    assert (echo["client_id"], echo["scope"]) == ("my-agent", "read write")
+    document = http.get(f"{confidential.url}/.well-known/openid-configuration").json()
+    assert "client_credentials" in document["grant_types_supported"]
+
+
+@pytest.mark.parametrize(
+    ("secret", "basic"),
+    [("wrong", False), (None, False), ("wrong", True)],
+)
+def test_a_confidential_client_with_a_wrong_or_no_secret_is_invalid_client(
+    confidential: SandboxServer, http: httpx.Client, secret: str | None, basic: bool
+) -> None:
+    client = Client(confidential, http)
+    client.nonce = confidential.nonce
+    url = f"{confidential.url}/oauth/token"
+    form = {"grant_type": "client_credentials", "client_id": "my-agent"}
+    if basic:
+        auth = httpx.BasicAuth("my-agent", secret or "")
+        response = http.post(url, data=form, auth=auth)
+    else:
+        response = client.token_request(
+            form if secret is None else {**form, "client_secret": secret}
+        )
+    assert response.status_code == 401
+    assert error_of(response) == "invalid_client"
+    # The device endpoint authenticates the same client the same way.
+    device = http.post(f"{confidential.url}/oauth/device", data={"client_id": "my-agent"})
+    assert device.status_code == 401
+
+
+def test_basic_auth_with_the_right_secret_passes(
+    confidential: SandboxServer, http: httpx.Client
+) -> None:
+    response = http.post(
+        f"{confidential.url}/oauth/device",
+        data={"scope": "deploy"},
+        auth=httpx.BasicAuth("my-agent", "s3cr3t"),
+    )
+    assert response.status_code == 200
+    assert confidential.grants[0].client_id == "my-agent"
+
+
+def test_client_credentials_is_refused_to_a_public_client(
+    server: SandboxServer, client: Client
+) -> None:
+    client.nonce = server.nonce
+    response = client.token_request({"grant_type": "client_credentials", "client_id": CLIENT_ID})
+    assert response.status_code == 400
+    assert error_of(response) == "unauthorized_client"
+    document = client.http.get(f"{server.url}/.well-known/openid-configuration").json()
+    assert "client_credentials" not in document["grant_types_supported"]
+
+
+def test_device_flow_token_response_names_its_binding(client: Client, clock: FakeClock) -> None:
+    assert granted(client, clock)["cnf"] == {"jkt": client.key.thumbprint()}
 
 
 # --------------------------------------------------------------------------- options, standalone
