@@ -7,6 +7,7 @@ in one cannot hide a bug in the other. Time-dependent rules run on an injected c
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import signal
@@ -741,9 +742,11 @@ def test_stop_is_idempotent_and_closes_the_port() -> None:
         http.get(url + "/.well-known/openid-configuration")
 
 
-def test_standalone_prints_its_url_and_stops_on_sigterm() -> None:
+@contextlib.contextmanager
+def standalone(*flags: str) -> Iterator[str]:
+    """``python -m ci_shark.sandbox --port 0 FLAGS``: yields its URL; SIGTERM must stop it."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "ci_shark.sandbox", "--port", "0", "--approve-after", "3"],
+        [sys.executable, "-m", "ci_shark.sandbox", "--port", "0", *flags],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -752,9 +755,7 @@ def test_standalone_prints_its_url_and_stops_on_sigterm() -> None:
         line = process.stdout.readline()
         match = re.fullmatch(r"ci_shark sandbox listening on (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
-        with http_client(timeout=2) as http:
-            response = http.get(f"{match[1]}/.well-known/oauth-authorization-server")
-        assert response.json()["issuer"] == match[1]
+        yield match[1]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     finally:
@@ -763,3 +764,9 @@ def test_standalone_prints_its_url_and_stops_on_sigterm() -> None:
             process.wait(timeout=5)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_standalone_prints_its_url_and_stops_on_sigterm() -> None:
+    with standalone("--approve-after", "3") as url, http_client(timeout=2) as http:
+        response = http.get(f"{url}/.well-known/oauth-authorization-server")
+        assert response.json()["issuer"] == url
