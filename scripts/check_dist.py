@@ -2,6 +2,7 @@
 
 Usage:
   python scripts/check_dist.py [--install]            build into a temp dir, then check
+                                                      (needs build, twine and hatchling)
   python scripts/check_dist.py [options] DIST_DIR     check DIST_DIR's sdist and wheel
 
 Options:
@@ -68,8 +69,12 @@ def run(command: list[str]) -> None:
 
 
 def build(into: Path) -> None:
-    """`python -m build`: the sdist, then the wheel built from the unpacked sdist."""
-    run([sys.executable, "-m", "build", "--outdir", str(into), str(ROOT)])
+    """`python -m build`: the sdist, then the wheel built from the unpacked sdist.
+
+    --no-isolation, as in the release job: the backend is the pinned hatchling installed
+    beside build (the test extra, requirements/release.txt), not the index's newest.
+    """
+    run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(into), str(ROOT)])
 
 
 def dist_files(dist: Path, version: str) -> tuple[Path, Path]:
