@@ -140,9 +140,15 @@ def proof_cli(tmp: Path, outputs: dict[str, Any], url: str, nonce: str | None = 
     return job.stdout.strip()
 
 
-def test_approval_with_dpop_nonces(glewlwyd: GlewlwydServer, tmp_path: Path) -> None:
-    """glewlwyd demands a server nonce at redemption (peer test); the job answers it."""
-    job, outputs = login(glewlwyd, tmp_path)
+@pytest.mark.parametrize("auth_url", ["issuer", "advertised base"])
+def test_approval_with_dpop_nonces(glewlwyd: GlewlwydServer, tmp_path: Path, auth_url: str) -> None:
+    """glewlwyd demands a server nonce at redemption (peer test); the job answers it.
+
+    `auth-url` as the admin typed the issuer (`…/api/glwd`), or copied from the advertised
+    endpoints (`…//api/glwd`): the metadata is found either way.
+    """
+    base = glewlwyd.issuer() if auth_url == "issuer" else glewlwyd.advertised()
+    job, outputs = login(glewlwyd, tmp_path, CI_SHARK_AUTH_URL=base)
 
     assert f"{glewlwyd.advertised()}/device?code=" in job.stderr  # the link, `//` and all
     assert outputs["SHARK_STATUS"] == "approved"
