@@ -17,7 +17,7 @@ import httpx
 import pytest
 from dpop_proofs import DpopKey
 from glewlwyd_approver import approve
-from glewlwyd_peer import CLIENT_ID, PASSWORDS, SCOPE, GlewlwydServer
+from glewlwyd_peer import CLIENT_ID, NONCE_USES, PASSWORDS, SCOPE, GlewlwydServer
 from joserfc import jwt
 
 pytestmark = pytest.mark.interop
@@ -185,6 +185,17 @@ def test_dpop_device_flow_end_to_end(http: httpx.Client, glewlwyd: GlewlwydServe
     second = key.get_resource(http, userinfo, access_token)
     assert second.status_code == 200, second.text
     assert second.json()["sub"] == access["sub"]
+    # One nonce serves NONCE_USES good proofs; its successor comes on a 200's DPoP-Nonce.
+    rotated = None
+    for _ in range(NONCE_USES + 1):
+        before = key.nonce
+        again = key.get_resource(http, userinfo, access_token)
+        assert again.status_code == 200, again.text
+        if "DPoP-Nonce" in again.headers:
+            rotated = again.headers["DPoP-Nonce"]
+            break
+    assert rotated is not None
+    assert rotated != before
 
     # 6. As Bearer: 401, empty body. Without `ath`: 401 invalid_dpop_proof.
     as_bearer = http.get(userinfo, headers={"Authorization": f"Bearer {access_token}"})
