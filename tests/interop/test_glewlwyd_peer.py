@@ -298,3 +298,27 @@ def test_token_endpoint_enforces_its_own_instance_interval(
         time.sleep(pause_s)
         answers.append(key.post(http, strict, data).json()["error"])
     assert answers == ["authorization_pending", "slow_down", "authorization_pending"]
+
+
+def test_refresh_token_is_bound_to_the_key(http: httpx.Client, glewlwyd: GlewlwydServer) -> None:
+    key = DpopKey()
+    start = device_authorization(http, glewlwyd)
+    approve_as(glewlwyd, start)
+    granted = redeem(http, glewlwyd, key, start["device_code"])
+    assert granted.status_code == 200, granted.text
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": granted.json()["refresh_token"],
+        "client_id": CLIENT_ID,
+    }
+    thief = DpopKey()
+    thief.nonce = key.nonce
+    stolen = thief.post(http, glewlwyd.token_endpoint, refresh)
+    assert stolen.status_code == 403
+    assert stolen.json() == {"error": "invalid_dpop_proof", "error_description": "Invalid DPoP"}
+    renewed = key.post(http, glewlwyd.token_endpoint, refresh)
+    if renewed.status_code == 400 and renewed.json().get("error") == "use_dpop_nonce":
+        renewed = key.post(http, glewlwyd.token_endpoint, refresh)
+    assert renewed.status_code == 200, renewed.text
+    assert renewed.json()["token_type"] == "DPoP"
+    assert claims(glewlwyd, renewed.json()["access_token"])["cnf"] == {"jkt": key.jkt}
