@@ -43,7 +43,10 @@ from oidc_peer import missing, require_tool
 
 SCHEMA = Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz")
 MODULE_ROOT = Path("/usr/lib/glewlwyd")
-INSTALL_HINT = "install Debian's package: apt-get install glewlwyd dbconfig-no-thanks"
+INSTALL_HINT = (
+    'install Debian\'s package as .ci/run does: debconf glewlwyd/config_type "No configuration", '
+    "then apt-get install glewlwyd dbconfig-no-thanks"
+)
 READY_TIMEOUT_S = 20
 STOP_TIMEOUT_S = 5
 START_ATTEMPTS = 3
