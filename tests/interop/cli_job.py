@@ -104,17 +104,24 @@ class CliJob:
             f"--- stderr ---\n{self.stderr}--- stdout ---\n{self.stdout}"
         )
 
-    def wait_for_link(self, timeout_s: float = 20) -> tuple[str, str]:
-        """The approval link and user code, as printed in the job's log."""
+    def wait_for_link(
+        self,
+        timeout_s: float = 20,
+        *,
+        link: re.Pattern[str] = LINK,
+        user_code: re.Pattern[str] = USER_CODE,
+    ) -> tuple[str, str]:
+        """The approval link and user code, as printed in the job's log (the patterns
+        default to oidc-provider's)."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
             while True:
                 text = "".join(self._err) + "".join(self._out)
-                links = LINK.findall(text)
-                codes = USER_CODE.findall(text)
+                links = link.findall(text)
+                codes = user_code.findall(text)
                 if links and codes:
                     # prefer verification_uri_complete when the log shows it
-                    complete = [link for link in links if "user_code=" in link]
+                    complete = [found for found in links if "code=" in found]
                     return (complete or links)[0], codes[0]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self.process.poll() is not None:

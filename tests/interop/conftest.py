@@ -1,8 +1,9 @@
-"""Fixtures for the interop suite: a real node oidc-provider on loopback.
+"""Fixtures for the interop suite: real authorization servers on loopback.
 
-Locally, a missing tool (node, npm, the ci_shark CLI) skips the tests that need
-it, with the reason; under CI (``CI=true``) it fails them, so the suite can never
-pass by silently running nothing. The logic lives in oidc_peer.py.
+Two independent implementations: node oidc-provider (oidc_peer.py) and Debian's glewlwyd
+(glewlwyd_peer.py). Locally, a missing tool (node, npm, glewlwyd, the ci_shark CLI) skips
+the tests that need it, with the reason; under CI (``CI=true``) it fails them, so the suite
+can never pass by silently running nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from glewlwyd_peer import GlewlwydServer, run_glewlwyd
 from oidc_peer import REPO_ROOT, ProviderServer, missing, run_provider
 
 
@@ -21,15 +23,26 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderServe
         yield server
 
 
+@pytest.fixture(scope="session")
+def glewlwyd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GlewlwydServer]:
+    """One glewlwyd for the session: start-up and provisioning take about a second."""
+    with run_glewlwyd(tmp_path_factory.mktemp("glewlwyd")) as server:
+        yield server
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """On a failure, attach the end of the provider's request log to the report."""
+    """On a failure, attach the end of the server's log to the report."""
     outcome = yield
     report = outcome.get_result()
-    if report.failed and "provider" in getattr(item, "fixturenames", ()):
-        server = item.funcargs.get("provider") if hasattr(item, "funcargs") else None
-        if isinstance(server, ProviderServer):
-            report.sections.append(("oidc-provider log (tail)", server.log_tail()))
+    funcargs = getattr(item, "funcargs", {})
+    if report.failed:
+        provider = funcargs.get("provider")
+        if isinstance(provider, ProviderServer):
+            report.sections.append(("oidc-provider log (tail)", provider.log_tail()))
+        peer = funcargs.get("glewlwyd")
+        if isinstance(peer, GlewlwydServer):
+            report.sections.append(("glewlwyd log (tail)", peer.log_tail()))
 
 
 @pytest.fixture(scope="session")
