@@ -42,6 +42,8 @@ from ci_shark.urls import origin, url_problem
 COMMAND_BUDGET_S = 60.0
 EXPIRY_MARGIN_S = 30.0  # refresh a token this close to its expiry: it may die in flight
 MAX_REDIRECTS = 5
+# Any of these set means the credentials are in the environment (`proof` needs only a key).
+ENV_MARKERS = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_DPOP_KEY_FILE", "SHARK_DPOP_JWK")
 
 
 # -- what a login issued -------------------------------------------------------------------
@@ -105,7 +107,7 @@ def load_issued(credentials: Path | None, platform: Platform) -> Issued:
     if credentials is not None:
         return Issued(read_credentials(credentials), credentials)
     env = platform.env
-    if env.get("SHARK_ACCESS_TOKEN", "").strip():
+    if any(env.get(name, "").strip() for name in ENV_MARKERS):
         return Issued({k: v for k, v in env.items() if k.startswith("SHARK_")}, None)
     for candidate in credential_files(platform):
         if candidate.is_file():

@@ -283,8 +283,15 @@ def enforce_allowed_approvers(identity: Identity | None, allowed: tuple[str, ...
     if not allowed or (identity is not None and is_allowed(identity, allowed)):
         return
     who = identity.display if identity else "someone the server did not identify"
+    bare = {entry.strip() for entry in allowed if ":" not in entry}
+    near = (
+        f"; the bare entry `{identity.subject}` is a username: to allow this subject, "
+        f"write sub:{identity.subject}"
+        if identity is not None and identity.subject in bare
+        else ""
+    )
     raise PolicyRefused(
-        f"approved by {who}, who is not in `allowed-approvers`",
+        f"approved by {who}, who is not in `allowed-approvers`{near}",
         hint="approve as one of the allowed approvers, or change `allowed-approvers`; the "
         "server must tell who approved (an id_token or userinfo)",
     )

@@ -284,14 +284,27 @@ def test_approver_is_reported(provider: ProviderServer, tmp_path: Path) -> None:
 
 
 def test_allowed_approver_passes(provider: ProviderServer, tmp_path: Path) -> None:
-    _, outputs = login(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
+    # oidc-provider names its accounts by `sub` only: a bare name is a username.
+    _, outputs = login(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="sub:maintainer")
     assert outputs["SHARK_APPROVER"] == "maintainer"
+
+
+def test_a_bare_name_is_a_username_not_a_subject(provider: ProviderServer, tmp_path: Path) -> None:
+    """Else any account could name itself after a maintainer's subject; the message says
+    which entry would have matched."""
+    env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
+    with CliJob([], env, cwd=tmp_path) as job:
+        link, code = job.wait_for_link()
+        approve(link, code, "maintainer")
+        rc = job.wait(JOB_TIMEOUT_S)
+    assert rc == 6, job.transcript()
+    assert "sub:maintainer" in job.stderr
 
 
 def test_other_approver_is_refused_and_revoked(provider: ProviderServer, tmp_path: Path) -> None:
     """Mallory approves a run only maintainer may approve: exit 6, the tokens revoked."""
     log_start = provider.log_path.stat().st_size
-    env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
+    env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="sub:maintainer")
     with CliJob([], env, cwd=tmp_path) as job:
         link, code = job.wait_for_link()
         approve(link, code, "mallory")

@@ -140,15 +140,9 @@ def proof_cli(tmp: Path, outputs: dict[str, Any], url: str, nonce: str | None = 
     return job.stdout.strip()
 
 
-@pytest.mark.parametrize("auth_url", ["issuer", "advertised base"])
-def test_approval_with_dpop_nonces(glewlwyd: GlewlwydServer, tmp_path: Path, auth_url: str) -> None:
-    """glewlwyd demands a server nonce at redemption (peer test); the job answers it.
-
-    `auth-url` as the admin typed the issuer (`…/api/glwd`), or copied from the advertised
-    endpoints (`…//api/glwd`): the metadata is found either way.
-    """
-    base = glewlwyd.issuer() if auth_url == "issuer" else glewlwyd.advertised()
-    job, outputs = login(glewlwyd, tmp_path, CI_SHARK_AUTH_URL=base)
+def test_approval_with_dpop_nonces(glewlwyd: GlewlwydServer, tmp_path: Path) -> None:
+    """glewlwyd demands a server nonce at redemption (peer test); the job answers it."""
+    job, outputs = login(glewlwyd, tmp_path, CI_SHARK_AUTH_URL=glewlwyd.issuer())
 
     assert f"{glewlwyd.advertised()}/device?code=" in job.stderr  # the link, `//` and all
     assert outputs["SHARK_STATUS"] == "approved"
@@ -169,6 +163,20 @@ def test_approval_with_dpop_nonces(glewlwyd: GlewlwydServer, tmp_path: Path, aut
     log = job.stdout + job.stderr
     for secret in ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_ID_TOKEN"):
         assert outputs[secret] not in log, f"{secret} printed in the job log"
+
+
+def test_an_auth_url_copied_from_the_advertised_endpoints_is_told_the_issuer(
+    glewlwyd: GlewlwydServer, tmp_path: Path
+) -> None:
+    """`…//api/glwd`, copied from the `//`-spelled endpoints, is not the issuer the
+    metadata names (`…/api/glwd`): RFC 8414 §3.3 says not to use that metadata, and the
+    message says what to set instead, before any device code exists."""
+    env = login_env(glewlwyd, tmp_path, CI_SHARK_AUTH_URL=glewlwyd.advertised())
+    job = run_cli([], env, cwd=tmp_path)
+    assert job.process.returncode == 5, job.transcript()
+    assert f"names issuer {glewlwyd.issuer()}" in job.stderr
+    assert "RFC 8414" in job.stderr
+    assert "approval needed" not in job.stderr
 
 
 def test_proof_is_accepted_at_userinfo(glewlwyd: GlewlwydServer, tmp_path: Path) -> None:
@@ -229,6 +237,8 @@ def test_slow_down_from_the_server_is_obeyed(glewlwyd: GlewlwydServer, tmp_path:
     env = login_env(
         glewlwyd,
         tmp_path,
+        # The tokens (and the id_token naming the approver) come from `glwd-strict`.
+        CI_SHARK_AUTH_URL=glewlwyd.issuer("glwd-strict"),
         # Explicit inputs, spelled as glewlwyd advertises them (`//api/…`).
         CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=glewlwyd.device_authorization_endpoint,
         CI_SHARK_TOKEN_ENDPOINT=f"{glewlwyd.advertised('glwd-strict')}/token",
