@@ -55,7 +55,7 @@ def node22_binary() -> Path:
 
 
 def gitlab_ci_local_script() -> Path:
-    path = SCRIPTS_NODE_MODULES / "gitlab-ci-local" / "src" / "index.js"
+    path = SCRIPTS_NODE_MODULES / "gitlab-ci-local" / "dist" / "index.js"
     if not path.is_file():
         missing("gitlab-ci-local not found: npm ci --prefix scripts installs it")
     return path
