@@ -51,6 +51,7 @@ pytestmark = pytest.mark.engine
 
 WORKFLOW = REPO / ".github" / "workflows" / "selftest.yml"
 ACT_TIMEOUT_S = 240
+REPOSITORY = "enginetest/selftest"  # nothing in it that markdown escapes
 SECRET_NAMES = {"ACCESS_TOKEN", "REFRESH_TOKEN", "ID_TOKEN", "PRIVATE_KEY", "JWK"}
 
 
@@ -86,6 +87,10 @@ class ActJob:
             "--action-cache-path",
             str(self.tmp_path / "act"),
             "--no-cache-server",
+            # act names the repository after the origin remote; a CI clone's origin is a
+            # local path, which is no owner/name.
+            "--env",
+            f"GITHUB_REPOSITORY={REPOSITORY}",
             "--env",
             f"SANDBOX_PORT={self.port}",
             "--env",
@@ -138,6 +143,7 @@ def test_approved_run_exports_every_output_and_leaves_no_secret_in_acts_output(
     assert_succeeded(run, "Revoke")
     assert_checkout_skipped_offline(run)
     assert "status=approved" in run.output
+    assert f"**{REPOSITORY}**" in run.output  # the job summary, as act shows it
     secrets_mode = stat.S_IMODE(act_job.secrets_file.stat().st_mode)
     assert secrets_mode == 0o600
     secrets = json.loads(act_job.secrets_file.read_text())
