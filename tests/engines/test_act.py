@@ -22,9 +22,10 @@ How it runs offline:
   end), so tests never collide. The approved job hands its secrets to the test through a
   0600 file (``CI_SHARK_ENGINE_SECRETS``, a step that runs only under act), never the log.
 
-Not covered here: act kills a cancelled step (SIGKILL to the process group) instead of
-signalling it as the runner does (SIGINT, then SIGTERM), so cancellation stays covered by
-tests/unit/test_cancel.py and the CLI tests that send the signals themselves.
+Not covered here: act kills a cancelled step (Go's exec.CommandContext: SIGKILL to the
+step's shell; what it started gets the terminal's hang-up) instead of signalling it as the
+runner does (SIGINT, then SIGTERM), so cancellation stays covered by tests/unit/test_cancel.py
+and by tests/integration (test_cli_login.py, test_github_action.py), which send the signals.
 """
 
 from __future__ import annotations

@@ -148,7 +148,16 @@ def git(cwd: Path, *args: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def ci_shark_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gitlab_tools() -> None:
+    """gitlab-ci-local, its Node 22 and rsync: checked before anything is built for them."""
+    if shutil.which("rsync") is None:
+        missing("rsync not found: gitlab-ci-local needs it (.ci/run installs Debian's rsync)")
+    node22_binary()
+    gitlab_ci_local_script()
+
+
+@pytest.fixture(scope="session")
+def ci_shark_wheel(gitlab_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This checkout as a wheel: what the jobs install instead of a release archive."""
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
@@ -162,7 +171,7 @@ def ci_shark_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def runtime_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def runtime_site(gitlab_tools: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pip and ci_shark's runtime dependencies, installed once for every job venv (a
     dependency missing from this list is still installed, by the job's own pip, per job)."""
     site = tmp_path_factory.mktemp("runtime-site")
@@ -200,12 +209,12 @@ def notes_api() -> Iterator[GitLabNotesServer]:
 
 @pytest.fixture
 def project(
-    tmp_path: Path, job_bin: Path, sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer
+    gitlab_tools: None,
+    tmp_path: Path,
+    job_bin: Path,
+    sandbox_factory: SandboxFactory,
+    notes_api: GitLabNotesServer,
 ) -> GitLabProject:
-    if shutil.which("rsync") is None:
-        missing("rsync not found: gitlab-ci-local needs it (.ci/run installs Debian's rsync)")
-    node22_binary()
-    gitlab_ci_local_script()
     root = tmp_path / "project"
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
