@@ -118,6 +118,9 @@ def _run_on_pipes(
         _kill_group(process)
         output, _ = process.communicate()
         pytest.fail(f"{argv[0]} did not finish in {timeout_s:.0f} s:\n{_tail(output)}")
+    finally:
+        if process.poll() is None:  # interrupted (pytest-timeout, Ctrl-C): leave nothing
+            _kill_group(process)
     return process.returncode, output
 
 

@@ -45,9 +45,11 @@ from integration.ci_fakes import GitLabNotesServer
 
 from ci_shark.sandbox import SandboxServer
 
-pytestmark = pytest.mark.engine
+# 300 s: the first test also builds the wheel and installs the runtime dependencies (a cold
+# pip cache fetches them from PyPI); every wait inside has its own, shorter deadline.
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(300)]
 
-GCL_TIMEOUT_S = 120
+GCL_TIMEOUT_S = 90
 GITLAB_TOKEN = "glpat-engine-SECRET-0123456789"  # a fake, for the leak check
 PROJECT_PATH = "team/ci-shark"  # the component's own project: its include resolves locally
 SandboxFactory = Callable[..., SandboxServer]
@@ -164,7 +166,7 @@ def ci_shark_wheel(gitlab_tools: None, tmp_path_factory: pytest.TempPathFactory)
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
         check=True,
         capture_output=True,
-        timeout=180,
+        timeout=100,
     )
     (wheel,) = out.glob("ci_shark-*.whl")
     return wheel
@@ -182,7 +184,7 @@ def runtime_site(gitlab_tools: None, tmp_path_factory: pytest.TempPathFactory) -
         ],
         check=True,
         capture_output=True,
-        timeout=300,
+        timeout=100,
     )
     return site
 
