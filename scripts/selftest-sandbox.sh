@@ -20,7 +20,9 @@ fi
 GITHUB_OUTPUT="${state}/setup-output" bash "${root}/scripts/action-setup.sh"
 python="$(sed -n 's/^python=//p' "${state}/setup-output")"
 
-PYTHONPATH="${root}" "${python}" -m ci_shark.sandbox --port "${SANDBOX_PORT:?}" "$@" \
+# nohup: an engine that runs each step in its own terminal session (nektos act does)
+# hangs up that session when the step ends; the sandbox must outlive its step.
+PYTHONPATH="${root}" nohup "${python}" -m ci_shark.sandbox --port "${SANDBOX_PORT:?}" "$@" \
   > "${state}/log" 2>&1 &
 echo $! > "${state}/pid"
 for _ in $(seq 1 100); do
