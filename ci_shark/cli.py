@@ -532,7 +532,8 @@ def _proof(args: argparse.Namespace) -> int:
         try:
             issued = commands.load_issued(args.credentials, platform)
         except ConfigError:
-            issued = None
+            if args.key_file is None and settings.dpop_private_key is None:
+                raise  # it says where the login's credentials were looked for
     if args.key_file is not None:
         key = DPoPKey.load(commands.read_key_file(args.key_file))
     elif issued is not None and (found := issued.dpop_key()) is not None:
@@ -541,9 +542,9 @@ def _proof(args: argparse.Namespace) -> int:
         key = DPoPKey.load(settings.dpop_private_key.reveal())
     else:
         raise ConfigError(
-            "no DPoP key: no --key-file, no login's key (SHARK_DPOP_KEY_FILE, SHARK_DPOP_JWK, "
-            "its credentials file) and no CI_SHARK_DPOP_PRIVATE_KEY",
-            hint="run `proof` in the job that ran the login, or pass --key-file",
+            f"no DPoP key in {issued.where if issued else 'the login'}: the token is not "
+            "DPoP-bound, or its key is gone",
+            hint="pass --key-file, or set CI_SHARK_DPOP_PRIVATE_KEY",
         )
     access_token: str | None = args.access_token
     if args.with_access_token:

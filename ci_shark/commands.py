@@ -112,6 +112,14 @@ def load_issued(credentials: Path | None, platform: Platform) -> Issued:
     for candidate in credential_files(platform):
         if candidate.is_file():
             return Issued(read_credentials(candidate), candidate)
+    template = env.get("CI_SHARK_TEMPLATE", "").strip()
+    if template:  # set by the GitLab template/component, whose variables survive
+        raise ConfigError(
+            f"no credentials in this shell: the `{template}` template's login did not run",
+            hint=f"a job that extends `{template}` and sets its own before_script replaces "
+            f"the template's install and login: add `- !reference [{template}, "
+            "before_script]` to it (docs/gitlab.md)",
+        )
     raise ConfigError(
         "no credentials: SHARK_ACCESS_TOKEN is not set and no login left "
         f"{' or '.join(str(path) for path in credential_files(platform))}",

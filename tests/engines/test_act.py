@@ -125,14 +125,7 @@ def assert_checkout_skipped_offline(run: EngineRun) -> None:
     "terminal",
     [
         pytest.param(False, id="dumb-terminal"),
-        pytest.param(
-            True,
-            id="terminal",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="countdown leaves the line open: fixed on main by the log writer",
-            ),
-        ),
+        pytest.param(True, id="terminal"),
     ],
 )
 def test_approved_run_exports_every_output_and_leaves_no_secret_in_acts_output(
@@ -144,7 +137,7 @@ def test_approved_run_exports_every_output_and_leaves_no_secret_in_acts_output(
     assert_succeeded(run, "Revoke")
     assert_checkout_skipped_offline(run)
     assert "status=approved" in run.output
-    assert f"**{REPOSITORY}**" in run.output  # the job summary, as act shows it
+    assert f"**`{REPOSITORY}`**" in run.output  # the job summary, as act shows it
     secrets_mode = stat.S_IMODE(act_job.secrets_file.stat().st_mode)
     assert secrets_mode == 0o600
     secrets = json.loads(act_job.secrets_file.read_text())
