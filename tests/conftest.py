@@ -60,7 +60,12 @@ class CliResult:
 
 
 def run_process(
-    argv: list[str], env: Mapping[str, str], *, cwd: Path | None = None, timeout_s: float = 60
+    argv: list[str],
+    env: Mapping[str, str],
+    *,
+    cwd: Path | None = None,
+    timeout_s: float = 60,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> CliResult:
     """One CI step as the runner starts it: a separate process, no stdin, bounded."""
     done = subprocess.run(
@@ -72,6 +77,7 @@ def run_process(
         timeout=timeout_s,
         stdin=subprocess.DEVNULL,
         check=False,
+        preexec_fn=preexec_fn,
     )
     return CliResult(done.returncode, done.stdout, done.stderr)
 

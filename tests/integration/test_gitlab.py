@@ -277,3 +277,25 @@ def test_the_include_template_script_sets_the_variables(
     done = run_bash(script, env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
+
+
+def test_a_marked_note_by_someone_else_is_not_adopted(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    """Issue 12, item 5: with a token that may edit others' notes, adopting a note that
+    merely carries our marker would put the link into a note its author can change."""
+    planted = {
+        "id": 900,
+        "body": "<!-- ci-shark:team/app/-/deploy -->\nplanted by mallory",
+        "system": False,
+        "author": {"id": 666, "username": "mallory"},
+    }
+    notes_api.notes[("7", "34")] = [planted]
+    sandbox = sandbox_factory(approve_after_s=1)
+    done = run_cli([], gitlab_env(sandbox, notes_api, tmp_path, **MR), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    notes = notes_api.notes_of("7", "34")
+    assert notes[0]["body"].endswith("planted by mallory")  # untouched
+    assert len(notes) == 2
+    assert "Approved" in notes[1]["body"]
+    assert not any(r.method == "PUT" and r.path.endswith("/900") for r in notes_api.requests)
