@@ -64,7 +64,7 @@ def _suggestion(parser: argparse.ArgumentParser, message: str) -> str | None:
     if message.startswith("unrecognized arguments:"):
         for word in message.split(":", 1)[1].split():
             if word.startswith("--"):
-                known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+                known = sorted(o for o in _option_strings(parser) if o.startswith("--"))
                 close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
                 if close:
                     return close[0]
@@ -137,13 +137,15 @@ def _default(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        from ci_shark.oauth.device import duration
+        from ci_shark.units import duration
 
         return duration(value)
     return str(value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; for ``command`` other than login, without the login flags, whose
+    description (config.py) costs pydantic's import: `--version` and `proof` stay fast."""
     parser = Parser(
         prog="ci-shark",
         description="Human-approved, DPoP-bound OAuth credentials for CI jobs: the device "
@@ -163,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
         "note, job summary, webhook), wait, and export the approved, DPoP-bound tokens.",
         LOGIN_EXAMPLES + "\n\n" + EXIT_CODES,
     )
-    _add_login_flags(login)
+    if command in (None, "login"):
+        _add_login_flags(login)
 
     request = _command(
         commands,
@@ -345,6 +348,14 @@ def _with_default_command(
     return ["login", *args]
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command argv names (login when it names none); None when it asks for help or
+    the version of the whole program, or is not a command at all."""
+    if not argv or argv[0].startswith("-"):
+        return None if argv and argv[0] in ("-h", "--help", "--version") else "login"
+    return argv[0] if argv[0] in COMMANDS else None
+
+
 def _wants_shell(argv: Sequence[str]) -> bool:
     """Whether this is a login asked for `--output-format shell`, read from the raw command
     line as argparse would (the last flag wins, abbreviations count; else the variable).
@@ -364,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `eval "$(ci-shark --output-format shell)"` ignores our exit code: on failure, hand
     # the eval an `exit N` so the job stops instead of going on without credentials.
     shell = _wants_shell(argv)
-    parser = build_parser()
+    parser = build_parser(_command_of(argv))
     try:
         args = parser.parse_args(_with_default_command(argv, parser))
     except SystemExit as usage_error:

@@ -34,6 +34,7 @@ from ci_shark.oauth.providers import PROVIDERS, Provider
 from ci_shark.oauth.tokens import Token, TokenSet, authenticate, parse_token_response, whole_seconds
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
+from ci_shark.units import duration
 from ci_shark.urls import url_problem
 
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -281,16 +282,6 @@ class Poller:
             # lost in transit, this is the expiry it would have said.
             raise ExpiredToken(error, reply.error_description, status_code=reply.status)
         raise failure
-
-
-def duration(seconds: float) -> str:
-    """``90`` as ``1m30s``: how people read a wait."""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s"]
-    text = "".join(part for part in parts if part)
-    return text.removesuffix("0s") if whole >= 60 and text.endswith("m0s") else text
 
 
 @contextmanager

@@ -330,8 +330,12 @@ class Token:
 
 
 def _bound_jkt(tokens: TokenSet, dpop: DPoPKey | None) -> str | None:
-    """``cnf.jkt`` of a JWT access token when it has one; else, for a DPoP token, the key
-    that proved possession when it was issued (RFC 9449 binds it to that key)."""
+    """``cnf.jkt`` as the server says it (in its response, as SharkAuth sends it, or in a
+    JWT access token); else, for a DPoP token, the key that proved possession when it
+    was issued (RFC 9449 binds it to that key)."""
+    confirmation = tokens.raw.get("cnf")
+    if isinstance(confirmation, dict) and isinstance(confirmation.get("jkt"), str):
+        return inert(confirmation["jkt"], 100)
     parts = tokens.access_token.reveal().split(".")
     if len(parts) == 3:
         try:

@@ -187,42 +187,38 @@ class Platform:
         private_directory(base)
         return private_directory(base / (_safe_name(job) if job else self.name))
 
-    def output_path(self) -> Path | None:
-        """Where the dotenv/json credentials go (None for formats that write no file)."""
-        fmt = self.output_format()
+    def file_format(self) -> str:
+        """Every format leaves a credentials file for the job's later commands (`request`,
+        `refresh`, `revoke` in a new shell): dotenv when asked for, else JSON."""
+        return "dotenv" if self.output_format() == "dotenv" else "json"
+
+    def output_path(self) -> Path:
+        """Where the credentials file goes: `output-file`, else the job's private folder."""
         if self.settings.output_file:
             return Path(self.settings.output_file)
-        default = DEFAULT_OUTPUT_FILES.get(fmt)
-        return self.state_directory() / default if default else None
+        return self.state_directory() / DEFAULT_OUTPUT_FILES[self.file_format()]
 
     def key_directory(self) -> Path:
-        """The DPoP key file goes beside the credentials file, else in the job's folder."""
-        output = self.output_path()
-        return output.parent if output is not None else self.state_directory()
+        """The DPoP key file goes beside the credentials file."""
+        return self.output_path().parent
 
     def check_outputs(self) -> None:
         """Before a device code exists: every place the outputs go can be written."""
-        output = self.output_path()
-        if output is not None:
-            check_writable(output, what="`output-file`")
-        check_writable(self.key_directory() / "ci-shark-dpop-check.pem", what="the key folder")
+        check_writable(self.output_path(), what="`output-file`")
 
     def export(self, credentials: Credentials) -> Credentials:
         """Write the outputs: files all or none, then (for `shell`) stdout for `eval`.
 
         Returns the credentials as exported (with the key file's path)."""
-        fmt = self.output_format()
         planned, key_path = self.planned_key_file(credentials)
         credentials = credentials_with_key_file(credentials, key_path)
-        rendered = RENDERERS[fmt](credentials.named())
-        target = self.output_path()
-        if target is not None:
-            planned.append(PlannedFile(target, rendered))
+        values = credentials.named()
+        planned.append(PlannedFile(self.output_path(), RENDERERS[self.file_format()](values)))
         self.write_files(planned, key_path)
         for path in planned:
             self.log(f"ci_shark: wrote {path.path} (mode 0600)")
-        if fmt == "shell":
-            self.stdout.write(rendered)
+        if self.output_format() == "shell":
+            self.stdout.write(RENDERERS["shell"](values))
             self.stdout.flush()
         return credentials
 

@@ -529,13 +529,6 @@ class GitHubPlatform(Platform):
         chosen = self.settings.output_format
         return "github" if chosen in ("auto", "github") else chosen
 
-    def output_path(self) -> Path | None:
-        """With step outputs, the credentials also go to a 0600 JSON file in RUNNER_TEMP:
-        what `ci-shark request|refresh|revoke` in a later step read by default."""
-        if self.output_format() == "github":
-            return self.state_directory() / CREDENTIALS_FILE
-        return super().output_path()
-
     def check_outputs(self) -> None:
         super().check_outputs()
         if self.output_format() == "github":
@@ -558,8 +551,9 @@ class GitHubPlatform(Platform):
         planned, key_path = self.planned_key_file(credentials)
         credentials = credentials_with_key_file(credentials, key_path)
         named = credentials.named()
+        # With step outputs, the credentials also go to a 0600 JSON file in RUNNER_TEMP:
+        # what `ci-shark request|refresh|revoke` in a later step read by default.
         credentials_file = self.output_path()
-        assert credentials_file is not None
         planned.append(PlannedFile(credentials_file, RENDERERS["json"](named)))
         outputs: dict[str, Value] = {step: named[shark] for step, shark in STEP_OUTPUTS.items()}
         outputs["dpop-private-key"] = (

@@ -1,0 +1,270 @@
+"""Using the credential after login, as later steps do: `ci-shark request`, `refresh`,
+`revoke`, each a subprocess against the sandbox's DPoP-protected `/api/*` (issue 10)."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import CliResult, clean_env, job_folder, login_env, run_bash, run_cli
+
+from ci_shark.sandbox import SandboxServer
+
+SandboxFactory = Callable[..., SandboxServer]
+
+
+def logged_in(server: SandboxServer, tmp: Path, **extra: str) -> Path:
+    """A login that left its credentials in out.json (and the key file beside it)."""
+    done = run_cli([], login_env(server, tmp, **extra), cwd=tmp)
+    assert done.returncode == 0, done.log
+    return tmp / "out.json"
+
+
+def use(server: SandboxServer, tmp: Path, *args: str, **env: str) -> CliResult:
+    return run_cli(list(args), clean_env(env), cwd=tmp)
+
+
+def secrets_in(credentials: Path) -> list[str]:
+    values = json.loads(credentials.read_text())
+    found = [
+        values[name] for name in ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_DPOP_JWK")
+    ]
+    key = Path(values["SHARK_DPOP_KEY_FILE"]).read_text()
+    return [*found, *(line for line in key.splitlines() if "-----" not in line)]
+
+
+def assert_no_secret(result: CliResult, credentials: Path, *, allow_stdout: bool = False) -> None:
+    for secret in secrets_in(credentials):
+        assert secret not in result.stderr
+        if not allow_stdout:
+            assert secret not in result.stdout
+
+
+# -- request -------------------------------------------------------------------------------
+
+
+def test_get_with_a_dpop_proof_through_a_nonce_challenge(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    challenges = server.stats.nonce_challenges
+    done = use(
+        server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo?x=1"
+    )
+    assert done.returncode == 0, done.log
+    echoed = json.loads(done.stdout)
+    assert echoed["method"] == "GET"
+    assert echoed["path"] == "/api/echo?x=1"
+    assert echoed["scheme"] == "DPoP"
+    assert echoed["jkt"] == json.loads(creds.read_text())["SHARK_DPOP_JKT"]
+    assert server.stats.nonce_challenges == challenges + 1  # answered with exactly one retry
+    assert_no_secret(done, creds)
+
+
+def test_a_bare_401_with_a_fresh_nonce_is_answered_too(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # glewlwyd sends only a fresh DPoP-Nonce with a bare 401.
+    server = sandbox_factory(approve_after_s=1, bare_nonce_challenge=True)
+    creds = logged_in(server, tmp_path)
+    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    assert done.returncode == 0, done.log
+    assert json.loads(done.stdout)["scheme"] == "DPoP"
+
+
+@pytest.mark.parametrize(
+    ("flags", "content_type", "body"),
+    [
+        (["-d", "a=1&b=2"], "application/x-www-form-urlencoded", "a=1&b=2"),
+        (["--json", '{"ref": "v1"}'], "application/json", '{"ref": "v1"}'),
+        (["-d", "@payload.txt", "-H", "Content-Type: text/plain"], "text/plain", "from a file\n"),
+    ],
+    ids=["form", "json", "file"],
+)
+def test_post_with_a_body(
+    sandbox_factory: SandboxFactory,
+    tmp_path: Path,
+    flags: list[str],
+    content_type: str,
+    body: str,
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    (tmp_path / "payload.txt").write_text("from a file\n")
+    done = use(
+        server, tmp_path, "request", "--credentials", str(creds), *flags, f"{server.url}/api/echo"
+    )
+    assert done.returncode == 0, done.log
+    echoed = json.loads(done.stdout)
+    assert echoed["method"] == "POST"
+    assert echoed["content_type"] == content_type
+    assert echoed["body"] == body
+
+
+def test_a_bearer_token_goes_as_bearer(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    server = sandbox_factory(approve_after_s=1, require_dpop=False)
+    creds = logged_in(server, tmp_path, CI_SHARK_DPOP="false")
+    assert json.loads(creds.read_text())["SHARK_TOKEN_TYPE"] == "Bearer"
+    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    assert done.returncode == 0, done.log
+    assert json.loads(done.stdout)["scheme"] == "Bearer"
+
+
+def test_an_http_error_exits_22_with_the_status_and_writes_the_body(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    done = use(
+        server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/nothing-here"
+    )
+    assert done.returncode == 22, done.log
+    assert "HTTP 404" in done.stderr
+    assert done.stdout  # the body, as curl --fail-with-body
+
+
+def test_a_redirect_to_another_origin_is_not_followed_with_the_token(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    port = server.url.rsplit(":", 1)[1]
+    elsewhere = f"http://localhost:{port}/api/echo"  # the same server, another origin
+    done = use(
+        server,
+        tmp_path,
+        "request",
+        "--credentials",
+        str(creds),
+        f"{server.url}/api/redirect?to={elsewhere}&status=302",
+    )
+    assert done.returncode == 5, done.log
+    assert "another origin" in done.stderr
+    assert not any(record.path.startswith("/api/echo") for record in server.stats.requests), (
+        "the token went to the other origin"
+    )
+
+
+def test_a_same_origin_redirect_is_followed(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    done = use(
+        server,
+        tmp_path,
+        "request",
+        "--credentials",
+        str(creds),
+        f"{server.url}/api/redirect?to=/api/echo&status=307",
+    )
+    assert done.returncode == 0, done.log
+    assert json.loads(done.stdout)["path"] == "/api/echo"
+
+
+def test_a_large_body_goes_to_a_0600_file(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    out = tmp_path / "body.bin"
+    n = 3 * 1024 * 1024
+    done = use(
+        server,
+        tmp_path,
+        "request",
+        "--credentials",
+        str(creds),
+        "-o",
+        str(out),
+        f"{server.url}/api/bytes?n={n}",
+    )
+    assert done.returncode == 0, done.log
+    data = out.read_bytes()
+    assert len(data) == n
+    assert data[:300] == bytes(i % 256 for i in range(300))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_an_expired_token_is_refreshed_once_and_the_file_rewritten(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1, access_token_ttl_s=1)
+    creds = logged_in(server, tmp_path)
+    before = json.loads(creds.read_text())
+    time.sleep(1.2)  # the access token lives 1 s
+    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    assert done.returncode == 0, done.log
+    assert done.stderr.count("refreshing it") == 1
+    after = json.loads(creds.read_text())
+    assert after["SHARK_ACCESS_TOKEN"] != before["SHARK_ACCESS_TOKEN"]
+    assert after["SHARK_DPOP_JKT"] == before["SHARK_DPOP_JKT"]  # the same key, cnf.jkt unchanged
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert json.loads(done.stdout)["jkt"] == before["SHARK_DPOP_JKT"]
+    assert_no_secret(done, creds)
+
+
+def test_refresh_rewrites_the_credentials_with_the_same_key(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    before = json.loads(creds.read_text())
+    done = use(server, tmp_path, "refresh", "--credentials", str(creds))
+    assert done.returncode == 0, done.log
+    after = json.loads(creds.read_text())
+    assert after["SHARK_ACCESS_TOKEN"] != before["SHARK_ACCESS_TOKEN"]
+    assert after["SHARK_TOKEN_TYPE"] == "DPoP"
+    assert after["SHARK_DPOP_JKT"] == before["SHARK_DPOP_JKT"]
+    assert after["SHARK_DPOP_KEY_FILE"] == before["SHARK_DPOP_KEY_FILE"]
+    assert_no_secret(done, creds)
+    # the new token works
+    echo = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    assert echo.returncode == 0, echo.log
+
+
+def test_revoke_reads_the_same_credentials_file(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    values = json.loads(creds.read_text())
+    done = use(server, tmp_path, "revoke", "--credentials", str(creds))
+    assert done.returncode == 0, done.log
+    assert "revoked the refresh token" in done.stderr
+    assert "revoked the access token" in done.stderr
+    assert not Path(values["SHARK_DPOP_KEY_FILE"]).exists()
+    after = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    assert after.returncode != 0  # the token is dead (and its key gone)
+
+
+def test_a_gitlab_shaped_job_evals_requests_and_revokes_in_after_script(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    """The recipe docs/gitlab.md gives: the login and the use in one shell; the revoke in
+    `after_script`, a new shell that has none of the eval'ed variables, from the 0600 file
+    the login wrote into the job's private folder."""
+    server = sandbox_factory(approve_after_s=1)
+    env = login_env(server, tmp_path, GITLAB_CI="true", CI_JOB_ID="77", CI_SHARK_NOTIFY="log")
+    env.pop("CI_SHARK_OUTPUT_FORMAT")
+    env.pop("CI_SHARK_OUTPUT_FILE")
+    env["TMPDIR"] = str(tmp_path)
+    env["PYTHON"] = sys.executable
+    script = f"""
+set -euo pipefail
+SHARK_EXPORTS="$("$PYTHON" -m ci_shark --output-format shell)"
+eval "$SHARK_EXPORTS"; unset SHARK_EXPORTS
+"$PYTHON" -m ci_shark request {server.url}/api/echo > reply.json
+"""
+    job = run_bash(script, env, cwd=tmp_path)
+    assert job.returncode == 0, job.log
+    assert json.loads((tmp_path / "reply.json").read_text())["scheme"] == "DPoP"
+    # after_script: a new shell, no SHARK_* in it
+    after = run_bash('"$PYTHON" -m ci_shark revoke', env, cwd=tmp_path)
+    assert after.returncode == 0, after.log
+    assert "revoked the access token" in after.stderr
+    assert list(job_folder(tmp_path, "77").iterdir()) == []  # key and credentials removed
