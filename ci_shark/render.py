@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
-from ci_shark.safe_text import md_code, md_link, untrusted
+from ci_shark.safe_text import md_code, md_link, md_text, untrusted
 
 MARKER_PREFIX = "ci-shark:"
 
@@ -114,7 +114,7 @@ def _context_line(context: RunContext) -> str:
     if context.commit:
         parts.append(f"commit {md_code(context.commit[:12])}")
     if context.actor:
-        parts.append(f"triggered by {md_code(context.actor)}")
+        parts.append(f"triggered by {md_text(context.actor)}")
     if context.change_request:
         label = md_code(context.change_request)
         url = context.change_request_url
@@ -168,9 +168,9 @@ def outcome_markdown(outcome: Outcome, request: ApprovalRequest | None) -> str:
     lines = [f"### 🔐 ci_shark: {title}", ""]
     if request is not None:
         lines += [_context_line(request.context), ""]
-    lines.append(f"{md_code(outcome.message, 300)} — {utc(outcome.at)}")
+    lines.append(f"{md_text(outcome.message, 300)} — {utc(outcome.at)}")
     if outcome.approver:
-        lines.append(f"\nApproved by {md_code(outcome.approver)}.")
+        lines.append(f"\nApproved by {md_text(outcome.approver)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -67,6 +67,17 @@ def md_code(text: object, limit: int = 200, *, in_table: bool = False) -> str:
     return f"{fence}{pad}{flat}{pad}{fence}"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ,;()'-]*")
+
+
+def md_text(text: object, limit: int = 200) -> str:
+    """Untrusted text as plain words when it is only letters, digits, spaces and ``,;()'-``
+    (nothing markdown, GitHub's filters or an autolinker acts on, and no list marker at its
+    start); otherwise :func:`md_code`."""
+    flat = one_line(text, limit)
+    return flat if _PLAIN.fullmatch(flat) else md_code(flat, limit)
+
+
 def md_link(label_markdown: str, url: str) -> str:
     """A link with an already-safe markdown label (our words, or :func:`md_code`) to a
     URL that passed the https rule; otherwise just the label."""

@@ -21,7 +21,7 @@ from ci_shark.render import (
     marker,
     outcome_markdown,
 )
-from ci_shark.safe_text import md_code, md_link, one_line, untrusted
+from ci_shark.safe_text import md_code, md_link, md_text, one_line, untrusted
 from ci_shark.secret import Secret
 
 EXPIRES = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
@@ -107,6 +107,19 @@ def test_md_code_in_a_table_cell_stays_in_its_cell(text: str) -> None:
     shown = assert_inert(markdown)
     assert shown.tags >= {"table", "td"}
     assert len(shown.code) == 1
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_md_text_is_plain_only_when_nothing_can_act_on_it(text: str) -> None:
+    shown = assert_inert(f"a {md_text(text, 500)} b")
+    assert one_line(text, 500) in shown.text
+
+
+def test_plain_words_stay_plain() -> None:
+    assert md_text("credentials exported") == "credentials exported"
+    assert md_text("alice") == "alice"
+    assert md_text("- a list?") == "`- a list?`"
+    assert md_text("a.b") == "`a.b`"
 
 
 def test_a_resource_url_reads_as_sent_without_backslashes() -> None:
@@ -199,7 +212,7 @@ def test_approval_markdown_shows_what_the_approver_needs() -> None:
     assert "WDJB-MJHT" in shown.code
     assert "2026-11-22 12:00:00 UTC" in shown.text
     assert "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I" in shown.code
-    assert "octocat" in shown.code
+    assert "triggered by octocat" in shown.text
     assert "https://api.example/" in shown.code  # as sent: no backslashes
     assert "\\" not in shown.text
     assert "another host" not in shown.text
