@@ -12,8 +12,8 @@ documented way to test a component in its own project), and jobs that set their 
 this checkout instead of a release archive, into a fresh venv on the job's PATH.
 
 A job script is ``set -e`` bash as on GitLab; the checks a user's deploy would do (the token
-is there, a DPoP proof for it is accepted at the sandbox's /userinfo) run as script lines,
-and one last test-only line hands the secrets to the test in a 0600 file, so the test can
+is there, `ci-shark request` gets the sandbox's /userinfo through its nonce challenge) run
+as script lines, and one last test-only line hands the secrets to the test in a 0600 file, so the test can
 look for them in the job log without reading them from it.
 """
 
@@ -61,14 +61,9 @@ USE_THE_TOKEN = [
     'test "$SHARK_TOKEN_TYPE" = DPoP',
     'test -n "$SHARK_ACCESS_TOKEN"',
     'test "$(stat -c %a "$SHARK_DPOP_KEY_FILE")" = 600',
-    # Not `export PROOF="$(...)"`: export's own status would hide ci_shark's failure.
-    'PROOF="$(python -m ci_shark proof --method GET --url "$CI_SHARK_AUTH_URL/userinfo"'
-    ' --with-access-token)"',
-    "export PROOF",
-    'python -c \'import json, os, urllib.request as r; print("userinfo sub:", json.load('
-    'r.urlopen(r.Request(os.environ["CI_SHARK_AUTH_URL"] + "/userinfo", headers={'
-    '"Authorization": "DPoP " + os.environ["SHARK_ACCESS_TOKEN"], "DPoP": os.environ["PROOF"]'
-    '})))["sub"])\'',
+    # The token in one line: the proof, the server's nonce challenge, the body to a file.
+    'python -m ci_shark request -o userinfo.json "$CI_SHARK_AUTH_URL/userinfo"',
+    'python -c \'import json; print("userinfo sub:", json.load(open("userinfo.json"))["sub"])\'',
 ]
 # Test-only: the secrets go to a 0600 file the test names, never to the log.
 HAND_OVER_SECRETS = (
@@ -223,8 +218,8 @@ def project(
     git(root, "remote", "add", "origin", f"https://gitlab.example.com/{PROJECT_PATH}.git")
     # gitlab-ci-local asks which branch is the default; a clone would know.
     git(root, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
-    # No nonce at /userinfo: the job's one-shot proof call has no retry loop.
-    sandbox = sandbox_factory(approve_after_s=1, require_nonce=False)
+    # Nonces demanded, as at the token endpoint: `ci-shark request` answers the challenge.
+    sandbox = sandbox_factory(approve_after_s=1)
     return GitLabProject(root, job_bin, sandbox, notes_api, tmp_path / "secrets.json")
 
 
@@ -421,7 +416,7 @@ def test_own_before_script_keeps_the_login_through_reference(
 # would) but never logs in: the template's login is gone with the template's list. Its
 # script goes straight to using the credential, as a deploy does.
 DROPPED_LOGIN = ['python -m pip install --quiet --disable-pip-version-check "$CI_SHARK_PIP_SPEC"']
-DEPLOY = USE_THE_TOKEN[-3:]
+DEPLOY = USE_THE_TOKEN[-2:]  # the request and what it got
 
 
 def test_own_before_script_without_the_login_fails_the_job_loudly(
