@@ -13,8 +13,8 @@ this checkout instead of a release archive, into a fresh venv on the job's PATH.
 
 A job script is ``set -e`` bash as on GitLab; the checks a user's deploy would do (the token
 is there, `ci-shark request` gets the sandbox's /userinfo through its nonce challenge) run
-as script lines, and one last test-only line hands the secrets to the test in a 0600 file, so the test can
-look for them in the job log without reading them from it.
+as script lines, and one last test-only line hands the secrets to the test in a 0600 file,
+so the test can look for them in the job log without reading them from it.
 """
 
 from __future__ import annotations
