@@ -42,8 +42,8 @@ from ci_shark.urls import origin, url_problem
 COMMAND_BUDGET_S = 60.0
 EXPIRY_MARGIN_S = 30.0  # refresh a token this close to its expiry: it may die in flight
 MAX_REDIRECTS = 5
-# Any of these set means the credentials are in the environment (`proof` needs only a key).
-ENV_MARKERS = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_DPOP_KEY_FILE", "SHARK_DPOP_JWK")
+# Without a token or a file, these in the environment still serve `proof` (a key is enough).
+ENV_MARKERS = ("SHARK_REFRESH_TOKEN", "SHARK_DPOP_KEY_FILE", "SHARK_DPOP_JWK")
 
 
 # -- what a login issued -------------------------------------------------------------------
@@ -107,11 +107,14 @@ def load_issued(credentials: Path | None, platform: Platform) -> Issued:
     if credentials is not None:
         return Issued(read_credentials(credentials), credentials)
     env = platform.env
-    if any(env.get(name, "").strip() for name in ENV_MARKERS):
-        return Issued({k: v for k, v in env.items() if k.startswith("SHARK_")}, None)
+    in_env = Issued({k: v for k, v in env.items() if k.startswith("SHARK_")}, None)
+    if in_env.text("SHARK_ACCESS_TOKEN"):
+        return in_env
     for candidate in credential_files(platform):
         if candidate.is_file():
             return Issued(read_credentials(candidate), candidate)
+    if any(in_env.text(name) for name in ENV_MARKERS):
+        return in_env  # a key without its token (Azure maps secret variables by hand)
     template = env.get("CI_SHARK_TEMPLATE", "").strip()
     if template:  # set by the GitLab template/component, whose variables survive
         raise ConfigError(
@@ -365,7 +368,11 @@ def _send(
     client: httpx.Client, call: Call, issued: Issued, nonces: NonceMemory, deadline: float
 ) -> httpx.Response:
     token = issued.secret("SHARK_ACCESS_TOKEN")
-    assert token is not None
+    if token is None:
+        raise ConfigError(
+            f"no access token in {issued.where}",
+            hint="map SHARK_ACCESS_TOKEN into this step, or pass `--credentials FILE`",
+        )
     dpop = (issued.text("SHARK_TOKEN_TYPE") or "").lower() == "dpop"
     key = issued.dpop_key() if dpop else None
     if dpop and key is None:
