@@ -27,9 +27,11 @@ The rules, each in one place here (the modules below decide protocol, not produc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from urllib.parse import urlsplit
 
 import httpx
@@ -82,35 +84,34 @@ def run(
 ) -> Credentials:
     """Get an approved, exported credential, or raise the CiSharkError that says why not."""
     progress = _Progress()
-    try:
+    with finished(platform, progress):  # rule 9
         deadline = clock() + settings.timeout
-        plan = prepare(settings, platform)
+        plan = prepare(settings, platform)  # rules 1, 2
         with OAuthHttp(
             ca_bundle=settings.ca_bundle,
             transport=transport,
             clock=clock,
             sleep=sleep,
-            report=lambda line: platform.log(f"ci_shark: {line}"),
+            report=platform.report,  # rule 3
         ) as http:
             flow = device_flow(settings, plan, http, clock, sleep)
-            try:
-                tokens = wait_for_approval(
-                    flow,
-                    settings,
-                    plan,
-                    platform,
-                    progress=progress,
-                    clock=clock,
-                    deadline=deadline,
-                )
+            with undone_on_failure(flow, progress, settings):  # rule 7
+                tokens = wait_for_approval(flow, settings, plan, platform, progress, deadline)
                 progress.issued = tokens.issued()
-                identity = who_approved(flow, tokens, plan, clock)
+                identity = who_approved(flow, tokens, plan)
                 progress.approver = identity.display if identity else None
-                enforce_allowed_approvers(identity, settings.allowed_approvers)
-                credentials = export(settings, plan, tokens, progress, platform)
-            except BaseException as failure:
-                undo_issued(flow, failure, progress, settings, clock)
-                raise
+                enforce_allowed_approvers(identity, settings.allowed_approvers)  # rule 6
+                credentials = export(plan, tokens, progress, platform)  # rule 8
+    if cancel.deferred() is not None:
+        platform.log("ci_shark: cancelled while writing the outputs; they were written whole")
+    return credentials
+
+
+@contextmanager
+def finished(platform: Platform, progress: _Progress) -> Iterator[None]:
+    """Rule 9: whichever way the run ends, the platform says so (comment, summary, status)."""
+    try:
+        yield
     except CiSharkError as failure:
         outcome = Outcome(failure.status, failure.message, progress.approver)
         platform.finish(outcome, progress.request)
@@ -119,9 +120,6 @@ def run(
         outcome = Outcome("error", "ci_shark failed unexpectedly", progress.approver)
         platform.finish(outcome, progress.request)
         raise
-    if cancel.deferred() is not None:
-        platform.log("ci_shark: cancelled while writing the outputs; they were written whole")
-    return credentials
 
 
 @dataclass
@@ -210,17 +208,16 @@ def device_flow(
     )
 
 
-def wait_for_approval(
+def wait_for_approval(  # noqa: PLR0917 (the run's named parts, in its order)
     flow: DeviceFlow,
     settings: Settings,
     plan: Plan,
     platform: Platform,
-    *,
     progress: _Progress,
-    clock: Callable[[], float],
     deadline: float,
 ) -> TokenSet:
     """Ask for a code, show it, poll; with `renew`, again when it expires (rule 5)."""
+    clock = flow.clock
     for renewal in range(MAX_RENEWALS + 1):
         asked_at = clock()
         authorization = flow.begin(deadline=min(deadline, asked_at + REACH_BUDGET_S))
@@ -237,7 +234,7 @@ def wait_for_approval(
                 or deadline - max(clock(), renew_at) < MIN_RENEWAL_WINDOW_S
             ):
                 raise
-            flow._sleep(max(0.0, renew_at - clock()))
+            flow.sleep(max(0.0, renew_at - clock()))
             platform.log("ci_shark: the code expired; asking for a new one (renew)")
     raise AssertionError("unreachable: the last renewal re-raises")
 
@@ -261,16 +258,14 @@ def approval_request(
 # -- 6, 7: after approval ------------------------------------------------------------------
 
 
-def who_approved(
-    flow: DeviceFlow, tokens: TokenSet, plan: Plan, clock: Callable[[], float]
-) -> Identity | None:
-    budget = clock() + AFTER_APPROVAL_BUDGET_S
+def who_approved(flow: DeviceFlow, tokens: TokenSet, plan: Plan) -> Identity | None:
+    budget = flow.clock() + AFTER_APPROVAL_BUDGET_S
     return identify(
         tokens,
         client_id=plan.client_id,
         issuer=flow.issuer,
         http=flow.http,
-        find_userinfo=lambda: flow.endpoints_after_approval(deadline=budget).userinfo,
+        find_userinfo=partial(flow.userinfo_endpoint, deadline=budget),
         dpop=plan.dpop_key,
         deadline=budget,
     )
@@ -323,30 +318,28 @@ def _ascii_folded(text: str) -> str:
     return text.translate(_ASCII_LOWER)
 
 
-def undo_issued(
-    flow: DeviceFlow,
-    failure: BaseException,
-    progress: _Progress,
-    settings: Settings,
-    clock: Callable[[], float],
-) -> None:
+@contextmanager
+def undone_on_failure(flow: DeviceFlow, progress: _Progress, settings: Settings) -> Iterator[None]:
     """Rule 7: revoke what the server issued and nobody received (the grant first)."""
-    issued = progress.issued or (failure.issued if isinstance(failure, CiSharkError) else [])
-    if not issued:
-        return
-    progress.issued = []
-    revoked = revoke_quietly(
-        flow,
-        issued,
-        client_secret=settings.client_secret,
-        deadline=clock() + AFTER_APPROVAL_BUDGET_S,
-    )
-    if isinstance(failure, CiSharkError):
-        failure.message += (
-            "; the tokens it issued were revoked"
-            if revoked
-            else "; the tokens it issued could not be revoked (they expire on their own)"
-        )
+    try:
+        yield
+    except BaseException as failure:
+        issued = progress.issued or (failure.issued if isinstance(failure, CiSharkError) else [])
+        if issued:
+            progress.issued = []
+            revoked = revoke_quietly(
+                flow,
+                issued,
+                client_secret=settings.client_secret,
+                deadline=flow.clock() + AFTER_APPROVAL_BUDGET_S,
+            )
+            if isinstance(failure, CiSharkError):
+                failure.message += (
+                    "; the tokens it issued were revoked"
+                    if revoked
+                    else "; the tokens it issued could not be revoked (they expire on their own)"
+                )
+        raise
 
 
 def revoke_quietly(
@@ -379,9 +372,7 @@ def revoke_quietly(
 # -- 8: outputs ----------------------------------------------------------------------------
 
 
-def export(
-    settings: Settings, plan: Plan, tokens: TokenSet, progress: _Progress, platform: Platform
-) -> Credentials:
+def export(plan: Plan, tokens: TokenSet, progress: _Progress, platform: Platform) -> Credentials:
     if plan.dpop_key is not None and not tokens.is_dpop_bound:
         platform.warn(
             f"DPoP was requested but the server issued a {tokens.token_type} token: it is "

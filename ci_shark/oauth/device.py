@@ -206,7 +206,7 @@ class Poller:
         self.limited_by_timeout = started + timeout_s < self.expiry
         self.deadline = min(started + timeout_s, self.expiry)
         self._timeout_s = timeout_s
-        self._clock = clock
+        self.clock = clock
         self._provider = provider
         self._next_poll_at = authorization.issued_at + self.interval_s + POLL_MARGIN_S
         self.polls = 0
@@ -216,7 +216,7 @@ class Poller:
 
     def out_of_time(self) -> DeviceFlowError:
         if self.polls == 0:
-            left = max(0.0, self.deadline - self._clock())
+            left = max(0.0, self.deadline - self.clock())
             return (TimedOut if self.limited_by_timeout else ExpiredToken)(
                 message=f"the server asks for {self.interval_s}s between polls, more than the "
                 f"{left:.0f}s left to approve: no poll could be sent",
@@ -241,7 +241,7 @@ class Poller:
     def failed(self, failure: TransientFailure) -> None:
         """A poll failed in transit: keep polling, no faster than the server allows."""
         if failure.retry_after_s is not None:
-            not_before = self._clock() + failure.retry_after_s
+            not_before = self.clock() + failure.retry_after_s
             self._next_poll_at = max(self._next_poll_at, not_before)
 
     def decide(self, reply: Reply) -> TokenSet | None:
@@ -276,7 +276,7 @@ class Poller:
         if (
             isinstance(failure, InvalidGrant)
             and self._provider.invalid_grant_when_expired
-            and self._clock() >= self.expiry - self.interval_s - SLOW_DOWN_STEP_S
+            and self.clock() >= self.expiry - self.interval_s - SLOW_DOWN_STEP_S
         ):
             # Auth0 answers expired_token once, then invalid_grant: if that one answer was
             # lost in transit, this is the expiry it would have said.
@@ -332,8 +332,8 @@ class DeviceFlow:
         self.provider = provider
         self._owns_http = http is None
         self.http = http or OAuthHttp(clock=clock, sleep=sleep)
-        self._clock = clock
-        self._sleep = sleep
+        self.clock = clock
+        self.sleep = sleep
         self._endpoints: Endpoints | None = None
         self._completed = False
         self.authorization: DeviceAuthorization | None = None
@@ -358,12 +358,16 @@ class DeviceFlow:
             self._endpoints = discover(
                 self.http,
                 self.auth_url,
-                deadline=deadline if deadline is not None else self._clock() + 60,
+                deadline=deadline if deadline is not None else self.clock() + 60,
                 device_authorization_endpoint=self._overrides[0],
                 token_endpoint=self._overrides[1],
                 provider=self.provider,
             )
         return self._endpoints
+
+    def userinfo_endpoint(self, *, deadline: float) -> str | None:
+        """Where to ask who approved: the metadata's userinfo, looked up after approval."""
+        return self.endpoints_after_approval(deadline=deadline).userinfo
 
     def endpoints_after_approval(self, *, deadline: float) -> Endpoints:
         """:meth:`endpoints`, with userinfo and revocation looked up in the metadata when
@@ -385,7 +389,7 @@ class DeviceFlow:
     def begin(self, *, deadline: float | None = None) -> DeviceAuthorization:
         """Request a device code (RFC 8628 §3.1-3.2)."""
         with _as_device_flow_error():
-            deadline = deadline if deadline is not None else self._clock() + 60
+            deadline = deadline if deadline is not None else self.clock() + 60
             endpoints = self.endpoints(deadline=deadline)
             endpoint = endpoints.device_authorization
             assert endpoint is not None  # discover() raises when there is none
@@ -401,7 +405,7 @@ class DeviceFlow:
             if reply.status != 200 or reply.error is not None or reply.body is None:
                 raise_for_device_authorization(reply, endpoint, endpoints.source)
             assert reply.body is not None
-            self.authorization = parse_device_authorization(reply.body, now=self._clock())
+            self.authorization = parse_device_authorization(reply.body, now=self.clock())
             return self.authorization
 
     def poll_once(self, authorization: DeviceAuthorization, *, deadline: float) -> Reply:
@@ -429,18 +433,18 @@ class DeviceFlow:
             raise RuntimeError("call begin() before wait_for_approval()")
         with _as_device_flow_error():
             poller = Poller(
-                authorization, timeout_s=timeout_s, clock=self._clock, provider=self.provider
+                authorization, timeout_s=timeout_s, clock=self.clock, provider=self.provider
             )
             while True:
                 poll_at = poller.next_poll_at()
                 if poll_at >= poller.deadline:
                     raise poller.out_of_time()
                 if on_wait is not None:
-                    on_wait(poller.deadline - self._clock())
-                delay_s = poll_at - self._clock()
+                    on_wait(poller.deadline - self.clock())
+                delay_s = poll_at - self.clock()
                 if delay_s > 0:
-                    self._sleep(delay_s)
-                sent_at = self._clock()
+                    self.sleep(delay_s)
+                sent_at = self.clock()
                 if sent_at >= poller.deadline:  # a slow answer can carry us past it
                     raise poller.out_of_time()
                 poller.sent(sent_at)

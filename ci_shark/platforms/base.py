@@ -118,6 +118,10 @@ class Platform:
         """One line of our own text (server text must already be passed through untrusted)."""
         self.writer.line(line)
 
+    def report(self, line: str) -> None:
+        """Progress the run must show: a failed attempt to reach the server, and until when."""
+        self.log(f"ci_shark: {line}")
+
     def warn(self, message: str) -> None:
         self.log(f"ci_shark: warning: {message}")
 
