@@ -18,7 +18,7 @@ from ci_shark.oauth.discovery import Endpoints, server_endpoints
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.providers import lookup
-from ci_shark.oauth.tokens import Token, token_request
+from ci_shark.oauth.tokens import Client, Token, token_request
 from ci_shark.secret import Secret
 
 REQUEST_BUDGET_S = 60.0
@@ -80,13 +80,12 @@ class OAuthClient:
         for name, value in extra.items():
             form[name] = Secret(value) if name in ("refresh_token", "code") else str(value)
         endpoints = self.endpoints()
+        secret = Secret(client_secret) if client_secret else None
         tokens = token_request(
             self.http,
             endpoints.token,
             form,
-            client_id=client_id,
-            client_secret=Secret(client_secret) if client_secret else None,
-            client_auth=endpoints.client_auth,
+            Client(client_id, secret, endpoints.client_auth),
             dpop=dpop_prover,
             deadline=time.monotonic() + REQUEST_BUDGET_S,
         )

@@ -32,7 +32,7 @@ from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import USER_AGENT, DPoPAuth, NonceMemory, OAuthHttp
 from ci_shark.oauth.providers import lookup
 from ci_shark.oauth.tls import context_for
-from ci_shark.oauth.tokens import refresh_grant, revoke_each
+from ci_shark.oauth.tokens import Client, refresh_grant, revoke_each
 from ci_shark.outputs import Credentials, read_credentials
 from ci_shark.platforms.base import Platform
 from ci_shark.safe_text import untrusted
@@ -163,6 +163,10 @@ class Server:
     client_id: str
     endpoints: Endpoints
 
+    def client(self, settings: Settings) -> Client:
+        """Us, to this server: the login's client, with the secret from CI_SHARK_*."""
+        return Client(self.client_id, settings.client_secret, self.endpoints.client_auth)
+
 
 def find_server(issued: Issued, settings: Settings, http: OAuthHttp, deadline: float) -> Server:
     """`auth-url` and `client-id` as given (flags, CI_SHARK_*), else as the login wrote them."""
@@ -213,14 +217,7 @@ def revoke(
                 hint="the server does not support RFC 7009 revocation; tokens expire on their own",
             )
         results = revoke_each(
-            http,
-            endpoint,
-            tokens,
-            client_id=server.client_id,
-            client_secret=settings.client_secret,
-            client_auth=server.endpoints.client_auth,
-            dpop=key,
-            deadline=deadline,
+            http, endpoint, tokens, server.client(settings), dpop=key, deadline=deadline
         )
     for hint, failure in results.items():
         if failure is None:
@@ -265,9 +262,7 @@ def refresh(issued: Issued, settings: Settings, platform: Platform) -> Issued:
             http,
             server.endpoints.token,
             refresh_token,
-            client_id=server.client_id,
-            client_secret=settings.client_secret,
-            client_auth=server.endpoints.client_auth,
+            server.client(settings),
             dpop=key,
             deadline=deadline,
         )

@@ -44,7 +44,7 @@ from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.identity import Identity, identify
 from ci_shark.oauth.providers import Provider, resolve
-from ci_shark.oauth.tokens import TokenSet, revoke_each
+from ci_shark.oauth.tokens import Client, TokenSet, revoke_each
 from ci_shark.outputs import Credentials
 from ci_shark.platforms.base import Platform
 from ci_shark.render import ApprovalRequest, Outcome, RunContext
@@ -356,15 +356,9 @@ def revoke_quietly(
         return False
     if endpoints.revocation is None:
         return False
+    client = Client(flow.client_id, client_secret, endpoints.client_auth)
     results = revoke_each(
-        flow.http,
-        endpoints.revocation,
-        issued,
-        client_id=flow.client_id,
-        client_secret=client_secret,
-        client_auth=endpoints.client_auth,
-        dpop=flow.dpop,
-        deadline=deadline,
+        flow.http, endpoints.revocation, issued, client, dpop=flow.dpop, deadline=deadline
     )
     return not any(results.values())
 

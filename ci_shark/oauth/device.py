@@ -31,7 +31,13 @@ from ci_shark.oauth.discovery import Endpoints, completed, discover
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp, Reply, TransientFailure
 from ci_shark.oauth.providers import PROVIDERS, Provider
-from ci_shark.oauth.tokens import Token, TokenSet, authenticate, parse_token_response, whole_seconds
+from ci_shark.oauth.tokens import (
+    Client,
+    Token,
+    TokenSet,
+    parse_token_response,
+    whole_seconds,
+)
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
 from ci_shark.units import duration
@@ -384,7 +390,9 @@ class DeviceFlow:
         return self.endpoints()
 
     def _client_auth(self, form: dict[str, Any]) -> tuple[str, Secret] | None:
-        return authenticate(form, self.client_id, self.client_secret, self.endpoints().client_auth)
+        return Client(
+            self.client_id, self.client_secret, self.endpoints().client_auth
+        ).authenticate(form)
 
     def begin(self, *, deadline: float | None = None) -> DeviceAuthorization:
         """Request a device code (RFC 8628 §3.1-3.2)."""

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ci_shark.errors import CiSharkError, OAuthError, ProtocolError, oauth_error
 from ci_shark.oauth.dpop import DPoPKey
-from ci_shark.oauth.http import OAuthHttp
+from ci_shark.oauth.http import OAuthHttp, Reply
 from ci_shark.safe_text import inert
 from ci_shark.secret import Secret, SecretStr
 
@@ -143,42 +143,56 @@ def _parse(body: Mapping[str, Any], now: float | None) -> TokenSet:
     )
 
 
-def authenticate(
-    form: dict[str, str | Secret | Any],
-    client_id: str,
-    client_secret: Secret | None,
-    method: ClientAuth = "basic",
-) -> tuple[str, Secret] | None:
-    """Client authentication for the token and revocation endpoints, one rule for both:
-    a public client names itself in the form; a confidential one uses HTTP Basic (every
-    server must take it, RFC 6749 §2.3.1), or the form when the server's metadata says it
-    takes only that. Returns the Basic credentials, or None when the form carries them."""
-    if client_secret is not None and method == "basic":
-        return (client_id, client_secret)
-    form["client_id"] = client_id
-    if client_secret is not None:
-        form["client_secret"] = client_secret
-    return None
+@dataclass(frozen=True)
+class Client:
+    """Who we are to the authorization server, and how we prove it (RFC 6749 §2.3.1): one
+    rule for the token and revocation endpoints alike."""
+
+    client_id: str
+    secret: Secret | None = None
+    auth: ClientAuth = "basic"  # for a secret: Basic (every server must take it), or the form
+
+    def authenticate(self, form: dict[str, str | Secret | Any]) -> tuple[str, Secret] | None:
+        """A public client names itself in the form; a confidential one uses HTTP Basic, or
+        the form when the server's metadata says it takes only that. Returns the Basic
+        credentials, or None when the form carries them."""
+        if self.secret is not None and self.auth == "basic":
+            return (self.client_id, self.secret)
+        form["client_id"] = self.client_id
+        if self.secret is not None:
+            form["client_secret"] = self.secret
+        return None
+
+
+def post_form(
+    http: OAuthHttp,
+    endpoint: str,
+    form: Mapping[str, str | Secret],
+    client: Client,
+    *,
+    dpop: DPoPKey | None,
+    deadline: float,
+) -> Reply:
+    """A form POST to the token or revocation endpoint, as ``client``, with a DPoP proof."""
+    sent: dict[str, str | Secret | Any] = dict(form)
+    basic_auth = client.authenticate(sent)
+    return http.request(
+        "POST", endpoint, form=sent, dpop=dpop, basic_auth=basic_auth, deadline=deadline
+    )
 
 
 def token_request(
     http: OAuthHttp,
     endpoint: str,
     form: Mapping[str, str | Secret],
+    client: Client,
     *,
-    client_id: str,
-    client_secret: Secret | None = None,
-    client_auth: ClientAuth = "basic",
     dpop: DPoPKey | None = None,
     deadline: float,
 ) -> TokenSet:
     """One token request (any grant but the device code's, whose answers the poller
     reads): the tokens, or the OAuthError the server answered."""
-    sent: dict[str, str | Secret | Any] = dict(form)
-    basic_auth = authenticate(sent, client_id, client_secret, client_auth)
-    reply = http.request(
-        "POST", endpoint, form=sent, dpop=dpop, basic_auth=basic_auth, deadline=deadline
-    )
+    reply = post_form(http, endpoint, form, client, dpop=dpop, deadline=deadline)
     if reply.status == 200 and reply.error is None and reply.body is not None:
         return parse_token_response(reply.body)
     if reply.error is not None:
@@ -199,45 +213,30 @@ def refresh_grant(
     http: OAuthHttp,
     endpoint: str,
     refresh_token: Secret,
+    client: Client,
     *,
-    client_id: str,
-    client_secret: Secret | None = None,
-    client_auth: ClientAuth = "basic",
     dpop: DPoPKey | None = None,
     deadline: float,
 ) -> TokenSet:
     """RFC 6749 §6, with a DPoP proof from the same key when the grant is bound (RFC 9449
     §5: the server checks it is the key the refresh token was issued to)."""
-    return token_request(
-        http,
-        endpoint,
-        {"grant_type": "refresh_token", "refresh_token": refresh_token},
-        client_id=client_id,
-        client_secret=client_secret,
-        client_auth=client_auth,
-        dpop=dpop,
-        deadline=deadline,
-    )
+    form: dict[str, str | Secret] = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    return token_request(http, endpoint, form, client, dpop=dpop, deadline=deadline)
 
 
 def revoke(
     http: OAuthHttp,
     endpoint: str,
     token: Secret,
+    client: Client,
     *,
     token_type_hint: str,
-    client_id: str,
-    client_secret: Secret | None = None,
-    client_auth: ClientAuth = "basic",
     dpop: DPoPKey | None = None,
     deadline: float,
 ) -> None:
     """RFC 7009: ask the server to revoke one token. 200 means done (or already invalid)."""
-    form: dict[str, str | Secret | Any] = {"token": token, "token_type_hint": token_type_hint}
-    basic_auth = authenticate(form, client_id, client_secret, client_auth)
-    reply = http.request(
-        "POST", endpoint, form=form, dpop=dpop, basic_auth=basic_auth, deadline=deadline
-    )
+    form: dict[str, str | Secret] = {"token": token, "token_type_hint": token_type_hint}
+    reply = post_form(http, endpoint, form, client, dpop=dpop, deadline=deadline)
     if reply.status == 200:
         return
     raise OAuthError(
@@ -252,10 +251,8 @@ def revoke_each(
     http: OAuthHttp,
     endpoint: str,
     tokens: Iterable[tuple[Secret, str]],
+    client: Client,
     *,
-    client_id: str,
-    client_secret: Secret | None = None,
-    client_auth: ClientAuth = "basic",
     dpop: DPoPKey | None = None,
     deadline: float,
 ) -> dict[str, CiSharkError | None]:
@@ -265,15 +262,7 @@ def revoke_each(
     for token, hint in tokens:
         try:
             revoke(
-                http,
-                endpoint,
-                token,
-                token_type_hint=hint,
-                client_id=client_id,
-                client_secret=client_secret,
-                client_auth=client_auth,
-                dpop=dpop,
-                deadline=deadline,
+                http, endpoint, token, client, token_type_hint=hint, dpop=dpop, deadline=deadline
             )
             results[hint] = None
         except CiSharkError as failure:
@@ -350,12 +339,13 @@ def _bound_jkt(tokens: TokenSet, dpop: DPoPKey | None) -> str | None:
 
 
 __all__ = [
+    "Client",
     "ClientAuth",
     "Token",
     "TokenSet",
     "UnusableTokenResponse",
-    "authenticate",
     "parse_token_response",
+    "post_form",
     "refresh_grant",
     "revoke",
     "revoke_each",

@@ -20,6 +20,7 @@ from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.tokens import (
     MAX_EXPIRES_IN_S,
     MAX_TOKEN_CHARS,
+    Client,
     parse_token_response,
     revoke,
 )
@@ -189,12 +190,13 @@ def revoke_with() -> Iterator[Revoker]:
             jitter=lambda: 0.0,
         )
         opened.append(http)
+        client = Client("ci-client", kwargs.pop("client_secret", None))
         revoke(
             http,
             REVOKE_URL,
             Secret("at-to-revoke"),
+            client,
             token_type_hint=kwargs.pop("token_type_hint", "access_token"),
-            client_id="ci-client",
             deadline=clock() + 60,
             **kwargs,
         )
@@ -268,3 +270,13 @@ def test_revoke_errors(revoke_with: Revoker, answer: httpx.Response, error: str)
     assert caught.value.exit_code == 5  # the server answered outside the protocol
     assert "revocation endpoint" in caught.value.message
     assert "\n" not in caught.value.message
+
+
+def test_a_confidential_client_uses_the_form_when_the_server_takes_only_that() -> None:
+    form: dict[str, object] = {}
+    assert Client("ci", Secret("s3cret"), "post").authenticate(form) is None
+    assert form == {"client_id": "ci", "client_secret": Secret("s3cret")}
+    assert Client("ci", Secret("s3cret")).authenticate({}) == ("ci", Secret("s3cret"))
+    public: dict[str, object] = {}
+    assert Client("ci").authenticate(public) is None
+    assert public == {"client_id": "ci"}
