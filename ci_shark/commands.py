@@ -26,7 +26,7 @@ from typing import BinaryIO
 import httpx
 
 from ci_shark.config import Settings
-from ci_shark.errors import CiSharkError, ConfigError, ProtocolError
+from ci_shark.errors import CiSharkError, ConfigError, ExitCode, ProtocolError
 from ci_shark.oauth.discovery import Endpoints, server_endpoints
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import USER_AGENT, DPoPAuth, NonceMemory, OAuthHttp
@@ -309,7 +309,7 @@ class Call:
 class HttpFailed(CiSharkError):
     """The API answered an HTTP error (curl's ``--fail-with-body``: the body was written)."""
 
-    exit_code = 22  # type: ignore[assignment]  # curl's number for it, which scripts know
+    exit_code = ExitCode.HTTP_ERROR
 
     def __init__(self, status: int, first_line: str) -> None:
         detail = f": {first_line}" if first_line else ""

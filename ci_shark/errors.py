@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     EXPIRED = 4
     PROTOCOL = 5
     REFUSED = 6
+    HTTP_ERROR = 22  # `request`: the API answered an HTTP error (curl's number for it)
     SIGINT = 130
     SIGTERM = 143
 
