@@ -6,6 +6,7 @@ The header watchdog needs a real socket, so its test runs a loopback server.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import socket
 import ssl
@@ -737,3 +738,58 @@ def test_an_idle_connection_is_kept_for_keepalive_s(keepalive_s: float, connecti
             http.request("GET", metadata, deadline=time.monotonic() + 10)
             time.sleep(0.5)
         assert server.stats.connections == connections
+
+
+# -- the byte cap counts the wire and the decoder ------------------------------------------
+
+
+def test_identity_is_asked_for(http_for: HttpFactory) -> None:
+    http, server = http_for(ok())
+    http.request("GET", TOKEN_URL, deadline=START + 60)
+    assert server.requests[0].headers["Accept-Encoding"] == "identity"
+
+
+def test_one_gzip_layer_is_decoded(http_for: HttpFactory) -> None:
+    body = gzip.compress(json.dumps({"ok": True}).encode())
+    http, _ = http_for(httpx.Response(200, content=body, headers={"Content-Encoding": "gzip"}))
+    assert http.request("GET", TOKEN_URL, deadline=START + 60).body == {"ok": True}
+
+
+def test_a_gzip_bomb_is_refused_at_the_cap_not_inflated(http_for: HttpFactory) -> None:
+    bomb = gzip.compress(b" " * (50 * 1024 * 1024))  # ~50 kB on the wire
+    assert len(bomb) < 100_000
+    http, _ = http_for(httpx.Response(200, content=bomb, headers={"Content-Encoding": "gzip"}))
+    with pytest.raises(ProtocolError, match="larger than"):
+        http.request("GET", TOKEN_URL, deadline=START + 60)
+
+
+@pytest.mark.parametrize("encoding", ["gzip, gzip", "gzip,gzip,gzip", "br", "zstd"])
+def test_layered_or_unknown_encodings_are_refused(http_for: HttpFactory, encoding: str) -> None:
+    http, _ = http_for(httpx.Response(200, content=b"x", headers={"Content-Encoding": encoding}))
+    with pytest.raises(ProtocolError, match="did not ask for"):
+        http.request("GET", TOKEN_URL, deadline=START + 60)
+
+
+def test_a_bare_401_with_a_fresh_nonce_is_retried_once(http_for: HttpFactory) -> None:
+    # glewlwyd: no WWW-Authenticate error, only a new DPoP-Nonce.
+    key = DPoPKey.generate()
+    http, server = http_for(httpx.Response(401, headers={"DPoP-Nonce": "rs-9"}), ok())
+    reply = http.request("GET", API_URL, deadline=START + 60, dpop=key, access_token=Secret("a"))
+    assert reply.status == 200
+    assert claims_of(server.requests[1].headers["DPoP"], key)["nonce"] == "rs-9"
+
+
+def test_each_failed_attempt_is_reported_with_its_deadline(http_for: HttpFactory) -> None:
+    lines: list[str] = []
+    http, _ = http_for(httpx.Response(503), httpx.Response(503), ok(), report=lines.append)
+    http.request("GET", TOKEN_URL, deadline=START + 60)
+    assert len(lines) == 2
+    assert all(f"{TOKEN_URL} answered HTTP 503; trying again until" in line for line in lines)
+    assert all(line.endswith(" UTC") for line in lines)
+
+
+@pytest.mark.parametrize("depth", [10_000, 200_000])
+def test_deeply_nested_json_is_no_body_not_a_crash(http_for: HttpFactory, depth: int) -> None:
+    nested = b'{"a":' * depth + b"1" + b"}" * depth
+    http, _ = http_for(httpx.Response(200, content=nested), max_body_bytes=8 * 1024 * 1024)
+    assert http.request("GET", TOKEN_URL, deadline=START + 60).body is None
