@@ -430,6 +430,9 @@ class ExplicitSettings(Settings):
     """Settings from the values given and the defaults only, never the environment: for
     the demo, and for finishing a run whose environment held a bad input."""
 
+    # Built on first use, not when login imports this module: a login rarely needs it.
+    model_config = SettingsConfigDict(defer_build=True)
+
     @classmethod
     def settings_customise_sources(
         cls,
