@@ -61,3 +61,25 @@ def test_the_matrix_leg_reaches_the_login_step() -> None:
     # Each leg's own PR comment depends on it (platforms/github.py reads CI_SHARK_MATRIX).
     text = (ROOT / "action.yml").read_text(encoding="utf-8")
     assert "        CI_SHARK_MATRIX: ${{ toJSON(matrix) }}\n" in text
+
+
+def test_the_direct_wheels_are_the_locked_ones_for_every_platform() -> None:
+    # install_wheels.py trusts these lines; pip's fallback trusts action.txt: the same hashes.
+    locked = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", _read("action.txt")))
+    keys: dict[str, int] = {}
+    for line in _read("action-wheels.txt").splitlines():
+        if line.startswith("#"):
+            continue
+        key, digest, url = line.split(" ")
+        assert digest in locked, line
+        assert url.startswith("https://files.pythonhosted.org/packages/"), url
+        assert url.endswith(".whl"), url
+        keys[key] = keys.get(key, 0) + 1
+    pythons = [f"cp3{minor}" for minor in range(10, 15)]
+    platforms = ["linux-x86_64", "linux-aarch64", "macos-arm64", "windows-amd64"]
+    assert sorted(keys) == sorted(f"{p}-{o}" for p in pythons for o in platforms)
+    assert min(keys.values()) >= 16  # every runtime dependency, transitive ones too
+
+
+def _read(name: str) -> str:
+    return (ROOT / "requirements" / name).read_text(encoding="utf-8")
