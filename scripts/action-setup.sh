@@ -89,19 +89,11 @@ if [[ ! -f "${venv}/.ci-shark-ready" ]]; then
     create_venv
     install_from_index
   fi
+  # No bytecode here: the login compiles what it imports and writes each .pyc (into this
+  # venv and the action's checkout) for the later ci_shark steps of the job. Compiling
+  # everything first made the link ~0.4 s later; compiling it in the background, beside
+  # the login, was no faster on 2 busy cores (docs/perf.md).
   touch "${venv}/.ci-shark-ready"
-  # Bytecode beside the login, not before it (~1 s): the login compiles what it has not
-  # got yet itself, and this process, on a spare core, gets ahead of it and compiles the
-  # rest for later ci_shark steps (docs/perf.md: the link comes ~0.1 s sooner than with
-  # no compiling here, ~0.6 s sooner than compiling first). importlib and compileall
-  # both write each .pyc atomically. Detached from the step's output, so the step ends
-  # now; -I: no PYTHON* variable of the job changes it.
-  nice_command=(env) # a no-op prefix where there is no nice
-  if command -v nice >/dev/null 2>&1; then
-    nice_command=(nice -n 10)
-  fi
-  "${nice_command[@]}" "${venv_python}" -I -m compileall -q "${venv}" "${action_root}/ci_shark" \
-    </dev/null >/dev/null 2>&1 &
 fi
 
 echo "python=${venv_python}" >> "${GITHUB_OUTPUT}"
