@@ -25,8 +25,11 @@ on the machine hits both sides alike:
 - peak RSS of the waiting process (``ru_maxrss`` from ``wait4`` on that very child);
 - import cost: ``python -X importtime`` of ``ci_shark --version``, of the login path
   (``import ci_shark.flow``) and of ``import shark_auth``;
-- set-up: a fresh venv plus the hash-pinned lock ``requirements/action.txt`` (ours) or
-  ``pip install shark-auth`` (theirs), from a cold and from a warm pip cache.
+- peak RSS broken down: ``VmRSS`` after each stage of the login's imports;
+- step start -> link, as a hosted runner would run it (PyPI only, an empty pip cache):
+  scripts/action-setup.sh into a fresh dir then the login to its link (ours), or a venv,
+  ``pip install shark-auth`` and the SDK to its link (theirs); cold, then warm (the venv
+  is there).
 
 The server does not demand DPoP nonces (``require_nonce=False``): the SDK cannot answer a
 ``use_dpop_nonce`` challenge, so it would never get a token. One extra row measures
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import queue
@@ -58,7 +62,6 @@ sys.path.insert(0, str(ROOT))
 from ci_shark.sandbox import TOKEN_PATH, SandboxServer  # noqa: E402
 
 DEFAULT_SDK_PYTHON = ROOT / "benchmarks" / ".venv-sdk" / "bin" / "python"
-LOCK_FILE = ROOT / "requirements" / "action.txt"
 PERF_DOC = ROOT / "docs" / "perf.md"
 DOC_BEGIN = "<!-- benchmark:begin -->"
 DOC_END = "<!-- benchmark:end -->"
@@ -144,6 +147,14 @@ def cpu_model() -> str:
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f} / {five:.2f} / {fifteen:.2f}"
+
+
+def uptime() -> str:
+    """`uptime`'s line (load averages over 1, 5, 15 min), or the load alone without it."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        line = subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout
+        return f"`{line.strip()}`"
+    return f"load average {load_average()}"
 
 
 # --------------------------------------------------------------------------- one flow
@@ -322,53 +333,214 @@ def import_cost(python: str, args: Sequence[str], env: dict[str, str]) -> tuple[
     return wall_s, total_us / 1e6
 
 
-# --------------------------------------------------------------------------- set-up
+# --------------------------------------------------------------------------- step start -> link
+
+# What an action checkout holds that the set-up and the login use.
+ACTION_FILES = ("entrypoint.py", "ci_shark", "scripts", "requirements")
+SETUP_TIMEOUT_S = 300.0
 
 
-def timed(command: Sequence[str], env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-    return time.perf_counter() - started
+@dataclass(frozen=True)
+class StepRun:
+    setup_s: float  # step start -> set-up done
+    link_s: float  # step start -> the code line
 
 
-LOCK_INSTALL = ("--require-hashes", "--only-binary", ":all:", "--no-deps", "-r", str(LOCK_FILE))
+def fresh_dir(scratch: Path, prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=scratch))
 
 
-def setup_cost(kind: str, cache: Path, scratch: Path) -> tuple[float, float]:
-    """(venv creation, pip install) seconds with the pip cache in ``cache``.
-
-    ``ci_shark`` is what scripts/action-setup.sh does (``python -m venv``, then the venv's
-    own pip); ``ci_shark-no-ensurepip`` is the proposed alternative: a venv without pip,
-    filled by the outer interpreter's pip through ``--python``; ``sdk`` is a plain
-    ``pip install shark-auth`` into a fresh venv.
-    """
-    venv = Path(tempfile.mkdtemp(prefix=f"venv-{kind}-", dir=scratch))
-    env = dict(os.environ, PIP_CACHE_DIR=str(cache), PIP_DISABLE_PIP_VERSION_CHECK="1")
-    venv_python = str(venv / "bin" / "python")
-    try:
-        if kind == "ci_shark-no-ensurepip":
-            create_s = timed([sys.executable, "-m", "venv", "--without-pip", str(venv)], env)
-            pip = [sys.executable, "-m", "pip", "--python", venv_python, "install", "--quiet"]
-        else:
-            create_s = timed([sys.executable, "-m", "venv", str(venv)], env)
-            pip = [venv_python, "-m", "pip", "install", "--quiet"]
-        pip += ["shark-auth"] if kind == "sdk" else list(LOCK_INSTALL)
-        install_s = timed(pip, env)
-    finally:
-        shutil.rmtree(venv, ignore_errors=True)
-    return create_s, install_s
+@functools.cache
+def runner_python() -> str:
+    """The interpreter that `python3` runs here, by its path: a runner has no shims, and
+    pyenv's add ~0.1 s to each of the set-up's python calls."""
+    found = shutil.which("python3") or "python3"
+    return run_quietly([found, "-c", "import sys; print(sys.executable)"], {**os.environ}).strip()
 
 
-def compile_cost(scratch: Path) -> float:
-    """Seconds to byte-compile a fresh copy of ci_shark (what a fresh checkout lacks)."""
-    tree = Path(tempfile.mkdtemp(prefix="compile-", dir=scratch))
-    shutil.copytree(
-        ROOT / "ci_shark", tree / "ci_shark", ignore=shutil.ignore_patterns("__pycache__")
+def runner_env(scratch: Path) -> dict[str, str]:
+    """The environment a hosted runner's step installs with: PyPI only (none of this
+    machine's pip configuration or local wheel mirrors), an empty pip cache, no
+    PYTHONDONTWRITEBYTECODE, `python3` first on PATH without shims; proxies, if any, as
+    they are. RUNNER_PYTHON names that python."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PIP_", "UV_"))
+        and key not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH", *_CI_VARIABLES)
+    }
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_CACHE_DIR=str(fresh_dir(scratch, "pip-cache-")),
+        RUNNER_TEMP=str(fresh_dir(scratch, "runner-temp-")),
+        PATH=os.pathsep.join([str(Path(runner_python()).parent), env.get("PATH", "")]),
+        RUNNER_PYTHON=runner_python(),
+    )
+    return env
+
+
+def login_env(server: SandboxServer, workdir: Path) -> dict[str, str]:
+    """ci_shark's login as run_flow starts it: generic CI, log only, json outputs."""
+    env = child_env(workdir)
+    env.update(
+        CI_SHARK_AUTH_URL=server.url,
+        CI_SHARK_CLIENT_ID=CLIENT_ID,
+        CI_SHARK_SCOPE=SCOPE,
+        CI_SHARK_OUTPUT_FORMAT="json",
+        CI_SHARK_OUTPUT_FILE=str(workdir / "ci-shark.json"),
+        CI_SHARK_NOTIFY="log",
+        CI_SHARK_TIMEOUT="120",
+    )
+    return env
+
+
+def linked_at(command: Sequence[str], env: dict[str, str], workdir: Path) -> float:
+    """Start ``command``, return when its code line shows (perf_counter), stop it."""
+    proc = subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
-        return timed([sys.executable, "-m", "compileall", "-q", str(tree)], dict(os.environ))
+        reader = OutputReader(proc)
+        at, _ = reader.wait_for(
+            lambda text: CODE_LINE.search(text) is not None, time.perf_counter() + RUN_TIMEOUT_S
+        )
     finally:
-        shutil.rmtree(tree, ignore_errors=True)
+        proc.terminate()
+        reap(proc)
+    return at
+
+
+def run_quietly(command: Sequence[str], env: dict[str, str]) -> str:
+    """Its stdout; its whole output in the error when it fails."""
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=SETUP_TIMEOUT_S, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} exited {done.returncode}:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of that group still runs (zombies do not count). Linux /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                return True
+    return False
+
+
+def wait_for_group(pgid: int) -> None:
+    """What a set-up left running in the background (bytecode) ends before the next run,
+    so that it does not load the other contender's measurement."""
+    deadline = time.perf_counter() + SETUP_TIMEOUT_S
+    while group_alive(pgid):
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"process group {pgid} still runs")
+        time.sleep(0.02)
+
+
+def copy_action(scratch: Path, tree: Path = ROOT) -> Path:
+    """A fresh checkout of the action in ``tree``: no bytecode, nothing installed."""
+    root = fresh_dir(scratch, "action-")
+    for name in ACTION_FILES:
+        source = tree / name
+        if source.is_dir():
+            ignore = shutil.ignore_patterns("__pycache__", "node_modules", ".venv*")
+            shutil.copytree(source, root / name, ignore=ignore)
+        else:
+            shutil.copy2(source, root / name)
+    return root
+
+
+def action_step(action: Path, env: dict[str, str], server: SandboxServer, workdir: Path) -> StepRun:
+    """The action's two steps as the runner runs them: scripts/action-setup.sh, then the
+    login with the python it printed, to the link."""
+    output = Path(env["RUNNER_TEMP"]) / "github-output"
+    output.write_text("")
+    started = time.perf_counter()
+    setup = subprocess.Popen(
+        ["bash", str(action / "scripts" / "action-setup.sh")],
+        env={**env, "GITHUB_OUTPUT": str(output)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: what it leaves running is findable
+    )
+    out, err = setup.communicate(timeout=SETUP_TIMEOUT_S)
+    set_up = time.perf_counter()
+    if setup.returncode != 0:
+        raise RuntimeError(f"action-setup.sh exited {setup.returncode}:\n{out}{err}")
+    python = re.findall(r"^python=(.+)$", output.read_text(), re.MULTILINE)[-1]
+    command = [python, "-I", str(action / "entrypoint.py")]
+    link = linked_at(command, login_env(server, workdir), workdir)
+    wait_for_group(setup.pid)
+    return StepRun(set_up - started, link - started)
+
+
+def sdk_step(
+    python: str, venv: Path, env: dict[str, str], server: SandboxServer, workdir: Path
+) -> StepRun:
+    """What an SDK user's step does: a venv and ``pip install shark-auth`` unless the venv
+    is there, then the SDK to its link."""
+    venv_python = venv / "bin" / "python"
+    started = set_up = time.perf_counter()
+    if not venv_python.exists():
+        run_quietly([python, "-m", "venv", str(venv)], env)
+        run_quietly([str(venv_python), "-m", "pip", "install", "--quiet", "shark-auth"], env)
+        set_up = time.perf_counter()
+    command = [str(venv_python), "-c", SDK_DRIVER, server.url, CLIENT_ID, SCOPE]
+    link = linked_at(command, child_env(workdir), workdir)
+    return StepRun(set_up - started, link - started)
+
+
+def record_step(found: Samples, temperature: str, run: StepRun) -> None:
+    found.add(f"step_{temperature}_link_s", run.link_s)
+    found.add(f"step_{temperature}_setup_s", run.setup_s)
+    found.add(f"step_{temperature}_login_s", run.link_s - run.setup_s)
+
+
+def measure_step_start(
+    samples: dict[str, Samples],
+    runs: int,
+    scratch: Path,
+    notes: list[str],
+    baseline: Path | None = None,
+) -> None:
+    """Step start -> link, cold (fresh set-up from PyPI, empty cache) then warm (the venv
+    is there: a second login in the job), the contenders alternating. A baseline tree
+    with its own scripts/action-setup.sh is a third contender."""
+    if not runs:
+        return
+    python = runner_python()  # what action-setup.sh picks first: python3
+    version = run_quietly([python, "-c", "import sys; print(sys.version.split()[0])"], {})
+    notes.append(f"step start → link: the runner's python is `{python}` ({version.strip()})")
+    trees = {"ci_shark": ROOT}
+    if baseline is not None and (baseline / "scripts" / "action-setup.sh").exists():
+        trees["baseline"] = baseline
+    names = [*trees, "sdk"]
+    with benchmark_server() as server:
+        for index in range(runs):
+            shift = index % len(names)
+            for name in [*names[shift:], *names[:shift]]:
+                env = runner_env(scratch)
+                workdir = fresh_dir(scratch, "work-")
+                if name in trees:
+                    action = copy_action(scratch, trees[name])
+                    pair = [action_step(action, env, server, workdir) for _ in range(2)]
+                else:
+                    venv = fresh_dir(scratch, "sdk-venv-") / "venv"
+                    pair = [sdk_step(python, venv, env, server, workdir) for _ in range(2)]
+                for temperature, run in zip(("cold", "warm"), pair, strict=True):
+                    record_step(samples[name], temperature, run)
+                    print(f"step {index + 1} {name} {temperature}: {run}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- the table
@@ -394,6 +566,17 @@ def ratio(ours: float | None, theirs: float | None) -> str:
     return f"{ours / theirs:.2f}"
 
 
+RSS_STAGES: tuple[tuple[str, str], ...] = (
+    # (label, what the stage imports or does), in the login's order of weight
+    ("interpreter", "pass"),
+    ("ssl + the system's CA store", "import ssl; ssl.create_default_context()"),
+    ("cryptography (EC keys)", "from cryptography.hazmat.primitives.asymmetric import ec"),
+    ("httpx + httpcore", "import httpx, httpcore._sync.connection_pool"),
+    # pydantic loads its models' machinery on first use: ask for it, or the next stage gets it
+    ("pydantic + pydantic-core", "from pydantic import BaseModel, ValidationError"),
+    ("pydantic-settings", "import ci_shark._settings_import"),
+    ("ci_shark's login modules (Settings built)", "import ci_shark.config, ci_shark.flow"),
+)
 ROWS: tuple[tuple[str, str, str, str], ...] = (
     # (label, our metric, their metric, unit)
     ("time-to-link (start → code line)", "time_to_link_s", "time_to_link_s", "s"),
@@ -410,6 +593,8 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ),
     ("`slow_down` received (strict server)", "slow_downs", "slow_downs", ""),
     ("peak RSS of the waiting process", "peak_rss_mib", "peak_rss_mib", "MiB"),
+    ("  RSS after the login's imports, of which:", "rss_imports_total", "-", "MiB"),
+    *((f"    {label}", f"rss_{label}", "-", "MiB") for label, _ in RSS_STAGES),
     ("approval → token, server demands DPoP nonces", "approval_to_token_s_nonce", "-", "s"),
     ("  requests there", "requests_nonce", "-", ""),
     ("  `use_dpop_nonce` challenges there", "nonce_challenges_nonce", "-", ""),
@@ -422,16 +607,21 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
         "sdk_import_s",
         "ms",
     ),
-    ("set-up cold cache: create venv", "cold_venv_s", "cold_venv_s", "s"),
-    ("set-up cold cache: pip install", "cold_install_s", "cold_install_s", "s"),
-    ("set-up cold cache: total", "cold_total_s", "cold_total_s", "s"),
-    ("set-up warm cache: create venv", "warm_venv_s", "warm_venv_s", "s"),
-    ("set-up warm cache: pip install", "warm_install_s", "warm_install_s", "s"),
-    ("set-up warm cache: total", "warm_total_s", "warm_total_s", "s"),
-    ("proposed set-up, venv without ensurepip: cold total", "proposed_cold_total_s", "-", "s"),
-    ("  of which create venv (`--without-pip`)", "proposed_cold_venv_s", "-", "s"),
-    ("proposed set-up, venv without ensurepip: warm total", "proposed_warm_total_s", "-", "s"),
-    ("compileall of ci_shark (what a fresh checkout lacks)", "compile_s", "-", "s"),
+    (
+        "step start → link, cold: set-up from PyPI + login",
+        "step_cold_link_s",
+        "step_cold_link_s",
+        "s",
+    ),
+    (
+        "  of which set-up (SDK: venv + `pip install shark-auth`)",
+        "step_cold_setup_s",
+        "step_cold_setup_s",
+        "s",
+    ),
+    ("  of which the login to its link", "step_cold_login_s", "step_cold_login_s", "s"),
+    ("step start → link, warm: the venv is there", "step_warm_link_s", "step_warm_link_s", "s"),
+    ("  of which set-up (SDK: none)", "step_warm_setup_s", "step_warm_setup_s", "s"),
 )
 
 
@@ -478,13 +668,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=5, help="A/B rounds per measurement")
     parser.add_argument("--sdk-python", type=Path, default=DEFAULT_SDK_PYTHON)
     parser.add_argument(
-        "--setup-runs", type=int, default=1, help="cold/warm set-up pairs (0: skip set-up)"
+        "--step-runs",
+        type=int,
+        default=3,
+        help="cold+warm step start -> link rounds, set-up from PyPI (0: skip)",
     )
     parser.add_argument(
         "--baseline",
         type=Path,
-        help="another ci_shark source tree (e.g. `git archive HEAD ci_shark | tar -x -C DIR`), "
-        "measured alongside for before/after figures",
+        help="another source tree (`git archive REV ci_shark entrypoint.py scripts "
+        "requirements | tar -x -C DIR`), measured alongside for before/after figures",
     )
     parser.add_argument("--write-doc", action="store_true", help=f"update {PERF_DOC}")
     return parser.parse_args(argv)
@@ -562,27 +755,28 @@ def measure_imports(
         found.add("login_import_s", imports)
 
 
-def measure_setup(samples: dict[str, Samples], runs: int, scratch: Path, notes: list[str]) -> None:
-    if runs and not LOCK_FILE.exists():
-        notes.append(f"ci_shark's set-up not measured: {LOCK_FILE.relative_to(ROOT)} is missing")
+RSS_PROBE = """\
+import sys
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+for code in sys.argv[1:]:
+    exec(code)
+    print(rss_kib(), flush=True)
+"""
+
+
+def measure_rss(samples: Samples, runs: int, scratch: Path) -> None:
+    """What each part of the login adds to its resident memory (VmRSS after each stage)."""
     for _ in range(runs):
-        for kind in ("ci_shark", "sdk", "ci_shark-no-ensurepip"):
-            if kind != "sdk" and not LOCK_FILE.exists():
-                continue
-            cache = Path(tempfile.mkdtemp(prefix="pip-cache-", dir=scratch))
-            for temperature in ("cold", "warm"):  # the same cache, first empty, then full
-                create_s, install_s = setup_cost(kind, cache, scratch)
-                found = samples["sdk" if kind == "sdk" else "ci_shark"]
-                prefix = "proposed_" if kind == "ci_shark-no-ensurepip" else ""
-                found.add(f"{prefix}{temperature}_venv_s", create_s)
-                found.add(f"{prefix}{temperature}_install_s", install_s)
-                found.add(f"{prefix}{temperature}_total_s", create_s + install_s)
-                print(
-                    f"set-up {kind} {temperature}: venv {create_s:.2f}s, pip {install_s:.2f}s",
-                    file=sys.stderr,
-                )
-            shutil.rmtree(cache, ignore_errors=True)
-        samples["ci_shark"].add("compile_s", compile_cost(scratch))
+        stages = [code for _, code in RSS_STAGES]
+        out = run_quietly([sys.executable, "-c", RSS_PROBE, *stages], child_env(scratch))
+        previous = 0
+        for (label, _), kib in zip(RSS_STAGES, map(int, out.split()), strict=True):
+            samples.add(f"rss_{label}", (kib - previous) / 1024)
+            previous = kib
+        samples.add("rss_imports_total", previous / 1024)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -596,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    load_before = load_average()
+    load_before = uptime()
     contenders = [Contender("ci_shark"), Contender("sdk", sdk_python=args.sdk_python)]
     if args.baseline is not None:
         contenders.append(Contender("baseline", tree=args.baseline.resolve()))
@@ -608,7 +802,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         measure_flows(contenders, samples, args.runs, scratch)
         measure_imports(contenders, samples, args.runs, scratch)
-        measure_setup(samples, args.setup_runs, scratch, notes)
+        measure_rss(samples["ci_shark"], args.runs, scratch)
+        baseline_action = args.baseline if args.baseline is not None else None
+        measure_step_start(samples, args.step_runs, scratch, notes, baseline_action)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -621,10 +817,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             table(samples["ci_shark"], samples["sdk"]),
             "",
             f"- runs: {args.runs} rounds, contenders alternating (medians); "
-            f"set-up pairs: {args.setup_runs}",
-            f"- machine: {cpu_model()}, {os.cpu_count()} cores, Python "
+            f"step start → link: {args.step_runs} rounds, each a cold then a warm run",
+            f"- machine: {cpu_model()}, `nproc` {os.cpu_count()}, Python "
             f"{platform.python_version()}, {platform.system()} {platform.release()}",
-            f"- load average (1/5/15 min): {load_before} before, {load_average()} after "
+            f"- load (`uptime`): {load_before} before, {uptime()} after "
             "(other engineers' test suites share the machine)",
             f"- SDK: shark-auth {sdk_version or '?'}; server: ci_shark.sandbox on loopback "
             f"(plain HTTP), interval {INTERVAL_S} s, strict interval, DPoP required, "

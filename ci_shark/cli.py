@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gc
 import os
 import sys
 import traceback
@@ -451,9 +452,19 @@ def _login(args: argparse.Namespace) -> int:
     from ci_shark.oauth.tls import preload_default_context
 
     preload_default_context()  # on a thread: the CA bundle loads while the imports run
-    from ci_shark.config import ExplicitSettings, load_settings
-    from ci_shark.flow import run
-    from ci_shark.render import Outcome
+    # The imports create ~10^5 objects that live as long as the process: collecting while
+    # they load only walks them again and again, and so would the first collection after
+    # them unless they are set apart (freeze). docs/perf.md has the figures.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        from ci_shark.config import ExplicitSettings, load_settings
+        from ci_shark.flow import run
+        from ci_shark.render import Outcome
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
     try:
         settings = load_settings(_login_flags(args))

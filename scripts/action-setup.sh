@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # The composite actions' setup step: a private venv under $RUNNER_TEMP with the
-# hash-pinned wheels of requirements/action.txt, reused by later ci_shark steps of the job.
+# hash-pinned wheels of the lock, reused by later ci_shark steps of the job.
 # Prints `python=<venv python>` to $GITHUB_OUTPUT. No cache, no setup-python: the runner's
 # own CPython 3.10-3.14 builds the venv, and a clear error says what to do without one.
+#
+# Fast path (docs/perf.md): scripts/install_wheels.py fetches this platform's wheels by
+# their direct URLs (requirements/action-wheels.txt) and unpacks them, no index and no
+# resolver. Where it cannot (no wheels listed for this interpreter, no network path it
+# trusts), pip installs requirements/action.txt from the index: the same hashes.
 set -euo pipefail
 
 action_root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 lock="${action_root}/requirements/action.txt"
+wheels="${action_root}/requirements/action-wheels.txt"
 
-# The lock has wheels for CPython 3.10-3.14: prefer an interpreter in that range.
-supported='import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 14) else 1)'
+# The lock has wheels for CPython 3.10-3.14: prefer an interpreter in that range. One
+# python call per candidate (each is 20-100 ms): its version, then the digest of the
+# locks that names the venv, and the exit status says whether it is in range.
+probe='import hashlib, sys
+digest = hashlib.sha256(b"".join(open(f, "rb").read() for f in sys.argv[1:])).hexdigest()
+sys.stdout.write("%d.%d %s\n" % (sys.version_info[0], sys.version_info[1], digest[:16]))
+sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 14) else 1)'
 found=""
 python=""
 for candidate in python3 python python3.14 python3.13 python3.12 python3.11 python3.10; do
@@ -17,11 +28,13 @@ for candidate in python3 python python3.14 python3.13 python3.12 python3.11 pyth
     continue
   fi
   # The Windows Store alias named python3 exists but does not run: ask, do not assume.
-  version="$("${candidate}" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
-  [[ -n "${version}" ]] || continue
-  found="${found:+${found}, }${candidate} ${version}"
-  if "${candidate}" -c "${supported}"; then
+  status=0
+  answer="$("${candidate}" -c "${probe}" "${lock}" "${wheels}" 2>/dev/null)" || status=$?
+  [[ -n "${answer}" ]] || continue
+  found="${found:+${found}, }${candidate} ${answer%% *}"
+  if [[ "${status}" -eq 0 ]]; then
     python="${candidate}"
+    digest="${answer##* }"
     break
   fi
 done
@@ -30,7 +43,6 @@ if [[ -z "${python}" ]]; then
   exit 2
 fi
 
-digest="$("${python}" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()[:16])' "${lock}")"
 temp_root="${RUNNER_TEMP:-}"
 if [[ -z "${temp_root}" ]]; then
   temp_root="$(mktemp -d)"
@@ -42,10 +54,10 @@ else
   venv_python="${venv}/Scripts/python.exe"
 fi
 
-if [[ ! -f "${venv}/.ci-shark-ready" ]]; then
+create_venv() {
   rm -rf "${venv}"
-  # --without-pip: ensurepip is ~7 of the ~19 s this step takes; the runner's own pip
-  # installs into the venv instead (pip >= 22.3: --python), ensurepip only as a fallback.
+  # --without-pip: ensurepip is ~7 of the ~19 s this step once took, and neither path
+  # below needs pip inside the venv.
   if ! "${python}" -m venv --without-pip "${venv}"; then
     echo "::error title=ci_shark::could not create a virtual environment with ${python}: install the venv module (Debian/Ubuntu: python3-venv) or add actions/setup-python before this step."
     exit 2
@@ -55,14 +67,32 @@ if [[ ! -f "${venv}/.ci-shark-ready" ]]; then
   else
     venv_python="${venv}/Scripts/python.exe"
   fi
-  install=(install --disable-pip-version-check --no-input --quiet
+}
+
+install_from_index() {
+  # The runner's own pip fills the venv (pip >= 22.3: --python); ensurepip as a fallback.
+  local install=(install --disable-pip-version-check --no-input --quiet --no-compile
     --require-hashes --only-binary :all: --no-deps -r "${lock}")
   if ! "${python}" -m pip --python "${venv_python}" "${install[@]}" 2>/dev/null; then
     "${venv_python}" -m ensurepip --default-pip >/dev/null
     "${venv_python}" -m pip "${install[@]}"
   fi
-  # Bytecode now, not on the first login of the job (~60 ms of the time to the link).
-  "${venv_python}" -m compileall -q "${action_root}/ci_shark" >/dev/null || true
+}
+
+if [[ ! -f "${venv}/.ci-shark-ready" ]]; then
+  create_venv
+  status=0
+  "${venv_python}" -I "${action_root}/scripts/install_wheels.py" "${wheels}" || status=$?
+  if [[ "${status}" -ne 0 ]]; then
+    # 3: no direct wheels for this interpreter; else install_wheels.py said what failed.
+    echo "ci_shark: installing the pinned wheels with pip from the package index instead"
+    create_venv
+    install_from_index
+  fi
+  # No bytecode here: the login compiles what it imports and writes each .pyc (into this
+  # venv and the action's checkout) for the later ci_shark steps of the job. Compiling
+  # everything first made the link ~0.4 s later; compiling it in the background, beside
+  # the login, was no faster on 2 busy cores (docs/perf.md).
   touch "${venv}/.ci-shark-ready"
 fi
 

@@ -1,4 +1,4 @@
-"""Write requirements/action.txt: the action's pinned wheels with their sha256 hashes.
+"""Write the action's locks: requirements/action.txt and requirements/action-wheels.txt.
 
 Usage: python scripts/lock_action.py   (needs pip, packaging and the package registry)
 
@@ -10,15 +10,22 @@ cryptography ships no Intel macOS wheels any more) downloads the wheels pip woul
 checks that each wheel's own requirements are in the list, and writes one line per
 package with the hash of every wheel seen. The runner's pip keeps only candidates whose
 hash is listed, so each platform installs exactly a wheel that was hashed here.
+
+action-wheels.txt names, for each CPython and platform, the very wheels chosen here with
+their sha256 and their URL on the registry (from its JSON index, PEP 691, whose hash must
+agree): scripts/install_wheels.py installs those without asking any index. A wheel with
+a ``.data`` directory is refused, as that installer does not handle them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import zipfile
 from collections import defaultdict
 from email.parser import HeaderParser
@@ -30,6 +37,8 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "requirements" / "action.in"
 TARGET = ROOT / "requirements" / "action.txt"
+WHEELS_TARGET = ROOT / "requirements" / "action-wheels.txt"
+INDEX = "https://pypi.org/simple"
 PYTHONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
 # (pip platform tags, marker environment) per runner kind.
 PLATFORMS = {
@@ -120,9 +129,42 @@ def unmet_requirements(wheel: Path, env: dict[str, str], names: set[str]) -> lis
     return missing
 
 
+def has_data_directory(wheel: Path) -> bool:
+    with zipfile.ZipFile(wheel) as archive:
+        return any(name.split("/", 1)[0].endswith(".data") for name in archive.namelist())
+
+
+class Registry:
+    """Download URLs by file name, from the registry's JSON index (one request a project)."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, dict[str, tuple[str, str]]] = {}
+
+    def url_of(self, project: str, filename: str, sha256: str) -> str:
+        if project not in self._files:
+            request = urllib.request.Request(  # noqa: S310 - INDEX is a fixed https URL
+                f"{INDEX}/{project}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                listing = json.load(response)
+            self._files[project] = {
+                entry["filename"]: (entry["url"], entry["hashes"].get("sha256", ""))
+                for entry in listing["files"]
+            }
+        url, listed = self._files[project].get(filename, ("", ""))
+        if not url.startswith("https://"):
+            raise SystemExit(f"{filename} is not on {INDEX}/{project}/")
+        if listed != sha256:
+            raise SystemExit(f"{filename}: the index says sha256 {listed}, the download {sha256}")
+        return url
+
+
 def main() -> int:
     hashes: dict[tuple[str, str], set[str]] = defaultdict(set)
     seen_for: dict[tuple[str, str], set[str]] = defaultdict(set)
+    # (lock key, e.g. cp312-linux-x86_64) -> [(sha256, url)], for install_wheels.py
+    direct: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    registry = Registry()
     with tempfile.TemporaryDirectory() as scratch:
         for python in PYTHONS:
             for platform, (tags, platform_env) in PLATFORMS.items():
@@ -132,6 +174,7 @@ def main() -> int:
                 into.mkdir()
                 download(python, tags, pins, into)
                 names = {canonical(pin.name) for pin in pins}
+                key = f"cp{python.replace('.', '')}-{platform}"
                 for wheel in sorted(into.glob("*.whl")):
                     match = _WHEEL.match(wheel.name)
                     if not match:
@@ -139,13 +182,26 @@ def main() -> int:
                     missing = unmet_requirements(wheel, env, names)
                     if missing:
                         raise SystemExit(f"{wheel.name} needs {missing}: add to {SOURCE.name}")
-                    key = (canonical(match["name"]), match["version"])
-                    hashes[key].add(hashlib.sha256(wheel.read_bytes()).hexdigest())
-                    seen_for[key].add(python)
+                    if has_data_directory(wheel):
+                        raise SystemExit(f"{wheel.name} has a .data directory: see the docstring")
+                    name = canonical(match["name"])
+                    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+                    hashes[(name, match["version"])].add(digest)
+                    seen_for[(name, match["version"])].add(python)
+                    direct[key].append((digest, registry.url_of(name, wheel.name, digest)))
                 print(f"resolved CPython {python} on {platform}", file=sys.stderr)
+    write_requirements(hashes, seen_for)
+    write_direct_wheels(direct)
+    return 0
+
+
+def write_requirements(
+    hashes: dict[tuple[str, str], set[str]], seen_for: dict[tuple[str, str], set[str]]
+) -> None:
     lines = [
         "# Generated by scripts/lock_action.py from requirements/action.in: do not edit.",
-        "# action.yml installs it with: pip install --require-hashes --only-binary :all: --no-deps",
+        "# scripts/action-setup.sh installs it with pip (--require-hashes --only-binary :all:",
+        "# --no-deps) when requirements/action-wheels.txt has no wheels for the platform.",
     ]
     for (name, version), digests in sorted(hashes.items()):
         pythons = sorted(seen_for[(name, version)])
@@ -159,7 +215,22 @@ def main() -> int:
             lines.append(f"    --hash=sha256:{digest}{tail}")
     TARGET.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {TARGET.relative_to(ROOT)} ({len(hashes)} pins)", file=sys.stderr)
-    return 0
+
+
+def write_direct_wheels(direct: dict[str, list[tuple[str, str]]]) -> None:
+    lines = [
+        "# Generated by scripts/lock_action.py from requirements/action.in: do not edit.",
+        "# scripts/install_wheels.py reads it: KEY SHA256 URL, the wheels of one CPython and",
+        "# platform (the same hashes as action.txt).",
+    ]
+    for key in sorted(direct):
+        lines += [f"{key} {digest} {url}" for digest, url in sorted(direct[key], key=_by_url)]
+    WHEELS_TARGET.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {WHEELS_TARGET.relative_to(ROOT)} ({len(direct)} platforms)", file=sys.stderr)
+
+
+def _by_url(entry: tuple[str, str]) -> str:
+    return entry[1].rsplit("/", 1)[-1]
 
 
 if __name__ == "__main__":

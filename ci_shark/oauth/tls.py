@@ -20,8 +20,6 @@ import ssl
 import sys
 import threading
 
-import certifi
-
 
 def create_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     """A verifying client context trusting ``ca_bundle``, else the system (see above)."""
@@ -29,6 +27,9 @@ def create_context(ca_bundle: str | None = None) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=ca_bundle)
     context = ssl.create_default_context()
     if sys.platform == "win32" or not _has_trust(context):
+        # Imported only here: most systems have a store, and certifi's import is not free.
+        import certifi  # noqa: PLC0415
+
         context.load_verify_locations(cafile=certifi.where())
     return context
 

@@ -73,3 +73,25 @@ def test_the_action_lists_the_providers_and_channels_the_code_knows() -> None:
     notify = re.search(r"^  notify:\n    description: (.+)$", text, re.MULTILINE)
     assert notify is not None
     assert set(NOTIFY_CHANNELS) <= set(re.findall(r"\b([a-z]+)\b", notify[1]))
+
+
+def test_the_direct_wheels_are_the_locked_ones_for_every_platform() -> None:
+    # install_wheels.py trusts these lines; pip's fallback trusts action.txt: the same hashes.
+    locked = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", _read("action.txt")))
+    keys: dict[str, int] = {}
+    for line in _read("action-wheels.txt").splitlines():
+        if line.startswith("#"):
+            continue
+        key, digest, url = line.split(" ")
+        assert digest in locked, line
+        assert url.startswith("https://"), url
+        assert url.endswith(".whl"), url
+        keys[key] = keys.get(key, 0) + 1
+    pythons = [f"cp3{minor}" for minor in range(10, 15)]
+    platforms = ["linux-x86_64", "linux-aarch64", "macos-arm64", "windows-amd64"]
+    assert sorted(keys) == sorted(f"{p}-{o}" for p in pythons for o in platforms)
+    assert min(keys.values()) >= 16  # every runtime dependency, transitive ones too
+
+
+def _read(name: str) -> str:
+    return (ROOT / "requirements" / name).read_text(encoding="utf-8")
