@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The composite actions' setup step: a private venv under $RUNNER_TEMP with the
 # hash-pinned wheels of the lock, reused by later ci_shark steps of the job.
-# Prints `python=<venv python>` to $GITHUB_OUTPUT. No cache, no setup-python: the runner's
+# Prints `python=<venv python>` to $GITHUB_OUTPUT and puts a `ci-shark` launcher on
+# $GITHUB_PATH for the later steps of the job. No cache, no setup-python: the runner's
 # own CPython 3.10-3.14 builds the venv, and a clear error says what to do without one.
 #
 # Fast path (docs/perf.md): scripts/install_wheels.py fetches this platform's wheels by
@@ -94,6 +95,21 @@ if [[ ! -f "${venv}/.ci-shark-ready" ]]; then
   # everything first made the link ~0.4 s later; compiling it in the background, beside
   # the login, was no faster on 2 busy cores (docs/perf.md).
   touch "${venv}/.ci-shark-ready"
+fi
+
+# `ci-shark` for every later step of the job: this venv's python on this checkout of the
+# action (-I: no PYTHON* variable or user site from another step changes what runs).
+launchers="${temp_root}/ci-shark-bin"
+mkdir -p "${launchers}"
+printf '#!/usr/bin/env bash\nexec %q -I %q "$@"\n' "${venv_python}" "${action_root}/entrypoint.py" \
+  > "${launchers}/ci-shark"
+chmod 0755 "${launchers}/ci-shark"
+if command -v cygpath >/dev/null 2>&1; then  # Windows: for cmd and PowerShell steps too
+  printf '@"%s" -I "%s" %%*\r\n' "$(cygpath -w "${venv_python}")" \
+    "$(cygpath -w "${action_root}/entrypoint.py")" > "${launchers}/ci-shark.cmd"
+fi
+if [[ -n "${GITHUB_PATH:-}" ]]; then
+  echo "${launchers}" >> "${GITHUB_PATH}"
 fi
 
 echo "python=${venv_python}" >> "${GITHUB_OUTPUT}"

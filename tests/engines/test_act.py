@@ -134,6 +134,9 @@ def test_approved_run_exports_every_output_and_leaves_no_secret_in_acts_output(
     run = act_job.run("approved", terminal=terminal)
 
     assert_succeeded(run, "Check every output")  # the workflow's own checks of each output
+    # A later step with nothing installed: `ci-shark` on PATH, a DPoP-protected API called
+    # through the sandbox's nonce challenge, from the SHARK_* variables and from the file.
+    assert_succeeded(run, "Call an API with the token (nothing installed in this step)")
     assert_succeeded(run, "Revoke")
     assert_checkout_skipped_offline(run)
     assert "status=approved" in run.output

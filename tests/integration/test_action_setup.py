@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -441,3 +442,34 @@ def test_setup_without_a_supported_python_says_what_to_add(tmp_path: Path, actio
         "::error title=ci_shark::ci_shark needs CPython 3.10 to 3.14 on the runner "
         "(found: python3 3.9). Add actions/setup-python"
     )
+
+
+def test_setup_puts_a_ci_shark_launcher_on_the_jobs_path(
+    tmp_path: Path, server: WheelServer, action: Action
+) -> None:
+    """Later `run:` steps call `ci-shark`: the venv's python, -I, on the action's entrypoint,
+    with the step's arguments as given."""
+    write_locks(action, server, HERE, build_wheel(tmp_path, "probe_a"))
+    (action.root / "entrypoint.py").write_text(
+        "import json, sys\nprint(json.dumps([sys.executable, sys.flags.isolated, sys.argv[1:]]))\n"
+    )
+    github_path = tmp_path / "github-path"
+    github_path.write_text("")
+    done = run_setup(action, {**env_for(server), "GITHUB_PATH": str(github_path)})
+    assert done.returncode == 0, done.stderr
+
+    (folder,) = github_path.read_text().splitlines()
+    launcher = Path(folder) / "ci-shark"
+    assert Path(folder).is_relative_to(action.runner_temp)
+    ran = subprocess.run(
+        [str(launcher), "request", "-H", "X-A: b c", "https://api.example/x?y=1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": "/nowhere"},
+    )
+    executable, isolated, argv = json.loads(ran.stdout)
+    assert Path(executable) == printed_python(action)
+    assert isolated == 1
+    assert argv == ["request", "-H", "X-A: b c", "https://api.example/x?y=1"]
