@@ -541,40 +541,16 @@ def _revoke(args: argparse.Namespace) -> int:
 def _proof(args: argparse.Namespace) -> int:
     from ci_shark import commands
     from ci_shark.config import load_settings
-    from ci_shark.oauth.dpop import DPoPKey
-    from ci_shark.urls import url_problem
 
-    problem = url_problem(args.url)
-    if problem:
-        raise ConfigError(f"--url {problem}", hint="pass the full https:// URL of the request")
     settings = load_settings()
-    platform = _platform(settings)
-    issued = None
-    if args.key_file is None or args.with_access_token:
-        try:
-            issued = commands.load_issued(args.credentials, platform)
-        except ConfigError:
-            if args.key_file is None and settings.dpop_private_key is None:
-                raise  # it says where the login's credentials were looked for
-    if args.key_file is not None:
-        key = DPoPKey.load(commands.read_key_file(args.key_file))
-    elif issued is not None and (found := issued.dpop_key()) is not None:
-        key = found
-    elif settings.dpop_private_key is not None:
-        key = DPoPKey.load(settings.dpop_private_key.reveal())
-    else:
-        raise ConfigError(
-            f"no DPoP key in {issued.where if issued else 'the login'}: the token is not "
-            "DPoP-bound, or its key is gone",
-            hint="pass --key-file, or set CI_SHARK_DPOP_PRIVATE_KEY",
-        )
-    access_token: str | None = args.access_token
-    if args.with_access_token:
-        token = issued.secret("SHARK_ACCESS_TOKEN") if issued else None
-        if token is None:
-            raise ConfigError("--with-access-token: the login's access token is not there")
-        access_token = token.reveal()
-    proof = key.proof(args.method, args.url, nonce=args.nonce, access_token=access_token)
+    proof = commands.proof(
+        commands.ProofFor(args.method, args.url, args.nonce, args.access_token),
+        settings,
+        _platform(settings),
+        key_file=args.key_file,
+        credentials=args.credentials,
+        with_access_token=args.with_access_token,
+    )
     print(proof)  # a signed, single-use proof: only the token's hash (ath) is in it
     return int(ExitCode.OK)
 

@@ -183,6 +183,60 @@ def find_server(issued: Issued, settings: Settings, http: OAuthHttp, deadline: f
     return Server(auth_url, client_id, endpoints)
 
 
+# -- proof --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProofFor:
+    """The request a proof is for; ``access_token`` as given on argv (discouraged)."""
+
+    method: str
+    url: str
+    nonce: str | None = None
+    access_token: str | None = None
+
+
+def proof(
+    request: ProofFor,
+    settings: Settings,
+    platform: Platform,
+    *,
+    key_file: Path | None,
+    credentials: Path | None,
+    with_access_token: bool,
+) -> str:
+    """A DPoP proof for a request made with another client: the key from ``key_file``,
+    else the login's, else ``dpop-private-key``; bound to the login's token on request."""
+    problem = url_problem(request.url)
+    if problem:
+        raise ConfigError(f"--url {problem}", hint="pass the full https:// URL of the request")
+    issued = None
+    if key_file is None or with_access_token:
+        try:
+            issued = load_issued(credentials, platform)
+        except ConfigError:
+            if key_file is None and settings.dpop_private_key is None:
+                raise  # it says where the login's credentials were looked for
+    if key_file is not None:
+        key = DPoPKey.load(read_key_file(key_file))
+    elif issued is not None and (found := issued.dpop_key()) is not None:
+        key = found
+    elif settings.dpop_private_key is not None:
+        key = DPoPKey.load(settings.dpop_private_key.reveal())
+    else:
+        raise ConfigError(
+            f"no DPoP key in {issued.where if issued else 'the login'}: the token is not "
+            "DPoP-bound, or its key is gone",
+            hint="pass --key-file, or set CI_SHARK_DPOP_PRIVATE_KEY",
+        )
+    access_token: str | Secret | None = request.access_token
+    if with_access_token:
+        access_token = issued.secret("SHARK_ACCESS_TOKEN") if issued else None
+        if access_token is None:
+            raise ConfigError("--with-access-token: the login's access token is not there")
+    return key.proof(request.method, request.url, nonce=request.nonce, access_token=access_token)
+
+
 # -- revoke --------------------------------------------------------------------------------
 
 
@@ -482,10 +536,12 @@ __all__ = [
     "Call",
     "HttpFailed",
     "Issued",
+    "ProofFor",
     "credential_files",
     "load_issued",
     "open_output",
     "parse_headers",
+    "proof",
     "read_body",
     "refresh",
     "request",
