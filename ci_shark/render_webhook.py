@@ -48,7 +48,7 @@ class Fact:
     """One thing about the run: a label of ours, a value we did not write, maybe a link."""
 
     label: str
-    value: str
+    value: str  # "" when the label and the link say it all
     url: str | None = None
 
 
@@ -62,7 +62,8 @@ def context_facts(context: RunContext) -> list[Fact]:
         job = f"{context.job} ({context.job_variant})" if context.job_variant else context.job
         facts.append(Fact("job", job, context.job_url))
     if context.run_url or context.run_attempt:
-        facts.append(Fact("run", f"attempt {context.run_attempt or '1'}", context.run_url))
+        attempt = f"attempt {context.run_attempt}" if context.run_attempt else ""
+        facts.append(Fact("run", attempt, context.run_url))
     if context.commit:
         facts.append(Fact("commit", context.commit[:12]))
     if context.actor:
@@ -73,7 +74,7 @@ def context_facts(context: RunContext) -> list[Fact]:
 
 
 def request_facts(request: ApprovalRequest) -> list[Fact]:
-    facts = [Fact("scope", request.scope or "server default")]
+    facts = [Fact("scope", request.scope) if request.scope else Fact("scope: server default", "")]
     if request.resource:
         facts.append(Fact("resource", " ".join(request.resource)))
     if request.dpop_jkt:
@@ -97,6 +98,9 @@ def outcome_title(outcome: Outcome) -> str:
 def _slack_facts(facts: list[Fact]) -> str:
     parts = []
     for fact in facts:
+        if not fact.value:
+            parts.append(slack_link(fact.label, fact.url) if fact.url else slack_escape(fact.label))
+            continue
         part = f"{fact.label} {slack_code(fact.value)}"
         if fact.url and safe_url(fact.url):
             part += f" ({slack_link('open', fact.url)})"
@@ -150,7 +154,10 @@ def _note_block(words: str) -> Payload:
 
 
 def _fact_line(label: str, value: str, *, strong: bool = False) -> Payload:
-    """``label: value`` with the value as plain text (a TextRun has no markdown)."""
+    """``label: value`` with the value as plain text (a TextRun has no markdown); the
+    label alone when there is no value."""
+    if not value:
+        return {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": label}]}
     run: Payload = {"type": "TextRun", "text": card_text(value, 300), "fontType": "Monospace"}
     if strong:
         run["weight"] = "Bolder"
@@ -166,7 +173,7 @@ def _open(title: str, url: str | None) -> list[Payload]:
 
 
 def _teams_context(context: RunContext) -> tuple[list[Payload], list[Payload]]:
-    lines = [_fact_line(fact.label, fact.value) for fact in context_facts(context)]
+    lines = [_fact_line(fact.label, fact.value) for fact in context_facts(context) if fact.value]
     actions = _open("Open the run", context.run_url)
     actions += _open("Open the pull/merge request", context.change_request_url)
     return lines, actions
