@@ -122,7 +122,8 @@ class Webhook:
                 status, start = response.status_code, _start_of(response)
             finally:
                 response.close()
-        except httpx.HTTPError as failure:
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as failure:
+            # ValueError: a host name IDNA refuses (httpx raises it as it is).
             self._warn(f"could not send the {what} to the webhook: {_why(failure, watchdog)}")
             return False
         finally:
@@ -150,8 +151,10 @@ def _start_of(response: httpx.Response) -> bytes | None:
     return start if _ERROR_CODE.fullmatch(start) else None
 
 
-def _why(failure: httpx.HTTPError, watchdog: Watchdog) -> str:
+def _why(failure: Exception, watchdog: Watchdog) -> str:
     """What went wrong, in our words only: httpx's text may quote the URL."""
+    if isinstance(failure, (httpx.InvalidURL, ValueError)):
+        return "its URL cannot be used (check `webhook-url`)"
     if watchdog.fired or isinstance(failure, httpx.TimeoutException):
         return "no answer in time"
     if isinstance(failure, httpx.ConnectError):

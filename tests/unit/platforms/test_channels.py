@@ -11,6 +11,7 @@ from ci_shark.platforms.azure import AzurePlatform
 from ci_shark.platforms.base import Platform
 from ci_shark.platforms.github import GitHubPlatform
 from ci_shark.platforms.gitlab import GitLabPlatform
+from ci_shark.render import Outcome
 
 from .platform_fakes import Streams, request, settings
 
@@ -67,3 +68,23 @@ def test_issue_off_github_is_one_warning_and_nothing_else() -> None:
     assert warnings == [
         "ci_shark: warning: `notify: issue` works on GitHub only; ignored on gitlab"
     ]
+
+
+def test_a_webhook_url_httpx_cannot_use_is_a_warning_not_a_crash() -> None:
+    streams = Streams()
+    platform = Platform(
+        settings(notify=("log", "webhook"), webhook_url="https://xn--/services/T0/B0/SECRETpath"),
+        {},
+        **streams.kwargs(),
+    )
+    approval = request(platform.context())
+    platform.announce(approval)
+    platform.finish(Outcome("approved", "credentials exported"), approval)
+
+    warnings = [line for line in streams.all().splitlines() if "warning" in line]
+    assert warnings == [
+        f"ci_shark: warning: could not send the {what} to the webhook: its URL cannot be used "
+        "(check `webhook-url`)"
+        for what in ("request", "outcome")
+    ]
+    assert "SECRETpath" not in streams.all()
