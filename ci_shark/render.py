@@ -178,6 +178,28 @@ def marker(context: RunContext) -> str:
     return f"<!-- {MARKER_PREFIX}{context.marker_key()} -->"
 
 
+# A GitHub login, or an org/team, as `notify-users` takes them (config.py checks them too).
+_GITHUB_NAME = re.compile(r"@?[A-Za-z0-9][A-Za-z0-9-]{0,38}(?:/[A-Za-z0-9_.-]+)?")
+
+
+def mentions(users: tuple[str, ...]) -> str:
+    """The only mentions ci_shark ever writes: the people the workflow's author listed in
+    `notify-users`, as a paragraph for an issue body; "" when none."""
+    names = [f"@{user.lstrip('@')}" for user in users if _GITHUB_NAME.fullmatch(user)]
+    return f"\ncc {' '.join(names)}\n" if names else ""
+
+
+def issue_title(context: RunContext, run_id: str | None, status: str | None = None) -> str:
+    """The issue's title: what it is about (workflow, job, run), and how it ended."""
+    state = "approval needed" if status is None else OUTCOME_TITLES.get(status, status)
+    parts = [f"workflow {md_code(context.workflow or 'unnamed', 80)}"]
+    if context.job:
+        parts.append(f"job {md_code(context.job, 80)}")
+    if run_id and run_id.isascii() and run_id.isdigit():
+        parts.append(f"run {run_id}")
+    return f"🔐 ci_shark: {state} — {', '.join(parts)}"
+
+
 def approval_log_lines(request: ApprovalRequest) -> list[str]:
     """The log's version: plain text, every server value passed through ``untrusted``."""
     lines = [

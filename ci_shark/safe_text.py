@@ -15,6 +15,17 @@ a server that quotes the device code or the client secret back must not publish 
   decoded (``&#64;team`` is a live mention) and even inside a ``<code>`` HTML tag. Inside
   a code span it does none of these, and the text reads exactly as it was sent, with no
   backslashes. Links come only from :func:`md_link`, to URLs that passed the https rule.
+- Slack mrkdwn (:func:`slack_code`), also what Mattermost, Rocket.Chat and Discord's
+  ``/slack`` endpoint read: Slack acts on ``<…>`` anywhere in a text (``<!channel>``,
+  ``<@U123>``, ``<https://x|label>``), even inside code, and links bare URLs and e-mail
+  addresses in plain text; the receivers that read it as markdown also act on a plain
+  ``@channel`` or ``@name``. So the text is put in an inline code span (no formatting, no
+  autolink, no mention in any of them) and ``&``, ``<``, ``>`` are escaped as Slack asks.
+  A span cannot hold a backtick (mrkdwn has no escape for it): it becomes U+02CB, a
+  look-alike. Links come only from :func:`slack_link`.
+- A Teams Adaptive Card (:func:`card_text`): a ``TextBlock``'s text is markdown, so text
+  we did not write goes only into a ``TextRun`` of a ``RichTextBlock``, which Teams shows
+  as plain text; card links are ``Action.OpenUrl`` buttons to URLs from :func:`safe_url`.
 """
 
 from __future__ import annotations
@@ -78,10 +89,49 @@ def md_text(text: object, limit: int = 200) -> str:
     return flat if _PLAIN.fullmatch(flat) else md_code(flat, limit)
 
 
+def safe_url(url: str | None) -> str | None:
+    """A URL that passed the https rule, with every secret of the run taken out and every
+    character a markup could end a link on (``( ) [ ] < > | "`` and spaces) percent-encoded;
+    None for any other URL."""
+    if url is None or url_problem(url):
+        return None
+    return quote(redact(url), safe=":/?#&=%+~,;@!$*")
+
+
 def md_link(label_markdown: str, url: str) -> str:
     """A link with an already-safe markdown label (our words, or :func:`md_code`) to a
     URL that passed the https rule; otherwise just the label."""
-    if url_problem(url):
-        return label_markdown
-    safe_url = quote(redact(url), safe=":/?#&=%+~,;@!$*")
-    return f"[{label_markdown}](<{safe_url}>)"
+    target = safe_url(url)
+    return f"[{label_markdown}](<{target}>)" if target else label_markdown
+
+
+# -- Slack mrkdwn --------------------------------------------------------------------------
+
+
+def slack_escape(text: str) -> str:
+    """Slack's three control characters as the entities it asks for (our words too)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_code(text: object, limit: int = 200) -> str:
+    """Untrusted text as a Slack inline code span: shown as sent, never a link, a mention
+    or formatting (see the module's rule)."""
+    flat = one_line(text, limit).replace("`", "\u02cb")
+    return f"`{slack_escape(flat)}`" if flat else "_(empty)_"
+
+
+def slack_link(label: str, url: str) -> str:
+    """A Slack link with a label of our own words to a URL that passed the https rule;
+    otherwise just the label."""
+    target = safe_url(url)
+    words = slack_escape(label)
+    return f"<{slack_escape(target)}|{words}>" if target else words
+
+
+# -- Teams Adaptive Cards ------------------------------------------------------------------
+
+
+def card_text(text: object, limit: int = 200) -> str:
+    """Untrusted text for a ``TextRun`` (plain text, never a ``TextBlock``): one line, no
+    secret, no control character."""
+    return one_line(text, limit)

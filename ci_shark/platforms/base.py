@@ -37,6 +37,7 @@ from ci_shark.outputs import (
 )
 from ci_shark.platforms.common import env_value
 from ci_shark.platforms.log import LogWriter
+from ci_shark.platforms.webhook import Webhook
 from ci_shark.render import ApprovalRequest, Outcome, RunContext, approval_log_lines
 from ci_shark.secret import Secret
 
@@ -52,6 +53,8 @@ class Platform:
     auto_channels: ClassVar[tuple[str, ...]] = ("log",)
     # The CI's own id of this job: a private folder per job for the files we write.
     job_id_variable: ClassVar[str | None] = None
+    # Whether `notify: issue` means something here (GitHub); elsewhere it is warned about.
+    opens_issues: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -77,7 +80,25 @@ class Platform:
         )
         self._last_progress_at: float | None = None
         self._masked: set[bytes] = set()
+        self._announced = False
         self.init_state()
+        self.webhook = self._webhook()
+
+    def _webhook(self) -> Webhook | None:
+        """The webhook channel, the same on every CI. Its URL is a credential: it is masked
+        first, before anything can print it, whatever `notify` says."""
+        url = self.settings.webhook_url
+        if url is not None:
+            self.mask([url])
+        if url is None or "webhook" not in self.channels:
+            return None
+        return Webhook(
+            url,
+            self.settings.webhook_format,
+            warn=self.warn,
+            log=self.log,
+            transport=self.transport,
+        )
 
     def init_state(self) -> None:
         """A platform's own state, set up once the common attributes exist (so subclasses
@@ -149,6 +170,23 @@ class Platform:
         a person watching the job must be able to approve without another channel."""
         for number, line in enumerate(approval_log_lines(request)):
             self.log(self.writer.styled(line, "1") if number == 0 else line)
+        if not self._announced:
+            self._announced = True
+            self._warn_unusable_channels()
+        if self.webhook is not None:
+            self.webhook.announce(request)
+
+    def _warn_unusable_channels(self) -> None:
+        """Channels asked for that cannot work here: said once, and the flow goes on (the
+        link is in the log)."""
+        channels = self.channels
+        if "webhook" in channels and self.webhook is None:
+            self.warn(
+                "`notify` includes webhook but `webhook-url` is not set (a secret that this "
+                "run cannot read?): no webhook message"
+            )
+        if "issue" in channels and not self.opens_issues:
+            self.warn(f"`notify: issue` works on GitHub only; ignored on {self.name}")
 
     def waiting(self, seconds_left: float) -> None:
         """Called before each poll. For a person at a terminal: a countdown redrawn in
@@ -173,6 +211,8 @@ class Platform:
         if outcome.status == "approved":
             by = f" by {outcome.approver}" if outcome.approver else ""
             self.log(f"ci_shark: approved{by}; {outcome.message}")
+        if self.webhook is not None:
+            self.webhook.finish(outcome, request)
         self.writer.end_line()
 
     # -- outputs ---------------------------------------------------------------------------

@@ -37,12 +37,15 @@ from ci_shark.oauth.tls import context_for
 from ci_shark.outputs import RENDERERS, Credentials, PlannedFile, Value, reveal
 from ci_shark.platforms.base import Platform, credentials_with_key_file
 from ci_shark.platforms.common import MarkedNote, Note, NoteApiError, api_client, env_value
+from ci_shark.platforms.github_issue import RunIssues
 from ci_shark.render import (
     ApprovalRequest,
     Outcome,
     RunContext,
     approval_markdown,
+    issue_title,
     marker,
+    mentions,
     outcome_markdown,
 )
 from ci_shark.secret import Secret
@@ -137,6 +140,20 @@ class GitHubApi:
         )
         self._token = token
         self.finishing = False  # the last calls of a run get the short timeout
+        self._own_login: str | None = None
+
+    def own_login(self) -> str | None:
+        """The account our token posts as (asked once); None when the API cannot tell."""
+        if self._own_login is None:
+            try:
+                data = self.call("GET", "/user")
+            except NoteApiError as refused:
+                if refused.status != 403:
+                    return None
+                data = {"login": ACTIONS_BOT}  # GITHUB_TOKEN may not read /user: the bot
+            login = data.get("login") if isinstance(data, dict) else None
+            self._own_login = login if isinstance(login, str) else None
+        return self._own_login
 
     def close(self) -> None:
         self._client.close()
@@ -181,13 +198,7 @@ class PullRequestComments:
         self._number = number
 
     def own_author(self) -> str | None:
-        try:
-            data = self._api.call("GET", "/user")
-        except NoteApiError as refused:
-            # An installation token (GITHUB_TOKEN) may not read /user; it posts as the bot.
-            return ACTIONS_BOT if refused.status == 403 else None
-        login = data.get("login") if isinstance(data, dict) else None
-        return login if isinstance(login, str) else None
+        return self._api.own_login()
 
     def notes(self) -> Iterator[Note]:
         for page in range(1, MAX_COMMENT_PAGES + 1):
@@ -232,12 +243,16 @@ class GitHubPlatform(Platform):
 
     name: ClassVar[str] = "github"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary", "comment")
+    opens_issues: ClassVar[bool] = True
 
     def init_state(self) -> None:
         self._context: RunContext | None = None
         self._pull_request: PullRequest | None = None
         self._commit_to_look_up: str | None = None  # push/dispatch: its PR, after the link
         self._comment: MarkedNote | None = None
+        self._issue: MarkedNote | None = None
+        self._issues: RunIssues | None = None
+        self._no_issue = False  # a PR run, or no API: said once
         self._api: GitHubApi | None = None
         self.repository = self.env.get("GITHUB_REPOSITORY", "")
         self.server_url = self.env.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
@@ -436,6 +451,8 @@ class GitHubPlatform(Platform):
             self._write_summary(body)
         if "comment" in self.channels:
             self._write_comment(request.context, body)
+        if "issue" in self.channels:
+            self._write_issue(request, body)
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         """Never raises: it runs on every way out, and must not hide the first error."""
@@ -452,6 +469,8 @@ class GitHubPlatform(Platform):
             self._write_summary(body)
         if request is not None and self._comment is not None and self._comment.note_id:
             self._write_comment(request.context, body)
+        if request is not None:
+            self._close_issue(outcome, request, body)
         if outcome.status not in ("approved", "cancelled"):
             # An annotation on the run page; the CLI prints the fix on stderr.
             self.error(f"{outcome.status}: {outcome.message}")
@@ -500,6 +519,71 @@ class GitHubPlatform(Platform):
             )
         else:
             self.warn(f"could not comment on PR #{number} ({problem}); use the link in the log")
+
+    # -- the issue (`notify: issue`) -------------------------------------------------------
+
+    def _write_issue(self, request: ApprovalRequest, markdown: str) -> None:
+        """Open (or, on a re-run, find and edit) the issue asking for this approval."""
+        if self._no_issue:
+            return
+        pr, api = self._pull_request, self._client()
+        if (pr is not None and pr.number > 0) or api is None:
+            self._no_issue = True
+            if pr is not None and pr.number > 0:
+                self.log(f"ci_shark: this run belongs to PR #{pr.number}: no issue")
+            else:
+                self.warn(
+                    "`notify: issue` needs `github-token` (the action's default) and an https "
+                    "GITHUB_API_URL: no issue"
+                )
+            return
+        users = self.settings.notify_users
+        title = issue_title(request.context, env_value(self.env, "GITHUB_RUN_ID"))
+        if self._issue is None or self._issues is None:
+            self._issues = RunIssues(
+                api,
+                self.repository,
+                title=title,
+                assignees=tuple(user.lstrip("@") for user in users if "/" not in user),
+                log=self.log,
+            )
+            self._issue = MarkedNote(self._issues, marker(request.context), warn=self._issue_failed)
+            if self._issue.write(markdown + mentions(users)) and self._issue.note_id:
+                self._issue_opened(self._issue.note_id, users)
+            return
+        self._issues.title = title
+        self._issue.write(markdown + mentions(users))
+
+    def _issue_opened(self, number: int, users: tuple[str, ...]) -> None:
+        assert self._issues is not None
+        url = f"{self.server_url}/{self.repository}/issues/{number}"
+        if self._issues.created is None and mentions(users):
+            # Adopted from an earlier attempt: editing it notified nobody.
+            try:
+                self._issues.comment(number, f"A new approval request is above.{mentions(users)}")
+            except NoteApiError as failure:
+                self.warn(f"could not comment on issue #{number} to notify again ({failure})")
+        self.log(f"ci_shark: asked for approval in issue #{number}: {url}")
+
+    def _close_issue(self, outcome: Outcome, request: ApprovalRequest, markdown: str) -> None:
+        if self._issue is None or self._issues is None or not self._issue.note_id:
+            return
+        self._issues.closing = "completed" if outcome.status == "approved" else "not_planned"
+        self._issues.title = issue_title(
+            request.context, env_value(self.env, "GITHUB_RUN_ID"), outcome.status
+        )
+        self._issue.write(markdown + mentions(self.settings.notify_users))
+
+    def _issue_failed(self, problem: str) -> None:
+        if re.search(r"HTTP (401|403|404)\b", problem):
+            self.warn(
+                f"could not open or update the approval issue ({problem}). The job's token "
+                "needs `permissions: issues: write`. Approve from the link in this log instead."
+            )
+        else:
+            self.warn(
+                f"could not open or update the approval issue ({problem}); use the link in the log"
+            )
 
     # -- the REST API ----------------------------------------------------------------------
 

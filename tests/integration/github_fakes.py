@@ -6,7 +6,9 @@
   the value; a missing delimiter is an error.
 - :func:`workflow_commands` finds what the runner would act on in a log: ``::name::`` at a
   line start after leading whitespace, legacy ``##[name]`` anywhere in a line.
-- :class:`FakeGitHubApi` is a loopback stand-in for the few REST endpoints ci_shark calls.
+- :class:`FakeGitHubApi` is a loopback stand-in for the few REST endpoints ci_shark calls:
+  PRs, a commit's PRs, issue comments, and issues (listed newest first, PRs among them, as
+  GitHub's issues list does).
 - :class:`HostileAuthServer` is an RFC 8628 server whose every text is an attack.
 """
 
@@ -220,16 +222,20 @@ class ApiCall:
 
 @dataclass
 class FakeGitHubApi(LoopbackFake):
-    """Issue comments, PRs and commits' PRs for one repository, on 127.0.0.1."""
+    """Issue comments, issues, PRs and commits' PRs for one repository, on 127.0.0.1."""
 
     repository: str = "octo/app"
     token: str = "ghs_fake_token_0123456789"
     comment_status: int | None = None  # e.g. 403: every comment request is refused
+    issue_status: int | None = None  # e.g. 403: every issue request is refused
+    collaborators: frozenset[str] | None = None  # who may be assigned (None: anyone)
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     commit_pulls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # by id
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # by number
     calls: list[ApiCall] = field(default_factory=list)
     _next_id: int = 1000
+    _next_number: int = 40
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> FakeGitHubApi:
@@ -264,6 +270,51 @@ class FakeGitHubApi(LoopbackFake):
     def comments_on(self, number: int) -> list[dict[str, Any]]:
         return [c for c in self.comments.values() if c["issue"] == number]
 
+    def add_issue(
+        self, title: str, body: str, *, user: str, assignees: list[str] | None = None
+    ) -> dict[str, Any]:
+        with self._lock:
+            self._next_number += 1
+            issue = {
+                "number": self._next_number,
+                "title": title,
+                "body": body,
+                "state": "open",
+                "state_reason": None,
+                "user": {"login": user, "type": "Bot" if user.endswith("[bot]") else "User"},
+                "assignees": [{"login": name} for name in assignees or []],
+            }
+            self.issues[self._next_number] = issue
+            return issue
+
+    def _issues(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Any:
+        """GET/POST /issues and PATCH /issues/N as GitHub answers them, or None."""
+        if path == "/issues" and method == "GET":
+            state = query.get("state", ["open"])[0]
+            listed = [i for i in self.issues.values() if state == "all" or i["state"] == state]
+            listed.sort(key=lambda issue: -issue["number"])  # sort=created, direction=desc
+            page = int(query.get("page", ["1"])[0])
+            per_page = int(query.get("per_page", ["30"])[0])
+            return 200, listed[(page - 1) * per_page : page * per_page]
+        if path == "/issues" and method == "POST":
+            assignees = body.get("assignees") or []
+            if self.collaborators is not None and not set(assignees) <= self.collaborators:
+                return 422, {"message": "Validation Failed", "errors": [{"field": "assignees"}]}
+            created = self.add_issue(
+                body["title"], body["body"], user="github-actions[bot]", assignees=assignees
+            )
+            return 201, created
+        match = re.fullmatch(r"/issues/(\d+)", path)
+        if match and method == "PATCH":
+            issue = self.issues.get(int(match[1]))
+            if issue is None:
+                return 404, {"message": "Not Found"}
+            issue.update(
+                {k: v for k, v in body.items() if k in ("title", "body", "state", "state_reason")}
+            )
+            return 200, issue
+        return None
+
     def handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: Any
     ) -> tuple[int, Any]:
@@ -284,6 +335,13 @@ class FakeGitHubApi(LoopbackFake):
             return 200, self.commit_pulls.get(match[1], [])
         if "comments" in path and self.comment_status is not None:
             return self.comment_status, {"message": "Resource not accessible by integration"}
+        if path.startswith("/issues") and "comments" not in path:
+            if self.issue_status is not None:
+                return self.issue_status, {"message": "Resource not accessible by integration"}
+            answer = self._issues(method, path, parse_qs(parts.query), body)
+            if answer is not None:
+                status, reply = answer
+                return status, reply
         if match := re.fullmatch(r"/issues/(\d+)/comments", path):
             number = int(match[1])
             if method == "POST":
