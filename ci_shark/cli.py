@@ -358,12 +358,14 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 
 def _wants_shell(argv: Sequence[str]) -> bool:
-    """Whether this is a login asked for `--output-format shell`, read from the raw command
-    line as argparse would (the last flag wins, abbreviations count; else the variable).
-    Decided before parsing, because parsing (or loading the settings) may be what fails."""
-    if argv and argv[0] in COMMANDS and argv[0] != "login":
+    """Whether this is a login or a refresh asked for `--output-format shell` (an `eval`
+    reads its stdout), read from the raw command line as argparse would (the last flag
+    wins, abbreviations count; for login, else the variable). Decided before parsing,
+    because parsing (or loading the settings) may be what fails."""
+    if argv and argv[0] in COMMANDS and argv[0] not in ("login", "refresh"):
         return False
-    chosen = os.environ.get("CI_SHARK_OUTPUT_FORMAT")
+    refreshing = bool(argv) and argv[0] == "refresh"
+    chosen = None if refreshing else os.environ.get("CI_SHARK_OUTPUT_FORMAT")
     for at, arg in enumerate(argv):
         name, equals, value = arg.partition("=")
         if len(name) > len("--output-") and "--output-format".startswith(name):
@@ -420,15 +422,16 @@ def _where(error: BaseException) -> str:
 
 def _print_error(message: str) -> None:
     from ci_shark.config import spell_inputs
+    from ci_shark.platforms.log import neutralise
 
     for line in spell_inputs(message).splitlines():
-        print(f"ci_shark: error: {line}", file=sys.stderr, flush=True)
+        print(neutralise(f"ci_shark: error: {line}"), file=sys.stderr, flush=True)
 
 
-def _platform(settings: Settings) -> Platform:
+def _platform(settings: Settings, *, stdout_is_free: bool = True) -> Platform:
     from ci_shark.platforms import detect
 
-    return detect(os.environ)(settings, os.environ)
+    return detect(os.environ)(settings, os.environ, stdout_is_free=stdout_is_free)
 
 
 # -- login ---------------------------------------------------------------------------------
@@ -441,7 +444,7 @@ def _login_flags(args: argparse.Namespace) -> dict[str, Any]:
     if args.extra_params:
         flags["extra_params"] = "\n".join(args.extra_params)
     if args.dpop_private_key_file is not None:
-        from ci_shark.commands import read_key_file
+        from ci_shark.issued import read_key_file
 
         flags["dpop_private_key"] = read_key_file(args.dpop_private_key_file)
     return {name: value for name, value in flags.items() if value is not None}
@@ -487,13 +490,15 @@ def _use_settings(args: argparse.Namespace) -> Settings:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from ci_shark import commands
+    cancel.install()
+    from ci_shark import request
+    from ci_shark.issued import load_issued
 
     settings = _use_settings(args)
-    platform = _platform(settings)
-    issued = commands.load_issued(args.credentials, platform)
-    headers = commands.parse_headers(args.header)
-    body = commands.read_body(args.data, args.json, sys.stdin.buffer)
+    platform = _platform(settings, stdout_is_free=False)
+    issued = load_issued(args.credentials, platform)
+    headers = request.parse_headers(args.header)
+    body = request.read_body(args.data, args.json, sys.stdin.buffer)
     names = {name.lower() for name, _ in headers}
     if args.json is not None:
         headers += [("Content-Type", "application/json")] * ("content-type" not in names)
@@ -501,10 +506,10 @@ def _request(args: argparse.Namespace) -> int:
     elif body is not None and "content-type" not in names:
         headers.append(("Content-Type", "application/x-www-form-urlencoded"))
     method = (args.method or ("POST" if body is not None else "GET")).upper()
-    output = commands.open_output(args.output)
+    output = request.open_output(args.output)
     try:
-        call = commands.Call(method, args.url, headers, body, output, args.max_time)
-        commands.request(call, issued, settings, platform)
+        call = request.Call(method, args.url, headers, body, output, args.max_time)
+        request.request(call, issued, settings, platform)
     finally:
         if args.output is not None:
             output.close()
@@ -512,13 +517,14 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
+    cancel.install()
     from ci_shark import commands
 
     settings = _use_settings(args)
-    if args.output_format:
-        settings = settings.model_copy(update={"output_format": args.output_format})
-    platform = _platform(settings)
-    commands.refresh(commands.load_issued(args.credentials, platform), settings, platform)
+    shell = args.output_format == "shell"
+    platform = _platform(settings, stdout_is_free=False)
+    issued = commands.load_issued(args.credentials, platform)
+    commands.refresh(issued, settings, platform, print_exports=shell)
     return int(ExitCode.OK)
 
 
@@ -526,7 +532,7 @@ def _revoke(args: argparse.Namespace) -> int:
     from ci_shark import commands
 
     settings = _use_settings(args)
-    platform = _platform(settings)
+    platform = _platform(settings, stdout_is_free=False)
     try:
         issued = commands.load_issued(args.credentials, platform)
     except ConfigError:
@@ -546,7 +552,7 @@ def _proof(args: argparse.Namespace) -> int:
     proof = commands.proof(
         commands.ProofFor(args.method, args.url, args.nonce, args.access_token),
         settings,
-        _platform(settings),
+        _platform(settings, stdout_is_free=False),
         key_file=args.key_file,
         credentials=args.credentials,
         with_access_token=args.with_access_token,

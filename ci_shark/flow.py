@@ -40,6 +40,7 @@ from ci_shark import cancel
 from ci_shark.config import APPROVER_KINDS, Settings
 from ci_shark.errors import CiSharkError, ExpiredToken, PolicyRefused
 from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
+from ci_shark.oauth.discovery import Endpoints
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.identity import Identity, identify
@@ -101,7 +102,7 @@ def run(
                 identity = who_approved(flow, tokens, plan)
                 progress.approver = identity.display if identity else None
                 enforce_allowed_approvers(identity, settings.allowed_approvers)  # rule 6
-                credentials = export(plan, tokens, progress, platform)  # rule 8
+                credentials = export(plan, tokens, flow.endpoints(), progress, platform)  # rule 8
     if cancel.deferred() is not None:
         platform.log("ci_shark: cancelled while writing the outputs; they were written whole")
     return credentials
@@ -366,7 +367,9 @@ def revoke_quietly(
 # -- 8: outputs ----------------------------------------------------------------------------
 
 
-def export(plan: Plan, tokens: TokenSet, progress: _Progress, platform: Platform) -> Credentials:
+def export(
+    plan: Plan, tokens: TokenSet, endpoints: Endpoints, progress: _Progress, platform: Platform
+) -> Credentials:
     if plan.dpop_key is not None and not tokens.is_dpop_bound:
         platform.warn(
             f"DPoP was requested but the server issued a {tokens.token_type} token: it is "
@@ -378,6 +381,8 @@ def export(plan: Plan, tokens: TokenSet, progress: _Progress, platform: Platform
         approver=progress.approver,
         auth_url=plan.auth_url,
         client_id=plan.client_id,
+        token_endpoint=endpoints.token,
+        revocation_endpoint=endpoints.revocation,
     )
     with cancel.shielded():  # a cancellation now waits: all outputs, or none
         platform.mask(credentials.secrets())  # before anything is written anywhere

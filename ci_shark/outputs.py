@@ -36,6 +36,8 @@ class Credentials:
     approver: str | None = None
     auth_url: str | None = None
     client_id: str | None = None
+    token_endpoint: str | None = None  # the ones it used, for `refresh` and `revoke`
+    revocation_endpoint: str | None = None
 
     def secrets(self) -> list[Secret]:
         """Every secret value, so each can be masked before anything is written."""
@@ -66,6 +68,8 @@ class Credentials:
             "SHARK_APPROVER": self.approver or "",
             "SHARK_AUTH_URL": self.auth_url or "",
             "SHARK_CLIENT_ID": self.client_id or "",
+            "SHARK_TOKEN_ENDPOINT": self.token_endpoint or "",
+            "SHARK_REVOCATION_ENDPOINT": self.revocation_endpoint or "",
         }
 
 
@@ -193,6 +197,11 @@ def private_directory(path: Path) -> Path:
     return path
 
 
+def is_json(text: str) -> bool:
+    """A credentials file written as JSON (else it is dotenv)."""
+    return text.lstrip().startswith("{")
+
+
 def read_credentials(path: Path) -> dict[str, str]:
     """``SHARK_*`` values from a file written by :func:`render_dotenv` or
     :func:`render_json` (a dotenv line is ``NAME=value``, never quoted)."""
@@ -203,7 +212,7 @@ def read_credentials(path: Path) -> dict[str, str]:
             f"cannot read the credentials file {path}: {exc.strerror}",
             hint="pass the file the login wrote (`--credentials FILE`), or run in its job",
         ) from None
-    if text.lstrip().startswith("{"):
+    if is_json(text):
         try:
             data = json.loads(text)
         except (ValueError, RecursionError):

@@ -78,13 +78,14 @@ def md_code(text: object, limit: int = 200, *, in_table: bool = False) -> str:
     return f"{fence}{pad}{flat}{pad}{fence}"
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ,;()'-]*")
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z ,;()'-]*")
 
 
 def md_text(text: object, limit: int = 200) -> str:
-    """Untrusted text as plain words when it is only letters, digits, spaces and ``,;()'-``
-    (nothing markdown, GitHub's filters or an autolinker acts on, and no list marker at its
-    start); otherwise :func:`md_code`."""
+    """Untrusted text as plain words when it is only letters, spaces and ``,;()'-``
+    (nothing markdown or an autolinker acts on, no list marker at its start, and no digit:
+    GitHub links ``GH-1``, ``JIRA-1`` and commit hashes in plain text); otherwise
+    :func:`md_code`."""
     flat = one_line(text, limit)
     return flat if _PLAIN.fullmatch(flat) else md_code(flat, limit)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import weakref
+from functools import partial
 from typing import NoReturn
 from urllib.parse import quote
 
@@ -31,7 +32,8 @@ class Secret:
         if not isinstance(value, str):
             raise TypeError("Secret wraps a str")
         self._value = value
-        _known.add(self)
+        key = id(self)
+        _known[key] = weakref.ref(self, partial(_forget, key))
 
     def reveal(self) -> str:
         return self._value
@@ -93,14 +95,23 @@ class SecretStr(str):
         return "'***'"
 
 
-_known: weakref.WeakSet[Secret] = weakref.WeakSet()
+# Every live Secret, by identity: two equal values are two entries, so the first one's
+# end does not take the value out of redaction while the other still lives.
+_known: dict[int, weakref.ref[Secret]] = {}
+
+
+def _forget(key: int, _: object) -> None:
+    _known.pop(key, None)
 
 
 def redact(text: str) -> str:
     """``text`` with every piece of every live secret (and its URL-encoded form) replaced
     by ``***``. Longest first, so a secret that contains another goes whole."""
     pieces: set[str] = set()
-    for secret in list(_known):
+    for reference in list(_known.values()):
+        secret = reference()
+        if secret is None:
+            continue
         for piece in secret.pieces():
             pieces.update({piece, quote(piece, safe="")})
     for piece in sorted(pieces, key=len, reverse=True):

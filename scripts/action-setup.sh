@@ -30,7 +30,8 @@ for candidate in python3 python python3.14 python3.13 python3.12 python3.11 pyth
   fi
   # The Windows Store alias named python3 exists but does not run: ask, do not assume.
   status=0
-  answer="$("${candidate}" -c "${probe}" "${lock}" "${wheels}" 2>/dev/null)" || status=$?
+  # -I everywhere: the step runs in the checkout, whose hashlib.py or venv.py must not run.
+  answer="$("${candidate}" -I -c "${probe}" "${lock}" "${wheels}" 2>/dev/null)" || status=$?
   [[ -n "${answer}" ]] || continue
   found="${found:+${found}, }${candidate} ${answer%% *}"
   if [[ "${status}" -eq 0 ]]; then
@@ -59,7 +60,7 @@ create_venv() {
   rm -rf "${venv}"
   # --without-pip: ensurepip is ~7 of the ~19 s this step once took, and neither path
   # below needs pip inside the venv.
-  if ! "${python}" -m venv --without-pip "${venv}"; then
+  if ! "${python}" -I -m venv --without-pip "${venv}"; then
     echo "::error title=ci_shark::could not create a virtual environment with ${python}: install the venv module (Debian/Ubuntu: python3-venv) or add actions/setup-python before this step."
     exit 2
   fi
@@ -74,9 +75,9 @@ install_from_index() {
   # The runner's own pip fills the venv (pip >= 22.3: --python); ensurepip as a fallback.
   local install=(install --disable-pip-version-check --no-input --quiet --no-compile
     --require-hashes --only-binary :all: --no-deps -r "${lock}")
-  if ! "${python}" -m pip --python "${venv_python}" "${install[@]}" 2>/dev/null; then
-    "${venv_python}" -m ensurepip --default-pip >/dev/null
-    "${venv_python}" -m pip "${install[@]}"
+  if ! "${python}" -I -m pip --python "${venv_python}" "${install[@]}" 2>/dev/null; then
+    "${venv_python}" -I -m ensurepip --default-pip >/dev/null
+    "${venv_python}" -I -m pip "${install[@]}"
   fi
 }
 

@@ -111,10 +111,11 @@ def secrets_of(values: Mapping[str, str]) -> list[str]:
     return found
 
 
-def job_folder(temp: Path, job: str) -> Path:
+def job_folder(temp: Path, job: str | None = None) -> Path:
     """Where a login with default settings keeps its files on a CI without a per-job temp
-    dir: a private folder per user and per job, under the temp dir (``TMPDIR``)."""
-    return temp / f"ci-shark-{os.getuid()}" / job
+    dir: a private folder per user and per job (``job``; by default this login session,
+    as on a CI ci_shark does not know), under the temp dir (``TMPDIR``)."""
+    return temp / f"ci-shark-{os.getuid()}" / (job or f"session-{os.getsid(0)}")
 
 
 @pytest.fixture(autouse=True)

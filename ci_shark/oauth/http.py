@@ -47,7 +47,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=10.0, pool=10.0)
 # 500/502/503/504 are the outages worth waiting out; 501 means "not implemented" and is final.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
-_LOOPBACK_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
+LOOPBACK_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
 # httpx drops an idle connection after 5 s, and RFC 8628's default interval is 5 s: every
@@ -216,25 +216,18 @@ def _challenge_error(headers: httpx.Headers) -> str | None:
 class DPoPAuth(httpx.Auth):
     """A DPoP proof on every request (a fresh ``jti``, the newest nonce, ``ath`` when a
     token goes along), and one retry when the server answers with a new nonce it demands:
-    ``use_dpop_nonce`` in a JSON 400 (token endpoints), in ``WWW-Authenticate`` of a 401
-    (resources), or a bare 401 that brings a fresh ``DPoP-Nonce`` (glewlwyd does this)."""
+    ``use_dpop_nonce`` in a JSON 400 (token endpoints: its body is capped by the
+    transport), in ``WWW-Authenticate`` of a 401 (resources), or a bare 401 that brings a
+    fresh ``DPoP-Nonce`` (glewlwyd does this). :meth:`sign` and :meth:`challenged` serve a
+    caller that streams what it gets and so answers the challenge itself."""
 
-    def __init__(
-        self,
-        key: DPoPKey,
-        nonces: NonceMemory,
-        access_token: Secret | None = None,
-        *,
-        read_error_bodies: bool = True,
-    ) -> None:
+    def __init__(self, key: DPoPKey, nonces: NonceMemory, access_token: Secret | None = None):
         self._key = key
         self._nonces = nonces
         self._access_token = access_token
-        # A token endpoint says use_dpop_nonce in its JSON body; the body is capped by the
-        # transport. A resource says it in a header, and its body may be anything.
-        self._read_error_bodies = read_error_bodies
 
-    def _sign(self, request: httpx.Request) -> str | None:
+    def sign(self, request: httpx.Request) -> str | None:
+        """Put a fresh proof (and the token) on ``request``; the nonce it carries."""
         nonce = self._nonces.get(str(request.url))
         request.headers["DPoP"] = self._key.proof(
             request.method, str(request.url), nonce=nonce, access_token=self._access_token
@@ -243,24 +236,27 @@ class DPoPAuth(httpx.Auth):
             request.headers["Authorization"] = f"DPoP {self._access_token.reveal()}"
         return nonce
 
+    def challenged(self, response: httpx.Response, sent_nonce: str | None) -> bool:
+        """A 401 that demands a nonce newer than the one sent (headers only, RFC 9449 §9)."""
+        fresh_nonce = self._nonces.get(str(response.request.url))
+        return (
+            response.status_code == 401
+            and fresh_nonce is not None
+            and fresh_nonce != sent_nonce
+            and _challenge_error(response.headers) in ("use_dpop_nonce", None)
+        )
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        sent_nonce = self._sign(request)
+        sent_nonce = self.sign(request)
         response = yield request
-        fresh_nonce = self._nonces.get(str(request.url))
-        if fresh_nonce is None or fresh_nonce == sent_nonce:
-            return
-        if response.status_code == 401 and _challenge_error(response.headers) in (
-            "use_dpop_nonce",
-            None,
-        ):
-            pass  # RFC 9449 §9, or the bare 401 with only a fresh nonce
-        elif response.status_code == 400 and self._read_error_bodies:
-            response.read()
+        if not self.challenged(response, sent_nonce):
+            fresh_nonce = self._nonces.get(str(request.url))
+            if response.status_code != 400 or fresh_nonce in (None, sent_nonce):
+                return
+            response.read()  # RFC 9449 §8: the token endpoint says it in its (capped) body
             if _json_object(response.content, {}).get("error") != "use_dpop_nonce":
                 return
-        else:
-            return
-        # RFC 9449 §8/§9: once, a new request with a new proof carrying the server's nonce.
+        # Once, a new request with a new proof carrying the server's nonce.
         retry = httpx.Request(
             request.method,
             request.url,
@@ -268,7 +264,7 @@ class DPoPAuth(httpx.Auth):
             content=request.read(),
             extensions=request.extensions,
         )
-        self._sign(retry)
+        self.sign(retry)
         yield retry
 
 
@@ -344,7 +340,7 @@ class OAuthHttp:
             # is the context above, and httpx reads no .netrc by itself.
             trust_env=True,
             # ...but never for loopback: a local server's traffic stays off any proxy.
-            mounts={pattern: None for pattern in _LOOPBACK_PATTERNS},
+            mounts={pattern: None for pattern in LOOPBACK_PATTERNS},
             headers={
                 "Accept": "application/json",
                 "Accept-Encoding": "identity",

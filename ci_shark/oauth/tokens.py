@@ -172,12 +172,21 @@ def post_form(
     *,
     dpop: DPoPKey | None,
     deadline: float,
+    retry: bool = True,
 ) -> Reply:
-    """A form POST to the token or revocation endpoint, as ``client``, with a DPoP proof."""
+    """A form POST to the token or revocation endpoint, as ``client``, with a DPoP proof.
+    ``retry=False`` for a request that must not be sent twice (a rotating refresh token:
+    a lost answer replayed is ``invalid_grant``, or the grant revoked)."""
     sent: dict[str, str | Secret | Any] = dict(form)
     basic_auth = client.authenticate(sent)
     return http.request(
-        "POST", endpoint, form=sent, dpop=dpop, basic_auth=basic_auth, deadline=deadline
+        "POST",
+        endpoint,
+        form=sent,
+        dpop=dpop,
+        basic_auth=basic_auth,
+        deadline=deadline,
+        retry=retry,
     )
 
 
@@ -189,10 +198,11 @@ def token_request(
     *,
     dpop: DPoPKey | None = None,
     deadline: float,
+    retry: bool = True,
 ) -> TokenSet:
     """One token request (any grant but the device code's, whose answers the poller
     reads): the tokens, or the OAuthError the server answered."""
-    reply = post_form(http, endpoint, form, client, dpop=dpop, deadline=deadline)
+    reply = post_form(http, endpoint, form, client, dpop=dpop, deadline=deadline, retry=retry)
     if reply.status == 200 and reply.error is None and reply.body is not None:
         return parse_token_response(reply.body)
     if reply.error is not None:
@@ -221,7 +231,7 @@ def refresh_grant(
     """RFC 6749 §6, with a DPoP proof from the same key when the grant is bound (RFC 9449
     §5: the server checks it is the key the refresh token was issued to)."""
     form: dict[str, str | Secret] = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    return token_request(http, endpoint, form, client, dpop=dpop, deadline=deadline)
+    return token_request(http, endpoint, form, client, dpop=dpop, deadline=deadline, retry=False)
 
 
 def revoke(

@@ -95,8 +95,10 @@ class AzurePlatform(Platform):
     # -- the log ---------------------------------------------------------------------------
 
     def command_stream(self) -> TextIO:
-        """``##vso`` lines go to stdout, unless stdout is reserved for ``eval``."""
-        return self.stderr if self.output_format() == "shell" else self.stdout
+        """``##vso`` lines go to stdout when it is free: a login without ``shell``; else
+        stderr, which the agent reads too (stdout is an ``eval``'s, or an API's answer)."""
+        free = self.stdout_is_free and self.output_format() != "shell"
+        return self.stdout if free else self.stderr
 
     def command(self, line: str) -> None:
         self.writer.command(line)
@@ -145,8 +147,10 @@ class AzurePlatform(Platform):
         self._set_variables(exported)
         return exported
 
-    def export_refreshed(self, credentials: Credentials, file: Path | None) -> None:
-        super().export_refreshed(credentials, file)
+    def export_refreshed(
+        self, credentials: Credentials, file: Path, *, print_exports: bool = False
+    ) -> None:
+        super().export_refreshed(credentials, file, print_exports=print_exports)
         self._set_variables(credentials)
 
     def _set_variables(self, exported: Credentials) -> None:

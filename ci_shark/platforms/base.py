@@ -31,6 +31,7 @@ from ci_shark.outputs import (
     Credentials,
     PlannedFile,
     check_writable,
+    is_json,
     new_key_file_path,
     private_directory,
     write_all,
@@ -43,6 +44,13 @@ from ci_shark.secret import Secret
 
 PROGRESS_EVERY_S = 30.0
 DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
+# Job ids of CIs without a platform of their own (Jenkins, CircleCI, Travis, Bitbucket).
+GENERIC_JOB_VARIABLES = (
+    "BUILD_TAG",
+    "CIRCLE_WORKFLOW_JOB_ID",
+    "TRAVIS_JOB_ID",
+    "BITBUCKET_STEP_UUID",
+)
 
 
 class Platform:
@@ -65,8 +73,12 @@ class Platform:
         stderr: TextIO | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stdout_is_free: bool = True,
     ) -> None:
         self.settings = settings
+        # False for the commands whose stdout is data (an API's answer, a proof): the
+        # platform then writes nothing there, not even a CI's commands.
+        self.stdout_is_free = stdout_is_free
         self.env = env
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
@@ -226,10 +238,20 @@ class Platform:
         file): under the system's temp dir, per user and per CI job, mode 0700 — never
         the checkout, where `docker build .` or an artifact step would pick them up."""
         user = getattr(os, "getuid", lambda: "user")()
-        job = env_value(self.env, self.job_id_variable) if self.job_id_variable else None
         base = Path(tempfile.gettempdir()) / f"ci-shark-{user}"
         private_directory(base)
-        return private_directory(base / (_safe_name(job) if job else self.name))
+        return private_directory(base / _safe_name(self.job_key()))
+
+    def job_key(self) -> str:
+        """What tells this job from another of the same user: the CI's job id; on an
+        unknown CI (or a terminal) a known job variable, else the login session, so two
+        jobs side by side never share a credentials file."""
+        names = (self.job_id_variable,) if self.job_id_variable else GENERIC_JOB_VARIABLES
+        for name in names:
+            if name and (job := env_value(self.env, name)):
+                return job
+        getsid = getattr(os, "getsid", None)
+        return f"session-{getsid(0)}" if getsid else "session"
 
     def file_format(self) -> str:
         """Every format leaves a credentials file for the job's later commands (`request`,
@@ -266,15 +288,19 @@ class Platform:
             self.stdout.flush()
         return credentials
 
-    def export_refreshed(self, credentials: Credentials, file: Path | None) -> None:
-        """After `refresh`: the new tokens where the old ones were — the credentials file
-        rewritten whole in its own format, and for `shell`, exports on stdout for eval."""
+    def export_refreshed(
+        self, credentials: Credentials, file: Path, *, print_exports: bool = False
+    ) -> None:
+        """After `refresh`: the new tokens where the old ones were — ``file`` rewritten
+        whole, in its own format when it exists — and exports on stdout only when the
+        command line asked for them (stdout may be an API's answer or a job log)."""
         values = credentials.named()
-        if file is not None:
-            fmt = "json" if file.read_text(encoding="utf-8").lstrip().startswith("{") else "dotenv"
-            write_all([PlannedFile(file, RENDERERS[fmt](values))])
-            self.log(f"ci_shark: wrote {file} (mode 0600)")
-        if self.output_format() == "shell":
+        fmt = (
+            "json" if not file.is_file() or is_json(file.read_text(encoding="utf-8")) else "dotenv"
+        )
+        write_all([PlannedFile(file, RENDERERS[fmt](values))])
+        self.log(f"ci_shark: wrote {file} (mode 0600)")
+        if print_exports:
             self.stdout.write(RENDERERS["shell"](values))
             self.stdout.flush()
 

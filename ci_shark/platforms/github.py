@@ -666,21 +666,17 @@ class GitHubPlatform(Platform):
             self.log(f"ci_shark: DPoP key written to {key_path} (mode 0600)")
         return credentials
 
-    def export_refreshed(self, credentials: Credentials, file: Path | None) -> None:
-        """The file as everywhere, this step's outputs, and GITHUB_ENV when the old tokens
-        came from there (export-env), so the later steps get the new ones."""
+    def export_refreshed(
+        self, credentials: Credentials, file: Path, *, print_exports: bool = False
+    ) -> None:
+        """The file as everywhere, and this step's outputs. Not GITHUB_ENV: that would
+        hand every later step (third-party actions too) the refresh token and the key;
+        `ci-shark` reads the file, and export-env's variables keep the login's values."""
         named = credentials.named()
-        texts = {
-            "GITHUB_OUTPUT": render_file_commands(
-                {step: named[shark] for step, shark in STEP_OUTPUTS.items()}
-            )
-        }
-        if file is None and self.env.get("GITHUB_ENV"):
-            texts["GITHUB_ENV"] = render_file_commands(
-                {name: value for name, value in named.items() if name != "SHARK_STATUS"}
-            )
-        super().export_refreshed(credentials, file)
-        self._append_all({name: text for name, text in texts.items() if self.env.get(name)})
+        outputs = render_file_commands({step: named[shark] for step, shark in STEP_OUTPUTS.items()})
+        super().export_refreshed(credentials, file, print_exports=print_exports)
+        if self.env.get("GITHUB_OUTPUT"):
+            self._append_all({"GITHUB_OUTPUT": outputs})
 
     def _append_all(self, texts: Mapping[str, str]) -> None:
         """Append each text whole; on a failure, cut every file back to where it was."""

@@ -34,6 +34,7 @@ def test_buildkite_registers_every_secret_and_annotates(
     env = clean_env(
         {
             "BUILDKITE": "true",
+            "BUILDKITE_JOB_ID": "0190-job",
             "BUILDKITE_ORGANIZATION_SLUG": "acme",
             "BUILDKITE_PIPELINE_SLUG": "deploy",
             "BUILDKITE_LABEL": "ship",
@@ -50,7 +51,7 @@ def test_buildkite_registers_every_secret_and_annotates(
     recorded = [json.loads(line) for line in calls.read_text().splitlines()]
     redacted = [call["stdin"] for call in recorded if call["argv"] == ["redactor", "add"]]
     annotations = [call for call in recorded if call["argv"][0] == "annotate"]
-    values = dotenv(job_folder(tmp_path, "buildkite") / "ci-shark.env")
+    values = dotenv(job_folder(tmp_path, "0190-job") / "ci-shark.env")
     for secret in secrets_of(values):
         assert secret in redacted
         assert secret not in done.stderr
@@ -72,6 +73,7 @@ def test_buildkite_without_agent_falls_back_with_a_warning(
     env = clean_env(
         {
             "BUILDKITE": "true",
+            "BUILDKITE_JOB_ID": "0190-job",
             "CI_SHARK_AUTH_URL": sandbox.url,
             "CI_SHARK_CLIENT_ID": "ci-shark-test",
             "TMPDIR": str(tmp_path),
@@ -81,4 +83,4 @@ def test_buildkite_without_agent_falls_back_with_a_warning(
     done = run_cli([], env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("buildkite-agent is not on PATH") == 1
-    assert dotenv(job_folder(tmp_path, "buildkite") / "ci-shark.env")["SHARK_STATUS"] == "approved"
+    assert dotenv(job_folder(tmp_path, "0190-job") / "ci-shark.env")["SHARK_STATUS"] == "approved"

@@ -500,7 +500,7 @@ def test_the_default_credentials_file_is_not_in_the_checkout(
     done = run_cli([], env, cwd=checkout)
     assert done.returncode == 0, done.log
     assert list(checkout.iterdir()) == []  # `docker build .` picks up nothing
-    folder = job_folder(tmp_path, "generic")
+    folder = job_folder(tmp_path)
     assert (folder / "ci-shark.env").is_file()
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert f"wrote {folder / 'ci-shark.env'}" in done.stderr

@@ -3,19 +3,50 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import socket
 import stat
 import sys
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from conftest import CliResult, clean_env, job_folder, login_env, run_bash, run_cli
+from loopback_http import LoopbackServer
 
 from ci_shark.sandbox import SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
+
+
+class EchoingApi:
+    """An API on loopback that answers every request the same way."""
+
+    def __init__(
+        self, text: str, *, status: int = 403, raw: bytes | None = None, encoding: str = ""
+    ) -> None:
+        body = raw if raw is not None else text.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(status)
+                if encoding:
+                    self.send_header("Content-Encoding", encoding)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = LoopbackServer(Handler)
+        self.url = self._server.url + "/api"
+
+    def stop(self) -> None:
+        self._server.stop()
 
 
 def logged_in(server: SandboxServer, tmp: Path, **extra: str) -> Path:
@@ -268,3 +299,172 @@ eval "$SHARK_EXPORTS"; unset SHARK_EXPORTS
     assert after.returncode == 0, after.log
     assert "revoked the access token" in after.stderr
     assert list(job_folder(tmp_path, "77").iterdir()) == []  # key and credentials removed
+
+
+# -- what a review found: each a way the token or the job was hurt ---------------------------
+
+
+def gitlab_shell_env(server: SandboxServer, tmp: Path) -> dict[str, str]:
+    """A GitLab job that logged in the documented way: shell exports, eval'd."""
+    env = login_env(server, tmp, GITLAB_CI="true", CI_JOB_ID="88", CI_SHARK_NOTIFY="log")
+    env.pop("CI_SHARK_OUTPUT_FILE")
+    env["CI_SHARK_OUTPUT_FORMAT"] = "shell"  # as the template sets it, for every command
+    env["TMPDIR"] = str(tmp)
+    env["PYTHON"] = sys.executable
+    return env
+
+
+def test_a_refresh_inside_request_prints_no_secret_and_saves_the_new_tokens(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1, access_token_ttl_s=1)
+    env = gitlab_shell_env(server, tmp_path)
+    script = f"""
+set -euo pipefail
+eval "$("$PYTHON" -m ci_shark)"
+sleep 1.2
+"$PYTHON" -m ci_shark request {server.url}/api/echo > first.json
+"$PYTHON" -m ci_shark request {server.url}/api/echo > second.json
+"""
+    job = run_bash(script, env, cwd=tmp_path)
+    assert job.returncode == 0, job.log
+    first = json.loads((tmp_path / "first.json").read_text())  # only the API's answer
+    assert json.loads((tmp_path / "second.json").read_text())["scheme"] == "DPoP"
+    assert first["scheme"] == "DPoP"
+    saved = json.loads((job_folder(tmp_path, "88") / "ci-shark.json").read_text())
+    for secret in secrets_in(job_folder(tmp_path, "88") / "ci-shark.json"):
+        assert secret not in job.stderr  # GitLab cannot mask: nothing printed at all
+    # after_script, a new shell: the newest tokens, from the job's file
+    revoked = run_bash('"$PYTHON" -m ci_shark revoke', env, cwd=tmp_path)
+    assert revoked.returncode == 0, revoked.log
+    echo = run_cli(
+        ["request", f"{server.url}/api/echo"],
+        clean_env(
+            {"SHARK_ACCESS_TOKEN": saved["SHARK_ACCESS_TOKEN"], "SHARK_TOKEN_TYPE": "Bearer"}
+        ),
+    )
+    assert echo.returncode != 0  # the refreshed token is dead too
+
+
+def test_azure_request_writes_only_the_answer_to_stdout(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    env = clean_env({"TF_BUILD": "True", "AGENT_TEMPDIRECTORY": str(tmp_path)})
+    done = run_cli(["request", "--credentials", str(creds), f"{server.url}/api/echo"], env)
+    assert done.returncode == 0, done.log
+    assert json.loads(done.stdout)["scheme"] == "DPoP"  # no ##vso line in the data
+    assert "##vso[task.setsecret]" in done.stderr  # the agent reads stderr too
+
+
+def test_partial_variables_do_not_shadow_the_jobs_file(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # A GitHub step that maps only the access token still sends it DPoP-bound, from the file.
+    server = sandbox_factory(approve_after_s=1)
+    env = login_env(server, tmp_path, GITHUB_ACTIONS="true", GITHUB_OUTPUT=str(tmp_path / "o"))
+    env.pop("CI_SHARK_OUTPUT_FORMAT")
+    env.pop("CI_SHARK_OUTPUT_FILE")
+    (tmp_path / "o").write_text("")
+    assert run_cli([], env, cwd=tmp_path).returncode == 0
+    values = json.loads((tmp_path / "ci-shark.json").read_text())
+    later = clean_env(
+        {
+            "GITHUB_ACTIONS": "true",
+            "RUNNER_TEMP": str(tmp_path),
+            "SHARK_ACCESS_TOKEN": values["SHARK_ACCESS_TOKEN"],
+        }
+    )
+    done = run_cli(["request", f"{server.url}/api/echo"], later)
+    assert done.returncode == 0, done.log
+    assert json.loads(done.stdout)["scheme"] == "DPoP"
+
+
+def test_an_echoed_token_is_redacted_from_the_error(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    token = json.loads(creds.read_text())["SHARK_ACCESS_TOKEN"]
+    echo = EchoingApi(f"invalid token: DPoP {token}")
+    try:
+        done = use(server, tmp_path, "request", "--credentials", str(creds), "-o", "x", echo.url)
+    finally:
+        echo.stop()
+    assert done.returncode == 22, done.log
+    assert "invalid token: DPoP ***" in done.stderr
+    assert token not in done.log
+
+
+def test_max_time_bounds_a_server_that_never_answers(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
+        began = time.monotonic()
+        done = use(server, tmp_path, "request", "--credentials", str(creds), "--max-time", "2", url)
+    assert time.monotonic() - began < 10
+    assert done.returncode == 1, done.log
+    assert "--max-time 2s" in done.stderr
+
+
+@pytest.mark.parametrize("status", [200, 401])
+def test_a_compressed_answer_is_written_as_sent_never_inflated(
+    sandbox_factory: SandboxFactory, tmp_path: Path, status: int
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    bomb = gzip.compress(gzip.compress(gzip.compress(b"\0" * (256 << 20))))
+    api = EchoingApi("", status=status, raw=bomb, encoding="gzip, gzip, gzip")
+    out = tmp_path / "body"
+    try:
+        done = use(
+            server, tmp_path, "request", "--credentials", str(creds), "-o", str(out), api.url
+        )
+    finally:
+        api.stop()
+    assert done.returncode == (0 if status == 200 else 22), done.log
+    assert out.read_bytes() == bomb  # as curl without --compressed: what came off the wire
+    assert "MemoryError" not in done.log
+
+
+@pytest.mark.parametrize("header", ["X-Name: caf\u00e9", "X-Bad\nInjected: 1", "no-colon"])
+def test_a_bad_header_is_a_usage_error_that_repeats_nothing(tmp_path: Path, header: str) -> None:
+    done = run_cli(["request", "-H", header, "https://api.example/x"], clean_env())
+    assert done.returncode == 2, done.log
+    assert header.split(":", maxsplit=1)[0] not in done.stderr.replace("-H number 1", "")
+
+
+def test_a_failed_refresh_stops_an_eval(tmp_path: Path) -> None:
+    done = run_bash(
+        f'eval "$({sys.executable} -m ci_shark refresh --output-format shell)"; echo still-here',
+        clean_env({"TMPDIR": str(tmp_path)}),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert "still-here" not in done.stdout
+
+
+def test_refresh_and_revoke_use_the_endpoints_the_login_used(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # No metadata, a generic server: only the explicit endpoints say where it is.
+    server = sandbox_factory(approve_after_s=1, metadata=False)
+    creds = logged_in(
+        server,
+        tmp_path,
+        CI_SHARK_PROVIDER="generic",
+        CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
+        CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
+    )
+    refreshed = use(server, tmp_path, "refresh", "--credentials", str(creds))
+    assert refreshed.returncode == 0, refreshed.log
+    # A generic server without metadata names no revocation endpoint: revoke says so
+    # plainly, and keeps the credentials rather than guessing a path.
+    revoked = use(server, tmp_path, "revoke", "--credentials", str(creds))
+    assert revoked.returncode != 0
+    assert "names no revocation endpoint" in revoked.stderr
+    assert "RFC 7009" in revoked.stderr

@@ -49,6 +49,7 @@ def credentials(**token_fields: object) -> Credentials:
         approver="octocat",
         auth_url="https://as.example",
         client_id="ci-deploy",
+        token_endpoint="https://as.example/token",
     )
 
 
@@ -72,6 +73,8 @@ def test_named_outputs_follow_the_spec() -> None:
         "SHARK_APPROVER": "octocat",
         "SHARK_AUTH_URL": "https://as.example",  # where refresh and revoke go later
         "SHARK_CLIENT_ID": "ci-deploy",
+        "SHARK_TOKEN_ENDPOINT": "https://as.example/token",  # the ones the login used
+        "SHARK_REVOCATION_ENDPOINT": "",  # unknown: found again when revoking
     }
     assert isinstance(creds.named()["SHARK_ACCESS_TOKEN"], Secret)
     assert isinstance(creds.named()["SHARK_DPOP_JWK"], Secret)

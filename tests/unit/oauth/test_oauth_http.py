@@ -712,7 +712,7 @@ def test_tls_through_a_proxy_dripping_past_the_deadline_is_cut_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Behind HTTPS_PROXY the TLS runs inside a CONNECT tunnel: that socket is shut too.
-    monkeypatch.setattr("ci_shark.oauth.http._LOOPBACK_PATTERNS", ())  # loopback via proxy
+    monkeypatch.setattr("ci_shark.oauth.http.LOOPBACK_PATTERNS", ())  # loopback via proxy
     for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     certificate = loopback_certificate(tmp_path)

@@ -1,0 +1,250 @@
+"""`ci-shark request`: curl for the login's token.
+
+Its rules:
+
+- A fresh DPoP proof per request (``htm``, ``htu`` without query, ``ath``, the server's
+  newest nonce), or ``Bearer`` for a Bearer token; one retry when the API demands a newer
+  nonce (RFC 9449 §9: a 401 with ``use_dpop_nonce``, or glewlwyd's bare 401).
+- The token has expired (or the API says ``invalid_token`` once): one refresh, written
+  back where the credentials came from, then the request again. Never more than one.
+- Redirects are followed by hand, within the same origin only: the token and a proof
+  never go to another one.
+- The body goes to stdout or ``-o`` (0600) as it arrives, exactly as sent: identity is
+  asked for and nothing is decompressed (as curl without ``--compressed``), so a
+  compression bomb costs nothing. An HTTP error exits 22 with the status and the body's
+  first line on stderr (curl's ``--fail-with-body``).
+- ``--max-time`` is a deadline for the whole request, dripping headers included.
+- Nothing it prints holds the token or the proof; a server echoing the token gets ``***``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+
+from ci_shark.commands import refresh
+from ci_shark.config import Settings
+from ci_shark.errors import CiSharkError, ConfigError, ExitCode, ProtocolError
+from ci_shark.issued import Issued, mask_issued
+from ci_shark.oauth.http import LOOPBACK_PATTERNS, USER_AGENT, DPoPAuth, NonceMemory
+from ci_shark.oauth.tls import context_for
+from ci_shark.oauth.watchdog import Sockets, Watchdog
+from ci_shark.platforms.base import Platform
+from ci_shark.safe_text import untrusted
+from ci_shark.urls import origin, url_problem
+
+MAX_REDIRECTS = 5
+READ_TIMEOUT_S = 30.0  # between two reads; --max-time bounds the whole request
+
+
+@dataclass(frozen=True)
+class Call:
+    """One ``ci-shark request``."""
+
+    method: str
+    url: str
+    headers: list[tuple[str, str]]
+    body: bytes | None
+    output: BinaryIO
+    max_time_s: float
+
+
+class HttpFailed(CiSharkError):
+    """The API answered an HTTP error (curl's ``--fail-with-body``: the body was written)."""
+
+    exit_code = ExitCode.HTTP_ERROR
+
+    def __init__(self, status: int, first_line: str) -> None:
+        detail = f": {first_line}" if first_line else ""
+        super().__init__(f"the server answered HTTP {status}{detail}")
+        self.status_code = status
+
+
+def request(
+    call: Call,
+    issued: Issued,
+    settings: Settings,
+    platform: Platform,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> None:
+    """Send ``call`` with the login's token and stream the answer to ``call.output``."""
+    problem = url_problem(call.url)
+    if problem:
+        raise ConfigError(f"the URL {problem}", hint="pass the full https:// URL of the API")
+    mask_issued(issued, platform)
+    refreshed = False
+    if issued.has_expired() and issued.secret("SHARK_REFRESH_TOKEN") is not None:
+        platform.log(f"ci_shark: the access token in {issued.where} has expired; refreshing it")
+        issued, refreshed = refresh(issued, settings, platform), True
+    deadline = time.monotonic() + call.max_time_s
+    sockets = Sockets()
+    watchdog = Watchdog(sockets, call.max_time_s)
+    try:
+        with _client(settings, transport) as client:
+            response = _send(client, call, issued, deadline, sockets)
+            if _invalid_token(response) and not refreshed and issued.secret("SHARK_REFRESH_TOKEN"):
+                response.close()
+                platform.log("ci_shark: the API says the token is no longer valid; refreshing it")
+                issued = refresh(issued, settings, platform)
+                response = _send(client, call, issued, deadline, sockets)
+            try:
+                first_line = _stream(response, call.output, deadline)
+            finally:
+                response.close()
+    except httpx.HTTPError as exc:
+        if watchdog.fired:
+            raise CiSharkError(
+                f"no complete answer within --max-time {call.max_time_s:g}s"
+            ) from None
+        raise CiSharkError(
+            f"could not reach {untrusted(call.url)}: {type(exc).__name__}",
+            hint="check the URL and that the API is reachable from this job",
+        ) from None
+    finally:
+        watchdog.disarm()
+    if response.status_code >= 400:
+        raise HttpFailed(response.status_code, first_line)
+
+
+def _client(settings: Settings, transport: httpx.BaseTransport | None) -> httpx.Client:
+    return httpx.Client(
+        transport=transport,
+        verify=context_for(settings.ca_bundle) if transport is None else True,
+        follow_redirects=False,  # followed by hand: never to another origin with the token
+        trust_env=True,  # HTTPS_PROXY/NO_PROXY...
+        mounts={pattern: None for pattern in LOOPBACK_PATTERNS},  # ...but never for loopback
+        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
+        timeout=httpx.Timeout(READ_TIMEOUT_S),
+    )
+
+
+def _send(
+    client: httpx.Client, call: Call, issued: Issued, deadline: float, sockets: Sockets
+) -> httpx.Response:
+    token = issued.secret("SHARK_ACCESS_TOKEN")
+    if token is None:
+        raise ConfigError(
+            f"no access token in {issued.where}",
+            hint="map SHARK_ACCESS_TOKEN into this step, or pass `--credentials FILE`",
+        )
+    key = issued.dpop_key() if issued.is_dpop_bound else None
+    if issued.is_dpop_bound and key is None:
+        raise ConfigError(
+            f"the token in {issued.where} is DPoP-bound but its key is not there",
+            hint="keep SHARK_DPOP_KEY_FILE or SHARK_DPOP_JWK next to the token",
+        )
+    nonces = NonceMemory()
+    auth = DPoPAuth(key, nonces, token) if key is not None else None
+    method, url, body = call.method, call.url, call.body
+    start = origin(url)
+    retried = False
+    for _ in range(MAX_REDIRECTS + 2):  # the redirects, and one nonce retry
+        if time.monotonic() >= deadline:
+            raise CiSharkError(f"no answer within --max-time {call.max_time_s:g}s")
+        built = client.build_request(
+            method, url, headers=call.headers, content=body, extensions={"trace": sockets.trace}
+        )
+        sent_nonce = None
+        if auth is not None:
+            sent_nonce = auth.sign(built)
+        else:
+            built.headers["Authorization"] = f"Bearer {token.reveal()}"
+        response = client.send(built, stream=True)
+        nonces.learn(response)
+        if auth is not None and not retried and auth.challenged(response, sent_nonce):
+            response.close()  # its body is not read: it may be anything
+            retried = True
+            continue
+        location = response.headers.get("location")
+        if response.status_code not in (301, 302, 303, 307, 308) or not location:
+            return response
+        response.close()
+        target = str(response.url.join(location))
+        if origin(target) != start:
+            raise ProtocolError(
+                f"the API redirected to another origin ({untrusted(origin(target))}); "
+                "ci-shark does not send the token there",
+                hint="call the final URL directly if you trust it",
+            )
+        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+            method, body = "GET", None
+        url = target
+    raise ProtocolError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _invalid_token(response: httpx.Response) -> bool:
+    challenge = response.headers.get("www-authenticate", "")
+    return response.status_code == 401 and 'error="invalid_token"' in challenge
+
+
+def _stream(response: httpx.Response, output: BinaryIO, deadline: float) -> str:
+    """The body to the output as it comes off the wire; returns its first line, for the
+    message of an error (server text: sanitised, the run's secrets taken out)."""
+    head = b""
+    for chunk in response.iter_raw():
+        if time.monotonic() > deadline:
+            raise CiSharkError("the answer was still arriving at --max-time")
+        if len(head) < 400:
+            head += chunk[: 400 - len(head)]
+        output.write(chunk)
+    output.flush()
+    return untrusted(head.decode("utf-8", "replace").strip().split("\n", 1)[0], 200)
+
+
+def open_output(path: Path | None) -> BinaryIO:
+    """stdout, or a new 0600 file (an API's answer may be as secret as the token)."""
+    if path is None:
+        return sys.stdout.buffer
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path}: {exc.strerror}", hint="pass -o a file in a writable folder"
+        ) from None
+    return os.fdopen(descriptor, "wb")
+
+
+def read_body(data: str | None, json_data: str | None, stdin: BinaryIO) -> bytes | None:
+    """``-d DATA``, ``-d @FILE``, ``-d @-`` (stdin), or the same for ``--json``."""
+    given = data if data is not None else json_data
+    if given is None:
+        return None
+    if not given.startswith("@"):
+        return given.encode("utf-8")
+    if given == "@-":
+        return stdin.read()
+    try:
+        return Path(given[1:]).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {given[1:]}: {exc.strerror}", hint="-d @FILE needs a readable file"
+        ) from None
+
+
+def parse_headers(given: Iterable[str]) -> list[tuple[str, str]]:
+    """``-H 'Name: value'``: printable ASCII (a header is), and never the two headers
+    ci-shark sends itself. A bad one is refused without repeating it: it may hold a secret."""
+    headers = []
+    for number, item in enumerate(given, start=1):
+        name, sep, value = item.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not all(" " <= ch <= "~" for ch in name + value):
+            raise ConfigError(
+                f"-H number {number} is not 'Name: value' in printable ASCII",
+                hint="give each header as -H 'Name: value'",
+            )
+        if name.lower() in ("authorization", "dpop"):
+            raise ConfigError(
+                f"-H {name}: ci-shark sends this header itself",
+                hint="leave it out; the token and the proof come from the login",
+            )
+        headers.append((name, value))
+    return headers
