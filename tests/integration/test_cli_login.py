@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import clean_env, login_env, run_bash, run_cli
+from support.cli import CliJob, clean_env, login_env, run_bash, run_cli
 
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.sandbox import SandboxServer
@@ -173,27 +172,16 @@ def test_cancellation_mid_wait_writes_nothing(
     sandbox_factory: SandboxFactory, tmp_path: Path, signum: int, code: int
 ) -> None:
     server = sandbox_factory()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ci_shark"],
-        env=login_env(server, tmp_path),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with CliJob([], login_env(server, tmp_path)) as job:
         deadline = time.monotonic() + 15
         while not server.grants and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.grants, "no device code was requested"
         time.sleep(0.3)
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-    assert process.returncode == code, stderr
+        job.process.send_signal(signum)
+        returncode = job.wait(15)
+    stderr = job.stderr
+    assert returncode == code, stderr
     assert "cancelled" in stderr
     assert not (tmp_path / "out.json").exists()
     assert not list(tmp_path.glob("ci-shark-dpop-*"))

@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ci_fakes import GitLabNotesServer
-from conftest import REPO, clean_env, dotenv, job_folder, run_bash, run_cli, secrets_of
-from loopback_tls import loopback_certificate
+from support.cli import REPO, clean_env, run_bash, run_cli
+from support.gitlab_fakes import GitLabNotesServer
+from support.job_outputs import dotenv, job_folder, secrets_of
+from support.loopback_tls import loopback_certificate
 
 from ci_shark.sandbox import SandboxServer
 

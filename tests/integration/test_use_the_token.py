@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, clean_env, job_folder, login_env, run_bash, run_cli
+from support.cli import CliResult, clean_env, login_env, run_bash, run_cli
+from support.job_outputs import job_folder
 
 from ci_shark.sandbox import SandboxServer
 

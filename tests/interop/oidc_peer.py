@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -22,6 +23,7 @@ from typing import Any, NoReturn
 
 import httpx
 import pytest
+from support.cli import CliJob
 
 INTEROP_DIR = Path(__file__).resolve().parent
 REPO_ROOT = INTEROP_DIR.parents[1]
@@ -36,6 +38,10 @@ EXPIRING_CLIENT_ID = "ci-shark-expiring"
 RS_CLIENT_ID = "resource-server"
 RS_CLIENT_SECRET = "rs-secret"
 SCOPE = "openid offline_access"
+# What oidc-provider prints for the approver: user codes in its base-20 charset, mask
+# ****-****, and its device page.
+USER_CODE = re.compile(r"\b[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}\b")
+LINK = re.compile(r"https?://127\.0\.0\.1:\d+/device(?:\?user_code=[A-Z0-9-]+)?")
 
 
 def in_ci() -> bool:
@@ -54,6 +60,11 @@ def require_tool(name: str, hint: str) -> str:
     if path is None:
         missing(f"{name} not found on PATH; {hint}")
     return path
+
+
+def wait_for_link(job: CliJob, timeout_s: float = 20) -> tuple[str, str]:
+    """The link and user code oidc-provider gave, as the job's log shows them."""
+    return job.wait_for_link(link=LINK, user_code=USER_CODE, timeout_s=timeout_s)
 
 
 @dataclasses.dataclass

@@ -15,10 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_job import CliJob, job_env, read_json_outputs
-from dpop_proofs import DpopKey
 from github_runner import PR_NUMBER, github_step, link_from_pr_comment
-from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, missing
+from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, missing, wait_for_link
+from support.cli import CliJob, job_env
+from support.dpop_proofs import DpopKey
+from support.job_outputs import read_json_outputs
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 
@@ -167,7 +168,7 @@ def test_browser_approves_our_job(
     provider: ProviderServer, maintainer: Maintainer, ci_shark_cli: list[str], tmp_path: Path
 ) -> None:
     with _job(provider, tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         maintainer.approve(link, code)
         rc = job.wait(60)
     assert rc == 0, job.transcript()
@@ -186,7 +187,7 @@ def test_browser_abort_denies_our_job(
     provider: ProviderServer, maintainer: Maintainer, ci_shark_cli: list[str], tmp_path: Path
 ) -> None:
     with _job(provider, tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         maintainer.abort(link, code)
         rc = job.wait(60)
     assert rc == 3, job.transcript()

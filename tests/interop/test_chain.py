@@ -17,8 +17,6 @@ from typing import Any
 import httpx
 import pytest
 from approver import Page, approve, deny
-from cli_job import CliJob, job_env, read_json_outputs, run_cli
-from dpop_proofs import ath
 from joserfc import jws
 from joserfc.jwk import ECKey
 from oidc_peer import (
@@ -28,7 +26,11 @@ from oidc_peer import (
     RS_CLIENT_SECRET,
     SCOPE,
     ProviderServer,
+    wait_for_link,
 )
+from support.cli import CliJob, job_env, run_cli
+from support.dpop_proofs import ath
+from support.job_outputs import read_json_outputs
 
 pytestmark = pytest.mark.interop
 
@@ -95,7 +97,7 @@ def login(
 ) -> tuple[CliJob, dict[str, Any]]:
     """Run the login job, approve as ``account``, return the job and its outputs."""
     with CliJob([], login_env(provider, tmp, **overrides), cwd=tmp) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         maintainer = approve_in_thread(link, code, account)
         rc = job.wait(JOB_TIMEOUT_S)
         assert joined(maintainer).succeeded
@@ -110,7 +112,7 @@ def proof_cli(
     if nonce:
         args += ["--nonce", nonce]
     job = run_cli(args, job_env(tmp, SHARK_DPOP_KEY_FILE=key_file), cwd=tmp)
-    assert job.process.returncode == 0, job.transcript()
+    assert job.returncode == 0, job.log
     return job.stdout.strip()
 
 
@@ -205,7 +207,7 @@ def test_login_proof_userinfo_introspect_revoke(provider: ProviderServer, tmp_pa
         ),
         cwd=tmp_path,
     )
-    assert revoked.process.returncode == 0, revoked.transcript()
+    assert revoked.returncode == 0, revoked.log
     assert token not in revoked.stdout + revoked.stderr
     assert not key_file.exists()
     after = userinfo_with_nonce_retry(
@@ -231,7 +233,7 @@ def test_proof_reads_the_token_from_env(provider: ProviderServer, tmp_path: Path
     for _ in range(2):
         args = ["proof", "--method", "GET", "--url", url, "--with-access-token"]
         job = run_cli([*args, *(["--nonce", nonce] if nonce else [])], env, cwd=tmp_path)
-        assert job.process.returncode == 0, job.transcript()
+        assert job.returncode == 0, job.log
         response = httpx.get(
             url,
             headers={"Authorization": f"DPoP {token}", "DPoP": job.stdout.strip()},
@@ -246,7 +248,7 @@ def test_proof_reads_the_token_from_env(provider: ProviderServer, tmp_path: Path
 @pytest.mark.parametrize("step", ["confirm", "consent"])
 def test_denied_exits_3(provider: ProviderServer, tmp_path: Path, step: str) -> None:
     with CliJob([], login_env(provider, tmp_path), cwd=tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         page = deny(link, code, at=step)  # type: ignore[arg-type]
         assert page.interrupted
         rc = job.wait(JOB_TIMEOUT_S)
@@ -258,7 +260,7 @@ def test_denied_exits_3(provider: ProviderServer, tmp_path: Path, step: str) -> 
 def test_expired_code_exits_4(provider: ProviderServer, tmp_path: Path) -> None:
     env = login_env(provider, tmp_path, CI_SHARK_CLIENT_ID=EXPIRING_CLIENT_ID)
     with CliJob([], env, cwd=tmp_path) as job:
-        job.wait_for_link()
+        wait_for_link(job)
         rc = job.wait(JOB_TIMEOUT_S)
         elapsed_s = time.monotonic() - job.started
     assert rc == 4, job.transcript()
@@ -271,7 +273,7 @@ def test_expired_code_exits_4(provider: ProviderServer, tmp_path: Path) -> None:
 def test_timeout_exits_4(provider: ProviderServer, tmp_path: Path) -> None:
     env = login_env(provider, tmp_path, CI_SHARK_TIMEOUT="3s")
     with CliJob([], env, cwd=tmp_path) as job:
-        job.wait_for_link()
+        wait_for_link(job)
         rc = job.wait(30)
     assert rc == 4, job.transcript()
     assert not (tmp_path / "out.json").exists()
@@ -294,7 +296,7 @@ def test_a_bare_name_is_a_username_not_a_subject(provider: ProviderServer, tmp_p
     which entry would have matched."""
     env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
     with CliJob([], env, cwd=tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         approve(link, code, "maintainer")
         rc = job.wait(JOB_TIMEOUT_S)
     assert rc == 6, job.transcript()
@@ -306,7 +308,7 @@ def test_other_approver_is_refused_and_revoked(provider: ProviderServer, tmp_pat
     log_start = provider.log_path.stat().st_size
     env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="sub:maintainer")
     with CliJob([], env, cwd=tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         approve(link, code, "mallory")
         rc = job.wait(JOB_TIMEOUT_S)
     assert rc == 6, job.transcript()

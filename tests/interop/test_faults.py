@@ -23,9 +23,17 @@ from typing import Any
 import httpx
 import pytest
 from approver import approve
-from cli_job import CliJob, job_env, read_json_outputs
 from fault_proxy import FaultProxy, delay, oversize, reset, status, truncate
-from oidc_peer import CLIENT_ID, RS_CLIENT_ID, RS_CLIENT_SECRET, SCOPE, ProviderServer
+from oidc_peer import (
+    CLIENT_ID,
+    RS_CLIENT_ID,
+    RS_CLIENT_SECRET,
+    SCOPE,
+    ProviderServer,
+    wait_for_link,
+)
+from support.cli import CliJob, job_env
+from support.job_outputs import read_json_outputs
 
 pytestmark = pytest.mark.interop
 
@@ -62,7 +70,7 @@ def approved_through_faults(
 ) -> tuple[CliJob, dict[str, Any]]:
     """Run the job; approve once the scripted token-endpoint faults are used up."""
     with job(provider, proxy, tmp) as running:
-        link, code = running.wait_for_link(timeout_s=30)
+        link, code = wait_for_link(running, timeout_s=30)
         proxy.wait_consumed(TOKEN, timeout_s=30)
         approve(link, code)
         rc = running.wait(JOB_TIMEOUT_S)
@@ -173,7 +181,7 @@ def test_oversized_token_response_is_refused(
 ) -> None:
     proxy.script(TOKEN, oversize(200, 16 * MB, chunked=True))
     with job(provider, proxy, tmp_path) as running:
-        running.wait_for_link()
+        wait_for_link(running)
         rc = running.wait(30)
     assert rc == 5, f"{running.transcript()}\nproxy: {proxy.summary()}"
     assert proxy.seen(TOKEN)[0].client_gone
@@ -187,7 +195,7 @@ def test_latency_beyond_the_deadline_exits_4_on_time(
     proxy.always(TOKEN, delay(20))
     started = time.monotonic()
     with job(provider, proxy, tmp_path, timeout="4") as running:
-        running.wait_for_link()
+        wait_for_link(running)
         rc = running.wait(30)
     elapsed_s = time.monotonic() - started
     assert rc == 4, f"{running.transcript()}\nproxy: {proxy.summary()}"
@@ -201,7 +209,7 @@ def test_token_endpoint_outage_outlasting_the_deadline_exits_4(
     proxy.always(TOKEN, status(503))
     started = time.monotonic()
     with job(provider, proxy, tmp_path, timeout="4") as running:
-        link, code = running.wait_for_link()
+        link, code = wait_for_link(running)
         approve(link, code)  # approved, but the job never hears of it
         rc = running.wait(30)
     elapsed_s = time.monotonic() - started
@@ -237,7 +245,7 @@ def test_lost_token_response_cannot_be_recovered(
     """
     proxy.always(TOKEN, truncate(only_status=200))
     with job(provider, proxy, tmp_path) as running:
-        link, code = running.wait_for_link()
+        link, code = wait_for_link(running)
         approve(link, code)
         rc = running.wait(JOB_TIMEOUT_S)
     seen = proxy.seen(TOKEN)

@@ -22,12 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_job import CliJob, job_env, read_json_outputs, run_cli
-from dpop_proofs import ath
 from glewlwyd_approver import Approval, approve
 from glewlwyd_peer import CLIENT_ID, PASSWORDS, SCOPE, GlewlwydServer
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
+from support.cli import CliJob, job_env, run_cli
+from support.dpop_proofs import ath
+from support.job_outputs import read_json_outputs
 
 pytestmark = pytest.mark.interop
 
@@ -135,7 +136,7 @@ def proof_cli(tmp: Path, outputs: dict[str, Any], url: str, nonce: str | None = 
         SHARK_DPOP_KEY_FILE=outputs["SHARK_DPOP_KEY_FILE"],
     )
     job = run_cli(args, env, cwd=tmp)
-    assert job.process.returncode == 0, job.transcript()
+    assert job.returncode == 0, job.log
     assert outputs["SHARK_ACCESS_TOKEN"] not in job.stdout + job.stderr
     return job.stdout.strip()
 
@@ -173,7 +174,7 @@ def test_an_auth_url_copied_from_the_advertised_endpoints_is_told_the_issuer(
     message says what to set instead, before any device code exists."""
     env = login_env(glewlwyd, tmp_path, CI_SHARK_AUTH_URL=glewlwyd.advertised())
     job = run_cli([], env, cwd=tmp_path)
-    assert job.process.returncode == 5, job.transcript()
+    assert job.returncode == 5, job.log
     assert f"names issuer {glewlwyd.issuer()}" in job.stderr
     assert "RFC 8414" in job.stderr
     assert "approval needed" not in job.stderr
@@ -300,8 +301,8 @@ def test_revoke_with_a_public_client_is_refused(glewlwyd: GlewlwydServer, tmp_pa
         ),
         cwd=tmp_path,
     )
-    assert revoked.process.returncode != 0, revoked.transcript()
-    assert "401" in revoked.stderr, revoked.transcript()
+    assert revoked.returncode != 0, revoked.log
+    assert "401" in revoked.stderr, revoked.log
     assert token not in revoked.stdout + revoked.stderr
     url = glewlwyd.userinfo_endpoint
     nonce = None

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
+from support.clock import START, FakeClock
 
 from ci_shark.errors import (
     AccessDenied,
@@ -49,26 +50,10 @@ from ci_shark.oauth.http import OAuthHttp, Reply, TransientFailure
 from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.secret import Secret
 
-ISSUED_AT = 1000.0
+ISSUED_AT = START  # codes are issued when the fake clock starts
 AS = "https://as.example"
 DEVICE_URL = f"{AS}/oauth/device"
 TOKEN_URL = f"{AS}/oauth/token"
-
-
-class FakeClock:
-    """A monotonic clock that only moves when someone sleeps (or a test says so)."""
-
-    def __init__(self, now: float = ISSUED_AT) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0, "slept a negative time"
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def device_body(**overrides: Any) -> dict[str, Any]:

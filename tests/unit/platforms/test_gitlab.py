@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from gfm import assert_inert
+from support.gfm import assert_inert
 
 from ci_shark.errors import PolicyRefused
 from ci_shark.platforms import Platform, detect

@@ -1,4 +1,4 @@
-"""Loopback fakes of the CI services the integration tests talk to.
+"""A loopback fake of the GitLab REST API the integration and engine tests talk to.
 
 ``GitLabNotesServer``: the MR notes endpoints of the GitLab REST API (list, create, edit,
 and ``GET /user``, who the token is),
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback_http import JsonHandler, LoopbackFake, LoopbackServer
+from support.loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
 # The user of the project access token the tests use: it writes, and may edit, our notes.
 TOKEN_USER = {"id": 4242, "username": "project_7_bot_ci"}
