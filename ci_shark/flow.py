@@ -107,7 +107,7 @@ def run(
                 identity = who_approved(flow, tokens, plan, clock)
                 progress.approver = identity.display if identity else None
                 enforce_allowed_approvers(identity, settings.allowed_approvers)
-                credentials = export(settings, plan, tokens, progress, platform)
+                credentials = export(plan, tokens, progress, platform)
             except BaseException as failure:
                 undo_issued(flow, failure, progress, settings, clock)
                 raise
@@ -379,9 +379,7 @@ def revoke_quietly(
 # -- 8: outputs ----------------------------------------------------------------------------
 
 
-def export(
-    settings: Settings, plan: Plan, tokens: TokenSet, progress: _Progress, platform: Platform
-) -> Credentials:
+def export(plan: Plan, tokens: TokenSet, progress: _Progress, platform: Platform) -> Credentials:
     if plan.dpop_key is not None and not tokens.is_dpop_bound:
         platform.warn(
             f"DPoP was requested but the server issued a {tokens.token_type} token: it is "
