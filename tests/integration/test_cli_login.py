@@ -219,7 +219,7 @@ def test_a_failed_login_stops_the_eval_ing_script(
 
 
 @pytest.mark.parametrize("mistake", ["--bogus", "--timeout", "--dpop=maybe"])
-def test_a_usage_error_stops_the_eval_ing_script(tmp_path: Path, mistake: str) -> None:
+def test_a_usage_error_stops_the_eval_ing_script(mistake: str) -> None:
     # argparse exits before the flow could hand the eval its `exit N`: main() does it.
     env = clean_env({"CI_SHARK_AUTH_URL": "http://127.0.0.1:9", "CI_SHARK_CLIENT_ID": "x"})
     for spelling in ("--output-format shell", "--output-format=shell"):
@@ -265,20 +265,20 @@ def test_proof_then_userinfo_then_revoke(sandbox_factory: SandboxFactory, tmp_pa
     assert refused.status_code == 401
 
 
-def test_revoke_with_nothing_to_revoke_succeeds(tmp_path: Path) -> None:
+def test_revoke_with_nothing_to_revoke_succeeds() -> None:
     result = run_cli(["revoke"], clean_env())
     assert result.returncode == 0
     assert "nothing to revoke" in result.stderr
 
 
-def test_missing_input_names_the_input_and_the_fix(tmp_path: Path) -> None:
+def test_missing_input_names_the_input_and_the_fix() -> None:
     result = run_cli([], clean_env({"CI_SHARK_CLIENT_ID": "x"}))
     assert result.returncode == 2
     assert "`auth-url`" in result.stderr
     assert "CI_SHARK_AUTH_URL" in result.stderr
 
 
-def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path) -> None:
+def test_plain_http_to_a_remote_host_is_refused() -> None:
     env = clean_env({"CI_SHARK_AUTH_URL": "http://auth.example.com", "CI_SHARK_CLIENT_ID": "x"})
     result = run_cli([], env)
     assert result.returncode == 2

@@ -207,9 +207,6 @@ def test_a_compression_bomb_is_refused_without_inflating_it(
 # -- 3. allowed-approvers: only the named people, on the server's own claims --------------
 
 
-VERIFIED = {"email_verified": True}
-
-
 def approved_as(claims: dict[str, Any], server_url: str) -> list[Answer]:
     claims = {"iss": server_url, "aud": "ci-shark-test", "exp": time.time() + 600, **claims}
     return [token_answer(id_token=id_token(claims), refresh_token="rt-scripted-1")]

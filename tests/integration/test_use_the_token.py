@@ -26,7 +26,7 @@ def logged_in(server: SandboxServer, tmp: Path, **extra: str) -> Path:
     return tmp / "out.json"
 
 
-def use(server: SandboxServer, tmp: Path, *args: str, **env: str) -> CliResult:
+def use(tmp: Path, *args: str, **env: str) -> CliResult:
     return run_cli(list(args), clean_env(env), cwd=tmp)
 
 
@@ -55,9 +55,7 @@ def test_get_with_a_dpop_proof_through_a_nonce_challenge(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     challenges = server.stats.nonce_challenges
-    done = use(
-        server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo?x=1"
-    )
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo?x=1")
     assert done.returncode == 0, done.log
     echoed = json.loads(done.stdout)
     assert echoed["method"] == "GET"
@@ -74,7 +72,7 @@ def test_a_bare_401_with_a_fresh_nonce_is_answered_too(
     # glewlwyd sends only a fresh DPoP-Nonce with a bare 401.
     server = sandbox_factory(approve_after_s=1, bare_nonce_challenge=True)
     creds = logged_in(server, tmp_path)
-    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert done.returncode == 0, done.log
     assert json.loads(done.stdout)["scheme"] == "DPoP"
 
@@ -98,9 +96,7 @@ def test_post_with_a_body(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     (tmp_path / "payload.txt").write_text("from a file\n")
-    done = use(
-        server, tmp_path, "request", "--credentials", str(creds), *flags, f"{server.url}/api/echo"
-    )
+    done = use(tmp_path, "request", "--credentials", str(creds), *flags, f"{server.url}/api/echo")
     assert done.returncode == 0, done.log
     echoed = json.loads(done.stdout)
     assert echoed["method"] == "POST"
@@ -112,7 +108,7 @@ def test_a_bearer_token_goes_as_bearer(sandbox_factory: SandboxFactory, tmp_path
     server = sandbox_factory(approve_after_s=1, require_dpop=False)
     creds = logged_in(server, tmp_path, CI_SHARK_DPOP="false")
     assert json.loads(creds.read_text())["SHARK_TOKEN_TYPE"] == "Bearer"
-    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert done.returncode == 0, done.log
     assert json.loads(done.stdout)["scheme"] == "Bearer"
 
@@ -122,9 +118,7 @@ def test_an_http_error_exits_22_with_the_status_and_writes_the_body(
 ) -> None:
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
-    done = use(
-        server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/nothing-here"
-    )
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/nothing-here")
     assert done.returncode == 22, done.log
     assert "HTTP 404" in done.stderr
     assert done.stdout  # the body, as curl --fail-with-body
@@ -138,7 +132,6 @@ def test_a_redirect_to_another_origin_is_not_followed_with_the_token(
     port = server.url.rsplit(":", 1)[1]
     elsewhere = f"http://localhost:{port}/api/echo"  # the same server, another origin
     done = use(
-        server,
         tmp_path,
         "request",
         "--credentials",
@@ -158,7 +151,6 @@ def test_a_same_origin_redirect_is_followed(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     done = use(
-        server,
         tmp_path,
         "request",
         "--credentials",
@@ -175,7 +167,6 @@ def test_a_large_body_goes_to_a_0600_file(sandbox_factory: SandboxFactory, tmp_p
     out = tmp_path / "body.bin"
     n = 3 * 1024 * 1024
     done = use(
-        server,
         tmp_path,
         "request",
         "--credentials",
@@ -198,7 +189,7 @@ def test_an_expired_token_is_refreshed_once_and_the_file_rewritten(
     creds = logged_in(server, tmp_path)
     before = json.loads(creds.read_text())
     time.sleep(1.2)  # the access token lives 1 s
-    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert done.returncode == 0, done.log
     assert done.stderr.count("refreshing it") == 1
     after = json.loads(creds.read_text())
@@ -215,7 +206,7 @@ def test_refresh_rewrites_the_credentials_with_the_same_key(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     before = json.loads(creds.read_text())
-    done = use(server, tmp_path, "refresh", "--credentials", str(creds))
+    done = use(tmp_path, "refresh", "--credentials", str(creds))
     assert done.returncode == 0, done.log
     after = json.loads(creds.read_text())
     assert after["SHARK_ACCESS_TOKEN"] != before["SHARK_ACCESS_TOKEN"]
@@ -224,7 +215,7 @@ def test_refresh_rewrites_the_credentials_with_the_same_key(
     assert after["SHARK_DPOP_KEY_FILE"] == before["SHARK_DPOP_KEY_FILE"]
     assert_no_secret(done, creds)
     # the new token works
-    echo = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    echo = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert echo.returncode == 0, echo.log
 
 
@@ -234,12 +225,12 @@ def test_revoke_reads_the_same_credentials_file(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     values = json.loads(creds.read_text())
-    done = use(server, tmp_path, "revoke", "--credentials", str(creds))
+    done = use(tmp_path, "revoke", "--credentials", str(creds))
     assert done.returncode == 0, done.log
     assert "revoked the refresh token" in done.stderr
     assert "revoked the access token" in done.stderr
     assert not Path(values["SHARK_DPOP_KEY_FILE"]).exists()
-    after = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    after = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert after.returncode != 0  # the token is dead (and its key gone)
 
 

@@ -340,7 +340,7 @@ def test_mask_is_a_noop_and_no_secret_reaches_the_log(tmp_path: Path) -> None:
     assert Path(exported.dpop_key_file or "").read_text().startswith("-----BEGIN")
 
 
-def test_output_format_auto_is_dotenv_and_shell_goes_to_stdout(tmp_path: Path) -> None:
+def test_output_format_auto_is_dotenv_and_shell_goes_to_stdout() -> None:
     assert platform(MR_ENV).output_format() == "dotenv"
     streams = Streams()
     gitlab = platform(MR_ENV, streams=streams, output_format="shell")

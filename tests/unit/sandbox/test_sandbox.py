@@ -152,9 +152,7 @@ def test_pending_then_approve_then_dpop_token_with_id_token(
     assert server.stats.polls == 2
 
 
-def test_denied_code_answers_access_denied(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
+def test_denied_code_answers_access_denied(server: SandboxServer, client: Client) -> None:
     device = client.device()
     server.deny(device["user_code"])
     assert error_of(client.poll(device["device_code"])) == "access_denied"
@@ -231,9 +229,7 @@ def test_all_polls_must_use_the_same_key(
     assert server.stats.polls == 1  # a refused proof is not a poll
 
 
-def test_refresh_token_rotates_and_stays_bound(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
+def test_refresh_token_rotates_and_stays_bound(client: Client) -> None:
     token = granted(client, scope="deploy")
     data = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
     data["client_id"] = CLIENT_ID
@@ -261,7 +257,7 @@ def test_nonce_is_demanded_then_accepted(server: SandboxServer, client: Client) 
 
 
 def test_nonce_rotation_old_nonce_refused_new_one_accepted(
-    server: SandboxServer, client: Client, clock: FakeClock
+    client: Client, clock: FakeClock
 ) -> None:
     device_code = client.device()["device_code"]
     assert error_of(client.poll(device_code)) == "authorization_pending"
@@ -359,9 +355,7 @@ def test_without_dpop_a_bearer_token_is_issued_and_usable(
 # --------------------------------------------------------------------------- resource side
 
 
-def test_userinfo_nonce_dance_and_ath(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
+def test_userinfo_nonce_dance_and_ath(server: SandboxServer, client: Client) -> None:
     access_token = granted(client)["access_token"]
     server.rotate_nonce()  # the client's nonce is now stale
     challenge = client.userinfo(access_token)
@@ -382,7 +376,7 @@ def test_userinfo_nonce_dance_and_ath(
 
 
 def test_bound_token_is_refused_as_bearer_and_with_another_key(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client
+    server: SandboxServer, client: Client, http: httpx.Client
 ) -> None:
     access_token = granted(client)["access_token"]
     as_bearer = http.get(
@@ -397,9 +391,7 @@ def test_bound_token_is_refused_as_bearer_and_with_another_key(
     assert 'error="invalid_dpop_proof"' in stolen.headers["WWW-Authenticate"]
 
 
-def test_introspection_shows_the_key_binding(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
+def test_introspection_shows_the_key_binding(server: SandboxServer, client: Client) -> None:
     access_token = granted(client, scope="deploy")["access_token"]
     info = client.introspect(access_token)
     assert info["active"] is True
@@ -413,7 +405,7 @@ def test_introspection_shows_the_key_binding(
 
 
 def test_revoked_token_stops_working(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client
+    server: SandboxServer, client: Client, http: httpx.Client
 ) -> None:
     token = granted(client)
     response = http.post(
@@ -505,7 +497,7 @@ def test_http_faults_are_seen_by_the_client(
         assert server.stats.polls == 1
 
 
-def test_reset_fault_is_a_real_tcp_reset(server: SandboxServer, clock: FakeClock) -> None:
+def test_reset_fault_is_a_real_tcp_reset(clock: FakeClock) -> None:
     with SandboxServer(clock=clock, token_faults=["reset"]) as faulty:
         host, port = faulty.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=2) as raw:

@@ -70,7 +70,7 @@ def pattern(n: int) -> bytes:
 
 
 def test_echo_returns_the_request_and_who_the_token_is(
-    server: SandboxServer, client: Client, clock: FakeClock
+    server: SandboxServer, client: Client
 ) -> None:
     access_token = granted(client, scope="deploy")["access_token"]
     response = call(
@@ -100,7 +100,7 @@ def test_echo_returns_the_request_and_who_the_token_is(
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
-def test_echo_takes_any_method(client: Client, clock: FakeClock, method: str) -> None:
+def test_echo_takes_any_method(client: Client, method: str) -> None:
     access_token = granted(client)["access_token"]
     response = call(client, method, "/api/echo", access_token)
     assert response.status_code == 200, response.text
@@ -109,7 +109,7 @@ def test_echo_takes_any_method(client: Client, clock: FakeClock, method: str) ->
     assert response.json()["content_type"] is None
 
 
-def test_echo_head_has_headers_and_no_body(client: Client, clock: FakeClock) -> None:
+def test_echo_head_has_headers_and_no_body(client: Client) -> None:
     access_token = granted(client)["access_token"]
     response = call(client, "HEAD", "/api/echo", access_token)
     assert response.status_code == 200
@@ -130,7 +130,7 @@ def test_echo_without_credentials_is_a_401_naming_both_schemes(
 
 
 def test_stale_nonce_is_a_401_use_dpop_nonce_then_the_retry_passes(
-    server: SandboxServer, client: Client, clock: FakeClock
+    server: SandboxServer, client: Client
 ) -> None:
     access_token = granted(client)["access_token"]
     server.rotate_nonce()
@@ -145,7 +145,7 @@ def test_stale_nonce_is_a_401_use_dpop_nonce_then_the_retry_passes(
 
 
 def test_missing_nonce_is_challenged_too(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client
+    server: SandboxServer, client: Client, http: httpx.Client
 ) -> None:
     access_token = granted(client)["access_token"]
     url = f"{server.url}/api/echo"
@@ -205,7 +205,6 @@ def test_token_endpoint_nonce_challenge_stays_a_400_in_the_bare_style(
 def test_bad_proofs_are_refused_with_invalid_dpop_proof(
     server: SandboxServer,
     client: Client,
-    clock: FakeClock,
     http: httpx.Client,
     change: str,
     reason: str,
@@ -245,7 +244,7 @@ def test_expired_token_is_invalid_token(http: httpx.Client, clock: FakeClock) ->
 
 @pytest.mark.parametrize("how", ["revoked", "unknown"])
 def test_revoked_or_unknown_token_is_invalid_token(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client, how: str
+    server: SandboxServer, client: Client, http: httpx.Client, how: str
 ) -> None:
     access_token = granted(client)["access_token"]
     if how == "revoked":
@@ -281,7 +280,7 @@ def test_bearer_token_is_echoed_and_a_bad_one_gets_a_bearer_challenge(
 # --------------------------------------------------------------------------- /api/redirect
 
 
-def test_same_origin_redirect(server: SandboxServer, client: Client, clock: FakeClock) -> None:
+def test_same_origin_redirect(server: SandboxServer, client: Client) -> None:
     access_token = granted(client)["access_token"]
     target = urllib.parse.quote("/api/echo?a=1", safe="")
     response = call(client, "POST", f"/api/redirect?to={target}&status=307", access_token)
@@ -345,9 +344,7 @@ def test_bytes_streams_n_bytes_of_a_known_pattern(
     assert [r.detail for r in server.stats.requests] == ["anonymous"] * 3
 
 
-def test_bytes_checks_credentials_when_present(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
+def test_bytes_checks_credentials_when_present(server: SandboxServer, client: Client) -> None:
     access_token = granted(client)["access_token"]
     assert call(client, "GET", "/api/bytes?n=5", access_token).content == pattern(5)
     refused = call(client, "GET", "/api/bytes?n=5", access_token, htu=f"{server.url}/api/echo")
@@ -372,7 +369,7 @@ def test_bytes_takes_no_post(server: SandboxServer, http: httpx.Client) -> None:
 
 
 def test_dpop_bound_refresh_keeps_the_key_and_rotates_the_refresh_token(
-    server: SandboxServer, client: Client, clock: FakeClock
+    server: SandboxServer, client: Client
 ) -> None:
     first = granted(client, scope="openid deploy")
     response = refresh(client, first["refresh_token"])
@@ -389,7 +386,7 @@ def test_dpop_bound_refresh_keeps_the_key_and_rotates_the_refresh_token(
 
 
 def test_refresh_demands_the_nonce_like_the_token_endpoint(
-    server: SandboxServer, client: Client, clock: FakeClock
+    server: SandboxServer, client: Client
 ) -> None:
     token = granted(client)
     server.rotate_nonce()
@@ -403,7 +400,7 @@ def test_refresh_demands_the_nonce_like_the_token_endpoint(
 
 
 def test_refresh_with_another_key_is_refused(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client
+    server: SandboxServer, client: Client, http: httpx.Client
 ) -> None:
     token = granted(client)
     thief = Client(server, http)
@@ -516,7 +513,7 @@ def test_client_credentials_is_refused_to_a_public_client(
     assert "client_credentials" not in document["grant_types_supported"]
 
 
-def test_device_flow_token_response_names_its_binding(client: Client, clock: FakeClock) -> None:
+def test_device_flow_token_response_names_its_binding(client: Client) -> None:
     assert granted(client)["cnf"] == {"jkt": client.key.thumbprint()}
 
 
