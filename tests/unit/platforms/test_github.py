@@ -48,8 +48,6 @@ from .platform_fakes import (
 TOKEN = "ghs_unit_test_token_5a5a5a"
 REPO = "octo/app"
 
-Handler = Callable[[httpx.Request], httpx.Response]
-
 
 class Api:
     """A MockTransport with a tiny comments store, recording every request."""
