@@ -142,7 +142,7 @@ def userinfo_with_nonce_retry(
 def test_login_proof_userinfo_introspect_revoke(provider: ProviderServer, tmp_path: Path) -> None:
     job, outputs = login(provider, tmp_path)
 
-    # -- the outputs SPEC.md promises -------------------------------------------------
+    # -- the outputs the README promises (Use it: the SHARK_* outputs) -----------------
     token = outputs["SHARK_ACCESS_TOKEN"]
     assert token
     assert outputs["SHARK_TOKEN_TYPE"] == "DPoP"

@@ -222,7 +222,7 @@ def test_token_endpoint_outage_outlasting_the_deadline_exits_4(
 def test_device_endpoint_outage_outlasting_the_deadline_exits_1(
     provider: ProviderServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    """SPEC: exit 1 is "an unreachable server after retries"."""
+    """README, "Commands and exit codes": exit 1 is "a server unreachable until the deadline"."""
     proxy.always(DEVICE, status(503))
     started = time.monotonic()
     with job(provider, proxy, tmp_path, timeout="4") as running:
