@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from github_runner import PR_NUMBER, github_step, link_from_pr_comment
-from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, missing, wait_for_link
+from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, wait_for_link
+from peers import missing
 from support.cli import CliJob, job_env
 from support.dpop_proofs import DpopKey
 from support.job_outputs import read_json_outputs

@@ -9,14 +9,13 @@ revoke -> userinfo refuses. Plus denial (exit 3), expiry and timeout (exit 4).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from approver import Page, approve, deny
+from approver import approve, deny
 from joserfc import jws
 from joserfc.jwk import ECKey
 from oidc_peer import (
@@ -28,6 +27,7 @@ from oidc_peer import (
     ProviderServer,
     wait_for_link,
 )
+from support.background import Background
 from support.cli import CliJob, job_env, run_cli
 from support.dpop_proofs import ath
 from support.job_outputs import read_json_outputs
@@ -67,40 +67,15 @@ def introspect(provider: ProviderServer, token: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def approve_in_thread(link: str, code: str, account: str = "maintainer") -> threading.Thread:
-    """The maintainer, in their browser, while the job keeps polling."""
-    result: dict[str, Page | BaseException] = {}
-
-    def run() -> None:
-        try:
-            result["page"] = approve(link, code, account)
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, name="maintainer", daemon=True)
-    thread.result = result  # type: ignore[attr-defined]
-    thread.start()
-    return thread
-
-
-def joined(thread: threading.Thread) -> Page:
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the approver did not finish in 30 s"
-    result = thread.result  # type: ignore[attr-defined]
-    if "error" in result:
-        raise result["error"]
-    return result["page"]  # type: ignore[no-any-return]
-
-
 def login(
     provider: ProviderServer, tmp: Path, *, account: str = "maintainer", **overrides: str
 ) -> tuple[CliJob, dict[str, Any]]:
     """Run the login job, approve as ``account``, return the job and its outputs."""
     with CliJob([], login_env(provider, tmp, **overrides), cwd=tmp) as job:
         link, code = wait_for_link(job)
-        maintainer = approve_in_thread(link, code, account)
+        maintainer = Background(lambda: approve(link, code, account), name="maintainer")
         rc = job.wait(JOB_TIMEOUT_S)
-        assert joined(maintainer).succeeded
+        assert maintainer.result().succeeded
         assert rc == 0, job.transcript()
     return job, read_json_outputs(tmp / "out.json")
 

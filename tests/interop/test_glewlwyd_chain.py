@@ -14,7 +14,6 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from glewlwyd_approver import Approval, approve
 from glewlwyd_peer import CLIENT_ID, PASSWORDS, SCOPE, GlewlwydServer
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
+from support.background import Background
 from support.cli import CliJob, job_env, run_cli
 from support.dpop_proofs import ath
 from support.job_outputs import read_json_outputs
@@ -73,42 +73,17 @@ def approve_as(glewlwyd: GlewlwydServer, link: str, code: str, account: str) -> 
     )
 
 
-def approve_in_thread(
-    glewlwyd: GlewlwydServer, link: str, code: str, account: str = "maintainer"
-) -> threading.Thread:
-    """The maintainer, in their browser, while the job keeps polling."""
-    result: dict[str, Approval | BaseException] = {}
-
-    def run() -> None:
-        try:
-            result["approval"] = approve_as(glewlwyd, link, code, account)
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, name="maintainer", daemon=True)
-    thread.result = result  # type: ignore[attr-defined]
-    thread.start()
-    return thread
-
-
-def joined(thread: threading.Thread) -> Approval:
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the approver did not finish in 30 s"
-    result = thread.result  # type: ignore[attr-defined]
-    if "error" in result:
-        raise result["error"]
-    return result["approval"]  # type: ignore[no-any-return]
-
-
 def login(
     glewlwyd: GlewlwydServer, tmp: Path, *, account: str = "maintainer", **overrides: str
 ) -> tuple[CliJob, dict[str, Any]]:
     """Run the login job, approve as ``account``, return the job and its outputs."""
     with CliJob([], login_env(glewlwyd, tmp, **overrides), cwd=tmp) as job:
         link, code = wait_for_link(job)
-        maintainer = approve_in_thread(glewlwyd, link, code, account)
+        maintainer = Background(
+            lambda: approve_as(glewlwyd, link, code, account), name="maintainer"
+        )
         rc = job.wait(JOB_TIMEOUT_S)
-        assert joined(maintainer).approved
+        assert maintainer.result().approved
         assert rc == 0, job.transcript()
     return job, read_json_outputs(tmp / "out.json")
 
