@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn
 
 import pytest
+from support.cli import job_env
 
 STOP_TIMEOUT_S = 5
 
@@ -63,6 +64,24 @@ class Peer:
         except OSError as exc:
             return f"(no {self.name} log: {exc})"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def login_env(
+    tmp: Path, *, auth_url: str, client_id: str, scope: str, timeout: str, **overrides: str
+) -> dict[str, str]:
+    """A login job against a peer: JSON outputs in ``tmp/out.json``, the approval in the log
+    only; ``overrides`` (any CI_SHARK_* variable) win."""
+    values = {
+        "CI_SHARK_AUTH_URL": auth_url,
+        "CI_SHARK_CLIENT_ID": client_id,
+        "CI_SHARK_SCOPE": scope,
+        "CI_SHARK_OUTPUT_FORMAT": "json",
+        "CI_SHARK_OUTPUT_FILE": str(tmp / "out.json"),
+        "CI_SHARK_NOTIFY": "log",
+        "CI_SHARK_TIMEOUT": timeout,
+        **overrides,
+    }
+    return job_env(tmp, **values)
 
 
 def stop(process: subprocess.Popen[Any]) -> None:

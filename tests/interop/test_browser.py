@@ -17,8 +17,8 @@ import httpx
 import pytest
 from github_runner import PR_NUMBER, github_step, link_from_pr_comment
 from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, wait_for_link
-from peers import missing
-from support.cli import CliJob, job_env
+from peers import login_env, missing
+from support.cli import CliJob
 from support.dpop_proofs import DpopKey
 from support.job_outputs import read_json_outputs
 
@@ -152,16 +152,7 @@ def test_browser_approves_a_hand_driven_flow(
 
 
 def _job(provider: ProviderServer, tmp: Path) -> CliJob:
-    env = job_env(
-        tmp,
-        CI_SHARK_AUTH_URL=provider.issuer,
-        CI_SHARK_CLIENT_ID=CLIENT_ID,
-        CI_SHARK_SCOPE=SCOPE,
-        CI_SHARK_OUTPUT_FORMAT="json",
-        CI_SHARK_OUTPUT_FILE=str(tmp / "out.json"),
-        CI_SHARK_NOTIFY="log",
-        CI_SHARK_TIMEOUT="60",
-    )
+    env = login_env(tmp, auth_url=provider.issuer, client_id=CLIENT_ID, scope=SCOPE, timeout="60")
     return CliJob([], env, cwd=tmp)
 
 

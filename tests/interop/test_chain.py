@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import peers
 import pytest
 from approver import approve, deny
 from joserfc import jws
@@ -43,17 +44,14 @@ def _needs_cli(ci_shark_cli: list[str]) -> None:
 
 
 def login_env(provider: ProviderServer, tmp: Path, **overrides: str) -> dict[str, str]:
-    values = {
-        "CI_SHARK_AUTH_URL": provider.issuer,
-        "CI_SHARK_CLIENT_ID": CLIENT_ID,
-        "CI_SHARK_SCOPE": SCOPE,
-        "CI_SHARK_OUTPUT_FORMAT": "json",
-        "CI_SHARK_OUTPUT_FILE": str(tmp / "out.json"),
-        "CI_SHARK_NOTIFY": "log",
-        "CI_SHARK_TIMEOUT": str(JOB_TIMEOUT_S),
-    }
-    values.update(overrides)
-    return job_env(tmp, **values)
+    return peers.login_env(
+        tmp,
+        auth_url=provider.issuer,
+        client_id=CLIENT_ID,
+        scope=SCOPE,
+        timeout=str(JOB_TIMEOUT_S),
+        **overrides,
+    )
 
 
 def introspect(provider: ProviderServer, token: str) -> dict[str, Any]:

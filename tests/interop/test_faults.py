@@ -32,7 +32,8 @@ from oidc_peer import (
     ProviderServer,
     wait_for_link,
 )
-from support.cli import CliJob, job_env
+from peers import login_env
+from support.cli import CliJob
 from support.job_outputs import read_json_outputs
 
 pytestmark = pytest.mark.interop
@@ -50,17 +51,14 @@ def proxy(provider: ProviderServer, ci_shark_cli: list[str]) -> Iterator[FaultPr
 
 
 def job(provider: ProviderServer, proxy: FaultProxy, tmp: Path, *, timeout: str = "60") -> CliJob:
-    env = job_env(
+    env = login_env(
         tmp,
-        CI_SHARK_AUTH_URL=provider.issuer,
-        CI_SHARK_CLIENT_ID=CLIENT_ID,
-        CI_SHARK_SCOPE=SCOPE,
+        auth_url=provider.issuer,
+        client_id=CLIENT_ID,
+        scope=SCOPE,
+        timeout=timeout,
         CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{proxy.url}{DEVICE}",
         CI_SHARK_TOKEN_ENDPOINT=f"{proxy.url}{TOKEN}",
-        CI_SHARK_OUTPUT_FORMAT="json",
-        CI_SHARK_OUTPUT_FILE=str(tmp / "out.json"),
-        CI_SHARK_NOTIFY="log",
-        CI_SHARK_TIMEOUT=timeout,
     )
     return CliJob([], env, cwd=tmp)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import peers
 import pytest
 from glewlwyd_approver import Approval, approve
 from glewlwyd_peer import CLIENT_ID, PASSWORDS, SCOPE, GlewlwydServer
@@ -46,17 +47,14 @@ def _needs_cli(ci_shark_cli: list[str]) -> None:
 
 
 def login_env(glewlwyd: GlewlwydServer, tmp: Path, **overrides: str) -> dict[str, str]:
-    values = {
-        "CI_SHARK_AUTH_URL": glewlwyd.issuer(),
-        "CI_SHARK_CLIENT_ID": CLIENT_ID,
-        "CI_SHARK_SCOPE": SCOPE,
-        "CI_SHARK_OUTPUT_FORMAT": "json",
-        "CI_SHARK_OUTPUT_FILE": str(tmp / "out.json"),
-        "CI_SHARK_NOTIFY": "log",
-        "CI_SHARK_TIMEOUT": str(JOB_TIMEOUT_S),
-    }
-    values.update(overrides)
-    return job_env(tmp, **values)
+    return peers.login_env(
+        tmp,
+        auth_url=glewlwyd.issuer(),
+        client_id=CLIENT_ID,
+        scope=SCOPE,
+        timeout=str(JOB_TIMEOUT_S),
+        **overrides,
+    )
 
 
 def wait_for_link(job: CliJob) -> tuple[str, str]:
