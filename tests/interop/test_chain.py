@@ -33,14 +33,10 @@ from support.cli import CliJob, job_env, run_cli
 from support.dpop_proofs import ath
 from support.job_outputs import read_json_outputs
 
-pytestmark = pytest.mark.interop
+# Skipped locally (failed under CI) while `python -m ci_shark` does not answer --help.
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("ci_shark_cli")]
 
 JOB_TIMEOUT_S = 60
-
-
-@pytest.fixture(autouse=True)
-def _needs_cli(ci_shark_cli: list[str]) -> None:
-    """Skip locally (fail under CI) while `python -m ci_shark` does not answer --help."""
 
 
 def login_env(provider: ProviderServer, tmp: Path, **overrides: str) -> dict[str, str]:

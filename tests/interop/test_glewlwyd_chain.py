@@ -31,7 +31,8 @@ from support.cli import CliJob, job_env, run_cli
 from support.dpop_proofs import ath
 from support.job_outputs import read_json_outputs
 
-pytestmark = pytest.mark.interop
+# Skipped locally (failed under CI) while `python -m ci_shark` does not answer --help.
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("ci_shark_cli")]
 
 JOB_TIMEOUT_S = 60
 LINK = re.compile(r"http://127\.0\.0\.1:\d+//api/glwd[a-z-]*/device(?:\?code=[A-Z0-9-]+)?")
@@ -39,11 +40,6 @@ USER_CODE = re.compile(r"\b[A-Z0-9]{4}-[A-Z0-9]{4}\b")
 # How long a paused job is left alone before the server is touched: a poll already on the
 # wire is answered by then (glewlwyd answers in milliseconds on loopback).
 SETTLE_S = 0.5
-
-
-@pytest.fixture(autouse=True)
-def _needs_cli(ci_shark_cli: list[str]) -> None:
-    """Skip locally (fail under CI) while `python -m ci_shark` does not answer --help."""
 
 
 def login_env(glewlwyd: GlewlwydServer, tmp: Path, **overrides: str) -> dict[str, str]:
