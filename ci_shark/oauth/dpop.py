@@ -155,10 +155,6 @@ class DPoPKey:
         ``make_proof(htm=…, htu=…, access_token=…)``."""
         return self.proof(htm, htu, nonce=nonce, access_token=access_token)
 
-    def private_key_pem(self) -> str:
-        """SharkAuth SDK: the private key, PEM (PKCS#8). A plain string: keep it secret."""
-        return self.private_pem().reveal()
-
     def __repr__(self) -> str:
         return f"DPoPKey(jkt={self.jkt!r})"
 

@@ -62,7 +62,6 @@ SUMMARY_LIMIT_BYTES = 128 * 1024
 DELIMITER_PREFIX = "ghadelimiter_"
 # The account GITHUB_TOKEN posts as. Its installation token cannot ask GET /user.
 ACTIONS_BOT = "github-actions[bot]"
-CREDENTIALS_FILE = "ci-shark.json"
 PR_EVENTS = frozenset(
     {"pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment"}
 )

@@ -36,7 +36,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
 from engine_tools import (
     REPO,
     EngineRun,
@@ -47,6 +46,7 @@ from engine_tools import (
     run_engine,
     stop_leftover_processes,
 )
+from support.cli import clean_env
 
 pytestmark = pytest.mark.engine
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
 from engine_tools import (
     REPO,
     EngineRun,
@@ -41,7 +40,8 @@ from engine_tools import (
     readable_secrets,
     run_engine,
 )
-from integration.ci_fakes import GitLabNotesServer
+from support.cli import clean_env
+from support.gitlab_fakes import GitLabNotesServer
 
 from ci_shark.sandbox import SandboxServer
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from loopback_http import JsonHandler, LoopbackFake, LoopbackServer
+from support.loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
 DEVICE_CODE = "dc-scripted-CANARY-5e0f1a2b3c4d"
 

@@ -24,9 +24,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import REPO
-from loopback_http import LoopbackServer
-from loopback_tls import LoopbackCertificate, loopback_certificate
+from support.cli import REPO
+from support.loopback_http import LoopbackServer
+from support.loopback_tls import LoopbackCertificate, loopback_certificate
 
 SETUP = REPO / "scripts" / "action-setup.sh"
 INSTALLER = REPO / "scripts" / "install_wheels.py"

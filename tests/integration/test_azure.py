@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import clean_env, run_cli
+from support.cli import clean_env, run_cli
 
 from ci_shark.sandbox import SandboxServer
 

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import clean_env, dotenv, job_folder, run_cli, secrets_of
+from support.cli import clean_env, run_cli
+from support.job_outputs import dotenv, job_folder, secrets_of
 
 from ci_shark.sandbox import SandboxServer
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import login_env, run_cli
+from support.cli import CliJob, login_env, run_cli
 
 from ci_shark.sandbox import METADATA_PATHS, SandboxServer
 
@@ -110,31 +107,16 @@ def test_unknown_approver_fails_closed(sandbox_factory: SandboxFactory, tmp_path
 
 def test_renew_replaces_an_expired_code(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     server = sandbox_factory(expires_in_s=2)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ci_shark"],
-        env=login_env(server, tmp_path, CI_SHARK_RENEW="true", CI_SHARK_TIMEOUT="40"),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-    def approve_the_second_code() -> None:
+    env = login_env(server, tmp_path, CI_SHARK_RENEW="true", CI_SHARK_TIMEOUT="40")
+    with CliJob([], env) as job:
         deadline = time.monotonic() + 20
         while len(server.grants) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         if len(server.grants) >= 2:
             server.approve(server.grants[1].user_code)
-
-    approver = threading.Thread(target=approve_the_second_code)
-    approver.start()
-    try:
-        _, stderr = process.communicate(timeout=40)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        approver.join(timeout=25)
-    assert process.returncode == 0, stderr
+        returncode = job.wait(40)
+    stderr = job.stderr
+    assert returncode == 0, stderr
     assert "asking for a new one" in stderr
     assert stderr.count("approval needed") == 2
     codes = [grant.user_code for grant in server.grants]

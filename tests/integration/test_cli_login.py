@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import clean_env, login_env, run_bash, run_cli
+from support.cli import CliJob, clean_env, login_env, run_bash, run_cli
 
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.sandbox import SandboxServer
@@ -173,27 +172,16 @@ def test_cancellation_mid_wait_writes_nothing(
     sandbox_factory: SandboxFactory, tmp_path: Path, signum: int, code: int
 ) -> None:
     server = sandbox_factory()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ci_shark"],
-        env=login_env(server, tmp_path),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with CliJob([], login_env(server, tmp_path)) as job:
         deadline = time.monotonic() + 15
         while not server.grants and time.monotonic() < deadline:
             time.sleep(0.05)
         assert server.grants, "no device code was requested"
         time.sleep(0.3)
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=15)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-    assert process.returncode == code, stderr
+        job.process.send_signal(signum)
+        returncode = job.wait(15)
+    stderr = job.stderr
+    assert returncode == code, stderr
     assert "cancelled" in stderr
     assert not (tmp_path / "out.json").exists()
     assert not list(tmp_path.glob("ci-shark-dpop-*"))
@@ -231,7 +219,7 @@ def test_a_failed_login_stops_the_eval_ing_script(
 
 
 @pytest.mark.parametrize("mistake", ["--bogus", "--timeout", "--dpop=maybe"])
-def test_a_usage_error_stops_the_eval_ing_script(tmp_path: Path, mistake: str) -> None:
+def test_a_usage_error_stops_the_eval_ing_script(mistake: str) -> None:
     # argparse exits before the flow could hand the eval its `exit N`: main() does it.
     env = clean_env({"CI_SHARK_AUTH_URL": "http://127.0.0.1:9", "CI_SHARK_CLIENT_ID": "x"})
     for spelling in ("--output-format shell", "--output-format=shell"):
@@ -277,20 +265,20 @@ def test_proof_then_userinfo_then_revoke(sandbox_factory: SandboxFactory, tmp_pa
     assert refused.status_code == 401
 
 
-def test_revoke_with_nothing_to_revoke_succeeds(tmp_path: Path) -> None:
+def test_revoke_with_nothing_to_revoke_succeeds() -> None:
     result = run_cli(["revoke"], clean_env())
     assert result.returncode == 0
     assert "nothing to revoke" in result.stderr
 
 
-def test_missing_input_names_the_input_and_the_fix(tmp_path: Path) -> None:
+def test_missing_input_names_the_input_and_the_fix() -> None:
     result = run_cli([], clean_env({"CI_SHARK_CLIENT_ID": "x"}))
     assert result.returncode == 2
     assert "`auth-url`" in result.stderr
     assert "CI_SHARK_AUTH_URL" in result.stderr
 
 
-def test_plain_http_to_a_remote_host_is_refused(tmp_path: Path) -> None:
+def test_plain_http_to_a_remote_host_is_refused() -> None:
     env = clean_env({"CI_SHARK_AUTH_URL": "http://auth.example.com", "CI_SHARK_CLIENT_ID": "x"})
     result = run_cli([], env)
     assert result.returncode == 2

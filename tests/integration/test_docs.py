@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import REPO, clean_env, run_bash, run_process
+from support.cli import REPO, clean_env, run_bash, run_process
 
 from ci_shark.sandbox import SandboxServer
 

@@ -3,20 +3,22 @@
 
 from __future__ import annotations
 
+import re
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import clean_env, login_env, run_cli
-from loopback_http import JsonHandler, LoopbackServer
+from support.cli import CliJob, clean_env, login_env, run_cli
+from support.loopback_http import JsonHandler, LoopbackServer
 
 from ci_shark.sandbox import SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
+
+
+FIRST_LINE = re.compile(r"\A.*\n")
 
 
 def closed_port() -> int:
@@ -29,21 +31,11 @@ def first_stderr_line(
     argv: list[str], env: dict[str, str], tmp: Path
 ) -> tuple[str, float, int, str]:
     """The first line the run prints, how long it took, and then the exit code and the rest."""
-    began = time.monotonic()
-    with subprocess.Popen(
-        [sys.executable, "-m", "ci_shark", *argv],
-        env=env,
-        cwd=tmp,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        assert process.stderr is not None
-        first = process.stderr.readline()
-        after = time.monotonic() - began
-        rest = process.stderr.read()
-        return first, after, process.wait(timeout=60), rest
+    with CliJob(argv, env, cwd=tmp) as job:
+        first = job.wait_for(FIRST_LINE, timeout_s=60, stderr_only=True)[0]
+        after = time.monotonic() - job.started
+        code = job.wait(60)
+        return first, after, code, job.stderr[len(first) :]
 
 
 # -- finding the server --------------------------------------------------------------------

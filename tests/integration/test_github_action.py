@@ -8,20 +8,18 @@ authorization server. stdout and stderr are checked the way the runner reads the
 
 from __future__ import annotations
 
+import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import REPO, CliResult, clean_env, run_process
-from gfm import assert_inert, read
-from github_fakes import (
+from support.cli import REPO, CliJob, CliResult, clean_env, run_process
+from support.gfm import assert_inert, read
+from support.github_fakes import (
     HOSTILE_USER_CODE,
     FakeGitHubApi,
     HostileAuthServer,
@@ -250,50 +248,21 @@ def test_hostile_server_texts_stay_inert(api: FakeGitHubApi, tmp_path: Path) -> 
     assert HOSTILE_USER_CODE.split()[0] not in files.summary.read_text()
 
 
-def _stream_lines(stream: Any, into: list[str], seen: threading.Event, needle: str) -> None:
-    for line in stream:
-        into.append(line)
-        if needle in line:
-            seen.set()
-
-
 def test_sigterm_mid_wait_exits_143_and_the_comment_says_cancelled(
     sandbox_factory: SandboxFactory, api: FakeGitHubApi, tmp_path: Path
 ) -> None:
     server = sandbox_factory()  # never approves
     files = RunnerFiles.create(tmp_path, pull_request_payload(7))
     env = step_env(files, api, server.url, event="pull_request")
-    process = subprocess.Popen(
-        [sys.executable, str(ENTRYPOINT)],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    out: list[str] = []
-    asking = threading.Event()
-    reader = threading.Thread(target=_stream_lines, args=(process.stderr, out, asking, "code:"))
-    reader.start()
-    try:
-        assert asking.wait(30), "".join(out)
+    with CliJob([], env, cwd=tmp_path, command=[sys.executable, str(ENTRYPOINT)]) as job:
+        job.wait_for(re.compile("code:"), timeout_s=30)
         deadline = time.monotonic() + 10
         while not api.comments_on(7) and time.monotonic() < deadline:
             time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        returncode = process.wait(30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        reader.join(10)
-        assert process.stderr is not None
-        process.stderr.close()
-        assert process.stdout is not None
-        stdout = process.stdout.read()
-        process.stdout.close()
-    assert returncode == 143, "".join(out) + stdout
+        job.process.send_signal(signal.SIGTERM)
+        returncode = job.wait(30)
+    stdout = job.stdout
+    assert returncode == 143, job.transcript()
     assert stdout == ""
     (comment,) = api.comments_on(7)
     assert "Cancelled" in comment["body"]

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import login_env, run_cli
-from gfm import assert_inert, read
-from github_fakes import FakeGitHubApi, RunnerFiles, fake_github_api, pull_request_payload
-from github_fakes import workflow_commands as commands_in
+from support.cli import login_env, run_cli
+from support.gfm import assert_inert, read
+from support.github_fakes import FakeGitHubApi, RunnerFiles, fake_github_api, pull_request_payload
+from support.github_fakes import workflow_commands as commands_in
 from test_github_action import ENTRYPOINT, TOKEN, run_step, step_env
 
 from ci_shark.sandbox import SandboxServer

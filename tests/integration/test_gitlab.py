@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from ci_fakes import GitLabNotesServer
-from conftest import REPO, clean_env, dotenv, job_folder, run_bash, run_cli, secrets_of
-from loopback_tls import loopback_certificate
+from support.cli import REPO, clean_env, run_bash, run_cli
+from support.gitlab_fakes import JOB_ENV, GitLabNotesServer
+from support.job_outputs import dotenv, job_folder, secrets_of
+from support.loopback_tls import loopback_certificate
 
 from ci_shark.sandbox import SandboxServer
 
@@ -33,16 +34,8 @@ def gitlab_env(
     sandbox: SandboxServer, notes: GitLabNotesServer, tmp_path: Path, **extra: str
 ) -> dict[str, str]:
     env = {
-        "GITLAB_CI": "true",
+        **JOB_ENV,
         "CI_API_V4_URL": notes.api_url,
-        "CI_PROJECT_ID": "7",
-        "CI_PROJECT_PATH": "team/app",
-        "CI_PROJECT_URL": "https://gitlab.example.com/team/app",
-        "CI_PIPELINE_URL": "https://gitlab.example.com/team/app/-/pipelines/99",
-        "CI_JOB_URL": "https://gitlab.example.com/team/app/-/jobs/1234",
-        "CI_JOB_NAME": "deploy",
-        "CI_COMMIT_SHA": "0123456789abcdef0123456789abcdef01234567",
-        "GITLAB_USER_LOGIN": "maria",
         "CI_SHARK_AUTH_URL": sandbox.url,
         "CI_SHARK_CLIENT_ID": "ci-shark-test",
         "CI_SHARK_GITLAB_TOKEN": GITLAB_TOKEN,

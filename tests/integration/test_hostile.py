@@ -15,16 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ci_fakes import GitLabNotesServer
-from conftest import REPO, CliResult, clean_env, job_folder, login_env, run_cli, run_process
-from gfm import assert_inert, read
-from github_fakes import (
-    FakeGitHubApi,
-    RunnerFiles,
-    fake_github_api,
-    masked_values,
-    pull_request_payload,
-)
 from scripted_server import (
     DEVICE_CODE,
     Answer,
@@ -35,6 +25,17 @@ from scripted_server import (
     nested_json,
     token_answer,
 )
+from support.cli import REPO, CliResult, clean_env, login_env, run_cli, run_process
+from support.gfm import assert_inert, read
+from support.github_fakes import (
+    FakeGitHubApi,
+    RunnerFiles,
+    fake_github_api,
+    masked_values,
+    pull_request_payload,
+)
+from support.gitlab_fakes import GitLabNotesServer
+from support.job_outputs import job_folder
 
 GITHUB_TOKEN = "ghs_hostile_test_token_0a1b2c"
 CLIENT_SECRET = "cs-hostile-CANARY-77aa11"
@@ -204,9 +205,6 @@ def test_a_compression_bomb_is_refused_without_inflating_it(
 
 
 # -- 3. allowed-approvers: only the named people, on the server's own claims --------------
-
-
-VERIFIED = {"email_verified": True}
 
 
 def approved_as(claims: dict[str, Any], server_url: str) -> list[Answer]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import clean_env, run_process
+from support.cli import clean_env, run_process
 
 from ci_shark.sandbox import SandboxServer
 

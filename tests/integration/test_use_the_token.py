@@ -14,8 +14,9 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from conftest import CliResult, clean_env, job_folder, login_env, run_bash, run_cli
-from loopback_http import LoopbackServer
+from support.cli import CliResult, clean_env, login_env, run_bash, run_cli
+from support.job_outputs import job_folder
+from support.loopback_http import LoopbackServer
 
 from ci_shark.sandbox import SandboxServer
 
@@ -56,7 +57,7 @@ def logged_in(server: SandboxServer, tmp: Path, **extra: str) -> Path:
     return tmp / "out.json"
 
 
-def use(server: SandboxServer, tmp: Path, *args: str, **env: str) -> CliResult:
+def use(tmp: Path, *args: str, **env: str) -> CliResult:
     return run_cli(list(args), clean_env(env), cwd=tmp)
 
 
@@ -85,9 +86,7 @@ def test_get_with_a_dpop_proof_through_a_nonce_challenge(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     challenges = server.stats.nonce_challenges
-    done = use(
-        server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo?x=1"
-    )
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo?x=1")
     assert done.returncode == 0, done.log
     echoed = json.loads(done.stdout)
     assert echoed["method"] == "GET"
@@ -104,7 +103,7 @@ def test_a_bare_401_with_a_fresh_nonce_is_answered_too(
     # glewlwyd sends only a fresh DPoP-Nonce with a bare 401.
     server = sandbox_factory(approve_after_s=1, bare_nonce_challenge=True)
     creds = logged_in(server, tmp_path)
-    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert done.returncode == 0, done.log
     assert json.loads(done.stdout)["scheme"] == "DPoP"
 
@@ -128,9 +127,7 @@ def test_post_with_a_body(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     (tmp_path / "payload.txt").write_text("from a file\n")
-    done = use(
-        server, tmp_path, "request", "--credentials", str(creds), *flags, f"{server.url}/api/echo"
-    )
+    done = use(tmp_path, "request", "--credentials", str(creds), *flags, f"{server.url}/api/echo")
     assert done.returncode == 0, done.log
     echoed = json.loads(done.stdout)
     assert echoed["method"] == "POST"
@@ -142,7 +139,7 @@ def test_a_bearer_token_goes_as_bearer(sandbox_factory: SandboxFactory, tmp_path
     server = sandbox_factory(approve_after_s=1, require_dpop=False)
     creds = logged_in(server, tmp_path, CI_SHARK_DPOP="false")
     assert json.loads(creds.read_text())["SHARK_TOKEN_TYPE"] == "Bearer"
-    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert done.returncode == 0, done.log
     assert json.loads(done.stdout)["scheme"] == "Bearer"
 
@@ -152,9 +149,7 @@ def test_an_http_error_exits_22_with_the_status_and_writes_the_body(
 ) -> None:
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
-    done = use(
-        server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/nothing-here"
-    )
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/nothing-here")
     assert done.returncode == 22, done.log
     assert "HTTP 404" in done.stderr
     assert done.stdout  # the body, as curl --fail-with-body
@@ -168,7 +163,6 @@ def test_a_redirect_to_another_origin_is_not_followed_with_the_token(
     port = server.url.rsplit(":", 1)[1]
     elsewhere = f"http://localhost:{port}/api/echo"  # the same server, another origin
     done = use(
-        server,
         tmp_path,
         "request",
         "--credentials",
@@ -188,7 +182,6 @@ def test_a_same_origin_redirect_is_followed(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     done = use(
-        server,
         tmp_path,
         "request",
         "--credentials",
@@ -205,7 +198,6 @@ def test_a_large_body_goes_to_a_0600_file(sandbox_factory: SandboxFactory, tmp_p
     out = tmp_path / "body.bin"
     n = 3 * 1024 * 1024
     done = use(
-        server,
         tmp_path,
         "request",
         "--credentials",
@@ -228,7 +220,7 @@ def test_an_expired_token_is_refreshed_once_and_the_file_rewritten(
     creds = logged_in(server, tmp_path)
     before = json.loads(creds.read_text())
     time.sleep(1.2)  # the access token lives 1 s
-    done = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    done = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert done.returncode == 0, done.log
     assert done.stderr.count("refreshing it") == 1
     after = json.loads(creds.read_text())
@@ -245,7 +237,7 @@ def test_refresh_rewrites_the_credentials_with_the_same_key(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     before = json.loads(creds.read_text())
-    done = use(server, tmp_path, "refresh", "--credentials", str(creds))
+    done = use(tmp_path, "refresh", "--credentials", str(creds))
     assert done.returncode == 0, done.log
     after = json.loads(creds.read_text())
     assert after["SHARK_ACCESS_TOKEN"] != before["SHARK_ACCESS_TOKEN"]
@@ -254,7 +246,7 @@ def test_refresh_rewrites_the_credentials_with_the_same_key(
     assert after["SHARK_DPOP_KEY_FILE"] == before["SHARK_DPOP_KEY_FILE"]
     assert_no_secret(done, creds)
     # the new token works
-    echo = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    echo = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert echo.returncode == 0, echo.log
 
 
@@ -264,12 +256,12 @@ def test_revoke_reads_the_same_credentials_file(
     server = sandbox_factory(approve_after_s=1)
     creds = logged_in(server, tmp_path)
     values = json.loads(creds.read_text())
-    done = use(server, tmp_path, "revoke", "--credentials", str(creds))
+    done = use(tmp_path, "revoke", "--credentials", str(creds))
     assert done.returncode == 0, done.log
     assert "revoked the refresh token" in done.stderr
     assert "revoked the access token" in done.stderr
     assert not Path(values["SHARK_DPOP_KEY_FILE"]).exists()
-    after = use(server, tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
+    after = use(tmp_path, "request", "--credentials", str(creds), f"{server.url}/api/echo")
     assert after.returncode != 0  # the token is dead (and its key gone)
 
 
@@ -389,7 +381,7 @@ def test_an_echoed_token_is_redacted_from_the_error(
     token = json.loads(creds.read_text())["SHARK_ACCESS_TOKEN"]
     echo = EchoingApi(f"invalid token: DPoP {token}")
     try:
-        done = use(server, tmp_path, "request", "--credentials", str(creds), "-o", "x", echo.url)
+        done = use(tmp_path, "request", "--credentials", str(creds), "-o", "x", echo.url)
     finally:
         echo.stop()
     assert done.returncode == 22, done.log
@@ -405,7 +397,7 @@ def test_max_time_bounds_a_server_that_never_answers(
     with socket.create_server(("127.0.0.1", 0)) as silent:
         url = f"http://127.0.0.1:{silent.getsockname()[1]}/api"
         began = time.monotonic()
-        done = use(server, tmp_path, "request", "--credentials", str(creds), "--max-time", "2", url)
+        done = use(tmp_path, "request", "--credentials", str(creds), "--max-time", "2", url)
     assert time.monotonic() - began < 10
     assert done.returncode == 1, done.log
     assert "--max-time 2s" in done.stderr
@@ -421,9 +413,7 @@ def test_a_compressed_answer_is_written_as_sent_never_inflated(
     api = EchoingApi("", status=status, raw=bomb, encoding="gzip, gzip, gzip")
     out = tmp_path / "body"
     try:
-        done = use(
-            server, tmp_path, "request", "--credentials", str(creds), "-o", str(out), api.url
-        )
+        done = use(tmp_path, "request", "--credentials", str(creds), "-o", str(out), api.url)
     finally:
         api.stop()
     assert done.returncode == (0 if status == 200 else 22), done.log
@@ -460,11 +450,11 @@ def test_refresh_and_revoke_use_the_endpoints_the_login_used(
         CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
         CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
     )
-    refreshed = use(server, tmp_path, "refresh", "--credentials", str(creds))
+    refreshed = use(tmp_path, "refresh", "--credentials", str(creds))
     assert refreshed.returncode == 0, refreshed.log
     # A generic server without metadata names no revocation endpoint: revoke says so
     # plainly, and keeps the credentials rather than guessing a path.
-    revoked = use(server, tmp_path, "revoke", "--credentials", str(creds))
+    revoked = use(tmp_path, "revoke", "--credentials", str(creds))
     assert revoked.returncode != 0
     assert "names no revocation endpoint" in revoked.stderr
     assert "RFC 7009" in revoked.stderr

@@ -19,19 +19,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import gfm
 import httpx
 import pytest
-import slack_mrkdwn
-from conftest import REPO, clean_env, login_env, run_cli, run_process
-from github_fakes import (
+from support import gfm, slack_mrkdwn
+from support.cli import REPO, clean_env, login_env, run_cli, run_process
+from support.github_fakes import (
     HOSTILE_USER_CODE,
     HostileAuthServer,
     RunnerFiles,
     masked_values,
     workflow_commands,
 )
-from webhook_receiver import WEBHOOK_TOKEN, WebhookReceiver
+from support.webhook_receiver import WEBHOOK_TOKEN, WebhookReceiver
 
 from ci_shark.config import ExplicitSettings
 from ci_shark.platforms.base import Platform

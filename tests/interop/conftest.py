@@ -9,12 +9,13 @@ can never pass by silently running nothing.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
 from glewlwyd_peer import GlewlwydServer, run_glewlwyd
-from oidc_peer import REPO_ROOT, ProviderServer, missing, run_provider
+from oidc_peer import REPO_ROOT, ProviderServer, run_provider
+from peers import missing
+from support.cli import clean_env, cli_argv, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -48,19 +49,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session")
 def ci_shark_cli() -> list[str]:
     """The command that runs our client, once it is importable and answers --help."""
-    command = [sys.executable, "-m", "ci_shark"]
     try:
-        done = subprocess.run(
-            [*command, "--help"],
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        done = run_cli(["--help"], clean_env(), cwd=REPO_ROOT, timeout_s=30)
     except subprocess.TimeoutExpired:
         missing("python -m ci_shark --help did not answer in 30 s")
     if done.returncode != 0:
         missing(f"python -m ci_shark --help failed ({done.returncode}): {done.stderr[-500:]}")
-    return command
+    return cli_argv()

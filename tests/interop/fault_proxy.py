@@ -104,7 +104,6 @@ class Exchange:
     fault: Fault
     arrived_at: float  # time.monotonic()
     upstream_status: int | None = None
-    bytes_sent: int = 0
     client_gone: bool = False
     error: str | None = None
 
@@ -267,7 +266,7 @@ class FaultProxy:
             return
         if fault.kind == "status":
             head = _head(fault.status, [*fault.headers, ("Content-Length", str(len(fault.body)))])
-            exchange.bytes_sent = _send(conn, head + fault.body)
+            _send(conn, head + fault.body)
             return
         if fault.kind == "oversize":
             self._send_oversize(conn, fault, exchange)
@@ -282,7 +281,7 @@ class FaultProxy:
         if fault.kind == "truncate":
             head, _, body = raw.partition(b"\r\n\r\n")
             raw = head + b"\r\n\r\n" + body[: len(body) // 2]
-        exchange.bytes_sent = _send(conn, raw)
+        _send(conn, raw)
 
     def _ask_upstream(self, request: _Request) -> bytes:
         headers = [(k, v) for k, v in request.headers if k.lower() not in HOP_BY_HOP]
@@ -310,26 +309,23 @@ class FaultProxy:
             if fault.chunked
             else ("Content-Length", str(fault.size))
         )
-        exchange.bytes_sent = _send(
-            conn, _head(fault.status, [("Content-Type", "application/json"), framing])
-        )
+        _send(conn, _head(fault.status, [("Content-Type", "application/json"), framing]))
         block = b'{"padding":"' + b"x" * (64 * 1024 - 16) + b'"}\n'
         sent = 0
         while sent < fault.size and not self._stopping.is_set():
             piece = block[: fault.size - sent]
             data = f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if fault.chunked else piece
-            exchange.bytes_sent += _send(conn, data)
+            _send(conn, data)
             sent += len(piece)
         if fault.chunked:
-            exchange.bytes_sent += _send(conn, b"0\r\n\r\n")
+            _send(conn, b"0\r\n\r\n")
 
 
-def _send(conn: socket.socket, data: bytes) -> int:
+def _send(conn: socket.socket, data: bytes) -> None:
     try:
         conn.sendall(data)
     except (BrokenPipeError, ConnectionResetError, TimeoutError) as exc:
         raise _ClientGone from exc
-    return len(data)
 
 
 def _head(code: int, headers: list[tuple[str, str]]) -> bytes:

@@ -34,12 +34,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from joserfc.jwk import ECKey
-from oidc_peer import missing, require_tool
+from peers import Peer, missing, require_tool, stop
 
 SCHEMA = Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz")
 MODULE_ROOT = Path("/usr/lib/glewlwyd")
@@ -48,7 +48,6 @@ INSTALL_HINT = (
     "then apt-get install glewlwyd dbconfig-no-thanks"
 )
 READY_TIMEOUT_S = 20
-STOP_TIMEOUT_S = 5
 START_ATTEMPTS = 3
 REQUEST_TIMEOUT_S = 10
 
@@ -79,9 +78,10 @@ INSTANCES = {"glwd": (90, 1), "glwd-strict": (90, 3), "glwd-brief": (3, 1)}
 
 
 @dataclasses.dataclass
-class GlewlwydServer:
+class GlewlwydServer(Peer):
     """A running glewlwyd and what tests need to talk to it."""
 
+    name: ClassVar[str] = "glewlwyd"
     base_url: str  # http://127.0.0.1:PORT, where it listens
     external_url: str  # what it was told it lives at (Debian style, with a slash)
     log_path: Path
@@ -101,18 +101,6 @@ class GlewlwydServer:
     def advertised(self, instance: str = "glwd") -> str:
         """The base of every URL the instance advertises: note the `//`."""
         return f"{self.external_url}/{API_PREFIX}/{instance}"
-
-    @property
-    def device_authorization_endpoint(self) -> str:
-        return str(self.metadata["device_authorization_endpoint"])
-
-    @property
-    def token_endpoint(self) -> str:
-        return str(self.metadata["token_endpoint"])
-
-    @property
-    def userinfo_endpoint(self) -> str:
-        return str(self.metadata["userinfo_endpoint"])
 
     @contextlib.contextmanager
     def admin(self) -> Iterator[httpx.Client]:
@@ -144,13 +132,6 @@ class GlewlwydServer:
         """What an admin does to cut someone off: every grant of theirs goes with them."""
         with self.admin() as admin:
             _expect(admin.delete(f"{self.api_url}/user/{username}"))
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(no glewlwyd log: {exc})"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def _expect(response: httpx.Response, status: int = 200) -> httpx.Response:
@@ -324,16 +305,6 @@ def _installed_version(glewlwyd: str) -> str:
     return (done.stdout + done.stderr).strip().splitlines()[-1] if done.returncode == 0 else "?"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
-
-
 def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> bool:
     """True once /config answers; False when the process died (a port taken meanwhile)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -391,7 +362,7 @@ def run_glewlwyd(work_dir: Path) -> Iterator[GlewlwydServer]:
             yield server
             return
         finally:
-            _stop(process)
+            stop(process)
     pytest.fail(
         f"glewlwyd did not start in {START_ATTEMPTS} attempts:\n"
         + log_path.read_text(errors="replace")[-3000:],

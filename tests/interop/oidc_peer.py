@@ -1,33 +1,28 @@
-"""The interop suite's peer: a real node oidc-provider on loopback, and helpers.
-
-Locally, a missing tool (node, npm) skips these tests with the reason; under CI
-(``CI=true``) it fails them, so the suite can never pass by silently running
-nothing.
-"""
+"""The interop suite's peer: a real node oidc-provider on loopback, and helpers."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import json
-import os
 import queue
-import shutil
+import re
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, ClassVar
 
 import httpx
 import pytest
+from peers import STOP_TIMEOUT_S, Peer, require_tool, stop
+from support.cli import CliJob
 
 INTEROP_DIR = Path(__file__).resolve().parent
 REPO_ROOT = INTEROP_DIR.parents[1]
 NPM_CI_TIMEOUT_S = 300
 READY_TIMEOUT_S = 30
-STOP_TIMEOUT_S = 5
 
 # The two public, DPoP-bound clients provider.mjs registers, and the resource
 # server's confidential client used for introspection.
@@ -36,46 +31,26 @@ EXPIRING_CLIENT_ID = "ci-shark-expiring"
 RS_CLIENT_ID = "resource-server"
 RS_CLIENT_SECRET = "rs-secret"
 SCOPE = "openid offline_access"
+# What oidc-provider prints for the approver: user codes in its base-20 charset, mask
+# ****-****, and its device page.
+USER_CODE = re.compile(r"\b[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}\b")
+LINK = re.compile(r"https?://127\.0\.0\.1:\d+/device(?:\?user_code=[A-Z0-9-]+)?")
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"
-
-
-def missing(reason: str) -> NoReturn:
-    """Skip locally; fail under CI, where a missing tool is a broken setup."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the interop suite must not be skipped)", pytrace=False)
-    pytest.skip(reason)
-
-
-def require_tool(name: str, hint: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        missing(f"{name} not found on PATH; {hint}")
-    return path
+def wait_for_link(job: CliJob, timeout_s: float = 20) -> tuple[str, str]:
+    """The link and user code oidc-provider gave, as the job's log shows them."""
+    return job.wait_for_link(link=LINK, user_code=USER_CODE, timeout_s=timeout_s)
 
 
 @dataclasses.dataclass
-class ProviderServer:
+class ProviderServer(Peer):
     """A running oidc-provider and what tests need to talk to it."""
 
+    name: ClassVar[str] = "provider"
     issuer: str
     log_path: Path
     metadata: dict[str, Any]
     version: str
-
-    @property
-    def device_authorization_endpoint(self) -> str:
-        return str(self.metadata["device_authorization_endpoint"])
-
-    @property
-    def token_endpoint(self) -> str:
-        return str(self.metadata["token_endpoint"])
-
-    @property
-    def userinfo_endpoint(self) -> str:
-        return str(self.metadata["userinfo_endpoint"])
 
     @property
     def introspection_endpoint(self) -> str:
@@ -84,13 +59,6 @@ class ProviderServer:
     @property
     def revocation_endpoint(self) -> str:
         return str(self.metadata["revocation_endpoint"])
-
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as exc:
-            return f"(no provider log: {exc})"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def _installed_version() -> str | None:
@@ -148,12 +116,7 @@ def _stop(process: subprocess.Popen[str]) -> None:
                 process.stdin.close()  # provider.mjs exits when its stdin closes
         except OSError:
             pass
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT_S)
+        stop(process)
     for stream in (process.stdin, process.stdout):
         if stream is not None:
             with contextlib.suppress(OSError):

@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from cli_job import CliJob, job_env, read_json_outputs
-from dpop_proofs import DpopKey
 from github_runner import PR_NUMBER, github_step, link_from_pr_comment
-from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, missing
+from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, wait_for_link
+from peers import login_env, missing
+from support.cli import CliJob
+from support.dpop_proofs import DpopKey
+from support.job_outputs import read_json_outputs
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 
@@ -150,16 +152,7 @@ def test_browser_approves_a_hand_driven_flow(
 
 
 def _job(provider: ProviderServer, tmp: Path) -> CliJob:
-    env = job_env(
-        tmp,
-        CI_SHARK_AUTH_URL=provider.issuer,
-        CI_SHARK_CLIENT_ID=CLIENT_ID,
-        CI_SHARK_SCOPE=SCOPE,
-        CI_SHARK_OUTPUT_FORMAT="json",
-        CI_SHARK_OUTPUT_FILE=str(tmp / "out.json"),
-        CI_SHARK_NOTIFY="log",
-        CI_SHARK_TIMEOUT="60",
-    )
+    env = login_env(tmp, auth_url=provider.issuer, client_id=CLIENT_ID, scope=SCOPE, timeout="60")
     return CliJob([], env, cwd=tmp)
 
 
@@ -167,7 +160,7 @@ def test_browser_approves_our_job(
     provider: ProviderServer, maintainer: Maintainer, ci_shark_cli: list[str], tmp_path: Path
 ) -> None:
     with _job(provider, tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         maintainer.approve(link, code)
         rc = job.wait(60)
     assert rc == 0, job.transcript()
@@ -186,7 +179,7 @@ def test_browser_abort_denies_our_job(
     provider: ProviderServer, maintainer: Maintainer, ci_shark_cli: list[str], tmp_path: Path
 ) -> None:
     with _job(provider, tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         maintainer.abort(link, code)
         rc = job.wait(60)
     assert rc == 3, job.transcript()

@@ -9,16 +9,14 @@ revoke -> userinfo refuses. Plus denial (exit 3), expiry and timeout (exit 4).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import peers
 import pytest
-from approver import Page, approve, deny
-from cli_job import CliJob, job_env, read_json_outputs, run_cli
-from dpop_proofs import ath
+from approver import approve, deny
 from joserfc import jws
 from joserfc.jwk import ECKey
 from oidc_peer import (
@@ -28,30 +26,28 @@ from oidc_peer import (
     RS_CLIENT_SECRET,
     SCOPE,
     ProviderServer,
+    wait_for_link,
 )
+from support.background import Background
+from support.cli import CliJob, job_env, run_cli
+from support.dpop_proofs import ath
+from support.job_outputs import read_json_outputs
 
-pytestmark = pytest.mark.interop
+# Skipped locally (failed under CI) while `python -m ci_shark` does not answer --help.
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("ci_shark_cli")]
 
 JOB_TIMEOUT_S = 60
 
 
-@pytest.fixture(autouse=True)
-def _needs_cli(ci_shark_cli: list[str]) -> None:
-    """Skip locally (fail under CI) while `python -m ci_shark` does not answer --help."""
-
-
 def login_env(provider: ProviderServer, tmp: Path, **overrides: str) -> dict[str, str]:
-    values = {
-        "CI_SHARK_AUTH_URL": provider.issuer,
-        "CI_SHARK_CLIENT_ID": CLIENT_ID,
-        "CI_SHARK_SCOPE": SCOPE,
-        "CI_SHARK_OUTPUT_FORMAT": "json",
-        "CI_SHARK_OUTPUT_FILE": str(tmp / "out.json"),
-        "CI_SHARK_NOTIFY": "log",
-        "CI_SHARK_TIMEOUT": str(JOB_TIMEOUT_S),
-    }
-    values.update(overrides)
-    return job_env(tmp, **values)
+    return peers.login_env(
+        tmp,
+        auth_url=provider.issuer,
+        client_id=CLIENT_ID,
+        scope=SCOPE,
+        timeout=str(JOB_TIMEOUT_S),
+        **overrides,
+    )
 
 
 def introspect(provider: ProviderServer, token: str) -> dict[str, Any]:
@@ -65,40 +61,15 @@ def introspect(provider: ProviderServer, token: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def approve_in_thread(link: str, code: str, account: str = "maintainer") -> threading.Thread:
-    """The maintainer, in their browser, while the job keeps polling."""
-    result: dict[str, Page | BaseException] = {}
-
-    def run() -> None:
-        try:
-            result["page"] = approve(link, code, account)
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, name="maintainer", daemon=True)
-    thread.result = result  # type: ignore[attr-defined]
-    thread.start()
-    return thread
-
-
-def joined(thread: threading.Thread) -> Page:
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the approver did not finish in 30 s"
-    result = thread.result  # type: ignore[attr-defined]
-    if "error" in result:
-        raise result["error"]
-    return result["page"]  # type: ignore[no-any-return]
-
-
 def login(
     provider: ProviderServer, tmp: Path, *, account: str = "maintainer", **overrides: str
 ) -> tuple[CliJob, dict[str, Any]]:
     """Run the login job, approve as ``account``, return the job and its outputs."""
     with CliJob([], login_env(provider, tmp, **overrides), cwd=tmp) as job:
-        link, code = job.wait_for_link()
-        maintainer = approve_in_thread(link, code, account)
+        link, code = wait_for_link(job)
+        maintainer = Background(lambda: approve(link, code, account), name="maintainer")
         rc = job.wait(JOB_TIMEOUT_S)
-        assert joined(maintainer).succeeded
+        assert maintainer.result().succeeded
         assert rc == 0, job.transcript()
     return job, read_json_outputs(tmp / "out.json")
 
@@ -110,7 +81,7 @@ def proof_cli(
     if nonce:
         args += ["--nonce", nonce]
     job = run_cli(args, job_env(tmp, SHARK_DPOP_KEY_FILE=key_file), cwd=tmp)
-    assert job.process.returncode == 0, job.transcript()
+    assert job.returncode == 0, job.log
     return job.stdout.strip()
 
 
@@ -140,7 +111,7 @@ def userinfo_with_nonce_retry(
 def test_login_proof_userinfo_introspect_revoke(provider: ProviderServer, tmp_path: Path) -> None:
     job, outputs = login(provider, tmp_path)
 
-    # -- the outputs SPEC.md promises -------------------------------------------------
+    # -- the outputs the README promises (Use it: the SHARK_* outputs) -----------------
     token = outputs["SHARK_ACCESS_TOKEN"]
     assert token
     assert outputs["SHARK_TOKEN_TYPE"] == "DPoP"
@@ -205,7 +176,7 @@ def test_login_proof_userinfo_introspect_revoke(provider: ProviderServer, tmp_pa
         ),
         cwd=tmp_path,
     )
-    assert revoked.process.returncode == 0, revoked.transcript()
+    assert revoked.returncode == 0, revoked.log
     assert token not in revoked.stdout + revoked.stderr
     assert not key_file.exists()
     after = userinfo_with_nonce_retry(
@@ -231,7 +202,7 @@ def test_proof_reads_the_token_from_env(provider: ProviderServer, tmp_path: Path
     for _ in range(2):
         args = ["proof", "--method", "GET", "--url", url, "--with-access-token"]
         job = run_cli([*args, *(["--nonce", nonce] if nonce else [])], env, cwd=tmp_path)
-        assert job.process.returncode == 0, job.transcript()
+        assert job.returncode == 0, job.log
         response = httpx.get(
             url,
             headers={"Authorization": f"DPoP {token}", "DPoP": job.stdout.strip()},
@@ -246,7 +217,7 @@ def test_proof_reads_the_token_from_env(provider: ProviderServer, tmp_path: Path
 @pytest.mark.parametrize("step", ["confirm", "consent"])
 def test_denied_exits_3(provider: ProviderServer, tmp_path: Path, step: str) -> None:
     with CliJob([], login_env(provider, tmp_path), cwd=tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         page = deny(link, code, at=step)  # type: ignore[arg-type]
         assert page.interrupted
         rc = job.wait(JOB_TIMEOUT_S)
@@ -258,7 +229,7 @@ def test_denied_exits_3(provider: ProviderServer, tmp_path: Path, step: str) -> 
 def test_expired_code_exits_4(provider: ProviderServer, tmp_path: Path) -> None:
     env = login_env(provider, tmp_path, CI_SHARK_CLIENT_ID=EXPIRING_CLIENT_ID)
     with CliJob([], env, cwd=tmp_path) as job:
-        job.wait_for_link()
+        wait_for_link(job)
         rc = job.wait(JOB_TIMEOUT_S)
         elapsed_s = time.monotonic() - job.started
     assert rc == 4, job.transcript()
@@ -271,7 +242,7 @@ def test_expired_code_exits_4(provider: ProviderServer, tmp_path: Path) -> None:
 def test_timeout_exits_4(provider: ProviderServer, tmp_path: Path) -> None:
     env = login_env(provider, tmp_path, CI_SHARK_TIMEOUT="3s")
     with CliJob([], env, cwd=tmp_path) as job:
-        job.wait_for_link()
+        wait_for_link(job)
         rc = job.wait(30)
     assert rc == 4, job.transcript()
     assert not (tmp_path / "out.json").exists()
@@ -294,7 +265,7 @@ def test_a_bare_name_is_a_username_not_a_subject(provider: ProviderServer, tmp_p
     which entry would have matched."""
     env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
     with CliJob([], env, cwd=tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         approve(link, code, "maintainer")
         rc = job.wait(JOB_TIMEOUT_S)
     assert rc == 6, job.transcript()
@@ -306,7 +277,7 @@ def test_other_approver_is_refused_and_revoked(provider: ProviderServer, tmp_pat
     log_start = provider.log_path.stat().st_size
     env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="sub:maintainer")
     with CliJob([], env, cwd=tmp_path) as job:
-        link, code = job.wait_for_link()
+        link, code = wait_for_link(job)
         approve(link, code, "mallory")
         rc = job.wait(JOB_TIMEOUT_S)
     assert rc == 6, job.transcript()

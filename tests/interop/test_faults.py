@@ -23,9 +23,18 @@ from typing import Any
 import httpx
 import pytest
 from approver import approve
-from cli_job import CliJob, job_env, read_json_outputs
 from fault_proxy import FaultProxy, delay, oversize, reset, status, truncate
-from oidc_peer import CLIENT_ID, RS_CLIENT_ID, RS_CLIENT_SECRET, SCOPE, ProviderServer
+from oidc_peer import (
+    CLIENT_ID,
+    RS_CLIENT_ID,
+    RS_CLIENT_SECRET,
+    SCOPE,
+    ProviderServer,
+    wait_for_link,
+)
+from peers import login_env
+from support.cli import CliJob
+from support.job_outputs import read_json_outputs
 
 pytestmark = pytest.mark.interop
 
@@ -42,17 +51,14 @@ def proxy(provider: ProviderServer, ci_shark_cli: list[str]) -> Iterator[FaultPr
 
 
 def job(provider: ProviderServer, proxy: FaultProxy, tmp: Path, *, timeout: str = "60") -> CliJob:
-    env = job_env(
+    env = login_env(
         tmp,
-        CI_SHARK_AUTH_URL=provider.issuer,
-        CI_SHARK_CLIENT_ID=CLIENT_ID,
-        CI_SHARK_SCOPE=SCOPE,
+        auth_url=provider.issuer,
+        client_id=CLIENT_ID,
+        scope=SCOPE,
+        timeout=timeout,
         CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{proxy.url}{DEVICE}",
         CI_SHARK_TOKEN_ENDPOINT=f"{proxy.url}{TOKEN}",
-        CI_SHARK_OUTPUT_FORMAT="json",
-        CI_SHARK_OUTPUT_FILE=str(tmp / "out.json"),
-        CI_SHARK_NOTIFY="log",
-        CI_SHARK_TIMEOUT=timeout,
     )
     return CliJob([], env, cwd=tmp)
 
@@ -62,7 +68,7 @@ def approved_through_faults(
 ) -> tuple[CliJob, dict[str, Any]]:
     """Run the job; approve once the scripted token-endpoint faults are used up."""
     with job(provider, proxy, tmp) as running:
-        link, code = running.wait_for_link(timeout_s=30)
+        link, code = wait_for_link(running, timeout_s=30)
         proxy.wait_consumed(TOKEN, timeout_s=30)
         approve(link, code)
         rc = running.wait(JOB_TIMEOUT_S)
@@ -173,7 +179,7 @@ def test_oversized_token_response_is_refused(
 ) -> None:
     proxy.script(TOKEN, oversize(200, 16 * MB, chunked=True))
     with job(provider, proxy, tmp_path) as running:
-        running.wait_for_link()
+        wait_for_link(running)
         rc = running.wait(30)
     assert rc == 5, f"{running.transcript()}\nproxy: {proxy.summary()}"
     assert proxy.seen(TOKEN)[0].client_gone
@@ -187,7 +193,7 @@ def test_latency_beyond_the_deadline_exits_4_on_time(
     proxy.always(TOKEN, delay(20))
     started = time.monotonic()
     with job(provider, proxy, tmp_path, timeout="4") as running:
-        running.wait_for_link()
+        wait_for_link(running)
         rc = running.wait(30)
     elapsed_s = time.monotonic() - started
     assert rc == 4, f"{running.transcript()}\nproxy: {proxy.summary()}"
@@ -201,7 +207,7 @@ def test_token_endpoint_outage_outlasting_the_deadline_exits_4(
     proxy.always(TOKEN, status(503))
     started = time.monotonic()
     with job(provider, proxy, tmp_path, timeout="4") as running:
-        link, code = running.wait_for_link()
+        link, code = wait_for_link(running)
         approve(link, code)  # approved, but the job never hears of it
         rc = running.wait(30)
     elapsed_s = time.monotonic() - started
@@ -214,7 +220,7 @@ def test_token_endpoint_outage_outlasting_the_deadline_exits_4(
 def test_device_endpoint_outage_outlasting_the_deadline_exits_1(
     provider: ProviderServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    """SPEC: exit 1 is "an unreachable server after retries"."""
+    """README, "Commands and exit codes": exit 1 is "a server unreachable until the deadline"."""
     proxy.always(DEVICE, status(503))
     started = time.monotonic()
     with job(provider, proxy, tmp_path, timeout="4") as running:
@@ -237,7 +243,7 @@ def test_lost_token_response_cannot_be_recovered(
     """
     proxy.always(TOKEN, truncate(only_status=200))
     with job(provider, proxy, tmp_path) as running:
-        link, code = running.wait_for_link()
+        link, code = wait_for_link(running)
         approve(link, code)
         rc = running.wait(JOB_TIMEOUT_S)
     seen = proxy.seen(TOKEN)

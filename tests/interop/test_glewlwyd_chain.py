@@ -14,22 +14,25 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import peers
 import pytest
-from cli_job import CliJob, job_env, read_json_outputs, run_cli
-from dpop_proofs import ath
 from glewlwyd_approver import Approval, approve
 from glewlwyd_peer import CLIENT_ID, PASSWORDS, SCOPE, GlewlwydServer
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey
+from support.background import Background
+from support.cli import CliJob, job_env, run_cli
+from support.dpop_proofs import ath
+from support.job_outputs import read_json_outputs
 
-pytestmark = pytest.mark.interop
+# Skipped locally (failed under CI) while `python -m ci_shark` does not answer --help.
+pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("ci_shark_cli")]
 
 JOB_TIMEOUT_S = 60
 LINK = re.compile(r"http://127\.0\.0\.1:\d+//api/glwd[a-z-]*/device(?:\?code=[A-Z0-9-]+)?")
@@ -39,23 +42,15 @@ USER_CODE = re.compile(r"\b[A-Z0-9]{4}-[A-Z0-9]{4}\b")
 SETTLE_S = 0.5
 
 
-@pytest.fixture(autouse=True)
-def _needs_cli(ci_shark_cli: list[str]) -> None:
-    """Skip locally (fail under CI) while `python -m ci_shark` does not answer --help."""
-
-
 def login_env(glewlwyd: GlewlwydServer, tmp: Path, **overrides: str) -> dict[str, str]:
-    values = {
-        "CI_SHARK_AUTH_URL": glewlwyd.issuer(),
-        "CI_SHARK_CLIENT_ID": CLIENT_ID,
-        "CI_SHARK_SCOPE": SCOPE,
-        "CI_SHARK_OUTPUT_FORMAT": "json",
-        "CI_SHARK_OUTPUT_FILE": str(tmp / "out.json"),
-        "CI_SHARK_NOTIFY": "log",
-        "CI_SHARK_TIMEOUT": str(JOB_TIMEOUT_S),
-    }
-    values.update(overrides)
-    return job_env(tmp, **values)
+    return peers.login_env(
+        tmp,
+        auth_url=glewlwyd.issuer(),
+        client_id=CLIENT_ID,
+        scope=SCOPE,
+        timeout=str(JOB_TIMEOUT_S),
+        **overrides,
+    )
 
 
 def wait_for_link(job: CliJob) -> tuple[str, str]:
@@ -72,42 +67,17 @@ def approve_as(glewlwyd: GlewlwydServer, link: str, code: str, account: str) -> 
     )
 
 
-def approve_in_thread(
-    glewlwyd: GlewlwydServer, link: str, code: str, account: str = "maintainer"
-) -> threading.Thread:
-    """The maintainer, in their browser, while the job keeps polling."""
-    result: dict[str, Approval | BaseException] = {}
-
-    def run() -> None:
-        try:
-            result["approval"] = approve_as(glewlwyd, link, code, account)
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, name="maintainer", daemon=True)
-    thread.result = result  # type: ignore[attr-defined]
-    thread.start()
-    return thread
-
-
-def joined(thread: threading.Thread) -> Approval:
-    thread.join(timeout=30)
-    assert not thread.is_alive(), "the approver did not finish in 30 s"
-    result = thread.result  # type: ignore[attr-defined]
-    if "error" in result:
-        raise result["error"]
-    return result["approval"]  # type: ignore[no-any-return]
-
-
 def login(
     glewlwyd: GlewlwydServer, tmp: Path, *, account: str = "maintainer", **overrides: str
 ) -> tuple[CliJob, dict[str, Any]]:
     """Run the login job, approve as ``account``, return the job and its outputs."""
     with CliJob([], login_env(glewlwyd, tmp, **overrides), cwd=tmp) as job:
         link, code = wait_for_link(job)
-        maintainer = approve_in_thread(glewlwyd, link, code, account)
+        maintainer = Background(
+            lambda: approve_as(glewlwyd, link, code, account), name="maintainer"
+        )
         rc = job.wait(JOB_TIMEOUT_S)
-        assert joined(maintainer).approved
+        assert maintainer.result().approved
         assert rc == 0, job.transcript()
     return job, read_json_outputs(tmp / "out.json")
 
@@ -135,7 +105,7 @@ def proof_cli(tmp: Path, outputs: dict[str, Any], url: str, nonce: str | None = 
         SHARK_DPOP_KEY_FILE=outputs["SHARK_DPOP_KEY_FILE"],
     )
     job = run_cli(args, env, cwd=tmp)
-    assert job.process.returncode == 0, job.transcript()
+    assert job.returncode == 0, job.log
     assert outputs["SHARK_ACCESS_TOKEN"] not in job.stdout + job.stderr
     return job.stdout.strip()
 
@@ -173,7 +143,7 @@ def test_an_auth_url_copied_from_the_advertised_endpoints_is_told_the_issuer(
     message says what to set instead, before any device code exists."""
     env = login_env(glewlwyd, tmp_path, CI_SHARK_AUTH_URL=glewlwyd.advertised())
     job = run_cli([], env, cwd=tmp_path)
-    assert job.process.returncode == 5, job.transcript()
+    assert job.returncode == 5, job.log
     assert f"names issuer {glewlwyd.issuer()}" in job.stderr
     assert "RFC 8414" in job.stderr
     assert "approval needed" not in job.stderr
@@ -300,8 +270,8 @@ def test_revoke_with_a_public_client_is_refused(glewlwyd: GlewlwydServer, tmp_pa
         ),
         cwd=tmp_path,
     )
-    assert revoked.process.returncode != 0, revoked.transcript()
-    assert "401" in revoked.stderr, revoked.transcript()
+    assert revoked.returncode != 0, revoked.log
+    assert "401" in revoked.stderr, revoked.log
     assert token not in revoked.stdout + revoked.stderr
     url = glewlwyd.userinfo_endpoint
     nonce = None

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from dpop_proofs import DpopKey
 from glewlwyd_approver import approve
 from glewlwyd_peer import CLIENT_ID, NONCE_USES, PASSWORDS, SCOPE, GlewlwydServer
 from joserfc import jwt
+from support.dpop_proofs import DpopKey
 
 pytestmark = pytest.mark.interop
 

@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 from approver import Approver, approve, deny
-from dpop_proofs import DpopKey
 from oidc_peer import (
     CLIENT_ID,
     EXPIRING_CLIENT_ID,
@@ -23,6 +22,7 @@ from oidc_peer import (
     SCOPE,
     ProviderServer,
 )
+from support.dpop_proofs import DpopKey
 
 pytestmark = pytest.mark.interop
 

@@ -2,7 +2,7 @@
 references, autolinks or workflow commands into the summary, the comment or the log.
 
 Markdown is checked as GitHub renders it (cmark-gfm and GitHub's mention and reference
-filters, tests/gfm.py), never with string matching on the markdown source.
+filters, tests/support/gfm.py), never with string matching on the markdown source.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from gfm import assert_inert, read
+from support.gfm import assert_inert, read
 
 from ci_shark.render import (
     ApprovalRequest,

@@ -4,7 +4,7 @@ its only mentions are the `notify-users` the workflow's author listed."""
 from __future__ import annotations
 
 import pytest
-from gfm import assert_inert, read
+from support.gfm import assert_inert, read
 from test_render import HOSTILE_TEXTS
 
 from ci_shark.render import RunContext, issue_title, mentions

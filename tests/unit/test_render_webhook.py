@@ -2,7 +2,7 @@
 
 Slack mrkdwn is read with tests/slack_mrkdwn.py (what Slack, Mattermost, Rocket.Chat or
 Discord's /slack endpoint would link or mention); the markdown parts (Teams' TextBlocks,
-the json format's `markdown`) as GitHub renders them (tests/gfm.py).
+the json format's `markdown`) as GitHub renders them (tests/support/gfm.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import gfm
 import pytest
-import slack_mrkdwn
+from support import gfm, slack_mrkdwn
 from test_render import APPROVE, HOSTILE_TEXTS, PULL, RUN, request
 
 from ci_shark.render import Outcome, RunContext

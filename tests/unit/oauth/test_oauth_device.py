@@ -16,6 +16,7 @@ import httpx
 import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
+from support.clock import START, FakeClock
 
 from ci_shark.errors import (
     AccessDenied,
@@ -49,26 +50,10 @@ from ci_shark.oauth.http import OAuthHttp, Reply, TransientFailure
 from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.secret import Secret
 
-ISSUED_AT = 1000.0
+ISSUED_AT = START  # codes are issued when the fake clock starts
 AS = "https://as.example"
 DEVICE_URL = f"{AS}/oauth/device"
 TOKEN_URL = f"{AS}/oauth/token"
-
-
-class FakeClock:
-    """A monotonic clock that only moves when someone sleeps (or a test says so)."""
-
-    def __init__(self, now: float = ISSUED_AT) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0, "slept a negative time"
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def device_body(**overrides: Any) -> dict[str, Any]:
@@ -816,13 +801,15 @@ def test_device_flow_refuses_an_http_auth_url() -> None:
     assert caught.value.exit_code == 2
 
 
-def test_client_secret_basic_when_the_metadata_offers_it(clock: FakeClock) -> None:
+def confidential_client_login(clock: FakeClock, auth_methods: list[str]) -> FakeServer:
+    """A client with a secret, approved at once, against metadata that lists ``auth_methods``
+    (no scope asked); the server, with what it saw."""
     server = FakeServer(clock, [granted()])
     server.metadata = {
         "issuer": AS,
         "device_authorization_endpoint": DEVICE_URL,
         "token_endpoint": TOKEN_URL,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "token_endpoint_auth_methods_supported": auth_methods,
     }
     http = OAuthHttp(transport=httpx.MockTransport(server.handler), clock=clock, sleep=clock.sleep)
     with (
@@ -833,6 +820,11 @@ def test_client_secret_basic_when_the_metadata_offers_it(clock: FakeClock) -> No
     ):
         flow.begin()
         flow.wait_for_approval(timeout_s=600)
+    return server
+
+
+def test_client_secret_basic_when_the_metadata_offers_it(clock: FakeClock) -> None:
+    server = confidential_client_login(clock, ["client_secret_basic"])
 
     metadata_request, device_request, poll = server.seen
     assert metadata_request.method == "GET"
@@ -845,22 +837,7 @@ def test_client_secret_basic_when_the_metadata_offers_it(clock: FakeClock) -> No
 
 
 def test_client_secret_in_the_form_when_the_metadata_lists_only_that(clock: FakeClock) -> None:
-    server = FakeServer(clock, [granted()])
-    server.metadata = {
-        "issuer": AS,
-        "device_authorization_endpoint": DEVICE_URL,
-        "token_endpoint": TOKEN_URL,
-        "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"],
-    }
-    http = OAuthHttp(transport=httpx.MockTransport(server.handler), clock=clock, sleep=clock.sleep)
-    with (
-        http,
-        DeviceFlow(
-            AS, "ci-client", client_secret="s3cret", http=http, clock=clock, sleep=clock.sleep
-        ) as flow,
-    ):
-        flow.begin()
-        flow.wait_for_approval(timeout_s=600)
+    server = confidential_client_login(clock, ["client_secret_post", "private_key_jwt"])
 
     for request in server.seen[1:]:
         assert "Authorization" not in request.headers

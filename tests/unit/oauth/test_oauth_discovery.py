@@ -7,23 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
+from support.clock import START, FakeClock
 
 from ci_shark.errors import DeviceFlowUnsupported, ProtocolError
 from ci_shark.oauth.discovery import Endpoints, completed, discover, metadata_urls
 from ci_shark.oauth.http import OAuthHttp
-
-START = 1000.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def metadata(issuer: str, **overrides: Any) -> dict[str, Any]:

@@ -23,7 +23,8 @@ import httpx
 import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
-from loopback_tls import loopback_certificate
+from support.clock import START, FakeClock
+from support.loopback_tls import loopback_certificate
 
 from ci_shark import __version__
 from ci_shark.errors import ProtocolError, TransportError
@@ -37,25 +38,10 @@ from ci_shark.oauth.http import (
 from ci_shark.sandbox import SandboxServer
 from ci_shark.secret import Secret
 
-START = 1000.0
 TOKEN_URL = "https://as.example/oauth/token"
 API_URL = "https://api.example/deploy"
 
 Handler = Callable[[httpx.Request], httpx.Response]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Recorder:
@@ -601,23 +587,21 @@ def test_requests_sent_counts_every_attempt(http_for: HttpFactory) -> None:
 
 
 def test_a_body_dripping_past_the_deadline_is_cut_off() -> None:
-    now = [0.0]
+    clock = FakeClock(0.0)
 
     class Drip(httpx.SyncByteStream):
         def __iter__(self) -> Iterator[bytes]:
             for _ in range(100):
-                now[0] += 1.0  # one byte a second, forever as far as the client knows
+                clock.advance(1.0)  # one byte a second, forever as far as the client knows
                 yield b" "
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, stream=Drip())
 
-    http = OAuthHttp(
-        transport=httpx.MockTransport(handler), clock=lambda: now[0], sleep=lambda s: None
-    )
+    http = OAuthHttp(transport=httpx.MockTransport(handler), clock=clock, sleep=clock.sleep)
     with pytest.raises(TransientFailure):
         http.request("POST", "https://as.example.com/token", form={}, deadline=5.0, retry=False)
-    assert now[0] < 10
+    assert clock.now < 10
 
 
 @contextmanager

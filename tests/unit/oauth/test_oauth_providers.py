@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from support.clock import FakeClock
 
 from ci_shark.errors import AccessDenied, ConfigError, DeviceFlowUnsupported, ExpiredToken
 from ci_shark.oauth.device import DeviceFlow
@@ -19,29 +20,18 @@ from ci_shark.oauth.providers import PROVIDERS, recognise, resolve
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 def make_flow(
-    handler: Handler, auth_url: str, provider: str, time: FakeTime, **options: object
+    handler: Handler, auth_url: str, provider: str, clock: FakeClock, **options: object
 ) -> DeviceFlow:
-    http = OAuthHttp(transport=httpx.MockTransport(handler), clock=time.clock, sleep=time.sleep)
+    http = OAuthHttp(transport=httpx.MockTransport(handler), clock=clock, sleep=clock.sleep)
     return DeviceFlow(
         auth_url,
         "client-123",
         "openid",
         provider=PROVIDERS[provider],
         http=http,
-        clock=time.clock,
-        sleep=time.sleep,
+        clock=clock,
+        sleep=clock.sleep,
         **options,  # type: ignore[arg-type]
     )
 
@@ -67,7 +57,7 @@ def test_auto_recognises_the_provider_from_the_url(url: str, name: str) -> None:
 
 
 def test_github_no_metadata_errors_with_200_and_lowercase_bearer() -> None:
-    time = FakeTime()
+    clock = FakeClock()
     seen: list[tuple[str, float]] = []
     token_answers = [
         {"error": "authorization_pending", "error_description": "pending"},
@@ -80,7 +70,7 @@ def test_github_no_metadata_errors_with_200_and_lowercase_bearer() -> None:
     ]
 
     def github(request: httpx.Request) -> httpx.Response:
-        seen.append((request.url.path, time.now))
+        seen.append((request.url.path, clock.now))
         assert request.headers["accept"] == "application/json"  # else GitHub answers a form
         if request.url.path == "/login/device/code":
             return httpx.Response(
@@ -96,7 +86,7 @@ def test_github_no_metadata_errors_with_200_and_lowercase_bearer() -> None:
         assert request.url.path == "/login/oauth/access_token"
         return httpx.Response(200, json=token_answers.pop(0))  # GitHub: errors with HTTP 200
 
-    flow = make_flow(github, "https://github.com", "github", time)
+    flow = make_flow(github, "https://github.com", "github", clock)
     init = flow.begin()
     assert init.link == "https://github.com/login/device"  # no verification_uri_complete
     token = flow.wait_for_approval(timeout_s=600)
@@ -112,7 +102,7 @@ def test_github_no_metadata_errors_with_200_and_lowercase_bearer() -> None:
 
 
 def test_google_verification_url_and_client_secret_in_the_form() -> None:
-    time = FakeTime()
+    clock = FakeClock()
     token_forms: list[dict[str, list[str]]] = []
 
     def google(request: httpx.Request) -> httpx.Response:
@@ -143,7 +133,7 @@ def test_google_verification_url_and_client_secret_in_the_form() -> None:
     with pytest.raises(ConfigError, match="client-secret"):
         resolve("google", "https://oauth2.googleapis.com", has_client_secret=False)
     flow = make_flow(
-        google, "https://oauth2.googleapis.com", "google", time, client_secret="GOCSPX-s3cret"
+        google, "https://oauth2.googleapis.com", "google", clock, client_secret="GOCSPX-s3cret"
     )
     assert flow.begin().verification_uri == "https://www.google.com/device"
     flow.wait_for_approval(timeout_s=60)
@@ -152,7 +142,7 @@ def test_google_verification_url_and_client_secret_in_the_form() -> None:
 
 
 def test_entra_authorization_declined_is_a_denial() -> None:
-    time = FakeTime()
+    clock = FakeClock()
 
     def entra(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/.well-known/openid-configuration") or (
@@ -179,7 +169,7 @@ def test_entra_authorization_declined_is_a_denial() -> None:
             },
         )
 
-    flow = make_flow(entra, "https://login.microsoftonline.com/contoso", "entra", time)
+    flow = make_flow(entra, "https://login.microsoftonline.com/contoso", "entra", clock)
     assert flow.begin().expires_in == 900
     with pytest.raises(AccessDenied) as denied:
         flow.wait_for_approval(timeout_s=60)
@@ -187,7 +177,7 @@ def test_entra_authorization_declined_is_a_denial() -> None:
 
 
 def test_auth0_expired_token_ends_the_wait_before_invalid_grant() -> None:
-    time = FakeTime()
+    clock = FakeClock()
     answers = [
         httpx.Response(403, json={"error": "expired_token", "error_description": "expired"}),
         httpx.Response(403, json={"error": "invalid_grant", "error_description": "gone"}),
@@ -225,7 +215,7 @@ def test_auth0_expired_token_ends_the_wait_before_invalid_grant() -> None:
         auth0,
         "https://acme.auth0.com",
         "auth0",
-        time,
+        clock,
         extra_params={"audience": "https://api.example.com"},
     )
     flow.begin()
@@ -235,7 +225,7 @@ def test_auth0_expired_token_ends_the_wait_before_invalid_grant() -> None:
 
 
 def test_okta_nonce_on_the_first_token_request_with_lowercase_header() -> None:
-    time = FakeTime()
+    clock = FakeClock()
     proofs: list[dict[str, object]] = []
 
     def okta(request: httpx.Request) -> httpx.Response:
@@ -277,7 +267,7 @@ def test_okta_nonce_on_the_first_token_request_with_lowercase_header() -> None:
         okta,
         "https://acme.okta.com/oauth2/default",
         "okta",
-        time,
+        clock,
         dpop_prover=DPoPKey.generate(),
     )
     flow.begin()
@@ -288,7 +278,7 @@ def test_okta_nonce_on_the_first_token_request_with_lowercase_header() -> None:
 
 
 def test_keycloak_paths_without_metadata() -> None:
-    time = FakeTime()
+    clock = FakeClock()
     paths: list[str] = []
 
     def keycloak(request: httpx.Request) -> httpx.Response:
@@ -308,7 +298,7 @@ def test_keycloak_paths_without_metadata() -> None:
             )
         return httpx.Response(200, json={"access_token": "eyJ", "token_type": "Bearer"})
 
-    flow = make_flow(keycloak, "https://sso.example.com/realms/ci", "keycloak", time)
+    flow = make_flow(keycloak, "https://sso.example.com/realms/ci", "keycloak", clock)
     flow.begin()
     flow.wait_for_approval(timeout_s=60)
     assert paths[-2:] == [
@@ -318,8 +308,8 @@ def test_keycloak_paths_without_metadata() -> None:
 
 
 def test_generic_provider_without_metadata_says_what_to_set() -> None:
-    time = FakeTime()
-    flow = make_flow(lambda _: httpx.Response(404), "https://as.example.com", "generic", time)
+    clock = FakeClock()
+    flow = make_flow(lambda _: httpx.Response(404), "https://as.example.com", "generic", clock)
     with pytest.raises(DeviceFlowUnsupported) as failure:
         flow.begin()
     assert failure.value.exit_code == 5

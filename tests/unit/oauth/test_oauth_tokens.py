@@ -13,6 +13,7 @@ import httpx
 import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey
+from support.clock import FakeClock
 
 from ci_shark.errors import OAuthError, ProtocolError
 from ci_shark.oauth.dpop import DPoPKey
@@ -156,17 +157,6 @@ def test_strictness(overrides: dict[str, Any]) -> None:
 # -- revoke --------------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 Revoker = Callable[..., list[httpx.Request]]
 
 
@@ -182,7 +172,7 @@ def revoke_with() -> Iterator[Revoker]:
             seen.append(request)
             return script.pop(0)
 
-        clock = Clock()
+        clock = FakeClock()
         http = OAuthHttp(
             transport=httpx.MockTransport(handler),
             clock=clock,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import certifi
 import pytest
-from loopback_tls import LoopbackCertificate, loopback_certificate
+from support.loopback_tls import LoopbackCertificate, loopback_certificate
 
 from ci_shark.oauth import tls
 

@@ -178,7 +178,7 @@ def test_waiting_is_a_group_and_the_outcome_is_a_summary(tmp_path: Path) -> None
     assert "WDJB" not in summary
 
 
-def test_shell_output_keeps_stdout_for_eval(tmp_path: Path) -> None:
+def test_shell_output_keeps_stdout_for_eval() -> None:
     streams = Streams()
     azure = platform(streams, output_format="shell")
     azure.mask([Secret(ACCESS_TOKEN)])

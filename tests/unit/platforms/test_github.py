@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from gfm import assert_inert
-from integration.github_fakes import (
+from support.gfm import assert_inert
+from support.github_fakes import (
     HOSTILE_DESCRIPTION,
     HOSTILE_URI,
     HOSTILE_USER_CODE,
@@ -47,8 +47,6 @@ from .platform_fakes import (
 
 TOKEN = "ghs_unit_test_token_5a5a5a"
 REPO = "octo/app"
-
-Handler = Callable[[httpx.Request], httpx.Response]
 
 
 class Api:

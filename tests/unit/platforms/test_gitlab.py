@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from gfm import assert_inert
+from support.gfm import assert_inert
+from support.gitlab_fakes import JOB_ENV
 
 from ci_shark.errors import PolicyRefused
 from ci_shark.platforms import Platform, detect
@@ -31,19 +32,7 @@ from .platform_fakes import (
 )
 
 API = "https://gitlab.example.com/api/v4"
-BASE_ENV = {
-    "GITLAB_CI": "true",
-    "CI_API_V4_URL": API,
-    "CI_PROJECT_ID": "7",
-    "CI_PROJECT_PATH": "team/app",
-    "CI_PROJECT_URL": "https://gitlab.example.com/team/app",
-    "CI_PIPELINE_URL": "https://gitlab.example.com/team/app/-/pipelines/99",
-    "CI_JOB_URL": "https://gitlab.example.com/team/app/-/jobs/1234",
-    "CI_JOB_NAME": "deploy",
-    "CI_COMMIT_SHA": "0123456789abcdef0123456789abcdef01234567",
-    "GITLAB_USER_LOGIN": "maria",
-    "CI_PIPELINE_SOURCE": "merge_request_event",
-}
+BASE_ENV = {**JOB_ENV, "CI_API_V4_URL": API, "CI_PIPELINE_SOURCE": "merge_request_event"}
 MR_ENV = {
     **BASE_ENV,
     "CI_MERGE_REQUEST_IID": "34",
@@ -340,7 +329,7 @@ def test_mask_is_a_noop_and_no_secret_reaches_the_log(tmp_path: Path) -> None:
     assert Path(exported.dpop_key_file or "").read_text().startswith("-----BEGIN")
 
 
-def test_output_format_auto_is_dotenv_and_shell_goes_to_stdout(tmp_path: Path) -> None:
+def test_output_format_auto_is_dotenv_and_shell_goes_to_stdout() -> None:
     assert platform(MR_ENV).output_format() == "dotenv"
     streams = Streams()
     gitlab = platform(MR_ENV, streams=streams, output_format="shell")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from support.clock import FakeClock
+
 from ci_shark.platforms.base import Platform
 from ci_shark.render import Outcome, RunContext
 
@@ -47,10 +49,10 @@ def test_no_color_means_no_sgr_codes() -> None:
 
 def test_ci_log_gets_progress_lines_not_a_countdown() -> None:
     streams = Streams(tty=False)
-    now = [0.0]
-    generic = Platform(settings(), {}, clock=lambda: now[0], **streams.kwargs())
+    clock = FakeClock(0.0)
+    generic = Platform(settings(), {}, clock=clock, **streams.kwargs())
     generic.waiting(600)
-    now[0] = 31.0
+    clock.advance(31)
     generic.waiting(569)
     generic.announce(request(RunContext()))
     text = streams.stderr.getvalue()

@@ -6,160 +6,21 @@ in one cannot hide a bug in the other. Time-dependent rules run on an injected c
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
 import re
-import signal
 import socket
-import ssl
-import subprocess
-import sys
 import time
 import urllib.parse
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from joserfc import jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import KeySet
+from support.clock import FakeClock
+from support.dpop_proofs import make_proof
+from support.sandbox_client import CLIENT_ID, Client, error_of, granted, http_client, standalone
 
 from ci_shark.sandbox import DEVICE_CODE_GRANT_TYPE, SandboxServer
-
-CLIENT_ID = "ci-shark-tests"
-# Everything here is plain loopback http; one shared context spares every httpx.Client the
-# ~0.1 s of loading the CA bundle.
-SSL_CONTEXT = ssl.create_default_context()
-
-
-def http_client(**options: Any) -> httpx.Client:
-    return httpx.Client(verify=SSL_CONTEXT, **options)
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand (the server reads it for every decision)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def make_proof(
-    key: ECKey,
-    method: str,
-    url: str,
-    *,
-    nonce: str | None = None,
-    access_token: str | None = None,
-    header: dict[str, Any] | None = None,
-    **claims: Any,
-) -> str:
-    payload: dict[str, Any] = {
-        "htm": method,
-        "htu": url,
-        "iat": int(time.time()),
-        "jti": str(uuid.uuid4()),
-    }
-    if nonce is not None:
-        payload["nonce"] = nonce
-    if access_token is not None:
-        payload["ath"] = b64url(hashlib.sha256(access_token.encode()).digest())
-    payload.update(claims)
-    jws_header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}
-    jws_header.update(header or {})
-    return jwt.encode(jws_header, payload, key)
-
-
-class Client:
-    """A minimal, independent DPoP client: remembers the newest nonce from every answer."""
-
-    def __init__(self, server: SandboxServer, http: httpx.Client, key: ECKey | None = None):
-        self.server = server
-        self.http = http
-        self.key = key or ECKey.generate_key("P-256")
-        self.nonce: str | None = None
-
-    def _remember(self, response: httpx.Response) -> httpx.Response:
-        self.nonce = response.headers.get("DPoP-Nonce", self.nonce)
-        return response
-
-    def device(self, **data: Any) -> dict[str, Any]:
-        response = self._remember(
-            self.http.post(f"{self.server.url}/oauth/device", data={"client_id": CLIENT_ID, **data})
-        )
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    def token_request(self, data: dict[str, str], *, proof: str | None = None) -> httpx.Response:
-        url = f"{self.server.url}/oauth/token"
-        headers = {"DPoP": proof or make_proof(self.key, "POST", url, nonce=self.nonce)}
-        return self._remember(self.http.post(url, data=data, headers=headers))
-
-    def poll(self, device_code: str) -> httpx.Response:
-        data = {"grant_type": DEVICE_CODE_GRANT_TYPE, "device_code": device_code}
-        data["client_id"] = CLIENT_ID
-        response = self.token_request(data)
-        if response.status_code == 400 and response.json()["error"] == "use_dpop_nonce":
-            response = self.token_request(data)  # RFC 9449 §8: retry once with the nonce
-        return response
-
-    def userinfo(self, token: str, *, nonce: str | None = None) -> httpx.Response:
-        url = f"{self.server.url}/userinfo"
-        proof = make_proof(self.key, "GET", url, nonce=nonce or self.nonce, access_token=token)
-        headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
-        return self._remember(self.http.get(url, headers=headers))
-
-    def introspect(self, token: str) -> dict[str, Any]:
-        response = self.http.post(f"{self.server.url}/oauth/introspect", data={"token": token})
-        assert response.status_code == 200
-        return dict(response.json())
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with http_client(timeout=5.0) as client:
-        yield client
-
-
-@pytest.fixture
-def server(clock: FakeClock) -> Iterator[SandboxServer]:
-    with SandboxServer(clock=clock, approve_on_open=False) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def client(server: SandboxServer, http: httpx.Client) -> Client:
-    return Client(server, http)
-
-
-def error_of(response: httpx.Response) -> str:
-    return str(response.json()["error"])
-
-
-def granted(client: Client, clock: FakeClock, **device_params: Any) -> dict[str, Any]:
-    """Run the device flow to a token response."""
-    device = client.device(**device_params)
-    client.server.approve(device["user_code"])
-    response = client.poll(device["device_code"])
-    assert response.status_code == 200, response.text
-    return dict(response.json())
-
 
 # --------------------------------------------------------------------------- discovery
 
@@ -291,9 +152,7 @@ def test_pending_then_approve_then_dpop_token_with_id_token(
     assert server.stats.polls == 2
 
 
-def test_denied_code_answers_access_denied(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
+def test_denied_code_answers_access_denied(server: SandboxServer, client: Client) -> None:
     device = client.device()
     server.deny(device["user_code"])
     assert error_of(client.poll(device["device_code"])) == "access_denied"
@@ -370,10 +229,8 @@ def test_all_polls_must_use_the_same_key(
     assert server.stats.polls == 1  # a refused proof is not a poll
 
 
-def test_refresh_token_rotates_and_stays_bound(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
-    token = granted(client, clock, scope="deploy")
+def test_refresh_token_rotates_and_stays_bound(client: Client) -> None:
+    token = granted(client, scope="deploy")
     data = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
     data["client_id"] = CLIENT_ID
     refreshed = client.token_request(data)
@@ -400,7 +257,7 @@ def test_nonce_is_demanded_then_accepted(server: SandboxServer, client: Client) 
 
 
 def test_nonce_rotation_old_nonce_refused_new_one_accepted(
-    server: SandboxServer, client: Client, clock: FakeClock
+    client: Client, clock: FakeClock
 ) -> None:
     device_code = client.device()["device_code"]
     assert error_of(client.poll(device_code)) == "authorization_pending"
@@ -498,10 +355,8 @@ def test_without_dpop_a_bearer_token_is_issued_and_usable(
 # --------------------------------------------------------------------------- resource side
 
 
-def test_userinfo_nonce_dance_and_ath(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
-    access_token = granted(client, clock)["access_token"]
+def test_userinfo_nonce_dance_and_ath(server: SandboxServer, client: Client) -> None:
+    access_token = granted(client)["access_token"]
     server.rotate_nonce()  # the client's nonce is now stale
     challenge = client.userinfo(access_token)
     assert challenge.status_code == 401
@@ -521,9 +376,9 @@ def test_userinfo_nonce_dance_and_ath(
 
 
 def test_bound_token_is_refused_as_bearer_and_with_another_key(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client
+    server: SandboxServer, client: Client, http: httpx.Client
 ) -> None:
-    access_token = granted(client, clock)["access_token"]
+    access_token = granted(client)["access_token"]
     as_bearer = http.get(
         f"{server.url}/userinfo", headers={"Authorization": f"Bearer {access_token}"}
     )
@@ -536,10 +391,8 @@ def test_bound_token_is_refused_as_bearer_and_with_another_key(
     assert 'error="invalid_dpop_proof"' in stolen.headers["WWW-Authenticate"]
 
 
-def test_introspection_shows_the_key_binding(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
-    access_token = granted(client, clock, scope="deploy")["access_token"]
+def test_introspection_shows_the_key_binding(server: SandboxServer, client: Client) -> None:
+    access_token = granted(client, scope="deploy")["access_token"]
     info = client.introspect(access_token)
     assert info["active"] is True
     assert info["sub"] == "octocat"
@@ -552,9 +405,9 @@ def test_introspection_shows_the_key_binding(
 
 
 def test_revoked_token_stops_working(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client
+    server: SandboxServer, client: Client, http: httpx.Client
 ) -> None:
-    token = granted(client, clock)
+    token = granted(client)
     response = http.post(
         f"{server.url}/oauth/revoke",
         data={"token": token["access_token"], "token_type_hint": "access_token"},
@@ -644,7 +497,7 @@ def test_http_faults_are_seen_by_the_client(
         assert server.stats.polls == 1
 
 
-def test_reset_fault_is_a_real_tcp_reset(server: SandboxServer, clock: FakeClock) -> None:
+def test_reset_fault_is_a_real_tcp_reset(clock: FakeClock) -> None:
     with SandboxServer(clock=clock, token_faults=["reset"]) as faulty:
         host, port = faulty.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=2) as raw:
@@ -740,30 +593,6 @@ def test_stop_is_idempotent_and_closes_the_port() -> None:
     server.stop()
     with http_client(timeout=1) as http, pytest.raises(httpx.ConnectError):
         http.get(url + "/.well-known/openid-configuration")
-
-
-@contextlib.contextmanager
-def standalone(*flags: str) -> Iterator[str]:
-    """``python -m ci_shark.sandbox --port 0 FLAGS``: yields its URL; SIGTERM must stop it."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ci_shark.sandbox", "--port", "0", *flags],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.fullmatch(r"ci_shark sandbox listening on (http://127\.0\.0\.1:\d+)\n", line)
-        assert match, line
-        yield match[1]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=5) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def test_standalone_prints_its_url_and_stops_on_sigterm() -> None:

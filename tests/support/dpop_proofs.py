@@ -1,8 +1,6 @@
-"""DPoP (RFC 9449) by hand, independent of ci_shark's own implementation.
-
-Built on joserfc so that the tests in test_provider.py prove the peer and the
-approver work without relying on the client under test.
-"""
+"""DPoP (RFC 9449) by hand with joserfc, independent of ci_shark's own implementation, so a
+bug in one cannot hide a bug in the other: the sandbox's tests and the interop suite's
+peers check servers with these proofs, not with ``ci_shark.oauth.dpop``."""
 
 from __future__ import annotations
 
@@ -18,8 +16,37 @@ from joserfc.jwk import ECKey
 
 
 def ath(access_token: str) -> str:
-    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    """The proof's ``ath`` claim: base64url(SHA-256(token))."""
+    digest = hashlib.sha256(access_token.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def make_proof(
+    key: ECKey,
+    method: str,
+    url: str,
+    *,
+    nonce: str | None = None,
+    access_token: str | None = None,
+    header: dict[str, Any] | None = None,
+    **claims: Any,
+) -> str:
+    """A proof for ``method url`` exactly as given (``htu`` is not trimmed); ``header`` and
+    ``claims`` override or add to the well-formed ones, to build broken proofs."""
+    payload: dict[str, Any] = {
+        "htm": method,
+        "htu": url,
+        "iat": int(time.time()),
+        "jti": str(uuid.uuid4()),
+    }
+    if nonce is not None:
+        payload["nonce"] = nonce
+    if access_token is not None:
+        payload["ath"] = ath(access_token)
+    payload.update(claims)
+    jws_header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.as_dict(private=False)}
+    jws_header.update(header or {})
+    return jwt.encode(jws_header, payload, key)
 
 
 class DpopKey:
@@ -33,9 +60,6 @@ class DpopKey:
     def jkt(self) -> str:
         return str(self.key.thumbprint())
 
-    def public_jwk(self) -> dict[str, Any]:
-        return dict(self.key.as_dict(private=False))
-
     def proof(
         self,
         method: str,
@@ -44,18 +68,9 @@ class DpopKey:
         nonce: str | None = None,
         access_token: str | None = None,
     ) -> str:
-        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": self.public_jwk()}
-        claims: dict[str, Any] = {
-            "jti": str(uuid.uuid4()),
-            "htm": method,
-            "htu": url.split("?", 1)[0].split("#", 1)[0],
-            "iat": int(time.time()),
-        }
-        if nonce is not None:
-            claims["nonce"] = nonce
-        if access_token is not None:
-            claims["ath"] = ath(access_token)
-        return jwt.encode(header, claims, self.key)
+        """A proof whose ``htu`` is ``url`` without its query and fragment."""
+        htu = url.split("?", 1)[0].split("#", 1)[0]
+        return make_proof(self.key, method, htu, nonce=nonce, access_token=access_token)
 
     def remember(self, response: httpx.Response) -> None:
         nonce = response.headers.get("DPoP-Nonce")

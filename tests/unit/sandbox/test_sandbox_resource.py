@@ -2,12 +2,8 @@
 
 What `ci-shark request` / `ci-shark refresh` will be tested against: /api/echo, /api/redirect,
 /api/bytes, nonce challenges in both styles, token expiry, DPoP-bound refresh. Proofs come
-from the joserfc client of test_sandbox.py, independent of ci_shark's own DPoP code.
+from the joserfc client of tests/support/sandbox_client.py, independent of ci_shark's own DPoP code.
 """
-
-# The fixtures (clock, http, server, client) are imported from test_sandbox.py, where pytest
-# finds them by name; each test's parameters then shadow the imports, which F811 reports.
-# ruff: noqa: F811
 
 from __future__ import annotations
 
@@ -21,19 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from joserfc.jwk import ECKey
-from test_sandbox import (
-    CLIENT_ID,
-    Client,
-    FakeClock,
-    client,  # noqa: F401
-    clock,  # noqa: F401
-    error_of,
-    granted,
-    http,  # noqa: F401
-    make_proof,
-    server,  # noqa: F401
-    standalone,
-)
+from support.clock import FakeClock
+from support.dpop_proofs import make_proof
+from support.sandbox_client import CLIENT_ID, Client, error_of, granted, standalone
 
 from ci_shark.sandbox import DEVICE_CODE_GRANT_TYPE, TOKEN_PATH, SandboxOptions, SandboxServer
 from ci_shark.sandbox.options import keywords_from_argv
@@ -84,9 +70,9 @@ def pattern(n: int) -> bytes:
 
 
 def test_echo_returns_the_request_and_who_the_token_is(
-    server: SandboxServer, client: Client, clock: FakeClock
+    server: SandboxServer, client: Client
 ) -> None:
-    access_token = granted(client, clock, scope="deploy")["access_token"]
+    access_token = granted(client, scope="deploy")["access_token"]
     response = call(
         client,
         "POST",
@@ -114,8 +100,8 @@ def test_echo_returns_the_request_and_who_the_token_is(
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
-def test_echo_takes_any_method(client: Client, clock: FakeClock, method: str) -> None:
-    access_token = granted(client, clock)["access_token"]
+def test_echo_takes_any_method(client: Client, method: str) -> None:
+    access_token = granted(client)["access_token"]
     response = call(client, method, "/api/echo", access_token)
     assert response.status_code == 200, response.text
     assert response.json()["method"] == method
@@ -123,8 +109,8 @@ def test_echo_takes_any_method(client: Client, clock: FakeClock, method: str) ->
     assert response.json()["content_type"] is None
 
 
-def test_echo_head_has_headers_and_no_body(client: Client, clock: FakeClock) -> None:
-    access_token = granted(client, clock)["access_token"]
+def test_echo_head_has_headers_and_no_body(client: Client) -> None:
+    access_token = granted(client)["access_token"]
     response = call(client, "HEAD", "/api/echo", access_token)
     assert response.status_code == 200
     assert int(response.headers["Content-Length"]) > 0
@@ -144,9 +130,9 @@ def test_echo_without_credentials_is_a_401_naming_both_schemes(
 
 
 def test_stale_nonce_is_a_401_use_dpop_nonce_then_the_retry_passes(
-    server: SandboxServer, client: Client, clock: FakeClock
+    server: SandboxServer, client: Client
 ) -> None:
-    access_token = granted(client, clock)["access_token"]
+    access_token = granted(client)["access_token"]
     server.rotate_nonce()
     challenge = call(client, "GET", "/api/echo", access_token)
     assert challenge.status_code == 401
@@ -159,9 +145,9 @@ def test_stale_nonce_is_a_401_use_dpop_nonce_then_the_retry_passes(
 
 
 def test_missing_nonce_is_challenged_too(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client
+    server: SandboxServer, client: Client, http: httpx.Client
 ) -> None:
-    access_token = granted(client, clock)["access_token"]
+    access_token = granted(client)["access_token"]
     url = f"{server.url}/api/echo"
     proof = make_proof(client.key, "GET", url, access_token=access_token)  # no nonce claim
     response = http.get(url, headers={"Authorization": f"DPoP {access_token}", "DPoP": proof})
@@ -175,7 +161,7 @@ def test_bare_nonce_challenge_is_a_401_with_only_a_dpop_nonce(
 ) -> None:
     with SandboxServer(clock=clock, bare_nonce_challenge=True) as server:
         client = Client(server, http)
-        access_token = granted(client, clock)["access_token"]
+        access_token = granted(client)["access_token"]
         server.rotate_nonce()
         challenge = call(client, "POST", "/api/echo", access_token, content=b"x")
         assert challenge.status_code == 401
@@ -219,12 +205,11 @@ def test_token_endpoint_nonce_challenge_stays_a_400_in_the_bare_style(
 def test_bad_proofs_are_refused_with_invalid_dpop_proof(
     server: SandboxServer,
     client: Client,
-    clock: FakeClock,
     http: httpx.Client,
     change: str,
     reason: str,
 ) -> None:
-    access_token = granted(client, clock)["access_token"]
+    access_token = granted(client)["access_token"]
     url = f"{server.url}/api/echo"
     htu = {"htu_with_query": url + "?a=1", "htu_other_path": f"{server.url}/api/bytes"}
     key = ECKey.generate_key("P-256") if change == "other_key" else client.key
@@ -247,7 +232,7 @@ def test_bad_proofs_are_refused_with_invalid_dpop_proof(
 def test_expired_token_is_invalid_token(http: httpx.Client, clock: FakeClock) -> None:
     with SandboxServer(clock=clock, access_token_ttl_s=1) as server:
         client = Client(server, http)
-        token = granted(client, clock)
+        token = granted(client)
         assert token["expires_in"] == 1
         assert call(client, "GET", "/api/echo", token["access_token"]).status_code == 200
         clock.advance(1)
@@ -259,9 +244,9 @@ def test_expired_token_is_invalid_token(http: httpx.Client, clock: FakeClock) ->
 
 @pytest.mark.parametrize("how", ["revoked", "unknown"])
 def test_revoked_or_unknown_token_is_invalid_token(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client, how: str
+    server: SandboxServer, client: Client, http: httpx.Client, how: str
 ) -> None:
-    access_token = granted(client, clock)["access_token"]
+    access_token = granted(client)["access_token"]
     if how == "revoked":
         http.post(f"{server.url}/oauth/revoke", data={"token": access_token})
     else:
@@ -295,8 +280,8 @@ def test_bearer_token_is_echoed_and_a_bad_one_gets_a_bearer_challenge(
 # --------------------------------------------------------------------------- /api/redirect
 
 
-def test_same_origin_redirect(server: SandboxServer, client: Client, clock: FakeClock) -> None:
-    access_token = granted(client, clock)["access_token"]
+def test_same_origin_redirect(server: SandboxServer, client: Client) -> None:
+    access_token = granted(client)["access_token"]
     target = urllib.parse.quote("/api/echo?a=1", safe="")
     response = call(client, "POST", f"/api/redirect?to={target}&status=307", access_token)
     assert response.status_code == 307
@@ -359,10 +344,8 @@ def test_bytes_streams_n_bytes_of_a_known_pattern(
     assert [r.detail for r in server.stats.requests] == ["anonymous"] * 3
 
 
-def test_bytes_checks_credentials_when_present(
-    server: SandboxServer, client: Client, clock: FakeClock
-) -> None:
-    access_token = granted(client, clock)["access_token"]
+def test_bytes_checks_credentials_when_present(server: SandboxServer, client: Client) -> None:
+    access_token = granted(client)["access_token"]
     assert call(client, "GET", "/api/bytes?n=5", access_token).content == pattern(5)
     refused = call(client, "GET", "/api/bytes?n=5", access_token, htu=f"{server.url}/api/echo")
     assert refused.status_code == 401
@@ -386,9 +369,9 @@ def test_bytes_takes_no_post(server: SandboxServer, http: httpx.Client) -> None:
 
 
 def test_dpop_bound_refresh_keeps_the_key_and_rotates_the_refresh_token(
-    server: SandboxServer, client: Client, clock: FakeClock
+    server: SandboxServer, client: Client
 ) -> None:
-    first = granted(client, clock, scope="openid deploy")
+    first = granted(client, scope="openid deploy")
     response = refresh(client, first["refresh_token"])
     assert response.status_code == 200, response.text
     second = response.json()
@@ -403,9 +386,9 @@ def test_dpop_bound_refresh_keeps_the_key_and_rotates_the_refresh_token(
 
 
 def test_refresh_demands_the_nonce_like_the_token_endpoint(
-    server: SandboxServer, client: Client, clock: FakeClock
+    server: SandboxServer, client: Client
 ) -> None:
-    token = granted(client, clock)
+    token = granted(client)
     server.rotate_nonce()
     challenge = refresh(client, token["refresh_token"])
     assert challenge.status_code == 400
@@ -417,9 +400,9 @@ def test_refresh_demands_the_nonce_like_the_token_endpoint(
 
 
 def test_refresh_with_another_key_is_refused(
-    server: SandboxServer, client: Client, clock: FakeClock, http: httpx.Client
+    server: SandboxServer, client: Client, http: httpx.Client
 ) -> None:
-    token = granted(client, clock)
+    token = granted(client)
     thief = Client(server, http)
     thief.nonce = client.nonce
     response = refresh(thief, token["refresh_token"])
@@ -432,7 +415,7 @@ def test_bound_refresh_token_needs_a_proof_even_where_dpop_is_optional(
 ) -> None:
     with SandboxServer(clock=clock, require_dpop=False) as server:
         client = Client(server, http)
-        token = granted(client, clock)
+        token = granted(client)
         assert token["token_type"] == "DPoP"
         data = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"]}
         response = http.post(f"{server.url}/oauth/token", data={**data, "client_id": CLIENT_ID})
@@ -443,7 +426,7 @@ def test_bound_refresh_token_needs_a_proof_even_where_dpop_is_optional(
 def test_an_expired_token_is_replaced_by_refresh(http: httpx.Client, clock: FakeClock) -> None:
     with SandboxServer(clock=clock, access_token_ttl_s=1) as server:
         client = Client(server, http)
-        token = granted(client, clock)
+        token = granted(client)
         clock.advance(2)
         assert challenge_error(call(client, "GET", "/api/echo", token["access_token"])) == (
             "invalid_token"
@@ -530,8 +513,8 @@ def test_client_credentials_is_refused_to_a_public_client(
     assert "client_credentials" not in document["grant_types_supported"]
 
 
-def test_device_flow_token_response_names_its_binding(client: Client, clock: FakeClock) -> None:
-    assert granted(client, clock)["cnf"] == {"jkt": client.key.thumbprint()}
+def test_device_flow_token_response_names_its_binding(client: Client) -> None:
+    assert granted(client)["cnf"] == {"jkt": client.key.thumbprint()}
 
 
 # --------------------------------------------------------------------------- options, standalone

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback_http import JsonHandler, LoopbackFake, LoopbackServer
+from support.loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
 # -- the runner's rules ----------------------------------------------------------------------
 

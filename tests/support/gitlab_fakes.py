@@ -1,4 +1,4 @@
-"""Loopback fakes of the CI services the integration tests talk to.
+"""A loopback fake of the GitLab REST API the integration and engine tests talk to.
 
 ``GitLabNotesServer``: the MR notes endpoints of the GitLab REST API (list, create, edit,
 and ``GET /user``, who the token is),
@@ -16,8 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from loopback_http import JsonHandler, LoopbackFake, LoopbackServer
+from support.loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
+# The predefined variables of a job of project team/app (id 7) on gitlab.example.com, for
+# tests that play that job; each adds CI_API_V4_URL and the pipeline's own (MR, branch).
+JOB_ENV = {
+    "GITLAB_CI": "true",
+    "CI_PROJECT_ID": "7",
+    "CI_PROJECT_PATH": "team/app",
+    "CI_PROJECT_URL": "https://gitlab.example.com/team/app",
+    "CI_PIPELINE_URL": "https://gitlab.example.com/team/app/-/pipelines/99",
+    "CI_JOB_URL": "https://gitlab.example.com/team/app/-/jobs/1234",
+    "CI_JOB_NAME": "deploy",
+    "CI_COMMIT_SHA": "0123456789abcdef0123456789abcdef01234567",
+    "GITLAB_USER_LOGIN": "maria",
+}
 # The user of the project access token the tests use: it writes, and may edit, our notes.
 TOKEN_USER = {"id": 4242, "username": "project_7_bot_ci"}
 _NOTES = re.compile(

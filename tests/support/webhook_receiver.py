@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopback_http import JsonHandler, LoopbackFake, LoopbackServer
+from support.loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
 WEBHOOK_TOKEN = "T0CANARY/B0CANARY/hookSecret4Dd8c2e9"
 
