@@ -288,3 +288,36 @@ def test_other_approver_is_refused_and_revoked(provider: ProviderServer, tmp_pat
     issued = requests.find("POST /token -> 200")
     assert issued >= 0, requests
     assert "POST /token/revocation -> 200" in requests[issued:], requests
+
+
+def test_request_then_refresh_keeps_the_binding(provider: ProviderServer, tmp_path: Path) -> None:
+    """`ci-shark request` answers the real server's nonce challenge by itself; `refresh`
+    gets a new DPoP-bound token for the same key (RFC 9449 §5: cnf.jkt unchanged)."""
+    _, outputs = login(provider, tmp_path)
+    credentials = str(tmp_path / "out.json")
+    env = job_env(tmp_path)
+
+    called = run_cli(
+        ["request", "--credentials", credentials, provider.userinfo_endpoint], env, cwd=tmp_path
+    )
+    assert called.returncode == 0, called.log
+    assert json.loads(called.stdout)["sub"] == "maintainer"
+    assert outputs["SHARK_ACCESS_TOKEN"] not in called.stderr
+
+    refreshed = run_cli(["refresh", "--credentials", credentials], env, cwd=tmp_path)
+    assert refreshed.returncode == 0, refreshed.log
+    renewed = read_json_outputs(tmp_path / "out.json")
+    for secret in ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN"):
+        assert renewed[secret] not in refreshed.log
+    assert renewed["SHARK_ACCESS_TOKEN"] != outputs["SHARK_ACCESS_TOKEN"]
+    assert renewed["SHARK_TOKEN_TYPE"] == "DPoP"
+    assert renewed["SHARK_DPOP_JKT"] == outputs["SHARK_DPOP_JKT"]
+    assert introspect(provider, renewed["SHARK_ACCESS_TOKEN"])["cnf"] == {
+        "jkt": outputs["SHARK_DPOP_JKT"]
+    }
+
+    again = run_cli(
+        ["request", "--credentials", credentials, provider.userinfo_endpoint], env, cwd=tmp_path
+    )
+    assert again.returncode == 0, again.log
+    assert json.loads(again.stdout)["sub"] == "maintainer"

@@ -284,3 +284,27 @@ def test_revoke_with_a_public_client_is_refused(glewlwyd: GlewlwydServer, tmp_pa
             break
         nonce = response.headers["DPoP-Nonce"]
     assert response.status_code == 200, response.text
+
+
+def test_request_and_refresh(glewlwyd: GlewlwydServer, tmp_path: Path) -> None:
+    """glewlwyd answers userinfo's first proof with an empty 401 and a nonce: `ci-shark
+    request` retries once with it; `refresh` renews the token for the same key."""
+    _, outputs = login(glewlwyd, tmp_path)
+    credentials = str(tmp_path / "out.json")
+    env = job_env(tmp_path)
+
+    def who_am_i() -> str:
+        called = run_cli(
+            ["request", "--credentials", credentials, glewlwyd.userinfo_endpoint], env, cwd=tmp_path
+        )
+        assert called.returncode == 0, called.log
+        return str(json.loads(called.stdout)["preferred_username"])
+
+    assert who_am_i() == "maintainer"
+    refreshed = run_cli(["refresh", "--credentials", credentials], env, cwd=tmp_path)
+    assert refreshed.returncode == 0, refreshed.log
+    renewed = read_json_outputs(tmp_path / "out.json")
+    assert renewed["SHARK_ACCESS_TOKEN"] != outputs["SHARK_ACCESS_TOKEN"]
+    assert renewed["SHARK_DPOP_JKT"] == outputs["SHARK_DPOP_JKT"]
+    assert renewed["SHARK_ACCESS_TOKEN"] not in refreshed.log
+    assert who_am_i() == "maintainer"  # with the new token
