@@ -169,6 +169,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in (None, "login"):
         _add_login_flags(login)
 
+    _add_request(commands)
+    _add_refresh(commands)
+    _add_revoke(commands)
+    _add_proof(commands)
+    _add_demo(commands)
+    return parser
+
+
+def _add_request(commands: Any) -> None:
+    """`request URL`: curl for the login's token."""
     request = _command(
         commands,
         "request",
@@ -218,6 +228,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     _add_use_flags(request)
 
+
+def _add_refresh(commands: Any) -> None:
+    """`refresh`: new tokens where the old ones were."""
     refresh = _command(
         commands,
         "refresh",
@@ -229,6 +242,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_use_flags(refresh)
     refresh.add_argument("--output-format", choices=("shell",), help="also print exports for eval")
 
+
+def _add_revoke(commands: Any) -> None:
+    """`revoke`: the always-run last step."""
     revoke = _command(
         commands,
         "revoke",
@@ -239,6 +255,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     _add_use_flags(revoke)
 
+
+def _add_proof(commands: Any) -> None:
+    """`proof`: a DPoP proof for another client."""
     proof = _command(
         commands,
         "proof",
@@ -266,6 +285,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--credentials", type=Path, metavar="FILE", help="the login's dotenv/json file"
     )
 
+
+def _add_demo(commands: Any) -> None:
+    """`demo`: the whole flow against the built-in sandbox."""
     demo = _command(
         commands,
         "demo",
@@ -284,7 +306,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     demo.add_argument(
         "--keep", action="store_true", help="keep the demo's files (key, env file) and say where"
     )
-    return parser
 
 
 def _add_use_flags(parser: argparse.ArgumentParser) -> None:
