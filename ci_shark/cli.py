@@ -144,9 +144,9 @@ def _default(value: object) -> str:
     return str(value)
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole parser; for ``command`` other than login, without the login flags, whose
-    description (config.py) costs pydantic's import: `--version` and `proof` stay fast."""
+def build_parser(*, login_flags: bool = True) -> argparse.ArgumentParser:
+    """The whole parser; without the login flags when argv is not a login: describing them
+    (config.py) costs pydantic's import, and `--version`, `proof`, `request` stay fast."""
     parser = Parser(
         prog="ci-shark",
         description="Human-approved, DPoP-bound OAuth credentials for CI jobs: the device "
@@ -166,7 +166,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "note, job summary, webhook), wait, and export the approved, DPoP-bound tokens.",
         LOGIN_EXAMPLES + "\n\n" + EXIT_CODES,
     )
-    if command in (None, "login"):
+    if login_flags:
         _add_login_flags(login)
 
     _add_request(commands)
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `eval "$(ci-shark --output-format shell)"` ignores our exit code: on failure, hand
     # the eval an `exit N` so the job stops instead of going on without credentials.
     shell = _wants_shell(argv)
-    parser = build_parser(_command_of(argv))
+    parser = build_parser(login_flags=_command_of(argv) == "login")
     try:
         args = parser.parse_args(_with_default_command(argv, parser))
     except SystemExit as usage_error:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar, TextIO
+from typing import TYPE_CHECKING, ClassVar, TextIO
 
 import httpx
 
@@ -38,9 +38,11 @@ from ci_shark.outputs import (
 )
 from ci_shark.platforms.common import env_value
 from ci_shark.platforms.log import LogWriter
-from ci_shark.platforms.webhook import Webhook
 from ci_shark.render import ApprovalRequest, Outcome, RunContext, approval_log_lines
 from ci_shark.secret import Secret
+
+if TYPE_CHECKING:
+    from ci_shark.platforms.webhook import Webhook
 
 PROGRESS_EVERY_S = 30.0
 DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
@@ -104,6 +106,9 @@ class Platform:
             self.mask([url])
         if url is None or "webhook" not in self.channels:
             return None
+        # Only a run that posts to a webhook pays for its imports (logging among them).
+        from ci_shark.platforms.webhook import Webhook  # noqa: PLC0415
+
         return Webhook(
             url,
             self.settings.webhook_format,
