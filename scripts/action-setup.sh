@@ -50,11 +50,15 @@ if [[ -z "${temp_root}" ]]; then
   temp_root="$(mktemp -d)"
 fi
 venv="${temp_root}/ci-shark-venv-${digest}"
-if [[ -x "${venv}/bin/python" ]]; then
-  venv_python="${venv}/bin/python"
-else
-  venv_python="${venv}/Scripts/python.exe"
-fi
+
+find_venv_python() {  # POSIX venvs have bin/python, Windows ones Scripts/python.exe
+  if [[ -x "${venv}/bin/python" ]]; then
+    venv_python="${venv}/bin/python"
+  else
+    venv_python="${venv}/Scripts/python.exe"
+  fi
+}
+find_venv_python
 
 create_venv() {
   rm -rf "${venv}"
@@ -64,11 +68,7 @@ create_venv() {
     echo "::error title=ci_shark::could not create a virtual environment with ${python}: install the venv module (Debian/Ubuntu: python3-venv) or add actions/setup-python before this step."
     exit 2
   fi
-  if [[ -x "${venv}/bin/python" ]]; then
-    venv_python="${venv}/bin/python"
-  else
-    venv_python="${venv}/Scripts/python.exe"
-  fi
+  find_venv_python
 }
 
 install_from_index() {
@@ -86,9 +86,10 @@ if [[ ! -f "${venv}/.ci-shark-ready" ]]; then
   status=0
   "${venv_python}" -I "${action_root}/scripts/install_wheels.py" "${wheels}" || status=$?
   if [[ "${status}" -ne 0 ]]; then
-    # 3: no direct wheels for this interpreter; else install_wheels.py said what failed.
+    # 3: no direct wheels for this interpreter, said before anything was unpacked: the
+    # empty venv serves pip. Else install_wheels.py said what failed, maybe half-way.
     echo "ci_shark: installing the pinned wheels with pip from the package index instead"
-    create_venv
+    [[ "${status}" -eq 3 ]] || create_venv
     install_from_index
   fi
   # No bytecode here: the login compiles what it imports and writes each .pyc (into this

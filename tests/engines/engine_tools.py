@@ -23,19 +23,12 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
+from support.required import missing
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS_NODE_MODULES = REPO / "scripts" / "node_modules"
-
-
-def missing(reason: str) -> NoReturn:
-    """Skip locally; fail under CI, where a missing engine is a broken setup."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the engine tests must not be skipped)", pytrace=False)
-    pytest.skip(reason)
 
 
 def act_binary() -> Path:
@@ -59,13 +52,6 @@ def gitlab_ci_local_script() -> Path:
     if not path.is_file():
         missing("gitlab-ci-local not found: npm ci --prefix scripts installs it")
     return path
-
-
-def free_port() -> int:
-    """A port nobody listens on right now (the engine's job binds it a moment later)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def port_is_open(port: int) -> bool:

@@ -30,8 +30,6 @@ and by tests/integration (test_cli_login.py, test_github_action.py), which send 
 
 from __future__ import annotations
 
-import json
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,13 +38,14 @@ from engine_tools import (
     REPO,
     EngineRun,
     act_binary,
-    free_port,
     port_is_open,
     readable_secrets,
     run_engine,
     stop_leftover_processes,
 )
 from support.cli import clean_env
+from support.job_outputs import read_json_outputs
+from support.loopback_http import free_port
 
 pytestmark = pytest.mark.engine
 
@@ -141,9 +140,7 @@ def test_approved_run_exports_every_output_and_leaves_no_secret_in_acts_output(
     assert_checkout_skipped_offline(run)
     assert "status=approved" in run.output
     assert f"**`{REPOSITORY}`**" in run.output  # the job summary, as act shows it
-    secrets_mode = stat.S_IMODE(act_job.secrets_file.stat().st_mode)
-    assert secrets_mode == 0o600
-    secrets = json.loads(act_job.secrets_file.read_text())
+    secrets = read_json_outputs(act_job.secrets_file)  # and it is 0600
     assert set(secrets) == SECRET_NAMES
     leaked = readable_secrets(run.output, secrets)
     assert not leaked, f"readable in act's output: {', '.join(leaked)}"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import stat
 import subprocess
 import sys
 import sysconfig
@@ -35,13 +34,14 @@ from engine_tools import (
     REPO,
     EngineRun,
     gitlab_ci_local_script,
-    missing,
     node22_binary,
     readable_secrets,
     run_engine,
 )
 from support.cli import clean_env
 from support.gitlab_fakes import GitLabNotesServer
+from support.job_outputs import read_json_outputs
+from support.required import missing
 
 from ci_shark.sandbox import SandboxServer
 
@@ -116,12 +116,8 @@ class GitLabProject:
         ]
         for name, value in {**base, **(variables or {})}.items():
             argv += ["--variable", f"{name}={value}"]
-        env = clean_env(
-            {
-                "PATH": f"{self.job_bin}{':'}{clean_env()['PATH']}",
-                "TMPDIR": str(self.root.parent / "job-tmp"),  # the DPoP key file lands here
-            }
-        )
+        env = clean_env({"TMPDIR": str(self.root.parent / "job-tmp")})  # the key lands here
+        env["PATH"] = f"{self.job_bin}:{env['PATH']}"
         env.pop("PYTHONPATH")  # the job's ci_shark is the one its install line installed
         (self.root.parent / "job-tmp").mkdir(exist_ok=True)
         return run_engine([*argv, *jobs], env, cwd=self.root, timeout_s=GCL_TIMEOUT_S)
@@ -130,8 +126,7 @@ class GitLabProject:
         return (self.root / ".gitlab-ci-local" / "output" / f"{job}.log").read_text()
 
     def secrets(self) -> dict[str, str]:
-        assert stat.S_IMODE(self.secrets_file.stat().st_mode) == 0o600
-        return dict(json.loads(self.secrets_file.read_text()))
+        return read_json_outputs(self.secrets_file)  # and it is 0600
 
 
 def git(cwd: Path, *args: str) -> None:
@@ -279,10 +274,9 @@ MR_PIPELINE = {
 }
 
 
-def test_include_template_logs_in_and_edits_its_mr_note(
-    project: GitLabProject, ci_shark_wheel: Path
-) -> None:
-    project.write(
+def template_job(project: GitLabProject, wheel: Path) -> str:
+    """A `deploy` job extending the include template, up to its own keys."""
+    return (
         "include:\n"
         "  - local: templates/ci-shark.gitlab-ci.yml\n"
         "deploy:\n"
@@ -290,8 +284,17 @@ def test_include_template_logs_in_and_edits_its_mr_note(
         "  variables:\n"
         f"    CI_SHARK_AUTH_URL: {project.sandbox.url}\n"
         "    CI_SHARK_SCOPE: openid deploy\n"
-        f'    CI_SHARK_PIP_SPEC: "{ci_shark_wheel}"\n'
-        "  script:\n" + yaml_list([*USE_THE_TOKEN, HAND_OVER_SECRETS], 4)
+        f'    CI_SHARK_PIP_SPEC: "{wheel}"\n'
+    )
+
+
+def test_include_template_logs_in_and_edits_its_mr_note(
+    project: GitLabProject, ci_shark_wheel: Path
+) -> None:
+    project.write(
+        template_job(project, ci_shark_wheel)
+        + "  script:\n"
+        + yaml_list([*USE_THE_TOKEN, HAND_OVER_SECRETS], 4)
     )
 
     run = project.run("deploy", variables=MR_PIPELINE)
@@ -377,15 +380,8 @@ def own_before_script_pipeline(
     """A job that extends the template and sets its own before_script (GitLab replaces the
     template's list with it: merging concerns hashes only)."""
     return (
-        "include:\n"
-        "  - local: templates/ci-shark.gitlab-ci.yml\n"
-        "deploy:\n"
-        "  extends: .ci-shark\n"
-        "  variables:\n"
-        f"    CI_SHARK_AUTH_URL: {project.sandbox.url}\n"
-        "    CI_SHARK_SCOPE: openid deploy\n"
-        f'    CI_SHARK_PIP_SPEC: "{wheel}"\n'
-        "  before_script:\n"
+        template_job(project, wheel)
+        + "  before_script:\n"
         + "".join(f"    - {line}\n" for line in before)
         + "  script:\n"
         + yaml_list(script, 4)

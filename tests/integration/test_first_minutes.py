@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from support.cli import CliJob, clean_env, login_env, run_cli
-from support.loopback_http import JsonHandler, LoopbackServer
+from support.loopback_http import JsonHandler, LoopbackServer, free_port
 
 from ci_shark.sandbox import SandboxServer
 
@@ -19,12 +18,6 @@ SandboxFactory = Callable[..., SandboxServer]
 
 
 FIRST_LINE = re.compile(r"\A.*\n")
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def first_stderr_line(
@@ -42,7 +35,7 @@ def first_stderr_line(
 
 
 def test_an_unreachable_server_is_said_at_once_and_given_up_on_time(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     env = clean_env({"CI_SHARK_AUTH_URL": url, "CI_SHARK_CLIENT_ID": "x", "CI_SHARK_TIMEOUT": "6"})
     began = time.monotonic()
     first, after, code, rest = first_stderr_line([], env, tmp_path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import CliResult, clean_env, login_env, run_bash, run_cli
-from support.job_outputs import job_folder
+from support.job_outputs import job_folder, secrets_of
 from support.loopback_http import LoopbackServer
 
 from ci_shark.sandbox import SandboxServer
@@ -62,12 +62,7 @@ def use(tmp: Path, *args: str, **env: str) -> CliResult:
 
 
 def secrets_in(credentials: Path) -> list[str]:
-    values = json.loads(credentials.read_text())
-    found = [
-        values[name] for name in ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_DPOP_JWK")
-    ]
-    key = Path(values["SHARK_DPOP_KEY_FILE"]).read_text()
-    return [*found, *(line for line in key.splitlines() if "-----" not in line)]
+    return secrets_of(json.loads(credentials.read_text()))
 
 
 def assert_no_secret(result: CliResult, credentials: Path, *, allow_stdout: bool = False) -> None:

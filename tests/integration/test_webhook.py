@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from support.github_fakes import (
     masked_values,
     workflow_commands,
 )
+from support.loopback_http import free_port
 from support.webhook_receiver import WEBHOOK_TOKEN, WebhookReceiver
 
 from ci_shark.config import ExplicitSettings
@@ -254,10 +254,7 @@ def test_a_hung_webhook_is_cut_at_its_budget(
 
 
 def test_a_refused_connection_only_warns(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    hook_url = f"http://127.0.0.1:{port}/services/{WEBHOOK_TOKEN}"
+    hook_url = f"http://127.0.0.1:{free_port()}/services/{WEBHOOK_TOKEN}"
     server = sandbox_factory(approve_after_s=1)
     result = run_cli([], webhook_env(server.url, tmp_path, hook_url, "json"))
 

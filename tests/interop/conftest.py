@@ -14,8 +14,8 @@ from collections.abc import Iterator
 import pytest
 from glewlwyd_peer import GlewlwydServer, run_glewlwyd
 from oidc_peer import REPO_ROOT, ProviderServer, run_provider
-from peers import missing
 from support.cli import clean_env, cli_argv, run_cli
+from support.required import missing
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import gzip
 import json
-import socket
 import sqlite3
 import subprocess
 import time
@@ -39,7 +38,9 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from joserfc.jwk import ECKey
-from peers import Peer, missing, require_tool, stop
+from peers import Peer, require_tool, stop
+from support.loopback_http import free_port
+from support.required import missing
 
 SCHEMA = Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz")
 MODULE_ROOT = Path("/usr/lib/glewlwyd")
@@ -142,12 +143,6 @@ def _expect(response: httpx.Response, status: int = 200) -> httpx.Response:
             pytrace=False,
         )
     return response
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(port: int, external_url: str, database: Path) -> str:
@@ -331,7 +326,7 @@ def run_glewlwyd(work_dir: Path) -> Iterator[GlewlwydServer]:
     version = _installed_version(glewlwyd)
     log_path = work_dir / "glewlwyd.log"
     for attempt in range(START_ATTEMPTS):
-        port = _free_port()
+        port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         database = work_dir / f"glewlwyd-{attempt}.db"
         _create_database(database)

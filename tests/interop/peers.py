@@ -9,27 +9,15 @@ running nothing.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar
 
-import pytest
 from support.cli import job_env
+from support.required import missing
 
 STOP_TIMEOUT_S = 5
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"
-
-
-def missing(reason: str) -> NoReturn:
-    """Skip locally; fail under CI, where a missing tool is a broken setup."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the interop suite must not be skipped)", pytrace=False)
-    pytest.skip(reason)
 
 
 def require_tool(name: str, hint: str) -> str:

@@ -17,10 +17,11 @@ import httpx
 import pytest
 from github_runner import PR_NUMBER, github_step, link_from_pr_comment
 from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, wait_for_link
-from peers import login_env, missing
+from peers import login_env
 from support.cli import CliJob
 from support.dpop_proofs import DpopKey
 from support.job_outputs import read_json_outputs
+from support.required import missing
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 

@@ -4,6 +4,7 @@ server on 127.0.0.1 in a daemon thread that starts and stops."""
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -68,3 +69,11 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for a server started a moment later,
+    or for a connection that must be refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

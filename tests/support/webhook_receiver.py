@@ -7,7 +7,6 @@ that neither it nor the token reaches a log.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,13 +40,11 @@ class WebhookReceiver(LoopbackFake):
 
         class Handler(JsonHandler):
             def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
                 receiver.posts.append(
                     Post(
                         self.path,
                         {name.lower(): value for name, value in self.headers.items()},
-                        json.loads(raw) if raw else None,
+                        self.read_json(),
                     )
                 )
                 if receiver.delay_s and receiver._stopping.wait(receiver.delay_s):
