@@ -10,7 +10,6 @@ approval link stay fast.
 from __future__ import annotations
 
 import argparse
-import difflib
 import gc
 import os
 import sys
@@ -62,6 +61,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def _suggestion(parser: argparse.ArgumentParser, message: str) -> str | None:
+    import difflib  # only a usage error pays for it
+
     if message.startswith("unrecognized arguments:"):
         for word in message.split(":", 1)[1].split():
             if word.startswith("--"):
@@ -100,7 +101,7 @@ def _command(
 
 def _add_login_flags(login: argparse.ArgumentParser) -> None:
     """One flag per input that has one, described by config.py's Input metadata."""
-    from ci_shark.config import Settings, flag, spec
+    from ci_shark.config import ENV_PREFIX, Settings, dashed, flag, spec
 
     required = login.add_argument_group("required (flag or variable)")
     optional = login.add_argument_group("login options")
@@ -110,11 +111,11 @@ def _add_login_flags(login: argparse.ArgumentParser) -> None:
             continue
         group = required if meta.required else optional
         shown = _default(info.default)
-        env = f"CI_SHARK_{field.upper()}"
+        env = f"{ENV_PREFIX}{field.upper()}"
         text = f"{meta.help} [{env}" + (f"; default: {shown}" if shown else "") + "]"
-        if cli == "--dpop/--no-dpop" or info.annotation is bool:
+        if info.annotation is bool:
             group.add_argument(
-                f"--{field.replace('_', '-')}",
+                f"--{dashed(field)}",
                 dest=field,
                 action=argparse.BooleanOptionalAction,
                 default=None,
@@ -362,12 +363,10 @@ def _glue_opaque_values(argv: Sequence[str], options: set[str]) -> list[str]:
 def _with_default_command(
     argv: Sequence[str], parser: argparse.ArgumentParser | None = None
 ) -> list[str]:
+    """argv with `login` in front when it names no command (flags only, or nothing). A
+    mistyped command stays: argparse names it, and the closest one."""
     args = _glue_opaque_values(argv, _option_strings(parser or build_parser()))
-    if args and (args[0] in COMMANDS or args[0] in ("-h", "--help", "--version")):
-        return args
-    if args and not args[0].startswith("-"):
-        return args  # a mistyped command: argparse names it (and the closest one)
-    return ["login", *args]
+    return ["login", *args] if _command_of(args) == "login" and args[:1] != ["login"] else args
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

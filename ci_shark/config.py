@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from ci_shark.errors import ConfigError
 from ci_shark.oauth.providers import PROVIDERS
+from ci_shark.render import GITHUB_NAME
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
 
@@ -380,7 +381,7 @@ class Settings(BaseSettings):
     @classmethod
     def _github_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for entry in value:
-            if not re.fullmatch(r"@?[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9_.-]+)?", entry):
+            if not GITHUB_NAME.fullmatch(entry):
                 raise ValueError("takes GitHub logins or org/team names, comma-separated")
         return value
 

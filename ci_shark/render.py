@@ -122,11 +122,15 @@ def _context_line(context: RunContext) -> str:
     return " · ".join(parts) if parts else "a CI job"
 
 
+APPROVAL_TITLE = "🔐 ci_shark: a CI job asks for a credential"
+CAUTION = "Approve only a run you expect, and only if the page shows the code"
+
+
 def approval_markdown(request: ApprovalRequest) -> str:
     """The job summary / PR comment / MR note body while the approval is pending."""
     host = md_code(request.link_host or "the authorization server")
     lines = [
-        "### 🔐 ci_shark: a CI job asks for a credential",
+        f"### {APPROVAL_TITLE}",
         "",
         _context_line(request.context),
         "",
@@ -156,8 +160,7 @@ def approval_markdown(request: ApprovalRequest) -> str:
     lines += [
         "",
         "> [!IMPORTANT]",
-        "> Approve only a run you expect, and only if the page shows the code "
-        f"{md_code(request.user_code)}.",
+        f"> {CAUTION} {md_code(request.user_code)}.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -179,13 +182,13 @@ def marker(context: RunContext) -> str:
 
 
 # A GitHub login, or an org/team, as `notify-users` takes them (config.py checks them too).
-_GITHUB_NAME = re.compile(r"@?[A-Za-z0-9][A-Za-z0-9-]{0,38}(?:/[A-Za-z0-9_.-]+)?")
+GITHUB_NAME = re.compile(r"@?[A-Za-z0-9][A-Za-z0-9-]{0,38}(?:/[A-Za-z0-9_.-]+)?")
 
 
 def mentions(users: tuple[str, ...]) -> str:
     """The only mentions ci_shark ever writes: the people the workflow's author listed in
     `notify-users`, as a paragraph for an issue body; "" when none."""
-    names = [f"@{user.lstrip('@')}" for user in users if _GITHUB_NAME.fullmatch(user)]
+    names = [f"@{user.lstrip('@')}" for user in users if GITHUB_NAME.fullmatch(user)]
     return f"\ncc {' '.join(names)}\n" if names else ""
 
 

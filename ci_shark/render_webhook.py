@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ci_shark.render import (
+    APPROVAL_TITLE,
+    CAUTION,
     OUTCOME_TITLES,
     ApprovalRequest,
     Outcome,
@@ -35,9 +37,6 @@ from ci_shark.render import (
 from ci_shark.safe_text import card_text, one_line, safe_url, slack_code, slack_escape, slack_link
 
 JSON_SCHEMA = "ci_shark.webhook.v1"
-FORMATS = ("slack", "teams", "json")
-APPROVAL_TITLE = "🔐 ci_shark: a CI job asks for a credential"
-CAUTION = "Approve only a run you expect, and only if the page shows the code"
 _HOST = re.compile(r"[a-z0-9.:-]{1,253}")
 
 Payload = dict[str, Any]

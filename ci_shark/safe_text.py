@@ -52,8 +52,16 @@ def one_line(text: object, limit: int = 200) -> str:
 def untrusted(text: object, limit: int = 200) -> str:
     """Untrusted text made safe for one log line: :func:`one_line`, and ``##`` split:
     runners act on ``##[command]`` (GitHub) and ``##vso[`` (Azure) anywhere in a line."""
-    # A lookahead, not str.replace: "###[" would become "# ##[", still a command.
-    return re.sub("#(?=#)", "# ", one_line(text, limit))
+    return split_hashes(one_line(text, limit))
+
+
+_DOUBLE_HASH = re.compile("#(?=#)")
+
+
+def split_hashes(text: str) -> str:
+    """Every ``##`` split with a space. A lookahead, not str.replace: "###[" would become
+    "# ##[", still a command."""
+    return _DOUBLE_HASH.sub("# ", text)
 
 
 def inert(text: object, limit: int = 200) -> str:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, TextIO
 
@@ -269,10 +269,6 @@ class Platform:
             return Path(self.settings.output_file)
         return self.state_directory() / DEFAULT_OUTPUT_FILES[self.file_format()]
 
-    def key_directory(self) -> Path:
-        """The DPoP key file goes beside the credentials file."""
-        return self.output_path().parent
-
     def check_outputs(self) -> None:
         """Before a device code exists: every place the outputs go can be written."""
         check_writable(self.output_path(), what="`output-file`")
@@ -281,11 +277,11 @@ class Platform:
         """Write the outputs: files all or none, then (for `shell`) stdout for `eval`.
 
         Returns the credentials as exported (with the key file's path)."""
-        planned, key_path = self.planned_key_file(credentials)
-        credentials = credentials_with_key_file(credentials, key_path)
+        plan = self.plan_export(credentials)
+        credentials, planned = plan.credentials, list(plan.files)
         values = credentials.named()
-        planned.append(PlannedFile(self.output_path(), RENDERERS[self.file_format()](values)))
-        self.write_files(planned, key_path)
+        planned.append(PlannedFile(plan.output, RENDERERS[self.file_format()](values)))
+        self.write_files(planned, plan.key_path)
         for path in planned:
             self.log(f"ci_shark: wrote {path.path} (mode 0600)")
         if self.output_format() == "shell":
@@ -309,11 +305,19 @@ class Platform:
             self.stdout.write(RENDERERS["shell"](values))
             self.stdout.flush()
 
-    def planned_key_file(self, credentials: Credentials) -> tuple[list[PlannedFile], Path | None]:
+    def plan_export(self, credentials: Credentials) -> ExportPlan:
+        """Where an export writes, decided once: the credentials file, and the DPoP key
+        file beside it (its path recorded in the credentials)."""
+        output = self.output_path()
         if credentials.dpop_key is None:
-            return [], None
-        key_path = new_key_file_path(self.key_directory())
-        return [PlannedFile(key_path, credentials.dpop_key.private_pem())], key_path
+            return ExportPlan(replace(credentials, dpop_key_file=None), (), None, output)
+        key_path = new_key_file_path(output.parent)
+        return ExportPlan(
+            replace(credentials, dpop_key_file=str(key_path)),
+            (PlannedFile(key_path, credentials.dpop_key.private_pem()),),
+            key_path,
+            output,
+        )
 
     @staticmethod
     def write_files(planned: list[PlannedFile], key_path: Path | None) -> None:
@@ -326,8 +330,12 @@ class Platform:
             raise
 
 
-def credentials_with_key_file(credentials: Credentials, key_path: Path | None) -> Credentials:
-    return replace(credentials, dpop_key_file=str(key_path) if key_path else None)
+@dataclass(frozen=True)
+class ExportPlan:
+    credentials: Credentials  # with the key file's path
+    files: tuple[PlannedFile, ...]  # the key file, if any
+    key_path: Path | None
+    output: Path  # the credentials file
 
 
 def _safe_name(text: str) -> str:

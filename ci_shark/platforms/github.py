@@ -35,7 +35,7 @@ import httpx
 from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.oauth.tls import context_for
 from ci_shark.outputs import RENDERERS, Credentials, PlannedFile, Value, reveal
-from ci_shark.platforms.base import Platform, credentials_with_key_file
+from ci_shark.platforms.base import Platform
 from ci_shark.platforms.common import MarkedNote, Note, NoteApiError, api_client, env_value
 from ci_shark.platforms.github_issue import RunIssues
 from ci_shark.render import (
@@ -82,6 +82,11 @@ STEP_OUTPUTS = {
     "dpop-key-file": "SHARK_DPOP_KEY_FILE",
     "approver": "SHARK_APPROVER",
 }
+
+
+def step_outputs(named: Mapping[str, Value]) -> dict[str, Value]:
+    """The step's outputs (dashed names) from the ``SHARK_*`` values."""
+    return {step: named[shark] for step, shark in STEP_OUTPUTS.items()}
 
 
 def escape_command_data(value: str) -> str:
@@ -187,6 +192,16 @@ class GitHubApi:
         except (ValueError, RecursionError):
             raise NoteApiError("the GitHub API sent no JSON", status=response.status_code) from None
 
+    def pages(self, path: str, params: dict[str, str], max_pages: int) -> Iterator[Any]:
+        """The items of a listing, page by page (100 each), up to ``max_pages``; fetched
+        lazily, so a search that finds its item early asks for no more."""
+        for page in range(1, max_pages + 1):
+            data = self.call("GET", path, params={**params, "per_page": "100", "page": str(page)})
+            items = data if isinstance(data, list) else []
+            yield from items
+            if len(items) < 100:
+                return
+
 
 class PullRequestComments:
     """The comments of one PR (an issue thread), as :class:`MarkedNote` needs them."""
@@ -200,19 +215,10 @@ class PullRequestComments:
         return self._api.own_login()
 
     def notes(self) -> Iterator[Note]:
-        for page in range(1, MAX_COMMENT_PAGES + 1):
-            data = self._api.call(
-                "GET",
-                f"/repos/{self._repository}/issues/{self._number}/comments",
-                params={"per_page": "100", "page": str(page)},
-            )
-            items = data if isinstance(data, list) else []
-            for item in items:
-                note = _note(item)
-                if note is not None:
-                    yield note
-            if len(items) < 100:
-                return
+        path = f"/repos/{self._repository}/issues/{self._number}/comments"
+        for item in self._api.pages(path, {}, MAX_COMMENT_PAGES):
+            if (note := _note(item)) is not None:
+                yield note
 
     def create(self, body: str) -> int:
         created = self._api.call(
@@ -510,14 +516,22 @@ class GitHubPlatform(Platform):
         self._comment.write(markdown)
 
     def _comment_failed(self, number: int, problem: str) -> None:
+        self._api_failed(
+            f"comment on PR #{number}",
+            "`permissions: pull-requests: write`; pull requests from forks only ever get a "
+            "read-only token",
+            problem,
+        )
+
+    def _api_failed(self, doing: str, needs: str, problem: str) -> None:
+        """A channel the API refused: one warning, naming the permission when it is one."""
         if re.search(r"HTTP (401|403|404)\b", problem):
             self.warn(
-                f"could not comment on PR #{number} ({problem}). The job's token needs "
-                "`permissions: pull-requests: write`; pull requests from forks only ever "
-                "get a read-only token. Approve from the link in this log instead."
+                f"could not {doing} ({problem}). The job's token needs {needs}. "
+                "Approve from the link in this log instead."
             )
         else:
-            self.warn(f"could not comment on PR #{number} ({problem}); use the link in the log")
+            self.warn(f"could not {doing} ({problem}); use the link in the log")
 
     # -- the issue (`notify: issue`) -------------------------------------------------------
 
@@ -574,15 +588,9 @@ class GitHubPlatform(Platform):
         self._issue.write(markdown + mentions(self.settings.notify_users))
 
     def _issue_failed(self, problem: str) -> None:
-        if re.search(r"HTTP (401|403|404)\b", problem):
-            self.warn(
-                f"could not open or update the approval issue ({problem}). The job's token "
-                "needs `permissions: issues: write`. Approve from the link in this log instead."
-            )
-        else:
-            self.warn(
-                f"could not open or update the approval issue ({problem}); use the link in the log"
-            )
+        self._api_failed(
+            "open or update the approval issue", "`permissions: issues: write`", problem
+        )
 
     # -- the REST API ----------------------------------------------------------------------
 
@@ -631,14 +639,14 @@ class GitHubPlatform(Platform):
         if self.output_format() != "github":
             return super().export(credentials)
         self._require_file_commands()
-        planned, key_path = self.planned_key_file(credentials)
-        credentials = credentials_with_key_file(credentials, key_path)
+        plan = self.plan_export(credentials)
+        credentials, planned, key_path = plan.credentials, list(plan.files), plan.key_path
         named = credentials.named()
         # With step outputs, the credentials also go to a 0600 JSON file in RUNNER_TEMP:
         # what `ci-shark request|refresh|revoke` in a later step read by default.
-        credentials_file = self.output_path()
+        credentials_file = plan.output
         planned.append(PlannedFile(credentials_file, RENDERERS["json"](named)))
-        outputs: dict[str, Value] = {step: named[shark] for step, shark in STEP_OUTPUTS.items()}
+        outputs: dict[str, Value] = step_outputs(named)
         outputs["dpop-private-key"] = (
             credentials.dpop_key.private_pem() if credentials.dpop_key else ""
         )
@@ -672,7 +680,7 @@ class GitHubPlatform(Platform):
         hand every later step (third-party actions too) the refresh token and the key;
         `ci-shark` reads the file, and export-env's variables keep the login's values."""
         named = credentials.named()
-        outputs = render_file_commands({step: named[shark] for step, shark in STEP_OUTPUTS.items()})
+        outputs = render_file_commands(step_outputs(named))
         super().export_refreshed(credentials, file, print_exports=print_exports)
         if self.env.get("GITHUB_OUTPUT"):
             self._append_all({"GITHUB_OUTPUT": outputs})

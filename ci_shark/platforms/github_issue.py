@@ -49,25 +49,10 @@ class RunIssues:
         return self._api.own_login()
 
     def notes(self) -> Iterator[Note]:
-        for page in range(1, MAX_ISSUE_PAGES + 1):
-            data = self._api.call(
-                "GET",
-                self._path,
-                params={
-                    "state": "open",
-                    "sort": "created",
-                    "direction": "desc",
-                    "per_page": "100",
-                    "page": str(page),
-                },
-            )
-            items = data if isinstance(data, list) else []
-            for item in items:
-                note = _issue(item)
-                if note is not None:
-                    yield note
-            if len(items) < 100:
-                return
+        newest_first = {"state": "open", "sort": "created", "direction": "desc"}
+        for item in self._api.pages(self._path, newest_first, MAX_ISSUE_PAGES):
+            if (note := _issue(item)) is not None:
+                yield note
 
     def create(self, body: str) -> int:
         if self.closing is not None:

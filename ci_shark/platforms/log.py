@@ -19,13 +19,15 @@ from __future__ import annotations
 import re
 from typing import TextIO
 
+from ci_shark.safe_text import split_hashes
+
 _CLEAR_LINE = "\r\x1b[2K"  # back to column 0, erase: the countdown redraws in place
 _COMMAND_START = re.compile(r"^\s*::")
 
 
 def neutralise(line: str) -> str:
     """A line of our own (or server text already made one line) that no runner acts on."""
-    line = re.sub("#(?=#)", "# ", line.replace("\r", " ").replace("\n", " "))
+    line = split_hashes(line.replace("\r", " ").replace("\n", " "))
     if _COMMAND_START.match(line):
         return "ci_shark: " + line.lstrip()
     return line
