@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +24,7 @@ from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.providers import lookup
 from ci_shark.oauth.tokens import Client, refresh_grant, revoke_each
-from ci_shark.outputs import Credentials
+from ci_shark.outputs import Credentials, reveal
 from ci_shark.platforms.base import Platform
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
@@ -50,14 +49,11 @@ class Server:
 def find_server(issued: Issued, settings: Settings, http: OAuthHttp, deadline: float) -> Server:
     """`auth-url`, `client-id` and the endpoints as given (flags, CI_SHARK_*), else as the
     login wrote them down (the ones it used, explicit or discovered), else discovered."""
-    auth_url = settings.auth_url or issued.text("SHARK_AUTH_URL")
-    client_id = settings.client_id or issued.text("SHARK_CLIENT_ID")
-    if not auth_url:
-        settings.required("auth_url")  # raises, naming the input
-    if not client_id:
-        settings.required("client_id")
-    assert auth_url is not None
-    assert client_id is not None
+    # Settings.required raises, naming the input and its fix.
+    auth_url = settings.auth_url or issued.text("SHARK_AUTH_URL") or settings.required("auth_url")
+    client_id = (
+        settings.client_id or issued.text("SHARK_CLIENT_ID") or settings.required("client_id")
+    )
     token = settings.token_endpoint or issued.text("SHARK_TOKEN_ENDPOINT")
     revocation = issued.text("SHARK_REVOCATION_ENDPOINT")
     # The login records SHARK_REVOCATION_ENDPOINT even when empty: it found none, and a
@@ -176,8 +172,8 @@ def revoke(
 def _remove_own_files(issued: Issued, platform: Platform, *, credentials_flag: bool) -> None:
     """Once both tokens are dead, the key has no use: remove ci_shark's own key file, and
     the credentials file when it is the one login left by default."""
-    own = [Path(key) for key in [issued.text("SHARK_DPOP_KEY_FILE") or ""] if key]
-    own = [path for path in own if path.name.startswith("ci-shark-dpop-")]
+    key_file = issued.text("SHARK_DPOP_KEY_FILE")
+    own = [Path(key_file)] if key_file and Path(key_file).name.startswith("ci-shark-dpop-") else []
     if issued.file is not None and not credentials_flag:
         own.append(issued.file)
     for path in own:
@@ -217,8 +213,7 @@ def refresh(
         )
     if tokens.refresh_token is None:  # not rotated: the old one stays valid
         tokens = replace(tokens, refresh_token=refresh_token)
-    was_bound = (issued.text("SHARK_TOKEN_TYPE") or "").lower() == "dpop"
-    if was_bound and not tokens.is_dpop_bound:
+    if issued.is_dpop_bound and not tokens.is_dpop_bound:
         platform.warn(f"the refreshed token is {tokens.token_type}, no longer DPoP-bound")
     credentials = Credentials(
         tokens=tokens,
@@ -234,14 +229,9 @@ def refresh(
     with cancel.shielded():  # the old refresh token may be spent: these are the only ones
         platform.mask(credentials.secrets())
         platform.export_refreshed(credentials, file, print_exports=print_exports)
-    platform.log(
-        f"ci_shark: refreshed the access token (expires {credentials.named()['SHARK_EXPIRES_AT']})"
-    )
-    return Issued(_plain(credentials.named()), file)
-
-
-def _plain(named: Mapping[str, str | Secret]) -> dict[str, str]:
-    return {name: v.reveal() if isinstance(v, Secret) else v for name, v in named.items()}
+    named = credentials.named()
+    platform.log(f"ci_shark: refreshed the access token (expires {named['SHARK_EXPIRES_AT']})")
+    return Issued({name: reveal(value) for name, value in named.items()}, file)
 
 
 __all__ = [

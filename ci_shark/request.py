@@ -33,7 +33,14 @@ from ci_shark.commands import refresh
 from ci_shark.config import Settings
 from ci_shark.errors import CiSharkError, ConfigError, ExitCode, ProtocolError
 from ci_shark.issued import Issued, mask_issued
-from ci_shark.oauth.http import LOOPBACK_PATTERNS, USER_AGENT, DPoPAuth, NonceMemory
+from ci_shark.oauth.http import (
+    FIRST_LINE_BYTES,
+    LOOPBACK_PATTERNS,
+    USER_AGENT,
+    DPoPAuth,
+    NonceMemory,
+    first_line,
+)
 from ci_shark.oauth.tls import context_for
 from ci_shark.oauth.watchdog import Sockets, Watchdog
 from ci_shark.platforms.base import Platform
@@ -192,11 +199,11 @@ def _stream(response: httpx.Response, output: BinaryIO, deadline: float) -> str:
     for chunk in response.iter_raw():
         if time.monotonic() > deadline:
             raise CiSharkError("the answer was still arriving at --max-time")
-        if len(head) < 400:
-            head += chunk[: 400 - len(head)]
+        if len(head) < FIRST_LINE_BYTES:
+            head += chunk[: FIRST_LINE_BYTES - len(head)]
         output.write(chunk)
     output.flush()
-    return untrusted(head.decode("utf-8", "replace").strip().split("\n", 1)[0], 200)
+    return first_line(head, 200)
 
 
 def open_output(path: Path | None) -> BinaryIO:

@@ -36,6 +36,7 @@ from ci_shark.oauth.tokens import (
     Token,
     TokenSet,
     parse_token_response,
+    post_form,
     whole_seconds,
 )
 from ci_shark.safe_text import untrusted
@@ -234,10 +235,7 @@ class Poller:
                 message=f"timeout: not approved within {duration(self._timeout_s)}",
                 hint="approve sooner, or raise `timeout`",
             )
-        return ExpiredToken(
-            message="expired: the device code expired before it was approved",
-            hint="re-run the job and approve before the code expires",
-        )
+        return ExpiredToken(message="expired: the device code expired before it was approved")
 
     def sent(self, at: float) -> None:
         """A poll went out at ``at``: the next one may not leave before ``at + interval``."""
@@ -389,10 +387,8 @@ class DeviceFlow:
             self._completed = True
         return self.endpoints()
 
-    def _client_auth(self, form: dict[str, Any]) -> tuple[str, Secret] | None:
-        return Client(
-            self.client_id, self.client_secret, self.endpoints().client_auth
-        ).authenticate(form)
+    def _client(self) -> Client:
+        return Client(self.client_id, self.client_secret, self.endpoints().client_auth)
 
     def begin(self, *, deadline: float | None = None) -> DeviceAuthorization:
         """Request a device code (RFC 8628 §3.1-3.2)."""
@@ -406,9 +402,8 @@ class DeviceFlow:
                 form["scope"] = self.scope
             if self.resource:
                 form["resource"] = list(self.resource)
-            basic_auth = self._client_auth(form)
-            reply = self.http.request(
-                "POST", endpoint, form=form, basic_auth=basic_auth, deadline=deadline
+            reply = post_form(
+                self.http, endpoint, form, self._client(), dpop=None, deadline=deadline
             )
             if reply.status != 200 or reply.error is not None or reply.body is None:
                 raise_for_device_authorization(reply, endpoint, endpoints.source)
@@ -422,13 +417,12 @@ class DeviceFlow:
             "grant_type": DEVICE_CODE_GRANT,
             "device_code": authorization.device_code,
         }
-        basic_auth = self._client_auth(form)
-        return self.http.request(
-            "POST",
+        return post_form(
+            self.http,
             self.endpoints().token,
-            form=form,
+            form,
+            self._client(),
             dpop=self.dpop,
-            basic_auth=basic_auth,
             deadline=deadline,
             retry=False,
         )

@@ -43,6 +43,7 @@ from ci_shark.urls import origin, url_problem, without_userinfo
 
 USER_AGENT = f"ci_shark/{__version__}"
 MAX_BODY_BYTES = 1024 * 1024
+FIRST_LINE_BYTES = 400  # what a message quotes of a body that is not JSON, at most
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=10.0, pool=10.0)
 # 500/502/503/504 are the outages worth waiting out; 501 means "not implemented" and is final.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -540,7 +541,12 @@ def _json_object(raw: bytes, default: Any) -> Any:
 
 
 def _text_start(raw: bytes, body: dict[str, Any] | None) -> str:
-    if body is not None or not raw:
-        return ""
-    first_line = raw[:400].decode("utf-8", "replace").strip().split("\n", 1)[0]
-    return untrusted(first_line, 160)
+    return "" if body is not None else first_line(raw, 160)
+
+
+def first_line(raw: bytes, limit: int) -> str:
+    """The first line of a body that is not JSON, for a message: server text, so made one
+    safe line, the run's secrets taken out."""
+    return untrusted(
+        raw[:FIRST_LINE_BYTES].decode("utf-8", "replace").strip().split("\n", 1)[0], limit
+    )

@@ -13,8 +13,6 @@ the display name is sanitised (``john$doe`` and ``john_doe`` are different peopl
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +21,7 @@ from typing import Any
 from ci_shark.errors import CiSharkError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
-from ci_shark.oauth.tokens import TokenSet
+from ci_shark.oauth.tokens import TokenSet, jwt_claims
 from ci_shark.safe_text import inert
 from ci_shark.secret import Secret
 from ci_shark.urls import same_issuer
@@ -65,24 +63,12 @@ def from_claims(claims: Mapping[str, Any]) -> Identity | None:
     return identity if identity.subject or identity.username or identity.email else None
 
 
-def id_token_claims(id_token: Secret) -> dict[str, Any] | None:
-    parts = id_token.reveal().split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
-        claims = json.loads(payload)
-    except (ValueError, RecursionError):
-        return None
-    return claims if isinstance(claims, dict) else None
-
-
 def from_id_token(
     id_token: Secret, *, client_id: str, issuer: str, now: float | None = None
 ) -> Identity | None:
     """The identity in an id_token issued by ``issuer`` to ``client_id`` that has not
     expired; None when it is not evidence of who approved our request."""
-    claims = id_token_claims(id_token)
+    claims = jwt_claims(id_token)
     if claims is None:
         return None
     audience = claims.get("aud")

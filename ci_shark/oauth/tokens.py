@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ci_shark.errors import CiSharkError, OAuthError, ProtocolError, oauth_error
 from ci_shark.oauth.dpop import DPoPKey
-from ci_shark.oauth.http import OAuthHttp, Reply
+from ci_shark.oauth.http import Form, OAuthHttp, Reply
 from ci_shark.safe_text import inert
 from ci_shark.secret import Secret, SecretStr
 
@@ -167,14 +167,15 @@ class Client:
 def post_form(
     http: OAuthHttp,
     endpoint: str,
-    form: Mapping[str, str | Secret],
+    form: Form,
     client: Client,
     *,
     dpop: DPoPKey | None,
     deadline: float,
     retry: bool = True,
 ) -> Reply:
-    """A form POST to the token or revocation endpoint, as ``client``, with a DPoP proof.
+    """A form POST to an OAuth endpoint (device, token, revocation), as ``client``, with a
+    DPoP proof when given.
     ``retry=False`` for a request that must not be sent twice (a rotating refresh token:
     a lost answer replayed is ``invalid_grant``, or the grant revoked)."""
     sent: dict[str, str | Secret | Any] = dict(form)
@@ -332,20 +333,23 @@ def _bound_jkt(tokens: TokenSet, dpop: DPoPKey | None) -> str | None:
     """``cnf.jkt`` as the server says it (in its response, as SharkAuth sends it, or in a
     JWT access token); else, for a DPoP token, the key that proved possession when it
     was issued (RFC 9449 binds it to that key)."""
-    confirmation = tokens.raw.get("cnf")
-    if isinstance(confirmation, dict) and isinstance(confirmation.get("jkt"), str):
-        return inert(confirmation["jkt"], 100)
-    parts = tokens.access_token.reveal().split(".")
-    if len(parts) == 3:
-        try:
-            claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        except (ValueError, RecursionError):
-            claims = None
-        confirmation = claims.get("cnf") if isinstance(claims, dict) else None
-        jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
-        if isinstance(jkt, str):
-            return inert(jkt, 100)
+    for confirmation in (tokens.raw.get("cnf"), (jwt_claims(tokens.access_token) or {}).get("cnf")):
+        if isinstance(confirmation, dict) and isinstance(confirmation.get("jkt"), str):
+            return inert(confirmation["jkt"], 100)
     return dpop.jkt if dpop is not None and tokens.is_dpop_bound else None
+
+
+def jwt_claims(token: Secret) -> dict[str, Any] | None:
+    """A JWT's claims, unverified (what the caller checks is its own business); None for
+    anything else, an opaque token among them."""
+    parts = token.reveal().split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, RecursionError):
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 __all__ = [
