@@ -55,6 +55,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,6 +64,7 @@ from ci_shark.sandbox import TOKEN_PATH, SandboxServer  # noqa: E402
 
 DEFAULT_SDK_PYTHON = ROOT / "benchmarks" / ".venv-sdk" / "bin" / "python"
 PERF_DOC = ROOT / "docs" / "perf.md"
+T = TypeVar("T")
 DOC_BEGIN = "<!-- benchmark:begin -->"
 DOC_END = "<!-- benchmark:end -->"
 DEFAULT_INTERVAL_S = 5  # RFC 8628 §3.5, when the server names none
@@ -230,21 +232,13 @@ def run_flow(
     output_file = workdir / "ci-shark.json"
     with contextlib.suppress(FileNotFoundError):
         output_file.unlink()
-    env = child_env(workdir)
+    ours = contender.sdk_python is None
+    env = login_env(server, workdir) if ours else child_env(workdir)
     if contender.tree is not None:
         env["PYTHONPATH"] = str(contender.tree)
     if contender.no_bytecode:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    if contender.sdk_python is None:
-        env.update(
-            CI_SHARK_AUTH_URL=server.url,
-            CI_SHARK_CLIENT_ID=CLIENT_ID,
-            CI_SHARK_SCOPE=SCOPE,
-            CI_SHARK_OUTPUT_FORMAT="json",
-            CI_SHARK_OUTPUT_FILE=str(output_file),
-            CI_SHARK_NOTIFY="log",
-            CI_SHARK_TIMEOUT="120",
-        )
+    if ours:
         command = [sys.executable, "-m", "ci_shark"]
     else:
         command = [str(contender.sdk_python), "-c", SDK_DRIVER, server.url, CLIENT_ID, SCOPE]
@@ -527,20 +521,18 @@ def measure_step_start(
         trees["baseline"] = baseline
     names = [*trees, "sdk"]
     with benchmark_server() as server:
-        for index in range(runs):
-            shift = index % len(names)
-            for name in [*names[shift:], *names[:shift]]:
-                env = runner_env(scratch)
-                workdir = fresh_dir(scratch, "work-")
-                if name in trees:
-                    action = copy_action(scratch, trees[name])
-                    pair = [action_step(action, env, server, workdir) for _ in range(2)]
-                else:
-                    venv = fresh_dir(scratch, "sdk-venv-") / "venv"
-                    pair = [sdk_step(python, venv, env, server, workdir) for _ in range(2)]
-                for temperature, run in zip(("cold", "warm"), pair, strict=True):
-                    record_step(samples[name], temperature, run)
-                    print(f"step {index + 1} {name} {temperature}: {run}", file=sys.stderr)
+        for index, name in rotations(names, runs):
+            env = runner_env(scratch)
+            workdir = fresh_dir(scratch, "work-")
+            if name in trees:
+                action = copy_action(scratch, trees[name])
+                pair = [action_step(action, env, server, workdir) for _ in range(2)]
+            else:
+                venv = fresh_dir(scratch, "sdk-venv-") / "venv"
+                pair = [sdk_step(python, venv, env, server, workdir) for _ in range(2)]
+            for temperature, run in zip(("cold", "warm"), pair, strict=True):
+                record_step(samples[name], temperature, run)
+                print(f"step {index + 1} {name} {temperature}: {run}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- the table
@@ -655,7 +647,7 @@ def table(ours: Samples, theirs: Samples) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def rotations(items: Sequence[Contender], runs: int) -> Iterator[tuple[int, Contender]]:
+def rotations(items: Sequence[T], runs: int) -> Iterator[tuple[int, T]]:
     """A/B(/C) alternating: each round starts with the next contender."""
     for index in range(runs):
         shift = index % len(items)

@@ -186,23 +186,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         direct = direct_requirements(run.ROOT / "requirements" / "action-wheels.txt", scratch)
         with run.benchmark_server() as server:
-            for index in range(args.runs):
-                shift = index % len(candidates)
-                for name, script in [*candidates[shift:], *candidates[:shift]]:
-                    env = run.runner_env(scratch)
-                    env.update(
-                        PY=env["RUNNER_PYTHON"],
-                        LOCK=str(run.ROOT / "requirements" / "action.txt"),
-                        WHEELS=str(run.ROOT / "requirements" / "action-wheels.txt"),
-                        DIRECT=str(direct),
-                        UV_URL=uv_url,
-                        UV_SHA256=uv_sha256,
-                        UV_CACHE_DIR=str(Path(env["PIP_CACHE_DIR"]) / "uv"),
-                        UV_NO_CONFIG="1",
-                    )
-                    result = measure(script, env, server, scratch)
-                    found[name].append(result)
-                    print(f"round {index + 1} {name}: {result}", file=sys.stderr)
+            for index, (name, script) in run.rotations(candidates, args.runs):
+                env = run.runner_env(scratch)
+                env.update(
+                    PY=env["RUNNER_PYTHON"],
+                    LOCK=str(run.ROOT / "requirements" / "action.txt"),
+                    WHEELS=str(run.ROOT / "requirements" / "action-wheels.txt"),
+                    DIRECT=str(direct),
+                    UV_URL=uv_url,
+                    UV_SHA256=uv_sha256,
+                    UV_CACHE_DIR=str(Path(env["PIP_CACHE_DIR"]) / "uv"),
+                    UV_NO_CONFIG="1",
+                )
+                result = measure(script, env, server, scratch)
+                found[name].append(result)
+                print(f"round {index + 1} {name}: {result}", file=sys.stderr)
     finally:
         subprocess.run(["rm", "-rf", str(scratch)], check=False)
     print("| candidate | set-up | step start → link | of which the login |")
