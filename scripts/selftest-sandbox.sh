@@ -8,9 +8,27 @@ root="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)"
 state="${RUNNER_TEMP:?}/ci-shark-sandbox"
 mkdir -p "${state}"
 
+# Alive and not a zombie: the orphaned sandbox's new parent may never reap it.
+running() {
+  local stat
+  stat="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [[ -n "${stat}" && "${stat}" != Z* ]]
+}
+
 if [[ "${1:-}" == "--stop" ]]; then
+  # Stopped means the port is closed: wait (up to 10 s) for the sandbox to finish its own
+  # shutdown after SIGTERM, then SIGKILL it. A later step may bind the same port.
   if [[ -f "${state}/pid" ]]; then
-    kill "$(cat "${state}/pid")" 2>/dev/null || true
+    pid="$(cat "${state}/pid")"
+    kill "${pid}" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      running "${pid}" || break
+      sleep 0.2
+    done
+    if running "${pid}"; then
+      echo "::warning::the sandbox did not stop within 10 s of SIGTERM; killing it"
+      kill -9 "${pid}" 2>/dev/null || true
+    fi
     rm -f "${state}/pid"
   fi
   exit 0

@@ -145,6 +145,7 @@ def test_approved_run_exports_every_output_and_leaves_no_secret_in_acts_output(
     leaked = readable_secrets(run.output, secrets)
     assert not leaked, f"readable in act's output: {', '.join(leaked)}"
     assert not port_is_open(act_job.port), "the `Stop the sandbox` step did not stop it"
+    assert "did not stop within" not in run.output  # it stopped on SIGTERM, not SIGKILL
 
 
 def test_denied_run_fails_the_login_step_with_status_denied(act_job: ActJob) -> None:
