@@ -208,6 +208,21 @@ def wait_for_file(path: Path, deadline: float) -> float:
     raise TimeoutError(f"{path} was never written")
 
 
+def start_piped(
+    command: Sequence[str], env: dict[str, str], workdir: Path
+) -> subprocess.Popen[str]:
+    """Start a contender as a CI step would: no stdin, its output read by us."""
+    return subprocess.Popen(
+        command,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def reap(proc: subprocess.Popen[str]) -> float:
     """Wait for the child; its own peak RSS in MiB (wait4 reports that child only)."""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -245,15 +260,7 @@ def run_flow(
     mark = len(server.stats.requests)
     started = time.perf_counter()
     deadline = started + RUN_TIMEOUT_S
-    proc = subprocess.Popen(
-        command,
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_piped(command, env, workdir)
     reader = OutputReader(proc)
     approval_to_token_s = float("nan")
     try:
@@ -390,15 +397,7 @@ def login_env(server: SandboxServer, workdir: Path) -> dict[str, str]:
 
 def linked_at(command: Sequence[str], env: dict[str, str], workdir: Path) -> float:
     """Start ``command``, return when its code line shows (perf_counter), stop it."""
-    proc = subprocess.Popen(
-        command,
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_piped(command, env, workdir)
     try:
         reader = OutputReader(proc)
         at, _ = reader.wait_for(
