@@ -219,6 +219,39 @@ def open_output(path: Path | None) -> BinaryIO:
     return os.fdopen(descriptor, "wb")
 
 
+def build_call(
+    url: str,
+    *,
+    method: str | None,
+    headers: Iterable[str],
+    data: str | None,
+    json_data: str | None,
+    output: Path | None,
+    max_time_s: float,
+    stdin: BinaryIO,
+) -> Call:
+    """The request as curl would send it: ``-H`` checked and the body read first (a bad
+    one leaves ``-o`` untouched), then curl's defaults: POST when there is a body, a
+    form-encoded ``-d``, a JSON ``--json`` that also accepts JSON. A ``-H`` or ``-X`` wins."""
+    given = parse_headers(headers)
+    body = read_body(data, json_data, stdin)
+    defaults: list[tuple[str, str]] = []
+    if json_data is not None:
+        defaults = [("Content-Type", "application/json"), ("Accept", "application/json")]
+    elif body is not None:
+        defaults = [("Content-Type", "application/x-www-form-urlencoded")]
+    named = {name.lower() for name, _ in given}
+    given += [(name, value) for name, value in defaults if name.lower() not in named]
+    return Call(
+        method=(method or ("POST" if body is not None else "GET")).upper(),
+        url=url,
+        headers=given,
+        body=body,
+        output=open_output(output),
+        max_time_s=max_time_s,
+    )
+
+
 def read_body(data: str | None, json_data: str | None, stdin: BinaryIO) -> bytes | None:
     """``-d DATA``, ``-d @FILE``, ``-d @-`` (stdin), or the same for ``--json``."""
     given = data if data is not None else json_data

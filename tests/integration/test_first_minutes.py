@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.cli import CliJob, clean_env, login_env, run_cli
+from support.cli import CliJob, clean_env, login_env, run_cli, run_process
 from support.loopback_http import JsonHandler, LoopbackServer, free_port
 
 from ci_shark.sandbox import SandboxServer
@@ -157,6 +158,21 @@ def test_every_command_has_a_description(command: str) -> None:
     assert done.returncode == 0
     description = done.stdout.split("\n\n")[1]
     assert len(description.split()) > 8, description
+
+
+@pytest.mark.parametrize(
+    "argv", [["--version"], ["--help"], ["proof", "--help"], ["request", "--help"]]
+)
+def test_help_and_version_do_not_load_the_settings(argv: list[str]) -> None:
+    # config.py loads pydantic (about a third of a login's start-up): only a login needs it.
+    probe = (
+        "import sys\nfrom ci_shark.cli import main\ntry:\n    main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted({'pydantic', 'ci_shark.config'} & set(sys.modules)))"
+    )
+    done = run_process([sys.executable, "-c", probe, *argv], clean_env())
+    assert done.returncode == 0, done.log
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize(

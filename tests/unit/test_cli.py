@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import pytest
 
-from ci_shark import cli
+from ci_shark import cli, cli_args
 from ci_shark.config import ExplicitSettings
 
 
 def test_an_unexpected_error_prints_its_type_and_place_never_its_text(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def broken(args: argparse.Namespace) -> int:
+    def broken(args: argparse.Namespace) -> None:
         raise ValueError("token=canary-secret-8d1f")
 
-    monkeypatch.setattr(cli, "_proof", broken)
+    monkeypatch.setitem(
+        cli.COMMANDS, "proof", dataclasses.replace(cli.COMMANDS["proof"], run=broken)
+    )
     code = cli.main(["proof", "--method", "GET", "--url", "https://api.example.com/x"])
 
     captured = capsys.readouterr()
@@ -33,8 +36,12 @@ def test_explicit_settings_ignore_the_environment(monkeypatch: pytest.MonkeyPatc
     assert settings.timeout == 600
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    return cli_args.parse_args(argv, cli.COMMANDS)
+
+
 def test_bare_options_mean_login() -> None:
-    args = cli.build_parser().parse_args(cli._with_default_command(["--scope", "x"]))
+    args = parse(["--scope", "x"])
     assert args.command == "login"
     assert args.scope == "x"
 
@@ -43,14 +50,14 @@ def test_bare_options_mean_login() -> None:
 def test_a_nonce_may_start_with_a_dash(nonce: str) -> None:
     # base64url nonces start with "-" one time in 64; argparse alone reads that as an option.
     argv = ["proof", "--method", "GET", "--url", "https://api.test/", "--nonce", nonce]
-    args = cli.build_parser().parse_args(cli._with_default_command(argv))
+    args = parse(argv)
     assert args.nonce == nonce
     assert args.url == "https://api.test/"
 
 
 def test_a_login_secret_may_start_with_a_dash() -> None:
     argv = ["--client-id", "-id", "--client-secret", "-s3cret", "--scope", "read"]
-    args = cli.build_parser().parse_args(cli._with_default_command(argv))
+    args = parse(argv)
     assert (args.client_id, args.client_secret, args.scope) == ("-id", "-s3cret", "read")
 
 
@@ -66,7 +73,7 @@ def test_a_flag_followed_by_a_value_is_left_alone() -> None:
         "--key-file",
         "k",
     ]
-    args = cli.build_parser().parse_args(cli._with_default_command(argv))
+    args = parse(argv)
     assert (args.nonce, str(args.key_file)) == ("n", "k")
 
 
@@ -78,9 +85,8 @@ def test_a_missing_value_before_another_option_is_still_an_error(
     after: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     # `--client-id $UNSET --no-dpop`: the next option is not taken as the value.
-    argv = cli._with_default_command(["--client-id", *after])
     with pytest.raises(SystemExit) as stopped:
-        cli.build_parser().parse_args(argv)
+        parse(["--client-id", *after])
     assert stopped.value.code == 2
     assert "--client-id: expected one argument" in capsys.readouterr().err
 
@@ -116,3 +122,46 @@ def test_only_a_shell_login_hands_eval_an_exit_on_a_usage_error(
     with pytest.raises(SystemExit):
         cli.main(argv)
     assert (capsys.readouterr().out == "exit 2\n") is shell
+
+
+def help_exit_codes(command: str, capsys: pytest.CaptureFixture[str]) -> set[str]:
+    with pytest.raises(SystemExit) as stopped:
+        cli.main([command, "--help"])
+    assert stopped.value.code == 0
+    listed = capsys.readouterr().out.split("exit codes:\n", 1)[1]
+    return {line.split()[0] for line in listed.splitlines() if line.startswith("  ")}
+
+
+@pytest.mark.parametrize(
+    ("command", "codes"),
+    [
+        ("login", {"0", "1", "2", "3", "4", "5", "6", "130/143"}),
+        ("request", {"0", "1", "2", "5", "22", "130/143"}),
+        ("refresh", {"0", "1", "2", "5", "130/143"}),
+        ("revoke", {"0", "1", "2", "5", "130/143"}),
+        ("proof", {"0", "1", "2"}),
+        ("demo", {"0", "1", "2", "3", "4", "130/143"}),
+    ],
+)
+def test_each_command_lists_its_own_exit_codes(
+    command: str, codes: set[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A login's denial (3) or policy refusal (6) cannot end `request`; only it exits 22.
+    assert help_exit_codes(command, capsys) == codes
+
+
+def test_the_key_flag_takes_a_file_and_its_variable_the_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["login", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--dpop-private-key-file FILE a PEM or JWK private key file" in text
+    assert "[CI_SHARK_DPOP_PRIVATE_KEY holds the key itself, not a path]" in text
+
+
+def test_nothing_after_a_double_dash_is_rewritten() -> None:
+    # What follows `--` is positional (e.g. a command to run), and must reach it verbatim.
+    argv = ["--nonce", "-a", "--", "tool", "--client-id", "-b"]
+    glued = cli_args.glue_opaque_values(argv, {"--nonce", "--client-id"})
+    assert glued == ["--nonce=-a", "--", "tool", "--client-id", "-b"]
