@@ -1,6 +1,6 @@
 """The webhook channel (``notify: webhook``), the same on every CI: the approval request
 when it is shown, the outcome when the flow ends, each one POST to ``webhook-url`` in the
-``webhook-format`` of :mod:`ci_shark.render_webhook`.
+``webhook-format`` of :mod:`ci_shark.render.webhook`.
 
 Its rules:
 
@@ -32,7 +32,7 @@ from ci_shark.oauth.tls import context_for
 from ci_shark.oauth.watchdog import Sockets, Watchdog
 from ci_shark.platforms.common import api_client
 from ci_shark.render import ApprovalRequest, Outcome
-from ci_shark.render_webhook import APPROVAL_MESSAGES, OUTCOME_MESSAGES
+from ci_shark.render.webhook import APPROVAL_MESSAGES, OUTCOME_MESSAGES
 from ci_shark.secret import Secret
 
 APPROVAL_BUDGET_S = 5.0

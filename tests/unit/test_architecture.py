@@ -36,7 +36,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ci_shark._settings_import",
             "ci_shark.outputs",
             "ci_shark.render",
-            "ci_shark.render_webhook",
             "ci_shark.cancel",
             "ci_shark.platforms",
         ),
@@ -211,6 +210,30 @@ def test_named_layer_rules(layer: str, forbidden: tuple[str, ...]) -> None:
         if within(found.source, layer) and any(within(found.target, f) for f in forbidden)
     ]
     assert broken == []
+
+
+RENDER_FORMATS = {
+    "ci_shark.render.gfm",
+    "ci_shark.render.log_lines",
+    "ci_shark.render.slack",
+    "ci_shark.render.teams",
+    "ci_shark.render.json_message",
+}
+
+
+def test_render_formats_learn_what_to_show_from_the_facts_only() -> None:
+    """Each format writes the facts of render/facts.py; none reads another format (json
+    carries the markdown comment, its one exception), and the facts import no format."""
+    allowed = {("ci_shark.render.json_message", "ci_shark.render.gfm")}
+    crossing = [
+        str(found)
+        for found in ALL_IMPORTS
+        if found.source in RENDER_FORMATS | {"ci_shark.render.facts", "ci_shark.render.domain"}
+        and found.target in RENDER_FORMATS
+        and (found.source, found.target) not in allowed
+    ]
+    assert MODULES.keys() >= RENDER_FORMATS
+    assert crossing == []
 
 
 def test_the_sandbox_shares_no_code_with_the_client_it_judges() -> None:

@@ -8,9 +8,11 @@ filters, tests/support/gfm.py), never with string matching on the markdown sourc
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from itertools import dropwhile, takewhile
+from pathlib import Path
 
 import pytest
-from support.gfm import assert_inert, read
+from support.gfm import assert_inert, read, render
 
 from ci_shark.render import (
     ApprovalRequest,
@@ -289,3 +291,41 @@ def test_the_matrix_leg_is_shown_beside_the_job_inertly() -> None:
     context = RunContext(repository="octo/app", job="deploy", job_variant="env: [prod](x) @team")
     shown = assert_inert(approval_markdown(request(context=context)), links={APPROVE})
     assert "env: [prod](x) @team" in shown.code
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_comment() -> str:
+    """The PR comment the README shows, as markdown: its block quote, unquoted."""
+    text = README.read_text(encoding="utf-8")
+    after = text[text.index("The PR comment (and job summary) it posts") :].split("\n")
+    quote = takewhile(
+        lambda line: line.startswith(">"), dropwhile(lambda line: not line.startswith(">"), after)
+    )
+    return "\n".join(line.removeprefix(">").removeprefix(" ") for line in quote) + "\n"
+
+
+def test_the_readme_shows_the_comment_as_github_renders_it() -> None:
+    context = RunContext(
+        platform="github",
+        repository="octo/app",
+        workflow="deploy",
+        job="release",
+        run_url="https://github.com/octo/app/actions/runs/4242",
+        run_attempt="1",
+        commit="b" * 40,
+        actor="maintainer",
+        change_request="PR #7",
+        change_request_url="https://github.com/octo/app/pull/7",
+    )
+    comment = request(
+        link="https://auth.example.com/device?user_code=WDJB-MJHT",
+        expires_at=datetime(2026, 11, 22, 12, 10, tzinfo=timezone.utc),
+        scope="deploy:write",
+        resource=(),
+        dpop_jkt="NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs",
+        context=context,
+        server_host="auth.example.com",
+    )
+    assert render(readme_comment()) == render(approval_markdown(comment))

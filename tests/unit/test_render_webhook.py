@@ -17,15 +17,9 @@ from support import gfm, slack_mrkdwn
 from test_render import APPROVE, HOSTILE_TEXTS, PULL, RUN, request
 
 from ci_shark.render import Outcome, RunContext
-from ci_shark.render_webhook import (
-    JSON_SCHEMA,
-    json_approval,
-    json_outcome,
-    slack_approval,
-    slack_outcome,
-    teams_approval,
-    teams_outcome,
-)
+from ci_shark.render.json_message import JSON_SCHEMA, json_approval, json_outcome
+from ci_shark.render.slack import slack_approval, slack_outcome
+from ci_shark.render.teams import teams_approval, teams_outcome
 from ci_shark.safe_text import one_line, slack_code, slack_link
 from ci_shark.secret import Secret
 
