@@ -77,6 +77,13 @@ def error_of(response: httpx.Response) -> str:
     return str(response.json()["error"])
 
 
+def page_token_of(page: str) -> str:
+    """The form token of an approval page (its Approve/Deny buttons post it)."""
+    match = re.search(r'name="page_token" value="([^"]+)"', page)
+    assert match, "the page has no Approve/Deny form"
+    return match[1]
+
+
 def granted(client: Client, **device_params: Any) -> dict[str, Any]:
     """Run the device flow to a token response."""
     device = client.device(**device_params)
