@@ -88,6 +88,8 @@ def _split(assertion: str) -> _Jws:
 
 def _check_header(header: Mapping[str, Any]) -> str:
     alg = header.get("alg")
+    if alg is None:
+        raise AssertionRefused("client_assertion has no alg: send the CI's OIDC token as issued")
     if alg not in ALGORITHMS:
         raise AssertionRefused(
             f"client_assertion alg {shown(alg)} is not accepted: a CI's OIDC token is signed "
