@@ -13,7 +13,9 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
+import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
@@ -124,3 +126,13 @@ def hmac_confused(token: str, secret: bytes) -> str:
     signing_input = f"{_segment({**header, 'alg': 'HS256'})}.{_segment(payload)}"
     mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64url(mac)}"
+
+
+def fetch_github_token(http: httpx.Client, environment: dict[str, str], audience: str) -> str:
+    """What a GitHub job's token fetcher does: GET the request URL with ``&audience=`` and the
+    request token as a bearer; the answer is ``{"value": jwt}``."""
+    url = environment["ACTIONS_ID_TOKEN_REQUEST_URL"] + "&audience=" + quote(audience, safe="")
+    bearer = environment["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]
+    response = http.get(url, headers={"Authorization": f"bearer {bearer}"})
+    assert response.status_code == 200, response.text
+    return str(response.json()["value"])
