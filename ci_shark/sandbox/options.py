@@ -77,7 +77,8 @@ class SandboxOptions:
         default=True,
         metadata=_flag(
             "--no-approve-on-open",
-            "opening the verification link only shows approve/deny buttons",
+            "opening the verification link only shows approve/deny buttons (always so "
+            "when a CI issuer is trusted)",
             const=False,
         ),
     )
