@@ -323,8 +323,8 @@ class AuthorizationEndpoints(EndpointGroup):
                 and client_id != token.client_id
             ):
                 raise _refused(
-                    f"a token of client '{token.client_id}' is revoked by that client, "
-                    "authenticated with its CI's OIDC token"
+                    f"client '{token.client_id}' must authenticate with its CI's OIDC token to "
+                    "revoke its tokens: send client_id, client_assertion_type and client_assertion"
                 )
             if token is not None:
                 token.active = False

@@ -157,7 +157,9 @@ def test_every_request_of_a_workload_client_needs_its_ci_token(
     approve_on_the_page(http, device["verification_uri_complete"], device["user_code"])
     tokens = client.poll(device["device_code"]).json()
     refused(
-        client.revoke(tokens["access_token"], authenticated=False), "", "is revoked by that client"
+        client.revoke(tokens["access_token"], authenticated=False),
+        "",
+        "must authenticate with its CI's OIDC token to revoke its tokens",
     )
     introspected = http.post(f"{sandbox}/oauth/introspect", data={"token": tokens["access_token"]})
     assert introspected.json()["active"] is True
