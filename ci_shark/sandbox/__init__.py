@@ -12,14 +12,21 @@ A misreading of RFC 9449 written once and used on both sides would pass every te
 
 Runtime needs only the standard library and ``cryptography``: the package ships it.
 
+Workload identity: trusting a CI issuer (``--trust-ci-issuer``, or ``--fake-ci-issuer``),
+it authenticates the clients its rules name by the CI's OIDC token (RFC 7523
+``client_assertion``), and its approval page shows what it verified apart from what the
+client merely sent, and asks.
+
 The package, outside in: ``server.py`` (``SandboxServer``: lifecycle, test controls),
 ``httpd.py`` (HTTP on a socket), ``core.py`` (request in, reply out, no sockets: routes and
 faults), the endpoint groups ``authorization.py``, ``resource.py`` and ``pages.py``
-(``endpoints.py`` is what they share), ``faults.py``, ``state.py`` (grants, tokens, the
-request log), ``proofs.py`` + ``jose.py`` (DPoP), ``wire.py`` (paths, request, reply,
-errors), ``records.py`` (what tests read), ``options.py`` (every option once: the server's
-keywords and the standalone flags), ``standalone.py`` (``main``). The names exported below
-are the public API; the modules are not.
+(``endpoints.py`` is what they share; ``consent.py`` the approval page's HTML),
+``faults.py``, ``state.py`` (grants, tokens, the request log), ``proofs.py`` + ``jose.py``
+(DPoP), ``ci_trust.py`` + ``assertions.py`` + ``jwks.py`` (CI tokens as client assertions),
+``ci_issuer.py`` (``FakeCiIssuer``), ``wire.py`` (paths, request, reply, errors),
+``records.py`` (what tests read), ``options.py`` (every option once: the server's keywords
+and the standalone flags), ``standalone.py`` (``main``). The names exported below are the
+public API; the modules are not.
 
 Standalone::
 
@@ -28,6 +35,9 @@ Standalone::
 prints ``ci_shark sandbox listening on http://127.0.0.1:8787`` and serves until SIGINT/SIGTERM.
 """
 
+from ci_shark.sandbox.assertions import JWT_BEARER
+from ci_shark.sandbox.ci_issuer import FakeCiIssuer, ServedToken
+from ci_shark.sandbox.ci_trust import ClaimRule
 from ci_shark.sandbox.faults import FAULT_NAMES
 from ci_shark.sandbox.options import SandboxOptions
 from ci_shark.sandbox.records import GrantInfo, RequestRecord, SandboxStats
@@ -56,16 +66,20 @@ __all__ = [
     "FAULT_NAMES",
     "INTROSPECT_PATH",
     "JWKS_PATH",
+    "JWT_BEARER",
     "METADATA_PATHS",
     "REDIRECT_PATH",
     "REVOKE_PATH",
     "TOKEN_PATH",
     "USERINFO_PATH",
     "VERIFICATION_PATH",
+    "ClaimRule",
+    "FakeCiIssuer",
     "GrantInfo",
     "RequestRecord",
     "SandboxOptions",
     "SandboxServer",
     "SandboxStats",
+    "ServedToken",
     "main",
 ]

@@ -1,15 +1,24 @@
 """The authorization-server endpoints: metadata, JWKS, device authorization, token, revoke,
 introspect. Strict where real servers are: SharkAuth's zero-tolerance poll spacing, RFC 9449
 key binding, one redemption per device code.
+
+Client authentication, in one place (``_authenticate_client``): a confidential client's
+secret; with a trusted CI issuer, a client its rules name proves who asks with the CI's OIDC
+token (RFC 7523 ``client_assertion``) on every request that authenticates it, before the DPoP
+proof is judged, so the retry after ``use_dpop_nonce`` needs a fresh CI token too. The token
+itself is never stored: the grant keeps the verified claims only.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+import time
 import urllib.parse
 from typing import Any, Final
 
+from ci_shark.sandbox.assertions import ALGORITHMS, AssertionRefused
+from ci_shark.sandbox.ci_trust import CiIdentity
 from ci_shark.sandbox.endpoints import EndpointGroup
 from ci_shark.sandbox.jose import b64url_encode, public_coordinates
 from ci_shark.sandbox.state import Grant, display_user_code
@@ -35,6 +44,10 @@ from ci_shark.sandbox.wire import (
 )
 
 SLOW_DOWN_STEP_S: Final = 5
+# Client authentication's form fields: never a device request's "extra" parameters.
+_CLIENT_AUTH_FIELDS: Final = frozenset(
+    {"client_id", "client_secret", "client_assertion", "client_assertion_type"}
+)
 
 
 class AuthorizationEndpoints(EndpointGroup):
@@ -70,7 +83,15 @@ class AuthorizationEndpoints(EndpointGroup):
                 "none",
                 "client_secret_basic",
                 "client_secret_post",
+                # The registered name for a JWT assertion signed with an asymmetric key; here
+                # the key is the CI issuer's, not the client's own.
+                *(["private_key_jwt"] if self._state.ci_trust else []),
             ],
+            **(
+                {"token_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS)}
+                if self._state.ci_trust
+                else {}
+            ),
             "dpop_signing_alg_values_supported": ["ES256"],
             "id_token_signing_alg_values_supported": ["ES256"],
             "subject_types_supported": ["public"],
@@ -99,14 +120,14 @@ class AuthorizationEndpoints(EndpointGroup):
                 status=501,
             )
         form = parse_form(req)
-        client_id = self._authenticate_client(req, form)
+        client_id, identity = self._authenticate_client(req, form)
         resources = tuple(form.all("resource"))
         for resource in resources:
             # RFC 8707 §2: an absolute URI without a fragment.
             split = urllib.parse.urlsplit(resource)
             if not split.scheme or not split.netloc or "#" in resource:
                 raise OAuthError("invalid_target", "resource must be an absolute URI")
-        known = {"client_id", "client_secret", "scope", "resource"}
+        known = _CLIENT_AUTH_FIELDS | {"scope", "resource"}
         extra = {name: value for name, value in form.pairs if name not in known}
         now = req.arrived_at
         expires_in_s = self._options.expires_in_s
@@ -124,6 +145,7 @@ class AuthorizationEndpoints(EndpointGroup):
                 issued_at=now,
                 expires_at=now + expires_in_s,
                 interval_s=self._options.interval_s,
+                ci_identity=identity,
             )
             state.grants[device_code] = grant
             state.grants_by_user_code[user_code] = grant
@@ -142,7 +164,7 @@ class AuthorizationEndpoints(EndpointGroup):
 
     def token(self, req: Request) -> Reply:
         form = parse_form(req)
-        client_id = self._authenticate_client(req, form)
+        client_id, _ = self._authenticate_client(req, form)
         grant_type = form.require("grant_type")
         if grant_type == DEVICE_CODE_GRANT_TYPE:
             if self._options.device_flow != "enabled":
@@ -154,14 +176,40 @@ class AuthorizationEndpoints(EndpointGroup):
             return self._client_credentials(req, form, client_id)
         raise OAuthError("unsupported_grant_type", "this grant_type is not supported")
 
-    def _authenticate_client(self, req: Request, form: Form) -> str:
+    def _authenticate_client(self, req: Request, form: Form) -> tuple[str, CiIdentity | None]:
+        """The client's id, and the CI identity it proved (workload identity)."""
         client_id, secret = client_credentials_of(req, form)
+        trust = self._state.ci_trust
+        assertion_type = form.get("client_assertion_type")
+        assertion = form.get("client_assertion")
+        sent_assertion = assertion_type is not None or assertion is not None
+        if sent_assertion and secret is not None:
+            raise OAuthError("invalid_request", "use one client authentication method, not two")
+        if trust is not None and (sent_assertion or trust.requires_identity(client_id)):
+            if not sent_assertion:
+                raise _refused(
+                    f"client '{client_id}' must authenticate with its CI's OIDC token: send "
+                    "client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer "
+                    f"and client_assertion, a fresh CI token with aud {self._issuer()}"
+                )
+            try:
+                identity = trust.authenticate(
+                    client_id, assertion_type, assertion, audience=self._issuer(), now=time.time()
+                )
+            except AssertionRefused as refused:
+                raise _refused(refused.reason) from None  # the cause may quote the token
+            return client_id, identity
+        if sent_assertion:
+            raise _refused(
+                "this server trusts no CI issuer, so it takes no client_assertion "
+                "(the sandbox: --trust-ci-issuer or --fake-ci-issuer)"
+            )
         expected = self._options.client_secrets.get(client_id)
         if expected is not None and (
             secret is None or not hmac.compare_digest(secret.encode(), expected.encode())
         ):
             raise OAuthError("invalid_client", "client authentication failed", status=401)
-        return client_id
+        return client_id, None
 
     def _verify_proof(self, req: Request) -> str | None:
         """The proof's key thumbprint; None without a proof where DPoP is optional."""
@@ -260,9 +308,24 @@ class AuthorizationEndpoints(EndpointGroup):
     def revoke(self, req: Request) -> Reply:
         form = parse_form(req)
         value = form.require("token")
+        # A public client may revoke without naming itself (RFC 7009 §2.1 asks credentials of
+        # confidential clients only); a client that must prove its CI identity must here too.
+        named = form.get("client_id") or req.header("Authorization") or form.get("client_assertion")
+        client_id = self._authenticate_client(req, form)[0] if named else None
         state = self._state
+        trust = state.ci_trust
         with state.lock:
             token = state.tokens.get(value)
+            if (
+                token is not None
+                and trust is not None
+                and trust.requires_identity(token.client_id)
+                and client_id != token.client_id
+            ):
+                raise _refused(
+                    f"client '{token.client_id}' must authenticate with its CI's OIDC token to "
+                    "revoke its tokens: send client_id, client_assertion_type and client_assertion"
+                )
             if token is not None:
                 token.active = False
                 if token.kind == "refresh":
@@ -293,3 +356,7 @@ class AuthorizationEndpoints(EndpointGroup):
         if token.jkt:
             payload["cnf"] = {"jkt": token.jkt}
         return json_reply(200, payload, "active")
+
+
+def _refused(reason: str) -> OAuthError:
+    return OAuthError("invalid_client", reason, status=401)

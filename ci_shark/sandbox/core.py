@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Callable
 
 from ci_shark.sandbox.authorization import AuthorizationEndpoints
+from ci_shark.sandbox.ci_trust import CiTrust
 from ci_shark.sandbox.faults import FaultQueues, fault_reply, slow_fault_delay_s
 from ci_shark.sandbox.options import SandboxOptions
 from ci_shark.sandbox.pages import VerificationPages
@@ -32,7 +33,8 @@ from ci_shark.sandbox.wire import (
 
 class SandboxCore:
     """Routes, faults and state. ``issuer`` gives the base URL once the port is known;
-    ``pause`` waits out a "slow" fault (and returns early when the server stops)."""
+    ``pause`` waits out a "slow" fault (and returns early when the server stops);
+    ``ci_trust`` is the CI issuer whose tokens may authenticate clients (None: none)."""
 
     def __init__(
         self,
@@ -40,9 +42,10 @@ class SandboxCore:
         *,
         issuer: Callable[[], str],
         pause: Callable[[float], object],
+        ci_trust: CiTrust | None = None,
     ) -> None:
         self.options = options
-        self.state = SandboxState(options, issuer)
+        self.state = SandboxState(options, issuer, ci_trust)
         self.proofs = ProofVerifier(
             require_nonce=options.require_nonce,
             nonce_ttl_s=options.nonce_ttl_s,

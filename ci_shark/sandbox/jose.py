@@ -1,4 +1,5 @@
-"""The sandbox's own JOSE: base64url, RFC 7638 thumbprints, ES256, and DPoP proof checks.
+"""The sandbox's own JOSE: base64url, RFC 7638 thumbprints, ES256 and RS256, and DPoP proof
+checks.
 
 Written apart from ``ci_shark/oauth/dpop.py`` on purpose: the sandbox is the oracle the
 client is tested against, so a misreading of RFC 9449 shared by both could never show.
@@ -17,7 +18,7 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 MAX_PROOF_CHARS: Final = 8 * 1024
 DPOP_IAT_LEEWAY_S: Final = 60
 
-_PRIVATE_JWK_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+PRIVATE_JWK_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -80,7 +81,7 @@ def public_coordinates(key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
 def public_key_from_jwk(jwk: object) -> tuple[ec.EllipticCurvePublicKey, str]:
     if not isinstance(jwk, dict):
         raise ProofError("the jwk header must be a JSON object")
-    if _PRIVATE_JWK_MEMBERS & jwk.keys():
+    if PRIVATE_JWK_MEMBERS & jwk.keys():
         raise ProofError("the jwk header must not contain private key members")
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
         raise ProofError("the jwk header must be an EC P-256 key")
@@ -125,14 +126,35 @@ def es256_sign(key: ec.EllipticCurvePrivateKey, signing_input: bytes) -> bytes:
     return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
-def sign_jwt(key: ec.EllipticCurvePrivateKey, kid: str, claims: Mapping[str, Any]) -> str:
-    header = {"alg": "ES256", "typ": "JWT", "kid": kid}
+def rs256_verify(key: rsa.RSAPublicKey, signing_input: bytes, signature: bytes) -> bool:
+    try:
+        key.verify(signature, signing_input, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
+def rs256_sign(key: rsa.RSAPrivateKey, signing_input: bytes) -> bytes:
+    return key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+
+
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def sign_jwt(key: SigningKey, kid: str, claims: Mapping[str, Any]) -> str:
+    """A compact JWS over ``claims``: ES256 for an EC P-256 key, RS256 for an RSA key."""
+    alg = "RS256" if isinstance(key, rsa.RSAPrivateKey) else "ES256"
+    header = {"alg": alg, "typ": "JWT", "kid": kid}
     segments = [
         b64url_encode(json.dumps(part, separators=(",", ":")).encode("utf-8"))
         for part in (header, claims)
     ]
     signing_input = ".".join(segments).encode("ascii")
-    return f"{segments[0]}.{segments[1]}.{b64url_encode(es256_sign(key, signing_input))}"
+    if isinstance(key, rsa.RSAPrivateKey):
+        signature = rs256_sign(key, signing_input)
+    else:
+        signature = es256_sign(key, signing_input)
+    return f"{segments[0]}.{segments[1]}.{b64url_encode(signature)}"
 
 
 def normalise_htu(value: str) -> str | None:

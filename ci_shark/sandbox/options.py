@@ -9,8 +9,9 @@ import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar
 
+from ci_shark.sandbox.ci_trust import ANY_CLIENT, RULE_SYNTAX, ClaimRule
 from ci_shark.sandbox.faults import FAULT_NAMES, parse_fault
 from ci_shark.sandbox.wire import is_loopback
 
@@ -39,6 +40,20 @@ def _fault_list(value: str) -> list[str]:
 _FAULTS_HELP = ", ".join(sorted(FAULT_NAMES)) + ", slow:<s>"
 
 
+def _ci_rules(value: str) -> list[ClaimRule]:
+    try:
+        return [ClaimRule.parse(value)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _claim_pairs(value: str) -> list[tuple[str, str]]:
+    claim, equals, text = value.partition("=")
+    if not equals or not claim.strip():
+        raise argparse.ArgumentTypeError(f"{value!r}: write CLAIM=VALUE, e.g. repository=octo/app")
+    return [(claim.strip(), text)]
+
+
 @dataclass(frozen=True, kw_only=True)
 class SandboxOptions:
     """How the sandbox behaves. Validated on construction (ValueError)."""
@@ -62,7 +77,8 @@ class SandboxOptions:
         default=True,
         metadata=_flag(
             "--no-approve-on-open",
-            "opening the verification link only shows approve/deny buttons",
+            "opening the verification link only shows approve/deny buttons (always so "
+            "when a CI issuer is trusted)",
             const=False,
         ),
     )
@@ -136,6 +152,63 @@ class SandboxOptions:
             const=True,
         ),
     )
+    # Workload identity: RFC 7523 client authentication with a CI's OIDC token.
+    trust_ci_issuer: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--trust-ci-issuer",
+            "trust CI OIDC tokens signed by the keys of this JWKS (a file, or an https URL) "
+            "as client assertions; needs --ci-issuer and --ci-allow",
+            metavar="JWKS_FILE_OR_URL",
+        ),
+    )
+    ci_issuer: str | None = field(
+        default=None,
+        metadata=_flag(
+            "--ci-issuer",
+            "the iss those tokens carry, e.g. https://token.actions.githubusercontent.com",
+            metavar="ISS",
+        ),
+    )
+    ci_allow: Sequence[ClaimRule] = field(
+        default=(),
+        metadata=_flag(
+            "--ci-allow",
+            "a CI token may authenticate CLIENT (* = any) when its CLAIM matches GLOB; "
+            "repeat to add rules (all must hold); a client a rule names must send one",
+            parse=_ci_rules,
+            metavar="CLIENT:CLAIM=GLOB",
+            repeatable=True,
+        ),
+    )
+    ci_token_reuse: bool = field(
+        default=False,
+        metadata=_flag(
+            "--ci-token-reuse",
+            "accept a CI token again until it expires (GitLab gives one per job); "
+            "default: each jti once",
+            const=True,
+        ),
+    )
+    fake_ci_issuer: bool = field(
+        default=False,
+        metadata=_flag(
+            "--fake-ci-issuer",
+            "start a fake GitHub-shaped CI token service beside the sandbox and trust it "
+            f"(rules: --ci-allow; default {ANY_CLIENT}:repository=<its repository>)",
+            const=True,
+        ),
+    )
+    fake_ci_claims: Sequence[tuple[str, str]] = field(
+        default=(),
+        metadata=_flag(
+            "--fake-ci-claim",
+            "a claim of the fake CI issuer's tokens (repeatable), e.g. ref=refs/heads/dev",
+            parse=_claim_pairs,
+            metavar="CLAIM=VALUE",
+            repeatable=True,
+        ),
+    )
     # Confidential clients: their secret must come with every request (HTTP Basic or
     # client_secret), and only they may use client_credentials; any other client_id is a
     # public client, whose secret is not checked. No flag: a secret on argv is public.
@@ -158,6 +231,48 @@ class SandboxOptions:
             raise ValueError("access_token_ttl_s must be > 0")
         for fault in (*self.token_faults, *self.device_faults):
             parse_fault(fault)
+        self._check_workload_identity()
+
+    @property
+    def trusts_ci(self) -> bool:
+        """A CI issuer is trusted: its tokens may authenticate clients."""
+        return self.trust_ci_issuer is not None or self.fake_ci_issuer
+
+    def _check_workload_identity(self) -> None:
+        if self.trust_ci_issuer is not None and self.fake_ci_issuer:
+            raise ValueError("--trust-ci-issuer and --fake-ci-issuer: choose one issuer to trust")
+        if self.trust_ci_issuer is not None and not self.ci_issuer:
+            raise ValueError(
+                "--trust-ci-issuer needs --ci-issuer ISS: the iss its tokens carry "
+                "(GitHub: https://token.actions.githubusercontent.com)"
+            )
+        if self.trust_ci_issuer is not None and not self.ci_allow:
+            raise ValueError(
+                f"--trust-ci-issuer needs at least one --ci-allow {RULE_SYNTAX}: without a "
+                "rule, any repository on that CI could authenticate"
+            )
+        unused = [
+            name
+            for name, given in (
+                ("--ci-issuer", bool(self.ci_issuer) and self.trust_ci_issuer is None),
+                ("--ci-allow", bool(self.ci_allow) and not self.trusts_ci),
+                ("--ci-token-reuse", self.ci_token_reuse and not self.trusts_ci),
+                ("--fake-ci-claim", bool(self.fake_ci_claims) and not self.fake_ci_issuer),
+            )
+            if given
+        ]
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)} without a CI issuer to trust: add --trust-ci-issuer "
+                "(or --fake-ci-issuer)"
+            )
+        for rule in self.ci_allow:
+            both = [c for c in self.client_secrets if rule.applies_to(c)]
+            if both:
+                raise ValueError(
+                    f"client {both[0]!r} has a secret and the rule {rule}: a client "
+                    "authenticates one way"
+                )
 
 
 Params = ParamSpec("Params")
@@ -196,11 +311,42 @@ def _metavar(flag: Flag) -> str | None:
     return None if flag.choices else flag.name.removeprefix("--").upper().replace("-", "_")
 
 
+_EPILOG: Final = """\
+workload identity (RFC 7523 client authentication with the CI's OIDC token):
+  A client that a --ci-allow rule names must send, with the device request, every poll,
+  refresh and revoke:
+    client_id=CLIENT
+    client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer
+    client_assertion=<a fresh CI token: iss ISS, aud this server's URL>
+  Checked: the signature (RS256 or ES256, keys from the JWKS), iss, aud, exp/nbf/iat (60 s
+  of skew), jti (once, unless --ci-token-reuse), then every rule for the client: CLAIM
+  matches GLOB (fnmatch, case-sensitive; * spans /). Any failure: 401 invalid_client with
+  the reason. Opening the link never approves: the page shows the claims this server
+  verified and asks (Approve/Deny); --approve-after still decides on a timer.
+
+    python -I -m ci_shark.sandbox \\
+      --trust-ci-issuer https://token.actions.githubusercontent.com/.well-known/jwks \\
+      --ci-issuer https://token.actions.githubusercontent.com \\
+      --ci-allow 'ci-shark:repository=octo/app' --ci-allow 'ci-shark:ref=refs/heads/*'
+
+fake CI issuer (--fake-ci-issuer):
+  A GitHub-shaped OIDC token service on another loopback port, trusted by this sandbox.
+  After the "listening on" line it prints ACTIONS_ID_TOKEN_REQUEST_URL=... and
+  ACTIONS_ID_TOKEN_REQUEST_TOKEN=... lines, ready for a job's environment:
+  GET "$ACTIONS_ID_TOKEN_REQUEST_URL&audience=AUD" with
+  "Authorization: bearer $ACTIONS_ID_TOKEN_REQUEST_TOKEN" answers {"value": "<jwt>"};
+  a wrong or missing bearer gets 403. Its tokens say repository=octo/app, ref=refs/heads/main
+  (change them with --fake-ci-claim).
+"""
+
+
 def argument_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a flag not given stays out of the namespace, so the defaults live only above.
     parser = argparse.ArgumentParser(
         prog="python -m ci_shark.sandbox",
         description="Run the ci_shark loopback authorization server (RFC 8628 + DPoP).",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
     for option in dataclasses.fields(SandboxOptions):

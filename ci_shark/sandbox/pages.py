@@ -1,89 +1,39 @@
 """The verification page a person opens: enter a code, see what it asks for, approve or deny.
 
-Every value on it comes from the client's request: it is escaped, and the page forbids
-scripts and framing.
+Rules:
+
+- Opening the link decides only in the demo's no-identity mode (``approve_on_open``); with a
+  trusted CI issuer it never does: the page shows what this server verified and asks.
+- A decision is a POST carrying the form token of a page this server showed for that code
+  (random, single use, a few per code): a missing, wrong or used token is refused with 403,
+  and nothing changes.
+- The HTML, its escaping and its Content-Security-Policy live in ``consent.py``.
 """
 
 from __future__ import annotations
 
-import html
+import hmac
+import secrets
 from typing import Final
 
+from ci_shark.sandbox.consent import (
+    ConsentView,
+    consent_page,
+    entry_page,
+    html_reply,
+    message_page,
+)
 from ci_shark.sandbox.endpoints import EndpointGroup
 from ci_shark.sandbox.state import (
+    MAX_PAGE_TOKENS,
     Decision,
     Grant,
     display_user_code,
     normalise_user_code,
 )
-from ci_shark.sandbox.wire import (
-    NO_STORE,
-    VERIFICATION_PATH,
-    OAuthError,
-    Reply,
-    Request,
-    Routes,
-    parse_form,
-)
+from ci_shark.sandbox.wire import VERIFICATION_PATH, OAuthError, Reply, Request, Routes, parse_form
 
-
-def _page(title: str, body_html: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body_html}</body></html>\n"
-    )
-
-
-def _message_page(title: str, message: str) -> str:
-    return _page(title, f"<p>{html.escape(message)}</p>")
-
-
-_ENTRY_FORM: Final = _page(
-    "Device authorization",
-    f'<form method="get" action="{VERIFICATION_PATH}"><label>Code '
-    '<input name="user_code" autocomplete="off" autofocus></label> '
-    "<button>Continue</button></form>",
-)
-_UNKNOWN_CODE: Final = _message_page("Unknown code", "No such code.")
-
-
-def _html_reply(status: int, page: str, outcome: str) -> Reply:
-    headers = [
-        *NO_STORE,
-        # The page shows untrusted request data: no scripts, no framing, forms only to us.
-        (
-            "Content-Security-Policy",
-            "default-src 'none'; form-action 'self'; frame-ancestors 'none'",
-        ),
-        ("X-Frame-Options", "DENY"),
-    ]
-    return Reply(status, page.encode("utf-8"), "text/html; charset=utf-8", headers, outcome)
-
-
-def _grant_page(grant: Grant, status: str) -> str:
-    rows = [
-        ("Code", display_user_code(grant.user_code)),
-        ("Client", grant.client_id),
-        ("Scope", grant.scope or "(none)"),
-        ("Resources", " ".join(grant.resources) or "(none)"),
-        *sorted(grant.extra_params.items()),
-        ("Status", status),
-    ]
-    table = "".join(
-        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
-        for name, value in rows
-    )
-    buttons = ""
-    if status == "pending":
-        code = html.escape(display_user_code(grant.user_code))
-        buttons = (
-            f'<form method="post" action="{VERIFICATION_PATH}">'
-            f'<input type="hidden" name="user_code" value="{code}">'
-            '<button name="action" value="approve">Approve</button> '
-            '<button name="action" value="deny">Deny</button></form>'
-        )
-    return _page("Device authorization", f"<table>{table}</table>{buttons}")
+_DECISIONS: Final[dict[str | None, Decision]] = {"approve": "approved", "deny": "denied"}
 
 
 class VerificationPages(EndpointGroup):
@@ -93,33 +43,78 @@ class VerificationPages(EndpointGroup):
     def page(self, req: Request) -> Reply:
         code = req.query_value("user_code")
         if code is None or not code.strip():
-            return _html_reply(200, _ENTRY_FORM, "page")
-        decision = self._state.automatic_decision if self._state.options.approve_on_open else None
-        return self._decide(code, decision)
+            return html_reply(200, entry_page(server=self._issuer()), "page")
+        opening_decides = self._options.approve_on_open and not self._options.trusts_ci
+        decision = self._state.automatic_decision if opening_decides else None
+        return self._decide(code, decision, page_token=None)
 
     def action(self, req: Request) -> Reply:
         try:
             form = parse_form(req)
         except OAuthError:
-            return _html_reply(400, _message_page("Bad request", "Malformed form."), "bad_request")
-        decisions: dict[str | None, Decision] = {"approve": "approved", "deny": "denied"}
+            return self._message(400, "Bad request", "Malformed form.", "bad_request")
         action = form.get("action")
-        if action not in decisions:
-            body = _message_page("Bad request", "action must be approve or deny.")
-            return _html_reply(400, body, "bad_request")
-        return self._decide(form.get("user_code") or "", decisions[action])
+        if action not in _DECISIONS:
+            return self._message(
+                400, "Bad request", "action must be approve or deny.", "bad_request"
+            )
+        return self._decide(
+            form.get("user_code") or "", _DECISIONS[action], page_token=form.get("page_token") or ""
+        )
 
-    def _decide(self, user_code: str, decision: Decision | None) -> Reply:
-        """Apply ``decision`` (None: none) to a pending code, then show the code's page."""
+    def _message(self, status: int, title: str, text: str, outcome: str) -> Reply:
+        return html_reply(status, message_page(title, text, server=self._issuer()), outcome)
+
+    def _decide(
+        self, user_code: str, decision: Decision | None, *, page_token: str | None
+    ) -> Reply:
+        """Apply ``decision`` (None: none) to a pending code, then show the code's page.
+
+        ``page_token`` None: the link was opened (a GET); else the form token a POST carried.
+        """
         state = self._state
         now = state.clock()
         with state.lock:
             grant = state.grants_by_user_code.get(normalise_user_code(user_code))
             if grant is None:
-                return _html_reply(404, _UNKNOWN_CODE, "unknown_code")
+                return self._message(404, "Unknown code", "No such code.", "unknown_code")
+            if page_token is not None and not _take_page_token(grant, page_token):
+                return self._message(
+                    403,
+                    "This page has expired",
+                    "The decision did not come from a page this server showed for this code "
+                    "(or that page was already used). Open the link again.",
+                    "bad_page_token",
+                )
             outcome = "page"
             if decision is not None and state.status_locked(grant, now) == "pending":
                 grant.status = decision
                 outcome = grant.status
-            page = _grant_page(grant, state.status_locked(grant, now))
-        return _html_reply(200, page, outcome)
+            status = state.status_locked(grant, now)
+            view = ConsentView(
+                server=self._issuer(),
+                user_code=display_user_code(grant.user_code),
+                client_id=grant.client_id,
+                scope=grant.scope,
+                resources=grant.resources,
+                extra_params=dict(grant.extra_params),
+                identity=grant.ci_identity,
+                status=status,
+                expires_in_s=grant.expires_at - now,
+                page_token=_new_page_token(grant) if status == "pending" else None,
+            )
+        return html_reply(200, consent_page(view), outcome)
+
+
+def _new_page_token(grant: Grant) -> str:
+    token = secrets.token_urlsafe(24)
+    grant.page_tokens = [*grant.page_tokens, token][-MAX_PAGE_TOKENS:]
+    return token
+
+
+def _take_page_token(grant: Grant, token: str) -> bool:
+    for known in grant.page_tokens:
+        if hmac.compare_digest(known.encode(), token.encode()):
+            grant.page_tokens = [t for t in grant.page_tokens if t != known]
+            return True
+    return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from ci_shark.sandbox.wire import TOKEN_PATH
 
@@ -67,3 +67,5 @@ class GrantInfo:
     status: str  # "pending" | "approved" | "denied" | "expired" | "redeemed"
     interval_s: int  # the current interval: grows by 5 with every slow_down
     jkt: str | None  # the DPoP key thumbprint the polls are bound to
+    # The claims of the CI token that authenticated the request (None: no workload identity).
+    ci_claims: Mapping[str, Any] | None = None

@@ -6,6 +6,8 @@ import threading
 from types import TracebackType
 from typing import Final
 
+from ci_shark.sandbox.ci_issuer import FakeCiIssuer
+from ci_shark.sandbox.ci_trust import trust_from_options
 from ci_shark.sandbox.core import SandboxCore
 from ci_shark.sandbox.httpd import LoopbackHTTPServer
 from ci_shark.sandbox.options import SandboxOptions, option_keywords
@@ -17,14 +19,24 @@ STOP_JOIN_TIMEOUT_S: Final = 5.0
 class SandboxServer:
     """The loopback authorization server. Use as a context manager, or start()/stop().
 
-    Takes the keywords of ``SandboxOptions`` (``SandboxServer(interval_s=2)``).
+    Takes the keywords of ``SandboxOptions`` (``SandboxServer(interval_s=2)``). With
+    ``fake_ci_issuer=True`` it starts and stops a ``FakeCiIssuer`` with itself
+    (``fake_ci_issuer``), and trusts it. A JWKS that cannot be read is a ValueError here.
     """
 
     @option_keywords(SandboxOptions)
     def __init__(self, options: SandboxOptions) -> None:
         self.options = options
         self._stopping = threading.Event()
-        self._core = SandboxCore(options, issuer=lambda: self.url, pause=self._stopping.wait)
+        self._fake_ci_issuer = (
+            FakeCiIssuer(claims=dict(options.fake_ci_claims)) if options.fake_ci_issuer else None
+        )
+        self._core = SandboxCore(
+            options,
+            issuer=lambda: self.url,
+            pause=self._stopping.wait,
+            ci_trust=trust_from_options(options, self._fake_ci_issuer),
+        )
         self._httpd: LoopbackHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._url: str | None = None
@@ -38,11 +50,24 @@ class SandboxServer:
             raise RuntimeError("the sandbox is not started")
         return self._url
 
+    @property
+    def fake_ci_issuer(self) -> FakeCiIssuer:
+        """The fake CI issuer this sandbox started and trusts (``fake_ci_issuer=True``)."""
+        if self._fake_ci_issuer is None:
+            raise RuntimeError("this sandbox runs no fake CI issuer (fake_ci_issuer=True)")
+        return self._fake_ci_issuer
+
     def start(self) -> SandboxServer:
         if self._httpd is not None:
             raise RuntimeError("the sandbox is already started")
         host = self.options.host
         httpd = LoopbackHTTPServer((host, self.options.port), self._core, self._stopping)
+        if self._fake_ci_issuer is not None:
+            try:
+                self._fake_ci_issuer.start()
+            except OSError:
+                httpd.server_close()
+                raise
         self._httpd = httpd
         port = httpd.server_address[1]
         self._url = f"http://{host}:{port}"
@@ -66,6 +91,8 @@ class SandboxServer:
         httpd.server_close()
         if thread is not None:
             thread.join(timeout=STOP_JOIN_TIMEOUT_S)
+        if self._fake_ci_issuer is not None:
+            self._fake_ci_issuer.stop()
 
     def __enter__(self) -> SandboxServer:
         return self.start()

@@ -34,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         print(f"ci_shark sandbox listening on {server.url}", flush=True)
+        if server.options.fake_ci_issuer:
+            # KEY=VALUE lines, ready for a job's environment (a fake's credential: it only
+            # mints tokens that this sandbox, and nothing else, trusts).
+            issuer = server.fake_ci_issuer
+            print(f"ci_shark fake CI issuer at {issuer.url}, trusted by this sandbox", flush=True)
+            for name, value in issuer.environment().items():
+                print(f"{name}={value}", flush=True)
         # A bounded wait in a loop keeps the main thread responsive to signals.
         while not stop_requested.wait(0.5):
             pass

@@ -10,11 +10,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ci_shark.sandbox.ci_trust import CiIdentity, CiTrust
 from ci_shark.sandbox.jose import jwk_thumbprint, public_coordinates, sign_jwt
 from ci_shark.sandbox.options import SandboxOptions
 from ci_shark.sandbox.records import GrantInfo, RequestRecord, SandboxStats
@@ -24,6 +25,9 @@ ID_TOKEN_TTL_S: Final = 600
 # RFC 8628 §6.1: consonants only, no vowels (no words), no easily confused letters.
 USER_CODE_ALPHABET: Final = "BCDFGHJKLMNPQRSTVWXZ"
 USER_CODE_LENGTH: Final = 8
+# Approval pages a grant remembers at once (each with its own form token): enough for a few
+# tabs, bounded against a script reloading the page.
+MAX_PAGE_TOKENS: Final = 8
 
 Decision = Literal["pending", "approved", "denied"]
 
@@ -43,6 +47,10 @@ class Grant:
     redeemed: bool = False
     last_poll_at: float | None = None
     jkt: str | None = None
+    # Who asks, as the CI's OIDC token proved it to this server (workload identity).
+    ci_identity: CiIdentity | None = None
+    # The form tokens of the approval pages shown for this grant, newest last; each works once.
+    page_tokens: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,9 +86,15 @@ def display_user_code(code: str) -> str:
 class SandboxState:
     """Grants by device and user code, tokens by value, and what every request got."""
 
-    def __init__(self, options: SandboxOptions, issuer: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        options: SandboxOptions,
+        issuer: Callable[[], str],
+        ci_trust: CiTrust | None = None,
+    ) -> None:
         self.options = options
         self.issuer = issuer  # the base URL, known once the port is bound
+        self.ci_trust = ci_trust  # None: no CI issuer is trusted
         self.clock = options.clock
         self.lock = threading.Lock()
         self.automatic_decision: Decision = (
@@ -155,6 +169,7 @@ class SandboxState:
                     status=self.status_locked(grant, now),
                     interval_s=grant.interval_s,
                     jkt=grant.jkt,
+                    ci_claims=dict(grant.ci_identity.claims) if grant.ci_identity else None,
                 )
                 for grant in self.grants.values()
             )

@@ -17,10 +17,21 @@ from oidc_peer import REPO_ROOT, ProviderServer, run_provider
 from support.cli import clean_env, cli_argv, run_cli
 from support.required import missing
 
+from ci_shark.sandbox import FakeCiIssuer
+
 
 @pytest.fixture(scope="session")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProviderServer]:
-    with run_provider(tmp_path_factory.mktemp("oidc-provider")) as server:
+def ci_issuer() -> Iterator[FakeCiIssuer]:
+    """The CI's OIDC token service (GitHub-shaped) that the provider trusts."""
+    with FakeCiIssuer() as issuer:
+        yield issuer
+
+
+@pytest.fixture(scope="session")
+def provider(
+    tmp_path_factory: pytest.TempPathFactory, ci_issuer: FakeCiIssuer
+) -> Iterator[ProviderServer]:
+    with run_provider(tmp_path_factory.mktemp("oidc-provider"), ci_issuer) as server:
         yield server
 
 

@@ -19,15 +19,20 @@ import pytest
 from peers import STOP_TIMEOUT_S, Peer, require_tool, stop
 from support.cli import CliJob
 
+from ci_shark.sandbox import FakeCiIssuer
+
 INTEROP_DIR = Path(__file__).resolve().parent
 REPO_ROOT = INTEROP_DIR.parents[1]
 NPM_CI_TIMEOUT_S = 300
 READY_TIMEOUT_S = 30
 
-# The two public, DPoP-bound clients provider.mjs registers, and the resource
-# server's confidential client used for introspection.
+# The public, DPoP-bound clients provider.mjs registers, and the resource server's
+# confidential client used for introspection. WI_CLIENT_ID must prove its CI identity
+# (workload identity): the fixture's --ci-allow rules name it.
 CLIENT_ID = "ci-shark"
 EXPIRING_CLIENT_ID = "ci-shark-expiring"
+WI_CLIENT_ID = "ci-shark-wi"
+WI_REPOSITORY = "octo/app"
 RS_CLIENT_ID = "resource-server"
 RS_CLIENT_SECRET = "rs-secret"
 SCOPE = "openid offline_access"
@@ -123,17 +128,28 @@ def _stop(process: subprocess.Popen[str]) -> None:
                 stream.close()
 
 
+def workload_identity_flags(ci_issuer: FakeCiIssuer) -> list[str]:
+    """provider.mjs trusts ``ci_issuer``; WI_CLIENT_ID needs a token of WI_REPOSITORY's main."""
+    return [
+        *("--trust-ci-issuer", ci_issuer.jwks_url, "--ci-issuer", ci_issuer.url),
+        *("--ci-allow", f"{WI_CLIENT_ID}:repository={WI_REPOSITORY}"),
+        *("--ci-allow", f"{WI_CLIENT_ID}:ref=refs/heads/*"),
+    ]
+
+
 @contextlib.contextmanager
-def run_provider(log_dir: Path) -> Iterator[ProviderServer]:
-    """Start provider.mjs on a free loopback port; stop it (terminate, then kill) on exit."""
+def run_provider(log_dir: Path, ci_issuer: FakeCiIssuer | None = None) -> Iterator[ProviderServer]:
+    """Start provider.mjs on a free loopback port, trusting ``ci_issuer`` if given; stop it
+    (terminate, then kill) on exit."""
     node = require_tool("node", "install Node.js >= 18 with npm")
     npm = require_tool("npm", "install npm (it ships with Node.js)")
     version = _ensure_node_modules(npm)
 
     log_path = log_dir / "provider.log"
     log = log_path.open("w")
+    trust = workload_identity_flags(ci_issuer) if ci_issuer is not None else []
     process = subprocess.Popen(
-        [node, str(INTEROP_DIR / "provider.mjs"), "--port", "0"],
+        [node, str(INTEROP_DIR / "provider.mjs"), "--port", "0", *trust],
         cwd=INTEROP_DIR,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@
 // for tests.
 //
 //   node tests/interop/provider.mjs [--port N]
+//        [--trust-ci-issuer JWKS_URL --ci-issuer ISS --ci-allow CLIENT:CLAIM=GLOB ...]
 //
 // Listens on 127.0.0.1 only (port 0 = a free one), prints exactly one line
 //   READY http://127.0.0.1:<port>
@@ -14,8 +15,19 @@
 // Clients (all public, token_endpoint_auth_method "none", DPoP-bound):
 //   ci-shark           the client under test; device codes live 90 s
 //   ci-shark-expiring  same, but device codes live 3 s, to test expiry fast
+//   ci-shark-wi        same as ci-shark; the tests name it in --ci-allow rules
 // plus one confidential client, "resource-server" (secret "rs-secret"), that a
 // resource server would use for introspection (RFC 7662).
+//
+// Workload identity (ci_identity.mjs): with --trust-ci-issuer, a device authorization
+// request may carry the CI's OIDC token as client_assertion_type (RFC 7523 jwt-bearer) +
+// client_assertion; a client a --ci-allow rule names must. oidc-provider cannot take such a
+// token as client authentication (see ci_identity.mjs and docs/compatibility.md), so the two
+// fields are registered as extraParams, with a validator that verifies the token and keeps
+// its claims for deviceInfo; the confirmation page (confirm_page.mjs) shows them under
+// "Verified by this server from the CI's OIDC token". Only JWT-less client authentication
+// methods are enabled, so oidc-provider leaves those two fields to the validator. Polls,
+// refresh and revoke ignore them: oidc-provider has no hook there.
 //
 // Accounts: "maintainer" and "mallory" (any password: these are oidc-provider's
 // development login pages, devInteractions). The sign-in page takes any other
@@ -27,7 +39,10 @@
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
 
-import { Provider } from 'oidc-provider';
+import { Provider, errors } from 'oidc-provider';
+
+import { CiTrust, JWT_BEARER, Refused } from './ci_identity.mjs';
+import { userCodeConfirmSource } from './confirm_page.mjs';
 
 const HOST = '127.0.0.1';
 
@@ -39,7 +54,7 @@ const HOST = '127.0.0.1';
 // interval, so this does not hide a client that polls too fast.
 const POLL_INTERVAL_S = 1;
 
-const DEVICE_CODE_TTL_S = { 'ci-shark': 90, 'ci-shark-expiring': 3 };
+const DEVICE_CODE_TTL_S = { 'ci-shark': 90, 'ci-shark-expiring': 3, 'ci-shark-wi': 90 };
 
 const ACCOUNTS = {
   maintainer: { sub: 'maintainer', name: 'Mae Maintainer', email: 'maintainer@example.test' },
@@ -73,11 +88,57 @@ const publicClient = (clientId) => ({
   dpop_bound_access_tokens: true,
 });
 
-function configuration() {
+function invalidClient(description) {
+  const error = new errors.InvalidClient(description);
+  error.status = 401;
+  error.statusCode = 401;
+  return error;
+}
+
+// The CI token's claims, per request, from the extraParams validator to deviceInfo.
+const verifiedClaims = new WeakMap();
+
+// extraParams: the RFC 7523 fields, verified at the device authorization endpoint (the
+// only endpoint of this configuration where extraParams validators run).
+function workloadIdentityParams(trust) {
   return {
+    client_assertion_type: null,
+    async client_assertion(ctx, assertion, client) {
+      const assertionType = ctx.oidc.params.client_assertion_type;
+      // The token is never stored: the device code keeps its params, so drop them here.
+      ctx.oidc.params.client_assertion = undefined;
+      ctx.oidc.params.client_assertion_type = undefined;
+      if (assertion === undefined && assertionType === undefined) {
+        if (trust?.requiresIdentity(client.clientId)) {
+          throw invalidClient(`client '${client.clientId}' must authenticate with its CI's OIDC token: send client_assertion_type=${JWT_BEARER} and client_assertion, a fresh CI token with aud ${ctx.oidc.issuer}`);
+        }
+        return;
+      }
+      if (!trust) throw invalidClient('this server trusts no CI issuer, so it takes no client_assertion');
+      if (assertion === undefined) throw invalidClient('client_assertion is missing');
+      try {
+        const claims = await trust.verify({
+          assertionType, assertion, clientId: client.clientId, audience: ctx.oidc.issuer,
+        });
+        verifiedClaims.set(ctx, claims);
+      } catch (err) {
+        if (err instanceof Refused) throw invalidClient(err.message);
+        throw err;
+      }
+    },
+  };
+}
+
+function configuration(trust) {
+  return {
+    // No JWT client authentication: oidc-provider would read client_assertion itself and
+    // take its sub for the client_id (see the header).
+    clientAuthMethods: ['none', 'client_secret_basic'],
+    extraParams: workloadIdentityParams(trust),
     clients: [
       publicClient('ci-shark'),
       publicClient('ci-shark-expiring'),
+      publicClient('ci-shark-wi'),
       {
         client_id: 'resource-server',
         client_secret: 'rs-secret',
@@ -93,7 +154,14 @@ function configuration() {
     claims: { openid: ['sub'], profile: ['name'], email: ['email'] },
     features: {
       devInteractions: { enabled: true },
-      deviceFlow: { enabled: true },
+      deviceFlow: {
+        enabled: true,
+        deviceInfo(ctx) {
+          const claims = verifiedClaims.get(ctx);
+          return { ip: ctx.ip, ua: ctx.get('user-agent'), ...(claims ? { ci: { claims } } : {}) };
+        },
+        userCodeConfirmSource,
+      },
       dPoP: {
         enabled: true,
         // 32 random bytes: nonces are derived from it and a 60 s time step; a
@@ -181,7 +249,7 @@ async function main() {
   const { port } = server.address();
   const issuer = `http://${HOST}:${port}`;
 
-  const provider = new Provider(issuer, configuration());
+  const provider = new Provider(issuer, configuration(CiTrust.fromArgv(process.argv)));
   logRequests(provider);
   addPollInterval(provider);
   server.on('request', provider.callback());

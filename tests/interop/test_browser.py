@@ -1,4 +1,5 @@
-"""A real browser: Debian's Chromium, driven by Playwright, approves on the provider.
+"""A real browser: Debian's Chromium, driven by Playwright, approves on the provider, and on
+the sandbox's consent page (workload identity).
 
 Never `playwright install`: the browser is the system's /usr/bin/chromium. Every
 request that is not for 127.0.0.1 is aborted (the provider's pages @import a web
@@ -8,6 +9,8 @@ maintainer saw is kept under the test's tmp dir.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +19,16 @@ from typing import Any
 import httpx
 import pytest
 from github_runner import PR_NUMBER, github_step, link_from_pr_comment
-from oidc_peer import CLIENT_ID, SCOPE, ProviderServer, wait_for_link
+from oidc_peer import CLIENT_ID, REPO_ROOT, SCOPE, WI_CLIENT_ID, ProviderServer, wait_for_link
 from peers import login_env
+from support.ci_tokens import JWT_BEARER, fetch_github_token
 from support.cli import CliJob
 from support.dpop_proofs import DpopKey
 from support.job_outputs import read_json_outputs
 from support.required import missing
+from support.sandbox_client import WorkloadClient, http_client
+
+from ci_shark.sandbox import FakeCiIssuer, SandboxServer
 
 pytestmark = [pytest.mark.interop, pytest.mark.browser]
 
@@ -204,3 +211,84 @@ def test_browser_follows_the_pr_comment_link(
         assert "Approved" in edited["body"]
         assert code not in edited["body"]
     assert (maintainer.shots / "03-success.png").exists()
+
+
+# --------------------------------------------------------------------------- workload identity
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+@pytest.mark.parametrize(("button", "expected"), [("Approve", 200), ("Deny", 400)])
+def test_browser_reads_the_verified_claims_on_the_sandbox_and_decides(
+    maintainer: Maintainer, button: str, expected: int
+) -> None:
+    """With a trusted CI issuer the link only asks: the maintainer reads what the server
+    verified, apart from what the client sent, and clicks."""
+    with SandboxServer(fake_ci_issuer=True) as server, http_client(timeout=10) as http:
+        ci = server.fake_ci_issuer
+        client = WorkloadClient(server.url, http, lambda: ci.mint(server.url))
+        device = client.device(binding_message="deploy v1.2.3").json()
+        maintainer.page.goto(device["verification_uri_complete"])
+        assert maintainer.page.inner_text("#user-code") == device["user_code"]
+        verified = maintainer.page.inner_text("section.verified")
+        assert "Verified by this server from the CI\u2019s OIDC token" in verified
+        assert "octo/app" in verified
+        assert "repo:octo/app:ref:refs/heads/main" in verified
+        assert "deploy v1.2.3" not in verified
+        assert "deploy v1.2.3" in maintainer.page.inner_text("section.sent")
+        maintainer.shot("sandbox-consent")
+        assert server.grants[0].status == "pending"  # opening the link decided nothing
+        maintainer.page.click(f"button:has-text('{button}')")
+        maintainer.page.wait_for_selector(".status.approved, .status.denied")
+        maintainer.shot(f"sandbox-{button.lower()}")
+        response = client.poll(device["device_code"])
+    assert response.status_code == expected, response.text
+    if button == "Deny":
+        assert response.json()["error"] == "access_denied"
+    assert maintainer.blocked == []  # the page loads nothing from anywhere
+
+
+def test_browser_reads_the_verified_claims_on_oidc_provider(
+    provider: ProviderServer, ci_issuer: FakeCiIssuer, maintainer: Maintainer
+) -> None:
+    with httpx.Client(timeout=10) as http:
+        token = fetch_github_token(http, ci_issuer.environment(), provider.issuer)
+        data = {"client_id": WI_CLIENT_ID, "scope": SCOPE}
+        data |= {"client_assertion_type": JWT_BEARER, "client_assertion": token}
+        start = http.post(provider.device_authorization_endpoint, data=data).json()
+        maintainer.open_link(start["verification_uri_complete"], start["user_code"])
+        verified = maintainer.page.inner_text("section.verified")
+        assert "Verified by this server from the CI\u2019s OIDC token" in verified
+        assert "octo/app" in verified
+        assert SCOPE in maintainer.page.inner_text("section.sent")
+        maintainer.approve(start["verification_uri_complete"], start["user_code"])
+        key = DpopKey()
+        poll = {"grant_type": DEVICE_GRANT, "device_code": start["device_code"]}
+        poll["client_id"] = WI_CLIENT_ID
+        response = key.post(http, provider.token_endpoint, poll)
+        if response.json().get("error") == "use_dpop_nonce":
+            response = key.post(http, provider.token_endpoint, poll)
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "DPoP"
+
+
+def test_the_docs_screenshot_regenerates(tmp_path: Path, browser: Any) -> None:
+    """scripts/approving_screenshot.py makes docs/approving-sandbox.png: 900 px wide, small."""
+    out = tmp_path / "approving.png"
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "approving_screenshot.py"), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for png in (out, REPO_ROOT / "docs" / "approving-sandbox.png"):
+        width, height = png_size(png)
+        assert width == 900
+        assert 800 < height < 1400
+        assert png.stat().st_size < 200_000

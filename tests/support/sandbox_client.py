@@ -9,14 +9,15 @@ import signal
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 from joserfc.jwk import ECKey
 
 from ci_shark.sandbox import DEVICE_CODE_GRANT_TYPE, SandboxServer
-from support.dpop_proofs import make_proof
+from support.ci_tokens import JWT_BEARER
+from support.dpop_proofs import DpopKey, make_proof
 
 CLIENT_ID = "ci-shark-tests"
 # Everything here is plain loopback http; one shared context spares every httpx.Client the
@@ -73,8 +74,54 @@ class Client:
         return dict(response.json())
 
 
+class WorkloadClient:
+    """A device-flow client of a sandbox at ``url`` that authenticates every request with a
+    fresh CI token from ``ci_token()`` (RFC 7523), and signs DPoP proofs with its own key."""
+
+    def __init__(self, url: str, http: httpx.Client, ci_token: Callable[[], str]) -> None:
+        self.url = url
+        self.http = http
+        self.ci_token = ci_token
+        self.key = DpopKey()
+
+    def authentication(self, assertion: str | None = None) -> dict[str, str]:
+        return {
+            "client_id": CLIENT_ID,
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": assertion or self.ci_token(),
+        }
+
+    def device(self, **extra: str) -> httpx.Response:
+        return self.http.post(f"{self.url}/oauth/device", data={**self.authentication(), **extra})
+
+    def token(self, data: dict[str, str], *, retry_nonce: bool = True) -> httpx.Response:
+        """A token request; after use_dpop_nonce, once more with a fresh proof and CI token."""
+        url = f"{self.url}/oauth/token"
+        response = self.key.post(self.http, url, {**self.authentication(), **data})
+        if retry_nonce and response.status_code == 400 and error_of(response) == "use_dpop_nonce":
+            response = self.key.post(self.http, url, {**self.authentication(), **data})
+        return response
+
+    def poll(self, device_code: str) -> httpx.Response:
+        return self.token({"grant_type": DEVICE_CODE_GRANT_TYPE, "device_code": device_code})
+
+    def refresh(self, refresh_token: str) -> httpx.Response:
+        return self.token({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def revoke(self, token: str, *, authenticated: bool = True) -> httpx.Response:
+        data = {"token": token, **(self.authentication() if authenticated else {})}
+        return self.http.post(f"{self.url}/oauth/revoke", data=data)
+
+
 def error_of(response: httpx.Response) -> str:
     return str(response.json()["error"])
+
+
+def page_token_of(page: str) -> str:
+    """The form token of an approval page (its Approve/Deny buttons post it)."""
+    match = re.search(r'name="page_token" value="([^"]+)"', page)
+    assert match, "the page has no Approve/Deny form"
+    return match[1]
 
 
 def granted(client: Client, **device_params: Any) -> dict[str, Any]:
@@ -89,6 +136,13 @@ def granted(client: Client, **device_params: Any) -> dict[str, Any]:
 @contextlib.contextmanager
 def standalone(*flags: str) -> Iterator[str]:
     """``python -m ci_shark.sandbox --port 0 FLAGS``: yields its URL; SIGTERM must stop it."""
+    with standalone_lines(*flags) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def standalone_lines(*flags: str, then: int = 0) -> Iterator[tuple[str, list[str]]]:
+    """``standalone``, yielding also the ``then`` lines it prints after its URL."""
     process = subprocess.Popen(
         [sys.executable, "-m", "ci_shark.sandbox", "--port", "0", *flags],
         stdout=subprocess.PIPE,
@@ -99,7 +153,7 @@ def standalone(*flags: str) -> Iterator[str]:
         line = process.stdout.readline()
         match = re.fullmatch(r"ci_shark sandbox listening on (http://127\.0\.0\.1:\d+)\n", line)
         assert match, line
-        yield match[1]
+        yield match[1], [process.stdout.readline().rstrip("\n") for _ in range(then)]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     finally:

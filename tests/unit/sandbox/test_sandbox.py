@@ -18,7 +18,15 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from support.clock import FakeClock
 from support.dpop_proofs import make_proof
-from support.sandbox_client import CLIENT_ID, Client, error_of, granted, http_client, standalone
+from support.sandbox_client import (
+    CLIENT_ID,
+    Client,
+    error_of,
+    granted,
+    http_client,
+    page_token_of,
+    standalone,
+)
 
 from ci_shark.sandbox import DEVICE_CODE_GRANT_TYPE, SandboxServer
 
@@ -456,8 +464,12 @@ def test_page_buttons_post_the_decision(
     assert server.grants[0].status == "pending"
     entry_form = http.get(f"{server.url}/device")
     assert 'name="user_code"' in entry_form.text
+    decision = {"user_code": device["user_code"].lower(), "action": "deny"}
+    forged = http.post(f"{server.url}/device", data=decision)  # no page token: not our page
+    assert forged.status_code == 403
+    assert server.grants[0].status == "pending"
     response = http.post(
-        f"{server.url}/device", data={"user_code": device["user_code"].lower(), "action": "deny"}
+        f"{server.url}/device", data={**decision, "page_token": page_token_of(page.text)}
     )
     assert response.status_code == 200
     assert server.grants[0].status == "denied"

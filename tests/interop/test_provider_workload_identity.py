@@ -1,0 +1,181 @@
+"""Workload identity on node oidc-provider, by hand (httpx, joserfc proofs, no ci_shark code).
+
+provider.mjs takes the CI's OIDC token in the RFC 7523 fields (client_assertion_type +
+client_assertion) on the device authorization request, as a verified device-request
+parameter (extraParams), and shows its claims on the confirmation page (deviceInfo,
+userCodeConfirmSource). oidc-provider cannot take it as client authentication: see
+docs/compatibility.md. The tokens come from the fake GitHub token service the provider
+trusts (conftest.py's ``ci_issuer``), fetched as a job would.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from approver import Approver, approve
+from joserfc.jwk import RSAKey
+from oidc_peer import CLIENT_ID, SCOPE, WI_CLIENT_ID, ProviderServer
+from support.ci_tokens import (
+    JWT_BEARER,
+    CiKeys,
+    fetch_github_token,
+    hmac_confused,
+    tampered,
+    unsigned,
+)
+from support.dpop_proofs import DpopKey
+
+from ci_shark.sandbox import FakeCiIssuer
+
+pytestmark = pytest.mark.interop
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+VERIFIED = "Verified by this server from the CI\u2019s OIDC token"
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10) as client:
+        yield client
+
+
+def assertion_fields(token: str) -> dict[str, str]:
+    return {"client_assertion_type": JWT_BEARER, "client_assertion": token}
+
+
+def start(
+    http: httpx.Client, provider: ProviderServer, token: str | None, client_id: str = WI_CLIENT_ID
+) -> httpx.Response:
+    data = {"client_id": client_id, "scope": SCOPE, **(assertion_fields(token) if token else {})}
+    return http.post(
+        provider.device_authorization_endpoint, data=data, headers={"Accept": "application/json"}
+    )
+
+
+def refused(response: httpx.Response, token: str, reason: str) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+    assert re.search(reason, response.json()["error_description"]), response.text
+    for segment in token.split("."):
+        assert not segment or segment not in response.text
+
+
+def test_a_ci_token_starts_the_flow_and_the_page_shows_its_verified_claims(
+    provider: ProviderServer, ci_issuer: FakeCiIssuer, http: httpx.Client
+) -> None:
+    token = fetch_github_token(http, ci_issuer.environment(), provider.issuer)
+    response = start(http, provider, token)
+    assert response.status_code == 200, response.text
+    device = response.json()
+    with Approver() as maintainer:
+        page = maintainer.open_code(device["verification_uri_complete"], device["user_code"])
+        verified, sent = page.text.split("Sent by the client, not verified")
+        assert VERIFIED in verified
+        for fact in ("ci-shark-wi", "octo/app", "refs/heads/main", "octocat (push)", ci_issuer.url):
+            assert fact in verified
+        assert "repo:octo/app:ref:refs/heads/main" in verified
+        assert SCOPE in sent
+        assert token not in page.text
+        assert "client_assertion" not in page.text
+        approve(device["verification_uri_complete"], device["user_code"], approver=maintainer)
+    key = DpopKey()
+    data = {"grant_type": DEVICE_GRANT, "device_code": device["device_code"]}
+    data["client_id"] = WI_CLIENT_ID
+    granted = None
+    for _ in range(2):  # the first answer asks for a DPoP nonce
+        # Polls carry a fresh CI token as a client would; oidc-provider ignores the fields.
+        fresh = fetch_github_token(http, ci_issuer.environment(), provider.issuer)
+        granted = key.post(http, provider.token_endpoint, {**data, **assertion_fields(fresh)})
+        if granted.json().get("error") != "use_dpop_nonce":
+            break
+    assert granted is not None
+    assert granted.status_code == 200, granted.text
+    assert granted.json()["token_type"] == "DPoP"
+    assert token not in provider.log_path.read_text()
+
+
+def test_the_workload_client_needs_a_ci_token(provider: ProviderServer, http: httpx.Client) -> None:
+    response = start(http, provider, None)
+    refused(response, "", rf"client '{WI_CLIENT_ID}' must authenticate with its CI's OIDC token")
+    assert f"aud {provider.issuer}" in response.json()["error_description"]
+
+
+def test_a_client_no_rule_names_takes_no_ci_token_but_works_without(
+    provider: ProviderServer, ci_issuer: FakeCiIssuer, http: httpx.Client
+) -> None:
+    token = ci_issuer.mint(provider.issuer)
+    refused(start(http, provider, token, CLIENT_ID), token, "accepts no CI token on this server")
+    assert start(http, provider, None, CLIENT_ID).status_code == 200
+
+
+def _hs256(issuer: FakeCiIssuer, aud: str) -> str:
+    jwk = httpx.get(issuer.jwks_url).json()["keys"][0]
+    return hmac_confused(issuer.mint(aud), RSAKey.import_key(jwk).as_pem(private=False))
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        pytest.param(
+            lambda issuer, aud: issuer.mint("https://github.com/octo"),
+            r"aud is 'https://github.com/octo', not this server's issuer",
+            id="wrong-aud",
+        ),
+        pytest.param(
+            lambda issuer, aud: issuer.mint(aud, iat=1_700_000_000, exp=1_700_000_300),
+            r"expired at 2023-11-14T22:18:20\.000Z",
+            id="expired",
+        ),
+        pytest.param(
+            lambda issuer, aud: tampered(issuer.mint(aud), sha="0" * 40),
+            r"signature does not verify",
+            id="tampered",
+        ),
+        pytest.param(
+            lambda issuer, aud: issuer.mint(aud, repository="mallory/app"),
+            rf"client '{WI_CLIENT_ID}' does not accept this CI identity: repository is "
+            r"'mallory/app'",
+            id="repository-not-allowed",
+        ),
+        pytest.param(
+            lambda issuer, aud: unsigned(issuer.mint(aud)),
+            r"alg 'none' is not accepted",
+            id="alg-none",
+        ),
+        pytest.param(_hs256, r"alg 'HS256' is not accepted", id="hs256-confusion"),
+        pytest.param(
+            lambda issuer, aud: CiKeys().token(aud),
+            r"issuer is 'https://token\.actions\.githubusercontent\.com'",
+            id="another-issuer",
+        ),
+    ],
+)
+def test_a_bad_ci_token_is_invalid_client(
+    provider: ProviderServer,
+    ci_issuer: FakeCiIssuer,
+    http: httpx.Client,
+    make: Callable[[FakeCiIssuer, str], str],
+    reason: str,
+) -> None:
+    token = make(ci_issuer, provider.issuer)
+    response = start(http, provider, token)
+    refused(response, token, reason)
+    assert token not in provider.log_path.read_text()
+
+
+def test_a_replayed_ci_token_is_refused(
+    provider: ProviderServer, ci_issuer: FakeCiIssuer, http: httpx.Client
+) -> None:
+    token = fetch_github_token(http, ci_issuer.environment(), provider.issuer)
+    assert start(http, provider, token).status_code == 200
+    refused(start(http, provider, token), token, r"already used \(its jti\)")
+
+
+def test_metadata_still_offers_only_the_methods_it_can_check(provider: ProviderServer) -> None:
+    """The CI token is not client authentication here, and the metadata does not claim it."""
+    methods: Any = provider.metadata["token_endpoint_auth_methods_supported"]
+    assert sorted(methods) == ["client_secret_basic", "none"]
