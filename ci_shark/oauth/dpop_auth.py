@@ -9,6 +9,8 @@ Its rules:
   error="use_dpop_nonce"``, or a bare 401 that brings a fresh ``DPoP-Nonce``, as glewlwyd
   does). An authorization server says so in a JSON 400 (§8), read only when no token goes
   along (the transport caps it): a resource's body is never read, it may be anything.
+- A request whose body was streamed (not held in memory) cannot be sent twice: its
+  challenge goes back to the caller, which must learn the server's nonce first.
 
 :class:`DPoPAuth` is an ``httpx.Auth`` flow, like httpx's ``DigestAuth``: a generator with
 no I/O of its own, driven by :meth:`ci_shark.oauth.http.HttpClient.send`.
@@ -53,6 +55,7 @@ class DPoPAuth(httpx.Auth):
         self._access_token = access_token
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        replayable = isinstance(request.stream, httpx.ByteStream)  # a body held in memory
         sent_nonce = self._sign(request)
         response = yield request
         fresh_nonce = self._nonces.get(str(request.url))
@@ -60,6 +63,8 @@ class DPoPAuth(httpx.Auth):
             return
         if not self._demands_nonce(response):
             return
+        if not replayable:
+            return  # a body streamed on is gone: the caller gets the challenge (learn first)
         # Once, a new request with a new proof carrying the server's nonce.
         retry = httpx.Request(
             request.method,

@@ -209,6 +209,25 @@ def test_a_resource_nonce_challenge_is_answered_without_reading_its_body() -> No
     assert (challenge_body.read, challenge_body.closed) == (False, True)
 
 
+def test_a_streamed_request_body_is_not_sent_twice() -> None:
+    # It is gone once sent: the challenge goes back to the caller, who learnt the nonce.
+    sent: list[bytes] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.read())
+        return httpx.Response(401, headers={"DPoP-Nonce": "n-1"})
+
+    deadline = time.monotonic() + 10
+    with HttpClient(transport=httpx.MockTransport(handler), max_body_bytes=None) as http:
+        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
+        body = iter([b"part 1, ", b"part 2"])
+        request = http.build("POST", "https://api.example/x", deadline=deadline, content=body)
+        with http.send(request, deadline=deadline, auth=auth) as answer:
+            assert answer.response.status_code == 401
+        assert http.nonces.get("https://api.example/y") == "n-1"
+    assert sent == [b"part 1, part 2"]
+
+
 def test_a_streamed_body_stops_at_the_deadline() -> None:
     clock = FakeClock(0.0)
 
