@@ -3,7 +3,7 @@
 Every HTTP request ci_shark sends (the OAuth endpoints, `request`, the CI APIs, the
 webhook) goes through one :class:`HttpClient`. Its rules, once:
 
-- One factory, :func:`new_client`: the run's trust (``oauth/tls.py``; none when a
+- One factory, :class:`HttpClient`: the run's trust (``oauth/tls.py``; none when a
   transport is injected), ``HTTPS_PROXY``/``NO_PROXY`` honoured but loopback always direct,
   our User-Agent, ``Accept-Encoding: identity``, the byte cap under every connection
   (``oauth/transport.py``), and no redirect followed: a redirect must not carry a token,
@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -71,48 +71,21 @@ BACKOFF_MAX_S = 8.0
 KEEPALIVE_S = 120.0
 
 Form = Mapping[str, str | Secret | Sequence[str]]
+_Client = TypeVar("_Client", bound="HttpClient")
 
 
 # -- the base: one factory, one bounded send ---------------------------------------------
 
 
-def new_client(
-    *,
-    ca_bundle: str | None = None,
-    trust: Callable[[], ssl.SSLContext] | None = None,
-    transport: httpx.BaseTransport | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    max_body_bytes: int | None = MAX_BODY_BYTES,
-    keepalive_s: float = KEEPALIVE_S,
-    headers: Mapping[str, str] | None = None,
-    on_response: Callable[[httpx.Response], None] | None = None,
-) -> httpx.Client:
-    """The one way ci_shark makes an ``httpx.Client`` (see the module's rules).
+class HttpClient:
+    """The one ``httpx.Client`` maker (see the module's rules), and the bounded send on it.
+    It remembers every server's newest ``DPoP-Nonce`` (:attr:`nonces`) for DPoP.
 
     ``trust`` builds the TLS context when the run's (``ca_bundle``, else the system's) is
     not the one; it is not called when a transport is injected (tests bring their own).
     ``max_body_bytes=None`` is for a caller that streams the body raw, unbounded and
-    undecoded (`request`, as curl without ``--compressed``)."""
-    client = httpx.Client(
-        transport=transport,
-        limits=httpx.Limits(keepalive_expiry=keepalive_s),
-        verify=(trust or (lambda: context_for(ca_bundle)))() if transport is None else True,
-        timeout=timeout,
-        follow_redirects=False,
-        # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust is
-        # the context above, and httpx reads no .netrc by itself.
-        trust_env=True,
-        headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **(headers or {})},
-        event_hooks={"response": [on_response] if on_response else []},
-    )
-    route_and_cap(client, max_body_bytes)
-    return client
-
-
-class HttpClient:
-    """A client from :func:`new_client` (same keywords; ``clock`` for the deadlines) and
-    the bounded send on it. It remembers every server's newest ``DPoP-Nonce``
-    (:attr:`nonces`) for :class:`DPoPAuth`."""
+    undecoded (`request`, as curl without ``--compressed``). ``clock`` times deadlines.
+    """
 
     def __init__(
         self,
@@ -127,21 +100,24 @@ class HttpClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.nonces = NonceMemory()
-        self._client = new_client(
-            ca_bundle=ca_bundle,
-            trust=trust,
+        self._client = httpx.Client(
             transport=transport,
+            limits=httpx.Limits(keepalive_expiry=keepalive_s),
+            verify=(trust or (lambda: context_for(ca_bundle)))() if transport is None else True,
             timeout=timeout,
-            max_body_bytes=max_body_bytes,
-            keepalive_s=keepalive_s,
-            headers=headers,
-            on_response=self.nonces.learn,
+            follow_redirects=False,
+            # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
+            # is the context above, and httpx reads no .netrc by itself.
+            trust_env=True,
+            headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **(headers or {})},
+            event_hooks={"response": [self.nonces.learn]},
         )
+        route_and_cap(self._client, max_body_bytes)
         self._timeout = timeout
         self._clock = clock
         self._sockets = Sockets()
 
-    def __enter__(self) -> HttpClient:
+    def __enter__(self: _Client) -> _Client:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -250,9 +226,9 @@ class _Call:
     basic_auth: tuple[str, Secret] | None
 
 
-class OAuthHttp:
-    """The OAuth client: one :class:`HttpClient` per run, so every request reuses the same
-    connection.
+class OAuthHttp(HttpClient):
+    """The OAuth client: the base's client with retries and :class:`Reply`; one per run,
+    so every request reuses the same connection.
 
     ``report`` (optional) hears a line when a request failed and will be tried again: what
     failed, where, and until when it keeps trying. A user waiting for a server that is
@@ -273,7 +249,7 @@ class OAuthHttp:
         keepalive_s: float = KEEPALIVE_S,
         report: Callable[[str], None] | None = None,
     ) -> None:
-        self._http = HttpClient(
+        super().__init__(
             ca_bundle=ca_bundle,
             transport=transport,
             timeout=timeout,
@@ -282,21 +258,10 @@ class OAuthHttp:
             keepalive_s=keepalive_s,
             headers={"Accept": "application/json"},
         )
-        self.nonces = self._http.nonces
-        self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
         self._max_body_bytes = max_body_bytes
         self._report = report
-
-    def __enter__(self) -> OAuthHttp:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
 
     def dpop_nonce(self, url: str) -> str | None:
         """The newest ``DPoP-Nonce`` this server (origin) sent us."""
@@ -359,7 +324,7 @@ class OAuthHttp:
         request, auth = self._prepare(call)
         where = untrusted(call.url)
         try:
-            with self._http.send(request, deadline=call.deadline, auth=auth) as answer:
+            with self.send(request, deadline=call.deadline, auth=auth) as answer:
                 raw = answer.body()
         except SendFailed as failure:
             raise self._failure(failure, where) from None
@@ -387,7 +352,7 @@ class OAuthHttp:
         if call.form is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             content = urlencode(_form_items(call.form)).encode("ascii")
-        request = self._http.build(
+        request = self.build(
             call.method, call.url, deadline=call.deadline, content=content, headers=headers
         )
         return request, auth
@@ -473,5 +438,4 @@ __all__ = [
     "SendFailed",
     "TransientFailure",
     "first_line",
-    "new_client",
 ]

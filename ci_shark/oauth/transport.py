@@ -64,36 +64,51 @@ class UnwantedEncoding(SendFailed):
         self.encoding = encoding  # the server's words: for a caller that sanitises them
 
 
+# The kinds of failure that say enough by their type: the first match wins.
+_TIMEOUTS = (
+    (httpx.ConnectTimeout, "no connection in time"),
+    (httpx.TimeoutException, "no answer in time"),
+    (httpx.DecodingError, "the compressed body of the answer is damaged"),
+)
+_OTHERS = (
+    (httpx.ProxyError, "the proxy refused the connection"),
+    (httpx.ConnectError, "could not connect"),
+    (httpx.RemoteProtocolError, "the server closed the connection without a complete answer"),
+)
+
+
 def describe(failure: BaseException) -> str:
     """What failed below HTTP, in the words a user needs. Read from the kind of failure
     and its causes, never from its text: httpx quotes URLs (a webhook's is a secret), and
     Python's TLS errors can name the host."""
-    if isinstance(failure, httpx.ConnectTimeout):
-        return "no connection in time"
-    if isinstance(failure, httpx.TimeoutException):
-        return "no answer in time"
-    if isinstance(failure, httpx.DecodingError):
-        return "the compressed body of the answer is damaged"
+    words = _words_for_kind(failure, _TIMEOUTS)
     for cause in _causes(failure):
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            if cause.verify_code in _NAME_MISMATCH_CODES:
-                return "TLS failed, the certificate is for another host name"
-            # OpenSSL's fixed words for the code ("self-signed certificate", ...).
-            reason = untrusted(str(cause.verify_message).split(",")[0], 80)
-            return f"TLS failed, the certificate is not trusted: {reason}"
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS failed: {str(cause.reason or 'no reason given').lower().replace('_', ' ')}"
-        if isinstance(cause, socket.gaierror):
-            return "the host name does not resolve (DNS)"
-        if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
-            return os.strerror(cause.errno).lower()  # "connection refused", "no route to host"
-    if isinstance(failure, httpx.ProxyError):
-        return "the proxy refused the connection"
-    if isinstance(failure, httpx.ConnectError):
-        return "could not connect"
-    if isinstance(failure, httpx.RemoteProtocolError):
-        return "the server closed the connection without a complete answer"
-    return f"the connection failed ({type(failure).__name__})"
+        if words is not None:
+            break
+        words = _words_for_cause(cause)
+    return words or _words_for_kind(failure, _OTHERS) or f"it failed ({type(failure).__name__})"
+
+
+def _words_for_kind(
+    failure: BaseException, kinds: tuple[tuple[type[Exception], str], ...]
+) -> str | None:
+    return next((words for kind, words in kinds if isinstance(failure, kind)), None)
+
+
+def _words_for_cause(cause: BaseException) -> str | None:
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        if cause.verify_code in _NAME_MISMATCH_CODES:
+            return "TLS failed, the certificate is for another host name"
+        # OpenSSL's fixed words for the code ("self-signed certificate", ...).
+        reason = untrusted(str(cause.verify_message).split(",")[0], 80)
+        return f"TLS failed, the certificate is not trusted: {reason}"
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS failed: {str(cause.reason or 'no reason given').lower().replace('_', ' ')}"
+    if isinstance(cause, socket.gaierror):
+        return "the host name does not resolve (DNS)"
+    if isinstance(cause, OSError) and cause.errno and cause.errno > 0:
+        return os.strerror(cause.errno).lower()  # "connection refused", "no route to host"
+    return None
 
 
 def _causes(failure: BaseException) -> Iterator[BaseException]:
