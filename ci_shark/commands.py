@@ -23,7 +23,7 @@ from ci_shark.oauth.discovery import Endpoints, server_endpoints
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.providers import lookup
-from ci_shark.oauth.tokens import Client, refresh_grant, revoke_each
+from ci_shark.oauth.tokens import Client, refresh_grant, revocable, revoke_each
 from ci_shark.outputs import Credentials, reveal
 from ci_shark.platforms.base import Platform
 from ci_shark.secret import Secret
@@ -131,14 +131,10 @@ def revoke(
     issued: Issued, settings: Settings, platform: Platform, *, credentials_flag: bool
 ) -> None:
     mask_issued(issued, platform)
-    tokens = [
-        (secret, hint)
-        for name, hint in (
-            ("SHARK_REFRESH_TOKEN", "refresh_token"),  # the grant first
-            ("SHARK_ACCESS_TOKEN", "access_token"),
-        )
-        if (secret := issued.secret(name)) is not None
-    ]
+    tokens = revocable(
+        refresh_token=issued.secret("SHARK_REFRESH_TOKEN"),
+        access_token=issued.secret("SHARK_ACCESS_TOKEN"),
+    )
     if not tokens:
         platform.log("ci_shark: nothing to revoke (no access or refresh token)")
         return

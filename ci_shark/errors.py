@@ -46,8 +46,8 @@ class CiSharkError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
-        # What the server may have issued before this failure, (token, RFC 7009 hint),
-        # the grant first: whoever catches it revokes them.
+        # What the server may have issued before this failure, (token, RFC 7009 hint), in
+        # revocation order (oauth.tokens.revocable): whoever catches it revokes them.
         self.issued: list[tuple[Secret, str]] = []
 
     def diagnostics(self) -> str:

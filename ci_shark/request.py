@@ -33,22 +33,15 @@ from ci_shark.commands import refresh
 from ci_shark.config import Settings
 from ci_shark.errors import CiSharkError, ConfigError, ExitCode, ProtocolError
 from ci_shark.issued import Issued, mask_issued
-from ci_shark.oauth.http import (
-    FIRST_LINE_BYTES,
-    LOOPBACK_PATTERNS,
-    USER_AGENT,
-    DPoPAuth,
-    NonceMemory,
-    first_line,
-)
-from ci_shark.oauth.tls import context_for
-from ci_shark.oauth.watchdog import Sockets, Watchdog
+from ci_shark.oauth.dpop_auth import DPoPAuth
+from ci_shark.oauth.http import FIRST_LINE_BYTES, Exchange, HttpClient, SendFailed, first_line
 from ci_shark.platforms.base import Platform
 from ci_shark.safe_text import untrusted
 from ci_shark.urls import origin, url_problem
 
 MAX_REDIRECTS = 5
 READ_TIMEOUT_S = 30.0  # between two reads; --max-time bounds the whole request
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -92,113 +85,93 @@ def request(
         platform.log(f"ci_shark: the access token in {issued.where} has expired; refreshing it")
         issued, refreshed = refresh(issued, settings, platform), True
     deadline = time.monotonic() + call.max_time_s
-    sockets = Sockets()
-    watchdog = Watchdog(sockets, call.max_time_s)
     try:
-        with _client(settings, transport) as client:
-            response = _send(client, call, issued, deadline, sockets)
-            if _invalid_token(response) and not refreshed and issued.secret("SHARK_REFRESH_TOKEN"):
-                response.close()
+        with HttpClient(
+            ca_bundle=settings.ca_bundle,
+            transport=transport,
+            timeout=httpx.Timeout(READ_TIMEOUT_S),
+            max_body_bytes=None,  # streamed on as it comes, as curl does
+        ) as http:
+            answer = _send(http, call, issued, deadline)
+            if _invalid_token(answer) and not refreshed and issued.secret("SHARK_REFRESH_TOKEN"):
+                answer.close()
                 platform.log("ci_shark: the API says the token is no longer valid; refreshing it")
                 issued = refresh(issued, settings, platform)
-                response = _send(client, call, issued, deadline, sockets)
-            try:
-                first_line = _stream(response, call.output, deadline)
-            finally:
-                response.close()
-    except httpx.HTTPError as exc:
-        if watchdog.fired:
+                answer = _send(http, call, issued, deadline)
+            with answer:
+                first_line = _stream(answer, call.output)
+    except SendFailed as failure:
+        if failure.timed_out:
             raise CiSharkError(
                 f"no complete answer within --max-time {call.max_time_s:g}s"
             ) from None
         raise CiSharkError(
-            f"could not reach {untrusted(call.url)}: {type(exc).__name__}",
-            hint="check the URL and that the API is reachable from this job",
+            f"could not reach {untrusted(call.url)}: {failure}",
+            hint="check the URL and that the API is reachable from here",
         ) from None
-    finally:
-        watchdog.disarm()
-    if response.status_code >= 400:
-        raise HttpFailed(response.status_code, first_line)
+    if answer.response.status_code >= 400:
+        raise HttpFailed(answer.response.status_code, first_line)
 
 
-def _client(settings: Settings, transport: httpx.BaseTransport | None) -> httpx.Client:
-    return httpx.Client(
-        transport=transport,
-        verify=context_for(settings.ca_bundle) if transport is None else True,
-        follow_redirects=False,  # followed by hand: never to another origin with the token
-        trust_env=True,  # HTTPS_PROXY/NO_PROXY...
-        mounts={pattern: None for pattern in LOOPBACK_PATTERNS},  # ...but never for loopback
-        headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-        timeout=httpx.Timeout(READ_TIMEOUT_S),
-    )
-
-
-def _send(
-    client: httpx.Client, call: Call, issued: Issued, deadline: float, sockets: Sockets
-) -> httpx.Response:
-    token = issued.secret("SHARK_ACCESS_TOKEN")
-    if token is None:
-        raise ConfigError(
-            f"no access token in {issued.where}",
-            hint="map SHARK_ACCESS_TOKEN into this step, or pass `--credentials FILE`",
-        )
-    key = issued.dpop_key() if issued.is_dpop_bound else None
-    if issued.is_dpop_bound and key is None:
-        raise ConfigError(
-            f"the token in {issued.where} is DPoP-bound but its key is not there",
-            hint="keep SHARK_DPOP_KEY_FILE or SHARK_DPOP_JWK next to the token",
-        )
-    nonces = NonceMemory()
-    auth = DPoPAuth(key, nonces, token) if key is not None else None
+def _send(http: HttpClient, call: Call, issued: Issued, deadline: float) -> Exchange:
+    """The answer, once its headers are in: redirects followed within the origin only, the
+    token and a fresh proof on every hop (a nonce demanded: one retry, :class:`DPoPAuth`)."""
+    headers, auth = _credentials(http, issued)
     method, url, body = call.method, call.url, call.body
     start = origin(url)
-    retried = False
-    for _ in range(MAX_REDIRECTS + 2):  # the redirects, and one nonce retry
-        if time.monotonic() >= deadline:
-            raise CiSharkError(f"no answer within --max-time {call.max_time_s:g}s")
-        built = client.build_request(
-            method, url, headers=call.headers, content=body, extensions={"trace": sockets.trace}
+    for _ in range(MAX_REDIRECTS + 1):
+        built = http.build(
+            method, url, deadline=deadline, headers=[*call.headers, *headers], content=body
         )
-        sent_nonce = None
-        if auth is not None:
-            sent_nonce = auth.sign(built)
-        else:
-            built.headers["Authorization"] = f"Bearer {token.reveal()}"
-        response = client.send(built, stream=True)
-        nonces.learn(response)
-        if auth is not None and not retried and auth.challenged(response, sent_nonce):
-            response.close()  # its body is not read: it may be anything
-            retried = True
-            continue
-        location = response.headers.get("location")
-        if response.status_code not in (301, 302, 303, 307, 308) or not location:
-            return response
-        response.close()
-        target = str(response.url.join(location))
+        answer = http.send(built, deadline=deadline, auth=auth)
+        status, location = answer.response.status_code, answer.response.headers.get("location")
+        if status not in REDIRECTS or not location:
+            return answer
+        answer.close()
+        target = str(answer.response.url.join(location))
         if origin(target) != start:
             raise ProtocolError(
                 f"the API redirected to another origin ({untrusted(origin(target))}); "
                 "ci-shark does not send the token there",
                 hint="call the final URL directly if you trust it",
             )
-        if response.status_code == 303 or (response.status_code in (301, 302) and method == "POST"):
+        if status == 303 or (status in (301, 302) and method == "POST"):
             method, body = "GET", None
         url = target
     raise ProtocolError(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _invalid_token(response: httpx.Response) -> bool:
-    challenge = response.headers.get("www-authenticate", "")
-    return response.status_code == 401 and 'error="invalid_token"' in challenge
+def _credentials(
+    http: HttpClient, issued: Issued
+) -> tuple[list[tuple[str, str]], httpx.Auth | None]:
+    """The login's token: as ``Bearer``, or with DPoP proofs from its key."""
+    token = issued.secret("SHARK_ACCESS_TOKEN")
+    if token is None:
+        raise ConfigError(
+            f"no access token in {issued.where}",
+            hint="map SHARK_ACCESS_TOKEN into this step, or pass `--credentials FILE`",
+        )
+    if not issued.is_dpop_bound:
+        return [("Authorization", f"Bearer {token.reveal()}")], None
+    key = issued.dpop_key()
+    if key is None:
+        raise ConfigError(
+            f"the token in {issued.where} is DPoP-bound but its key is not there",
+            hint="keep SHARK_DPOP_KEY_FILE or SHARK_DPOP_JWK next to the token",
+        )
+    return [], DPoPAuth(key, http.nonces, token)
 
 
-def _stream(response: httpx.Response, output: BinaryIO, deadline: float) -> str:
+def _invalid_token(answer: Exchange) -> bool:
+    challenge = answer.response.headers.get("www-authenticate", "")
+    return answer.response.status_code == 401 and 'error="invalid_token"' in challenge
+
+
+def _stream(answer: Exchange, output: BinaryIO) -> str:
     """The body to the output as it comes off the wire; returns its first line, for the
     message of an error (server text: sanitised, the run's secrets taken out)."""
     head = b""
-    for chunk in response.iter_raw():
-        if time.monotonic() > deadline:
-            raise CiSharkError("the answer was still arriving at --max-time")
+    for chunk in answer.chunks():
         if len(head) < FIRST_LINE_BYTES:
             head += chunk[: FIRST_LINE_BYTES - len(head)]
         output.write(chunk)

@@ -1,19 +1,24 @@
-"""The one HTTP client of a run: timeouts, bounded retries, a body cap, the https rule, DPoP.
+"""The HTTP base of ci_shark, and the OAuth client on it.
 
-Everything the server sends back is reduced to a :class:`Reply`: the status, the headers
-and the body parsed as a JSON object when it is one. Callers decide on ``body["error"]``,
-never on the status alone (GitHub answers device-flow errors with HTTP 200).
+Every HTTP request ci_shark sends (the OAuth endpoints, `request`, the CI APIs, the
+webhook) goes through one :class:`HttpClient`. Its rules, once:
 
-Three layers, each with one job:
+- One factory, :class:`HttpClient`: the run's trust (``oauth/tls.py``; none when a
+  transport is injected), ``HTTPS_PROXY``/``NO_PROXY`` honoured but loopback always direct,
+  our User-Agent, ``Accept-Encoding: identity``, the byte cap under every connection
+  (``oauth/transport.py``), and no redirect followed: a redirect must not carry a token,
+  a device code or a webhook's message elsewhere.
+- One bounded send, :meth:`HttpClient.send`: the whole exchange ends by its deadline.
+  httpx's timeouts are per read, so the watchdog shuts the socket when headers drip, and
+  the :class:`Exchange` reads the body against the deadline, whole (``body()``) or as it
+  streams (``chunks()``, for a caller that passes it on) (``oauth/watchdog.py``).
+- Every failure below HTTP is a :class:`SendFailed` in our words, from one description
+  (``oauth/transport.py``'s ``describe``): never a URL, never what the server sent.
 
-- :class:`CappedTransport` (under every connection, proxied or not) counts what comes off
-  the wire and what it decodes to, and refuses anything past the cap: a 300-byte answer
-  layered ``gzip, gzip, gzip`` must not cost gigabytes.
-- :class:`DPoPAuth`, an ``httpx.Auth`` flow like httpx's ``DigestAuth``: a fresh proof on
-  every request with the newest nonce of that server, and exactly one retry when the server
-  demands a nonce (RFC 9449 §8 at a token endpoint, §9 at a resource).
-- :class:`OAuthHttp`: the deadline, retries with backoff for transient failures, the
-  watchdog for servers that drip, and the :class:`Reply`.
+:class:`OAuthHttp` is the OAuth client on this base: retries with backoff for transient
+failures, DPoP (``oauth/dpop_auth.py``), and every answer reduced to a :class:`Reply`: the
+status, the headers and the body parsed as a JSON object when it is one. Callers decide on
+``body["error"]``, never on the status alone (GitHub answers device-flow errors with 200).
 """
 
 from __future__ import annotations
@@ -21,25 +26,33 @@ from __future__ import annotations
 import base64
 import json
 import random
+import ssl
 import time
-import zlib
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
 
 from ci_shark import __version__
-from ci_shark.errors import ProtocolError, TransportError
+from ci_shark.errors import CiSharkError, ProtocolError, TransportError
 from ci_shark.oauth.dpop import DPoPKey
+from ci_shark.oauth.dpop_auth import DPoPAuth, NonceMemory
 from ci_shark.oauth.tls import context_for
-from ci_shark.oauth.watchdog import Sockets, Watchdog
+from ci_shark.oauth.transport import (
+    NoAnswer,
+    ResponseTooLarge,
+    SendFailed,
+    UnwantedEncoding,
+    route_and_cap,
+)
+from ci_shark.oauth.watchdog import Exchange, Sockets, Watchdog
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
-from ci_shark.urls import origin, url_problem, without_userinfo
+from ci_shark.urls import url_problem, without_userinfo
 
 USER_AGENT = f"ci_shark/{__version__}"
 MAX_BODY_BYTES = 1024 * 1024
@@ -48,7 +61,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=30.0, write=10.0, pool=10.0)
 # 500/502/503/504 are the outages worth waiting out; 501 means "not implemented" and is final.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSIENT_OAUTH_ERRORS = frozenset({"server_error", "temporarily_unavailable"})
-LOOPBACK_PATTERNS = ("all://127.0.0.1", "all://localhost", "all://[::1]")
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 8.0
 # httpx drops an idle connection after 5 s, and RFC 8628's default interval is 5 s: every
@@ -57,9 +69,119 @@ BACKOFF_MAX_S = 8.0
 # (a connection dropped in the very instant of a poll costs that poll: the next one is on
 # a new connection, one interval later).
 KEEPALIVE_S = 120.0
-MAX_NONCE_CHARS = 1024
 
 Form = Mapping[str, str | Secret | Sequence[str]]
+_Client = TypeVar("_Client", bound="HttpClient")
+
+
+# -- the base: one factory, one bounded send ---------------------------------------------
+
+
+class HttpClient:
+    """The one ``httpx.Client`` maker (see the module's rules), and the bounded send on it.
+    It remembers every server's newest ``DPoP-Nonce`` (:attr:`nonces`) for DPoP.
+
+    ``trust`` builds the TLS context when the run's (``ca_bundle``, else the system's) is
+    not the one; it is not called when a transport is injected (tests bring their own).
+    ``max_body_bytes=None`` is for a caller that streams the body raw, unbounded and
+    undecoded (`request`, as curl without ``--compressed``). ``clock`` times deadlines.
+    """
+
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None = None,
+        trust: Callable[[], ssl.SSLContext] | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_body_bytes: int | None = MAX_BODY_BYTES,
+        keepalive_s: float = KEEPALIVE_S,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.nonces = NonceMemory()
+        self._client = httpx.Client(
+            transport=transport,
+            limits=httpx.Limits(keepalive_expiry=keepalive_s),
+            verify=(trust or (lambda: context_for(ca_bundle)))() if transport is None else True,
+            timeout=timeout,
+            follow_redirects=False,
+            # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
+            # is the context above, and httpx reads no .netrc by itself.
+            trust_env=True,
+            headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **(headers or {})},
+            event_hooks={"response": [self.nonces.learn]},
+        )
+        route_and_cap(self._client, max_body_bytes)
+        self._timeout = timeout
+        self._clock = clock
+        self._sockets = Sockets()
+
+    def __enter__(self: _Client) -> _Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def build(self, method: str, url: str, *, deadline: float, **options: Any) -> httpx.Request:
+        """A request whose timeouts never exceed the time left, and whose sockets the
+        watchdog can find. ``options``: httpx's (``content``, ``json``, ``params``...)."""
+        left_s = max(deadline - self._clock(), 0.001)
+        timeout = httpx.Timeout(
+            connect=min(self._timeout.connect or left_s, left_s),
+            read=min(self._timeout.read or left_s, left_s),
+            write=min(self._timeout.write or left_s, left_s),
+            pool=min(self._timeout.pool or left_s, left_s),
+        )
+        extensions = {"trace": self._sockets.trace}
+        return self._client.build_request(
+            method, url, timeout=timeout, extensions=extensions, **options
+        )
+
+    def send(
+        self, request: httpx.Request, *, deadline: float, auth: httpx.Auth | None = None
+    ) -> Exchange:
+        """Send ``request`` (through ``auth``'s flow: a DPoP nonce retry) and return the
+        answer once its headers are in. Raises :class:`SendFailed` (our words)."""
+        left_s = deadline - self._clock()
+        if left_s <= 0:
+            raise NoAnswer("the deadline passed before the request could be sent", timed_out=True)
+        watchdog = Watchdog(self._sockets, left_s)
+        try:
+            response = self._through(request, auth)
+        except BaseException as failure:
+            watchdog.disarm()
+            if isinstance(failure, httpx.RequestError):
+                raise watchdog.explain(failure) from None
+            raise
+        return Exchange(response, watchdog, deadline, self._clock)
+
+    def _through(self, request: httpx.Request, auth: httpx.Auth | None) -> httpx.Response:
+        """The auth flow driven here, not by httpx, which reads the whole body of every
+        answer it retries: a resource's challenge may be anything, and is closed unread."""
+        if auth is None:
+            return self._client.send(request, stream=True)
+        flow = auth.sync_auth_flow(request)
+        try:
+            response = self._client.send(next(flow), stream=True)
+            while True:
+                try:
+                    retry = flow.send(response)
+                except StopIteration:
+                    return response
+                except BaseException:
+                    response.close()
+                    raise
+                response.close()  # a challenge the retry answers: its body is not needed
+                response = self._client.send(retry, stream=True)
+        finally:
+            flow.close()
+
+
+# -- the OAuth client ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -93,185 +215,6 @@ class TransientFailure(TransportError):
         self.retry_after_s = retry_after_s
 
 
-class ResponseTooLarge(Exception):
-    """More bytes came (or would come) off the wire, or out of a decoder, than the cap."""
-
-    def __init__(self, status_code: int) -> None:
-        super().__init__(status_code)
-        self.status_code = status_code
-
-
-class UnwantedEncoding(Exception):
-    """A ``Content-Encoding`` we neither asked for nor decode with a bound."""
-
-
-# -- the transport: a byte cap on what comes off the wire ---------------------------------
-
-
-class _CappedStream(httpx.SyncByteStream):
-    def __init__(
-        self, inner: httpx.SyncByteStream, max_bytes: int, encoding: str | None, status: int
-    ) -> None:
-        self._inner = inner
-        self._max_bytes = max_bytes
-        self._status = status
-        # gzip, or deflate with or without its zlib wrapper: one layer, decoded with a bound.
-        self._decoder = (
-            zlib.decompressobj(47 if encoding == "gzip" else zlib.MAX_WBITS) if encoding else None
-        )
-
-    def __iter__(self) -> Iterator[bytes]:
-        received = produced = 0
-        for chunk in self._inner:
-            received += len(chunk)
-            if received > self._max_bytes:
-                raise ResponseTooLarge(self._status)
-            if self._decoder is None:
-                produced = received
-                yield chunk
-                continue
-            try:
-                # max_length: never more than the cap out of one chunk, whatever it holds.
-                data = self._decoder.decompress(chunk, self._max_bytes - produced + 1)
-            except zlib.error:
-                raise httpx.DecodingError("the compressed body is damaged") from None
-            produced += len(data)
-            if produced > self._max_bytes or self._decoder.unconsumed_tail:
-                raise ResponseTooLarge(self._status)
-            yield data
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class CappedTransport(httpx.BaseTransport):
-    """Wraps a transport: at most ``max_bytes`` off the wire and out of decompression; one
-    layer of gzip/deflate at most (we ask for none: ``Accept-Encoding: identity``)."""
-
-    def __init__(self, inner: httpx.BaseTransport, max_bytes: int) -> None:
-        self._inner = inner
-        self._max_bytes = max_bytes
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self._inner.handle_request(request)
-        layers = [
-            name.strip().lower()
-            for name in response.headers.get("content-encoding", "").split(",")
-            if name.strip() and name.strip().lower() != "identity"
-        ]
-        if len(layers) > 1 or (layers and layers[0] not in ("gzip", "x-gzip", "deflate")):
-            response.close()
-            raise UnwantedEncoding(", ".join(layers))
-        declared = response.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > self._max_bytes:
-            response.close()
-            raise ResponseTooLarge(response.status_code)
-        headers = [
-            (name, value)
-            for name, value in response.headers.raw
-            if not layers or name.lower() not in (b"content-encoding", b"content-length")
-        ]
-        assert isinstance(response.stream, httpx.SyncByteStream)
-        encoding = "gzip" if layers and layers[0] != "deflate" else (layers or [None])[0]
-        return httpx.Response(
-            response.status_code,
-            headers=headers,
-            stream=_CappedStream(response.stream, self._max_bytes, encoding, response.status_code),
-            extensions=response.extensions,
-            request=request,
-        )
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-# -- DPoP as an auth flow -----------------------------------------------------------------
-
-
-class NonceMemory:
-    """The newest ``DPoP-Nonce`` each server (origin) sent, learnt from every response."""
-
-    def __init__(self) -> None:
-        self._by_origin: dict[str, str] = {}
-
-    def learn(self, response: httpx.Response) -> None:
-        nonce = response.headers.get("dpop-nonce")
-        if nonce and nonce.isprintable() and nonce.isascii() and len(nonce) <= MAX_NONCE_CHARS:
-            self._by_origin[origin(str(response.request.url))] = nonce
-
-    def get(self, url: str) -> str | None:
-        return self._by_origin.get(origin(url))
-
-
-def _challenge_error(headers: httpx.Headers) -> str | None:
-    """``error`` from a ``WWW-Authenticate: DPoP error="..."`` challenge (resource servers)."""
-    challenge = headers.get("www-authenticate", "")
-    marker = 'error="'
-    start = challenge.find(marker)
-    if start < 0:
-        return None
-    end = challenge.find('"', start + len(marker))
-    return challenge[start + len(marker) : end] if end > 0 else None
-
-
-class DPoPAuth(httpx.Auth):
-    """A DPoP proof on every request (a fresh ``jti``, the newest nonce, ``ath`` when a
-    token goes along), and one retry when the server answers with a new nonce it demands:
-    ``use_dpop_nonce`` in a JSON 400 (token endpoints: its body is capped by the
-    transport), in ``WWW-Authenticate`` of a 401 (resources), or a bare 401 that brings a
-    fresh ``DPoP-Nonce`` (glewlwyd does this). :meth:`sign` and :meth:`challenged` serve a
-    caller that streams what it gets and so answers the challenge itself."""
-
-    def __init__(self, key: DPoPKey, nonces: NonceMemory, access_token: Secret | None = None):
-        self._key = key
-        self._nonces = nonces
-        self._access_token = access_token
-
-    def sign(self, request: httpx.Request) -> str | None:
-        """Put a fresh proof (and the token) on ``request``; the nonce it carries."""
-        nonce = self._nonces.get(str(request.url))
-        request.headers["DPoP"] = self._key.proof(
-            request.method, str(request.url), nonce=nonce, access_token=self._access_token
-        )
-        if self._access_token is not None:
-            request.headers["Authorization"] = f"DPoP {self._access_token.reveal()}"
-        return nonce
-
-    def challenged(self, response: httpx.Response, sent_nonce: str | None) -> bool:
-        """A 401 that demands a nonce newer than the one sent (headers only, RFC 9449 §9)."""
-        fresh_nonce = self._nonces.get(str(response.request.url))
-        return (
-            response.status_code == 401
-            and fresh_nonce is not None
-            and fresh_nonce != sent_nonce
-            and _challenge_error(response.headers) in ("use_dpop_nonce", None)
-        )
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        sent_nonce = self.sign(request)
-        response = yield request
-        if not self.challenged(response, sent_nonce):
-            fresh_nonce = self._nonces.get(str(request.url))
-            if response.status_code != 400 or fresh_nonce in (None, sent_nonce):
-                return
-            response.read()  # RFC 9449 §8: the token endpoint says it in its (capped) body
-            if _json_object(response.content, {}).get("error") != "use_dpop_nonce":
-                return
-        # Once, a new request with a new proof carrying the server's nonce.
-        retry = httpx.Request(
-            request.method,
-            request.url,
-            headers=request.headers,
-            content=request.read(),
-            extensions=request.extensions,
-        )
-        self.sign(retry)
-        yield retry
-
-
-# -- the client ----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class _Call:
     method: str
@@ -283,38 +226,14 @@ class _Call:
     basic_auth: tuple[str, Secret] | None
 
 
-def _form_items(form: Form) -> list[tuple[str, str]]:
-    items: list[tuple[str, str]] = []
-    for name, value in form.items():
-        if isinstance(value, Secret):
-            items.append((name, value.reveal()))
-        elif isinstance(value, str):
-            items.append((name, value))
-        else:
-            items.extend((name, one) for one in value)
-    return items
+class OAuthHttp(HttpClient):
+    """The OAuth client: the base's client with retries and :class:`Reply`; one per run,
+    so every request reuses the same connection.
 
-
-def _retry_after_s(headers: httpx.Headers) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-class OAuthHttp:
-    """One ``httpx.Client`` per run, so every request reuses the same connection.
-
-    ``report`` (optional) hears one line per failed attempt that will be retried: what
-    failed, where, and until when it keeps trying — a user waiting for a server that is
-    down, or mistyped, sees it at once instead of silence until the deadline.
+    ``report`` (optional) hears a line when a request failed and will be tried again: what
+    failed, where, and until when it keeps trying. A user waiting for a server that is
+    down, or mistyped, sees it at once instead of silence until the deadline; the same
+    failure again is retried quietly, and only a different one is said.
     """
 
     def __init__(
@@ -330,56 +249,19 @@ class OAuthHttp:
         keepalive_s: float = KEEPALIVE_S,
         report: Callable[[str], None] | None = None,
     ) -> None:
-        self._client = httpx.Client(
+        super().__init__(
+            ca_bundle=ca_bundle,
             transport=transport,
-            limits=httpx.Limits(keepalive_expiry=keepalive_s),
-            # An injected transport brings its own TLS: no CA bundle to load then.
-            verify=context_for(ca_bundle) if transport is None else True,
             timeout=timeout,
-            follow_redirects=False,  # a redirected POST could carry the device code elsewhere
-            # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
-            # is the context above, and httpx reads no .netrc by itself.
-            trust_env=True,
-            # ...but never for loopback: a local server's traffic stays off any proxy.
-            mounts={pattern: None for pattern in LOOPBACK_PATTERNS},
-            headers={
-                "Accept": "application/json",
-                "Accept-Encoding": "identity",
-                "User-Agent": USER_AGENT,
-            },
-            event_hooks={"request": [self._counted], "response": [self._learn_nonce]},
+            clock=clock,
+            max_body_bytes=max_body_bytes,
+            keepalive_s=keepalive_s,
+            headers={"Accept": "application/json"},
         )
-        # Every connection the client may use, proxied ones included (httpx keeps them in
-        # these two attributes and offers no public way in), gets the byte cap under it.
-        self._client._transport = CappedTransport(self._client._transport, max_body_bytes)
-        self._client._mounts = {
-            pattern: CappedTransport(mounted, max_body_bytes) if mounted else None
-            for pattern, mounted in self._client._mounts.items()
-        }
-        self._timeout = timeout
-        self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
         self._max_body_bytes = max_body_bytes
         self._report = report
-        self.nonces = NonceMemory()
-        self._sockets = Sockets()
-        self.requests_sent = 0
-
-    def __enter__(self) -> OAuthHttp:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._client.close()
-
-    def _counted(self, request: httpx.Request) -> None:
-        self.requests_sent += 1
-
-    def _learn_nonce(self, response: httpx.Response) -> None:
-        self.nonces.learn(response)
 
     def dpop_nonce(self, url: str) -> str | None:
         """The newest ``DPoP-Nonce`` this server (origin) sent us."""
@@ -409,6 +291,7 @@ class OAuthHttp:
             )
         call = _Call(method, url, deadline, form, dpop, access_token, basic_auth)
         backoff_s = BACKOFF_FIRST_S
+        said: set[str] = set()
         while True:
             try:
                 return self._send(call)
@@ -424,18 +307,39 @@ class OAuthHttp:
                 if self._clock() + wait_s >= deadline:
                     raise TransportError(
                         f"{failure.message}; gave up at the deadline",
-                        hint="check that the authorization server is up and reachable from CI",
+                        hint="check that the server is up and reachable from this machine",
                     ) from None
-                if self._report is not None:
-                    until = time.time() + (deadline - self._clock())
-                    moment = datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S")
-                    self._report(f"{failure.message}; trying again until {moment} UTC")
+                if self._report is not None and failure.message not in said:
+                    said.add(failure.message)
+                    self._report(f"{failure.message}; trying again until {self._until(deadline)}")
                 self._sleep(wait_s)
 
+    def _until(self, deadline: float) -> str:
+        until = time.time() + (deadline - self._clock())
+        return datetime.fromtimestamp(until, timezone.utc).strftime("%H:%M:%S UTC")
+
     def _send(self, call: _Call) -> Reply:
-        remaining_s = call.deadline - self._clock()
-        if remaining_s <= 0:
+        if call.deadline - self._clock() <= 0:
             raise TransportError("the deadline passed before the request could be sent")
+        request, auth = self._prepare(call)
+        where = untrusted(call.url)
+        try:
+            with self.send(request, deadline=call.deadline, auth=auth) as answer:
+                raw = answer.body()
+        except SendFailed as failure:
+            raise self._failure(failure, where) from None
+        headers = answer.response.headers
+        body = _json_object(raw, None)
+        reply = Reply(answer.response.status_code, headers, body, _text_start(raw, body))
+        if reply.status in TRANSIENT_STATUSES and (
+            reply.error is None or reply.error in TRANSIENT_OAUTH_ERRORS
+        ):
+            raise TransientFailure(
+                f"{where} answered HTTP {reply.status}", retry_after_s=_retry_after_s(headers)
+            )
+        return reply
+
+    def _prepare(self, call: _Call) -> tuple[httpx.Request, httpx.Auth | None]:
         headers: dict[str, str] = {}
         auth: httpx.Auth | None = None
         if call.dpop is not None:
@@ -448,81 +352,50 @@ class OAuthHttp:
         if call.form is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
             content = urlencode(_form_items(call.form)).encode("ascii")
-        timeout = httpx.Timeout(
-            connect=min(self._timeout.connect or remaining_s, remaining_s),
-            read=min(self._timeout.read or remaining_s, remaining_s),
-            write=min(self._timeout.write or remaining_s, remaining_s),
-            pool=min(self._timeout.pool or remaining_s, remaining_s),
+        request = self.build(
+            call.method, call.url, deadline=call.deadline, content=content, headers=headers
         )
-        request = self._client.build_request(
-            call.method,
-            call.url,
-            content=content,
-            headers=headers,
-            timeout=timeout,
-            extensions={"trace": self._sockets.trace},
-        )
-        where = untrusted(call.url)
-        watchdog = Watchdog(self._sockets, remaining_s)
-        try:
-            response = self._client.send(request, stream=True, auth=auth)
-            try:
-                raw = self._read(response, call.deadline)
-            finally:
-                response.close()
-        except ResponseTooLarge as too_large:
+        return request, auth
+
+    def _failure(self, failure: SendFailed, where: str) -> CiSharkError:
+        if isinstance(failure, ResponseTooLarge):
             message = f"{where} sent a response larger than {self._max_body_bytes} bytes"
-            status = too_large.status_code
+            status = failure.status_code
             if status in TRANSIENT_STATUSES or status >= 500:
-                raise TransientFailure(message) from None
-            raise ProtocolError(message) from None
-        except UnwantedEncoding as encoding:
-            raise ProtocolError(
-                f"{where} sent a body encoded {untrusted(encoding, 60)}, which ci_shark did not "
-                "ask for (Accept-Encoding: identity) and does not decode"
-            ) from None
-        except httpx.TransportError as exc:
-            if watchdog.fired:
-                raise TransientFailure(f"{where}: no complete answer by the deadline") from None
-            raise TransientFailure(f"{where}: {_describe(exc)}") from None
-        finally:
-            watchdog.disarm()
-
-        body = _json_object(raw, None)
-        reply = Reply(response.status_code, response.headers, body, _text_start(raw, body))
-        if reply.status in TRANSIENT_STATUSES and (
-            reply.error is None or reply.error in TRANSIENT_OAUTH_ERRORS
-        ):
-            raise TransientFailure(
-                f"{where} answered HTTP {reply.status}",
-                retry_after_s=_retry_after_s(response.headers),
+                return TransientFailure(message)
+            return ProtocolError(message)
+        if isinstance(failure, UnwantedEncoding):
+            return ProtocolError(
+                f"{where} sent a body encoded {untrusted(failure.encoding, 60)}, which ci_shark "
+                "did not ask for (Accept-Encoding: identity) and does not decode"
             )
-        return reply
-
-    def _read(self, response: httpx.Response, deadline: float) -> bytes:
-        """The body by the deadline: httpx's read timeout is per read, so a server sending
-        a byte at a time would otherwise hold us past it. (The size cap is the transport's.)"""
-        chunks: list[bytes] = []
-        for chunk in response.iter_bytes():
-            if self._clock() > deadline:
-                raise httpx.ReadTimeout("the response was still arriving at the deadline")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return TransientFailure(f"{where}: {failure}")
 
 
-def _describe(failure: httpx.TransportError) -> str:
-    """What failed, in the words a user needs (never response data: httpx's own text)."""
-    text = str(failure).lower()
-    if isinstance(failure, httpx.ConnectError):
-        if any(word in text for word in ("name or service", "name resolution", "nodename")):
-            return "the host name does not resolve (DNS)"
-        if "certificate" in text or "ssl" in text or "tls" in text:
-            return f"TLS failed: {untrusted(failure, 160)}"
-        if "refused" in text:
-            return "connection refused"
-    if isinstance(failure, httpx.TimeoutException):
-        return f"timed out ({type(failure).__name__})"
-    return f"{type(failure).__name__}: {untrusted(failure, 120)}"
+def _form_items(form: Form) -> list[tuple[str, str]]:
+    items: list[tuple[str, str]] = []
+    for name, value in form.items():
+        if isinstance(value, Secret):
+            items.append((name, value.reveal()))
+        elif isinstance(value, str):
+            items.append((name, value))
+        else:
+            items.extend((name, one) for one in value)
+    return items
+
+
+def _retry_after_s(headers: httpx.Headers) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 def _basic_authorization(client_id: str, client_secret: Secret) -> str:
@@ -550,3 +423,19 @@ def first_line(raw: bytes, limit: int) -> str:
     return untrusted(
         raw[:FIRST_LINE_BYTES].decode("utf-8", "replace").strip().split("\n", 1)[0], limit
     )
+
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "FIRST_LINE_BYTES",
+    "MAX_BODY_BYTES",
+    "USER_AGENT",
+    "Exchange",
+    "Form",
+    "HttpClient",
+    "OAuthHttp",
+    "Reply",
+    "SendFailed",
+    "TransientFailure",
+    "first_line",
+]

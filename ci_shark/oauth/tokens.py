@@ -73,24 +73,29 @@ class TokenSet:
         return self.token_type.lower() == "dpop"
 
     def issued(self) -> list[tuple[Secret, str]]:
-        """What revocation undoes, the grant first: (token, RFC 7009 type hint)."""
-        return [
-            (token, hint)
-            for token, hint in (
-                (self.refresh_token, "refresh_token"),
-                (self.access_token, "access_token"),
-            )
-            if token is not None
-        ]
+        """What revocation undoes, in :func:`revocable`'s order."""
+        return revocable(refresh_token=self.refresh_token, access_token=self.access_token)
+
+
+def revocable(
+    *, refresh_token: Secret | None, access_token: Secret | None
+) -> list[tuple[Secret, str]]:
+    """What revocation undoes, (token, RFC 7009 type hint), in the order it goes: the
+    refresh token first. It is the grant: once it is gone nothing mints a new access
+    token, even when revoking the access token then fails (and many servers revoke the
+    access tokens of a grant with it)."""
+    pairs = ((refresh_token, "refresh_token"), (access_token, "access_token"))
+    return [(token, hint) for token, hint in pairs if token is not None]
 
 
 def _issued_strings(body: Mapping[str, Any]) -> list[tuple[Secret, str]]:
-    found = []
-    for name in ("refresh_token", "access_token"):
+    def loose(name: str) -> Secret | None:
         value = body.get(name)
         if isinstance(value, str) and value and len(value) <= MAX_TOKEN_CHARS:
-            found.append((Secret(value), name))
-    return found
+            return Secret(value)
+        return None
+
+    return revocable(refresh_token=loose("refresh_token"), access_token=loose("access_token"))
 
 
 def _token(body: Mapping[str, Any], name: str) -> Secret | None:
@@ -267,8 +272,8 @@ def revoke_each(
     dpop: DPoPKey | None = None,
     deadline: float,
 ) -> dict[str, CiSharkError | None]:
-    """Revoke each (token, hint) in order, even when another fails (the refresh token
-    first: it is the grant). Returns, per hint, the error or None when it was revoked."""
+    """Revoke each (token, hint) in the order given (:func:`revocable`'s), even when another
+    fails. Returns, per hint, the error or None when it was revoked."""
     results: dict[str, CiSharkError | None] = {}
     for token, hint in tokens:
         try:
@@ -361,6 +366,7 @@ __all__ = [
     "parse_token_response",
     "post_form",
     "refresh_grant",
+    "revocable",
     "revoke",
     "revoke_each",
     "token_request",

@@ -1,10 +1,11 @@
-"""A deadline for the parts of a request httpx cannot bound: shut the socket at the deadline.
+"""A deadline for a whole request, which httpx's timeouts cannot give: they are per read.
 
-httpx's timeouts are per read, so a server dripping one header byte every few seconds
-could hold a request for days. The body is checked between chunks by the caller, but the
-status line and headers are read inside httpcore; shutting the socket down makes that
-blocked read return at once. The sockets are learnt from httpcore's ``trace`` extension:
-direct connections, TLS, and the tunnels of an HTTP or SOCKS proxy.
+A server dripping one header byte every few seconds could hold a request for days. The
+status line and headers are read inside httpcore: the :class:`Watchdog` shuts the socket
+at the deadline, which makes that blocked read return at once. The sockets are learnt
+from httpcore's ``trace`` extension: direct connections, TLS, and the tunnels of an HTTP
+or SOCKS proxy. The body is read by an :class:`Exchange`, which checks the deadline
+between chunks, whether the caller reads it whole or streams it on.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from __future__ import annotations
 import socket
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import suppress
 from typing import Any
+
+import httpx
+
+from ci_shark.oauth.transport import NoAnswer, describe
 
 # "connection.connect_tcp.complete", "proxy.start_tls.complete", "socks.connect_tcp..."
 _OPENED_SUFFIXES = ("connect_tcp.complete", "start_tls.complete")
@@ -74,3 +79,56 @@ class Watchdog:
         with self._lock:
             self._disarmed = True
         self._timer.cancel()
+
+    def explain(self, failure: httpx.RequestError) -> NoAnswer:
+        """``failure`` in our words: the deadline, when this watchdog cut the connection."""
+        if self.fired:
+            return NoAnswer("no complete answer by the deadline", timed_out=True)
+        return NoAnswer(describe(failure))
+
+
+class Exchange:
+    """One answer: its status and headers read, its body still on the wire. Read the body
+    with :meth:`body` or :meth:`chunks`, both against the deadline; :meth:`close` (or the
+    end of a ``with`` block) releases the connection and disarms the watchdog."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        watchdog: Watchdog,
+        deadline: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.response = response
+        self._watchdog = watchdog
+        self._deadline = deadline
+        self._clock = clock
+
+    def __enter__(self) -> Exchange:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.response.close()
+        finally:
+            self._watchdog.disarm()
+
+    def body(self) -> bytes:
+        """The whole body, decoded under the cap."""
+        return b"".join(self._by_the_deadline(self.response.iter_bytes()))
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as it comes off the wire, for a caller that streams it on."""
+        return self._by_the_deadline(self.response.iter_raw())
+
+    def _by_the_deadline(self, chunks: Iterator[bytes]) -> Generator[bytes, None, None]:
+        try:
+            for chunk in chunks:
+                if self._clock() > self._deadline:
+                    raise NoAnswer("the answer was still arriving at the deadline", timed_out=True)
+                yield chunk
+        except httpx.RequestError as failure:
+            raise self._watchdog.explain(failure) from None

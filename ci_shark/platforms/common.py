@@ -1,5 +1,5 @@
-"""What the CI platforms share: environment values, the API client of a CI's REST API, and
-the lifecycle of a "marked note" (a PR comment, an MR note, an issue).
+"""What the CI platforms share: environment values, and the lifecycle of a "marked note" (a
+PR comment, an MR note, an issue). A CI's REST API is :mod:`ci_shark.platforms.rest`.
 
 A marked note is ours when BOTH hold: its first line is our hidden marker, and it was
 written by the account our token posts as. A marker alone proves nothing (anyone can paste
@@ -9,41 +9,15 @@ comment its author can change afterwards. This rule is decided here, once, for e
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
-
-import httpx
-
-from ci_shark.oauth.http import USER_AGENT
 
 
 def env_value(env: Mapping[str, str], name: str) -> str | None:
     """A CI variable, stripped; None when unset or empty."""
     value = env.get(name, "").strip()
     return value or None
-
-
-def api_client(
-    *,
-    base_url: str = "",
-    headers: Mapping[str, str],
-    transport: httpx.BaseTransport | None,
-    trust: Callable[[], ssl.SSLContext],
-    timeout: httpx.Timeout,
-) -> httpx.Client:
-    """A client for a CI's REST API: the run's trust, no redirects (a redirect must not
-    carry the token elsewhere), our User-Agent."""
-    return httpx.Client(
-        base_url=base_url,
-        transport=transport,
-        # An injected transport (tests) brings its own TLS: no CA bundle to load then.
-        verify=trust() if transport is None else True,
-        timeout=timeout,
-        follow_redirects=False,
-        headers={"User-Agent": USER_AGENT, **headers},
-    )
 
 
 @dataclass(frozen=True)
@@ -54,7 +28,8 @@ class Note:
 
 
 class NoteApiError(Exception):
-    """The API refused or failed; the message is ours and says what to fix."""
+    """The API refused or failed; the message is ours and says what to fix. ``status``:
+    the HTTP status when there was an answer (decide on it, never on the message)."""
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -81,7 +56,7 @@ class MarkedNote:
     """Find our note by marker and author, then create or edit it; every failure is one
     warning (the approval never depends on a note), after which the note is left alone."""
 
-    def __init__(self, api: NoteApi, marker: str, *, warn: Callable[[str], None]) -> None:
+    def __init__(self, api: NoteApi, marker: str, *, warn: Callable[[NoteApiError], None]) -> None:
         self._api = api
         self._marker = marker
         self._warn = warn
@@ -110,7 +85,7 @@ class MarkedNote:
             return True
         except NoteApiError as failure:
             self.broken = True
-            self._warn(str(failure))
+            self._warn(failure)
             return False
 
     def _find(self) -> int | None:

@@ -24,7 +24,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,11 +33,11 @@ from typing import Any, ClassVar
 import httpx
 
 from ci_shark.errors import CiSharkError, ConfigError
-from ci_shark.oauth.tls import context_for
 from ci_shark.outputs import RENDERERS, Credentials, PlannedFile, Value, reveal
 from ci_shark.platforms.base import Platform
-from ci_shark.platforms.common import MarkedNote, Note, NoteApiError, api_client, env_value
+from ci_shark.platforms.common import MarkedNote, Note, NoteApiError, env_value
 from ci_shark.platforms.github_issue import RunIssues
+from ci_shark.platforms.rest import RestApi
 from ci_shark.render import (
     ApprovalRequest,
     Outcome,
@@ -52,10 +52,10 @@ from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
 
 API_VERSION = "2022-11-28"
-API_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+API_BUDGET_S = 15.0
 # On cancellation the runner sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL: the
 # closing edit of the comment must fit in that window.
-FINISH_TIMEOUT = httpx.Timeout(3.0, connect=2.0)
+FINISH_BUDGET_S = 3.0
 MAX_EVENT_BYTES = 32 * 1024 * 1024
 MAX_COMMENT_PAGES = 10
 SUMMARY_LIMIT_BYTES = 128 * 1024
@@ -130,20 +130,27 @@ class PullRequest:
         return self.head_repo is None or self.head_repo.lower() != self.base_repo.lower()
 
 
-class GitHubApi:
-    """The REST API with the job's token: one connection for the run, bounded calls."""
+class GitHubApi(RestApi):
+    """GitHub's REST API with the job's token: its URL, its headers, the bot it posts as."""
 
-    def __init__(self, api_url: str, token: Secret, transport: httpx.BaseTransport | None) -> None:
-        self._client = api_client(
-            base_url=api_url,
+    def __init__(
+        self,
+        api_url: str,
+        token: Secret,
+        transport: httpx.BaseTransport | None,
+        mask: Callable[[Sequence[Secret]], None] | None = None,
+    ) -> None:
+        super().__init__(
+            api_url,
+            name="the GitHub API",
+            token=token,
+            token_header=("Authorization", "Bearer "),
             headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION},
             transport=transport,
-            # The run's trust (the system's, see oauth/tls.py): GHES behind a private CA.
-            trust=lambda: context_for(None),
-            timeout=API_TIMEOUT,
+            budget_s=API_BUDGET_S,
+            finish_budget_s=FINISH_BUDGET_S,
+            mask=mask,
         )
-        self._token = token
-        self.finishing = False  # the last calls of a run get the short timeout
         self._own_login: str | None = None
 
     def own_login(self) -> str | None:
@@ -158,49 +165,6 @@ class GitHubApi:
             login = data.get("login") if isinstance(data, dict) else None
             self._own_login = login if isinstance(login, str) else None
         return self._own_login
-
-    def close(self) -> None:
-        self._client.close()
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        payload: dict[str, Any] | None = None,
-        params: dict[str, str] | None = None,
-    ) -> Any:
-        try:
-            response = self._client.request(
-                method,
-                path,
-                json=payload,
-                params=params,
-                headers={"Authorization": f"Bearer {self._token.reveal()}"},
-                timeout=FINISH_TIMEOUT if self.finishing else API_TIMEOUT,
-            )
-        except httpx.HTTPError as exc:
-            # The exception text is ours (httpx), never the token: only its kind is shown.
-            raise NoteApiError(f"{type(exc).__name__} talking to the GitHub API") from None
-        if response.status_code >= 300:
-            raise NoteApiError(
-                f"HTTP {response.status_code} from {method} {path}", status=response.status_code
-            )
-        if not response.content:
-            return None
-        try:
-            return response.json()
-        except (ValueError, RecursionError):
-            raise NoteApiError("the GitHub API sent no JSON", status=response.status_code) from None
-
-    def pages(self, path: str, params: dict[str, str], max_pages: int) -> Iterator[Any]:
-        """The items of a listing, page by page (100 each), up to ``max_pages``; fetched
-        lazily, so a search that finds its item early asks for no more."""
-        for page in range(1, max_pages + 1):
-            data = self.call("GET", path, params={**params, "per_page": "100", "page": str(page)})
-            items = data if isinstance(data, list) else []
-            yield from items
-            if len(items) < 100:
-                return
 
 
 class PullRequestComments:
@@ -508,30 +472,30 @@ class GitHubPlatform(Platform):
             self._comment = MarkedNote(
                 PullRequestComments(api, self.repository, pr.number),
                 marker(context),
-                warn=lambda problem: self._comment_failed(pr.number, problem),
+                warn=lambda failure: self._comment_failed(pr.number, failure),
             )
             if self._comment.write(markdown):
                 self.log(f"ci_shark: asked for approval in a comment on PR #{pr.number}")
             return
         self._comment.write(markdown)
 
-    def _comment_failed(self, number: int, problem: str) -> None:
+    def _comment_failed(self, number: int, failure: NoteApiError) -> None:
         self._api_failed(
             f"comment on PR #{number}",
             "`permissions: pull-requests: write`; pull requests from forks only ever get a "
             "read-only token",
-            problem,
+            failure,
         )
 
-    def _api_failed(self, doing: str, needs: str, problem: str) -> None:
+    def _api_failed(self, doing: str, needs: str, failure: NoteApiError) -> None:
         """A channel the API refused: one warning, naming the permission when it is one."""
-        if re.search(r"HTTP (401|403|404)\b", problem):
+        if failure.status in (401, 403, 404):
             self.warn(
-                f"could not {doing} ({problem}). The job's token needs {needs}. "
+                f"could not {doing} ({failure}). The job's token needs {needs}. "
                 "Approve from the link in this log instead."
             )
         else:
-            self.warn(f"could not {doing} ({problem}); use the link in the log")
+            self.warn(f"could not {doing} ({failure}); use the link in the log")
 
     # -- the issue (`notify: issue`) -------------------------------------------------------
 
@@ -587,9 +551,9 @@ class GitHubPlatform(Platform):
         )
         self._issue.write(markdown + mentions(self.settings.notify_users))
 
-    def _issue_failed(self, problem: str) -> None:
+    def _issue_failed(self, failure: NoteApiError) -> None:
         self._api_failed(
-            "open or update the approval issue", "`permissions: issues: write`", problem
+            "open or update the approval issue", "`permissions: issues: write`", failure
         )
 
     # -- the REST API ----------------------------------------------------------------------
@@ -604,7 +568,9 @@ class GitHubPlatform(Platform):
     def _client(self) -> GitHubApi | None:
         if self._api is None and self._api_available():
             assert self.settings.github_token is not None
-            self._api = GitHubApi(self.api_url, self.settings.github_token, self.transport)
+            self._api = GitHubApi(
+                self.api_url, self.settings.github_token, self.transport, mask=self.mask
+            )
         return self._api
 
     # -- outputs ---------------------------------------------------------------------------

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import httpx
-
 from ci_shark.oauth.tls import context_for, create_context
 from ci_shark.outputs import Credentials
 from ci_shark.platforms.base import Platform
-from ci_shark.platforms.common import MarkedNote, Note, NoteApiError, api_client, env_value
+from ci_shark.platforms.common import MarkedNote, Note, NoteApiError, env_value
+from ci_shark.platforms.rest import RestApi
 from ci_shark.render import (
     ApprovalRequest,
     Outcome,
@@ -40,7 +39,7 @@ from ci_shark.render import (
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
 
-API_TIMEOUT = httpx.Timeout(10.0)
+API_BUDGET_S = 10.0
 NOTES_PAGES = 5  # 100 notes a page; a marker further back than 500 notes gets a new note
 WAIT_SECTION = "ci_shark_waiting"
 SCOPE_HELP = (
@@ -63,67 +62,46 @@ class MergeRequest:
 class MergeRequestNotes:
     """The notes of one MR, as :class:`MarkedNote` needs them."""
 
-    def __init__(self, client: httpx.Client, notes_url: str) -> None:
-        self._client = client
-        self._url = notes_url
+    def __init__(self, api: RestApi, notes_path: str) -> None:
+        self._api = api
+        self._path = notes_path
 
     def own_author(self) -> str | None:
         """The user (a project access token has a bot user) the token posts as."""
-        api = self._url.split("/projects/", 1)[0]
-        reply = self._send("GET", f"{api}/user", "asking who the token is")
-        user_id = _json(reply).get("id")
+        user = _object(self._api.call("GET", "/user", doing="asking who the token is"))
+        user_id = user.get("id")
         return str(user_id) if isinstance(user_id, int) else None
 
     def notes(self) -> Iterator[Note]:
-        for page in range(1, NOTES_PAGES + 1):
-            reply = self._send(
-                "GET",
-                self._url,
-                "listing the MR notes",
-                params={"per_page": 100, "page": page, "sort": "desc", "order_by": "created_at"},
-            )
-            try:
-                notes = reply.json() if reply.content else []
-            except (ValueError, RecursionError):
-                notes = None
-            if not isinstance(notes, list):
-                raise NoteApiError("the GitLab API answered the notes list with something else")
-            for item in notes:
-                if (
-                    isinstance(item, dict)
-                    and not item.get("system")
-                    and isinstance(item.get("id"), int)
-                    and isinstance(item.get("body"), str)
-                ):
-                    author = item.get("author")
-                    author_id = author.get("id") if isinstance(author, dict) else None
-                    yield Note(
-                        item["id"],
-                        str(author_id) if isinstance(author_id, int) else None,
-                        item["body"],
-                    )
-            if len(notes) < 100:
-                return
+        newest_first = {"sort": "desc", "order_by": "created_at"}
+        for item in self._api.pages(
+            self._path, newest_first, NOTES_PAGES, doing="listing the MR notes"
+        ):
+            if (
+                isinstance(item, dict)
+                and not item.get("system")
+                and isinstance(item.get("id"), int)
+                and isinstance(item.get("body"), str)
+            ):
+                author = item.get("author")
+                author_id = author.get("id") if isinstance(author, dict) else None
+                yield Note(
+                    item["id"],
+                    str(author_id) if isinstance(author_id, int) else None,
+                    item["body"],
+                )
 
     def create(self, body: str) -> int:
-        reply = self._send("POST", self._url, "posting the MR note", json={"body": body})
-        note_id = _json(reply).get("id")
+        created = self._api.call("POST", self._path, {"body": body}, doing="posting the MR note")
+        note_id = _object(created).get("id")
         if not isinstance(note_id, int):
             raise NoteApiError("the GitLab API answered the new note without an id")
         return note_id
 
     def edit(self, note_id: int, body: str) -> None:
-        self._send("PUT", f"{self._url}/{note_id}", "editing the MR note", json={"body": body})
-
-    def _send(self, method: str, url: str, doing: str, **options: Any) -> httpx.Response:
-        try:
-            reply = self._client.request(method, url, **options)
-        except httpx.HTTPError as failure:
-            raise NoteApiError(
-                f"the GitLab API could not be reached ({type(failure).__name__})"
-            ) from None
-        _check(reply, doing)
-        return reply
+        self._api.call(
+            "PUT", f"{self._path}/{note_id}", {"body": body}, doing="editing the MR note"
+        )
 
 
 class GitLabPlatform(Platform):
@@ -136,7 +114,7 @@ class GitLabPlatform(Platform):
         self._note: MarkedNote | None = None
         self._notes_off = False  # no MR, no token, no API: said once
         self._section_open = False
-        self._api_client: httpx.Client | None = None  # one connection for every note write
+        self._api: RestApi | None = None  # one connection for every note write
 
     # -- what the run is -------------------------------------------------------------------
 
@@ -219,9 +197,9 @@ class GitLabPlatform(Platform):
             if request is not None and self._note is not None and self._note.note_id:
                 self._write_note(request.context, outcome_markdown(outcome, request))
         finally:
-            if self._api_client is not None:
-                self._api_client.close()
-                self._api_client = None
+            if self._api is not None:
+                self._api.close()
+                self._api = None
 
     def _start_section(self, header: str) -> None:
         # \e[0K clears what the runner may have drawn; the header follows the \r.
@@ -258,7 +236,7 @@ class GitLabPlatform(Platform):
             if notes is None:
                 return
             self._note = MarkedNote(
-                notes, marker(context), warn=lambda problem: self.warn(f"no MR note: {problem}")
+                notes, marker(context), warn=lambda failure: self.warn(f"no MR note: {failure}")
             )
         self._note.write(markdown)
 
@@ -279,22 +257,28 @@ class GitLabPlatform(Platform):
         if problem:
             self.warn(f"no MR note: CI_API_V4_URL {problem}")
             return None
-        notes_url = (
-            f"{api}/projects/{quote(merge_request.project, safe='')}"
+        notes_path = (
+            f"/projects/{quote(merge_request.project, safe='')}"
             f"/merge_requests/{merge_request.iid}/notes"
         )
         self._notes_off = False
-        return MergeRequestNotes(self._client(token), notes_url)
+        return MergeRequestNotes(self._client(api, token), notes_path)
 
-    def _client(self, token: Secret) -> httpx.Client:
-        if self._api_client is None:
-            self._api_client = api_client(
-                headers={"PRIVATE-TOKEN": token.reveal(), "Accept": "application/json"},
+    def _client(self, api_url: str, token: Secret) -> RestApi:
+        if self._api is None:
+            self._api = RestApi(
+                api_url,
+                name="the GitLab API",
+                token=token,
+                token_header=("PRIVATE-TOKEN", ""),
+                headers={"Accept": "application/json"},
                 transport=self.transport,
+                budget_s=API_BUDGET_S,
                 trust=self._trust,
-                timeout=API_TIMEOUT,
+                mask=self.mask,
+                refused=_refused,
             )
-        return self._api_client
+        return self._api
 
     def _trust(self) -> ssl.SSLContext:
         """The run's trust (the system's, see oauth/tls.py), plus the GitLab server's CA
@@ -320,36 +304,27 @@ def _mr_url(project_url: str | None, iid: str) -> str | None:
     return f"{project_url.rstrip('/')}/-/merge_requests/{iid}"
 
 
-def _json(reply: httpx.Response) -> dict[str, Any]:
-    try:
-        body = reply.json()
-    except (ValueError, RecursionError):
-        raise NoteApiError("the GitLab API answered with something other than JSON") from None
-    if not isinstance(body, dict):
+def _object(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
         raise NoteApiError("the GitLab API answered with an unexpected JSON value")
-    return body
+    return value
 
 
-def _check(reply: httpx.Response, doing: str) -> None:
-    status = reply.status_code
-    if status < 300:
-        return
+def _refused(status: int, doing: str) -> str:
+    """An error status in the words that say what to fix."""
     if status == 401:
-        raise NoteApiError(
+        return (
             f"{doing}: the GitLab API rejected the token (HTTP 401: expired, revoked or not "
-            f"a token). {SCOPE_HELP}",
-            status=status,
+            f"a token). {SCOPE_HELP}"
         )
     if status == 403:
-        raise NoteApiError(
+        return (
             f"{doing}: the GitLab API refused (HTTP 403): the token lacks the `api` scope or "
-            f"a role that may comment. {SCOPE_HELP}",
-            status=status,
+            f"a role that may comment. {SCOPE_HELP}"
         )
     if status == 404:
-        raise NoteApiError(
+        return (
             f"{doing}: the GitLab API does not show this merge request to the token (HTTP "
-            f"404): it needs the `api` scope and access to the project. {SCOPE_HELP}",
-            status=status,
+            f"404): it needs the `api` scope and access to the project. {SCOPE_HELP}"
         )
-    raise NoteApiError(f"{doing}: the GitLab API answered HTTP {status}", status=status)
+    return f"{doing}: the GitLab API answered HTTP {status}"

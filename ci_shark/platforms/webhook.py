@@ -10,12 +10,13 @@ Its rules:
    log line of the request is dropped (a library user may have logging switched on).
 2. The approval never depends on it: a refusal, an error status, a timeout or a refused
    connection is one warning, and the flow goes on.
-3. Every post is bounded as a whole (:data:`APPROVAL_BUDGET_S`, :data:`OUTCOME_BUDGET_S`):
-   httpx's timeouts are per read, so the socket is shut at the deadline (the OAuth
-   client's watchdog). The outcome's budget is short: on a cancellation the runner's
-   grace period is a few seconds.
-4. The CI APIs' client rules (:func:`api_client`): our User-Agent, no redirects (a
-   redirect would send the message elsewhere), the system's trust.
+3. Every post is bounded as a whole (:data:`APPROVAL_BUDGET_S`, :data:`OUTCOME_BUDGET_S`)
+   by the HTTP base's bounded send. The outcome's budget is short: on a cancellation the
+   runner's grace period is a few seconds.
+4. The HTTP base's client rules (:mod:`ci_shark.oauth.http`): our User-Agent, no
+   redirects (a redirect would send the message elsewhere), the system's trust, a
+   loopback hook never through a proxy. A failure is said in its words, which never
+   quote the URL.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from ci_shark.oauth.tls import context_for
-from ci_shark.oauth.watchdog import Sockets, Watchdog
-from ci_shark.platforms.common import api_client
+from ci_shark.oauth.http import Exchange, HttpClient, SendFailed
 from ci_shark.render import ApprovalRequest, Outcome
 from ci_shark.render.webhook import APPROVAL_MESSAGES, OUTCOME_MESSAGES
 from ci_shark.secret import Secret
@@ -72,8 +72,7 @@ class Webhook:
         self._warn = warn
         self._log = log
         self._transport = transport
-        self._client: httpx.Client | None = None
-        self._sockets = Sockets()
+        self._http: HttpClient | None = None
         self.announced = False  # an approval message was sent (or tried): the outcome follows
 
     def announce(self, request: ApprovalRequest) -> None:
@@ -93,77 +92,48 @@ class Webhook:
             self.close()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def _post(self, payload: dict[str, Any], budget_s: float, what: str) -> bool:
         """POST ``payload``; True on a 2xx answer, else one warning and False."""
-        if self._client is None:
+        if self._http is None:
             logging.getLogger("httpx").addFilter(_HTTPX_LOG_FILTER)  # once: filters are a set
-            self._client = api_client(
-                headers={},
-                transport=self._transport,
-                trust=lambda: context_for(None),
-                timeout=httpx.Timeout(budget_s),
-            )
+            self._http = HttpClient(transport=self._transport)
         token = _posting.set(True)
-        watchdog = Watchdog(self._sockets, budget_s)
+        deadline = time.monotonic() + budget_s
         try:
-            request = self._client.build_request(
-                "POST",
-                self._url.reveal(),
-                json=payload,
-                timeout=httpx.Timeout(budget_s),
-                extensions={"trace": self._sockets.trace},
-            )
-            response = self._client.send(request, stream=True)
-            try:
-                status, start = response.status_code, _start_of(response)
-            finally:
-                response.close()
-        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as failure:
+            request = self._http.build("POST", self._url.reveal(), deadline=deadline, json=payload)
+            with self._http.send(request, deadline=deadline) as answer:
+                status, start = answer.response.status_code, _start_of(answer)
+        except (httpx.InvalidURL, ValueError):
             # ValueError: a host name IDNA refuses (httpx raises it as it is).
-            self._warn(f"could not send the {what} to the webhook: {_why(failure, watchdog)}")
-            return False
+            return self._failed(what, "its URL cannot be used (check `webhook-url`)")
+        except SendFailed as failure:
+            return self._failed(what, "no answer in time" if failure.timed_out else str(failure))
         finally:
-            watchdog.disarm()
             _posting.reset(token)
         if 200 <= status < 300:
             return True
         detail = f" ({start.decode()})" if start is not None else ""
         if 300 <= status < 400:
             detail = " (a redirect, which ci_shark does not follow: give the final URL)"
-        self._warn(f"could not send the {what} to the webhook: HTTP {status}{detail}")
+        return self._failed(what, f"HTTP {status}{detail}")
+
+    def _failed(self, what: str, why: str) -> bool:
+        self._warn(f"could not send the {what} to the webhook: {why}")
         return False
 
 
-def _start_of(response: httpx.Response) -> bytes | None:
+def _start_of(answer: Exchange) -> bytes | None:
     """An error code such as Slack's ``no_service``, when that is all the body says."""
-    if response.status_code < 400:
+    if answer.response.status_code < 400:
         return None
     start = b""
-    for chunk in response.iter_raw():
+    for chunk in answer.chunks():
         start += chunk
         if len(start) > _MAX_ERROR_BYTES:
             return None
     start = start.strip()
     return start if _ERROR_CODE.fullmatch(start) else None
-
-
-def _why(failure: Exception, watchdog: Watchdog) -> str:
-    """What went wrong, in our words only: httpx's text may quote the URL."""
-    if isinstance(failure, (httpx.InvalidURL, ValueError)):
-        return "its URL cannot be used (check `webhook-url`)"
-    if watchdog.fired or isinstance(failure, httpx.TimeoutException):
-        return "no answer in time"
-    if isinstance(failure, httpx.ConnectError):
-        text = str(failure).lower()
-        if "refused" in text:
-            return "connection refused"
-        if "certificate" in text or "ssl" in text or "tls" in text:
-            return "TLS failed (is its certificate trusted by the system?)"
-        if "name" in text and ("resolution" in text or "service" in text or "known" in text):
-            return "its host name does not resolve"
-        return "could not connect"
-    return f"{type(failure).__name__}"

@@ -109,7 +109,10 @@ def test_self_managed_gitlab_with_its_own_ca(
 
     # Without the CA: a warning, no note, and the approval still goes through the log.
     assert untrusted.returncode == 0, untrusted.stderr
-    assert "no MR note: the GitLab API could not be reached (ConnectError)" in untrusted.stderr
+    assert (
+        "no MR note: the GitLab API could not be reached (TLS failed, the certificate is not "
+        "trusted: self-signed certificate)" in untrusted.stderr
+    )
     assert trusted.returncode == 0, trusted.stderr
     assert "no MR note" not in trusted.stderr
     (note,) = notes_api.notes_of("7", "34")

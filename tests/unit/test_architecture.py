@@ -276,6 +276,55 @@ def test_only_the_entry_points_end_the_process() -> None:
     assert [where for m in MODULES if m not in ENTRY_POINTS for where in exits(m)] == []
 
 
+HTTP_CLIENT_FACTORY = "ci_shark.oauth.http"  # new_client: trust, proxies, loopback, the cap
+
+
+def http_clients_built(source: str) -> list[int]:
+    """The lines where ``source`` builds an httpx client itself: ``httpx.Client(...)``, or
+    a client class imported from httpx by name."""
+    tree = ast.parse(source)
+    named = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "httpx"
+        for alias in node.names
+        if alias.name in ("Client", "AsyncClient")
+    }
+    return [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (
+            (
+                isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("Client", "AsyncClient")
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "httpx"
+            )
+            or (isinstance(node.func, ast.Name) and node.func.id in named)
+        )
+    ]
+
+
+def test_one_module_builds_http_clients() -> None:
+    """The run's trust, the proxy rules with loopback always direct, the byte cap, no
+    redirects: decided once, for every request ci_shark sends (issue 21)."""
+    builders = {
+        module
+        for module, path in MODULES.items()
+        if http_clients_built(path.read_text(encoding="utf-8"))
+    }
+    assert builders == {HTTP_CLIENT_FACTORY}
+
+
+def test_the_client_finder_sees_every_spelling() -> None:
+    source = (
+        "import httpx\nfrom httpx import Client as C, AsyncClient\n"
+        "httpx.Client()\nC()\nAsyncClient()\nhttpx.Request('GET', 'x')\n"
+    )
+    assert http_clients_built(source) == [3, 4, 5]
+
+
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """The strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}

@@ -22,7 +22,9 @@ from ci_shark.oauth.tokens import (
     MAX_EXPIRES_IN_S,
     MAX_TOKEN_CHARS,
     Client,
+    UnusableTokenResponse,
     parse_token_response,
+    revocable,
     revoke,
 )
 from ci_shark.secret import Secret
@@ -270,3 +272,26 @@ def test_a_confidential_client_uses_the_form_when_the_server_takes_only_that() -
     public: dict[str, object] = {}
     assert Client("ci").authenticate(public) is None
     assert public == {"client_id": "ci"}
+
+
+# -- the order of a revocation ---------------------------------------------------------------
+
+
+def test_the_refresh_token_is_revoked_first_wherever_the_tokens_come_from() -> None:
+    access, refresh = Secret("at-1"), Secret("rt-1")
+    assert revocable(refresh_token=refresh, access_token=access) == [
+        (refresh, "refresh_token"),
+        (access, "access_token"),
+    ]
+    assert revocable(refresh_token=None, access_token=access) == [(access, "access_token")]
+
+    tokens = parse_token_response(
+        {"access_token": "at-1", "token_type": "Bearer", "refresh_token": "rt-1"}, now=NOW
+    )
+    assert tokens.issued() == [(refresh, "refresh_token"), (access, "access_token")]
+
+    with pytest.raises(UnusableTokenResponse) as unusable:  # issued, then refused by us
+        parse_token_response(
+            {"access_token": "at-1", "refresh_token": "rt-1", "token_type": "not valid!"}
+        )
+    assert unusable.value.issued == [(refresh, "refresh_token"), (access, "access_token")]

@@ -1,0 +1,112 @@
+"""DPoP on the wire (RFC 9449 §8, §9): a proof on every request, and one nonce retry.
+
+Its rules:
+
+- Every request gets a fresh proof (a new ``jti``), with the newest ``DPoP-Nonce`` the
+  server (origin) sent on any response, and ``ath`` when a token goes along.
+- A server that demands a nonce newer than the one sent gets exactly one retry, with a
+  new proof. A resource says so in a 401's headers (§9: ``WWW-Authenticate: DPoP
+  error="use_dpop_nonce"``, or a bare 401 that brings a fresh ``DPoP-Nonce``, as glewlwyd
+  does). An authorization server says so in a JSON 400 (§8), read only when no token goes
+  along (the transport caps it): a resource's body is never read, it may be anything.
+- A request whose body was streamed (not held in memory) cannot be sent twice: its
+  challenge goes back to the caller, which must learn the server's nonce first.
+
+:class:`DPoPAuth` is an ``httpx.Auth`` flow, like httpx's ``DigestAuth``: a generator with
+no I/O of its own, driven by :meth:`ci_shark.oauth.http.HttpClient.send`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+
+import httpx
+
+from ci_shark.oauth.dpop import DPoPKey
+from ci_shark.secret import Secret
+from ci_shark.urls import origin
+
+MAX_NONCE_CHARS = 1024
+
+
+class NonceMemory:
+    """The newest ``DPoP-Nonce`` each server (origin) sent, learnt from every response."""
+
+    def __init__(self) -> None:
+        self._by_origin: dict[str, str] = {}
+
+    def learn(self, response: httpx.Response) -> None:
+        nonce = response.headers.get("dpop-nonce")
+        if nonce and nonce.isprintable() and nonce.isascii() and len(nonce) <= MAX_NONCE_CHARS:
+            self._by_origin[origin(str(response.request.url))] = nonce
+
+    def get(self, url: str) -> str | None:
+        return self._by_origin.get(origin(url))
+
+
+class DPoPAuth(httpx.Auth):
+    """A proof on each request, ``Authorization: DPoP`` when a token goes along, and the
+    one retry the server's nonce demands (see the module's rules)."""
+
+    def __init__(self, key: DPoPKey, nonces: NonceMemory, access_token: Secret | None = None):
+        self._key = key
+        self._nonces = nonces  # learnt by the client from every response, before we see it
+        self._access_token = access_token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        replayable = isinstance(request.stream, httpx.ByteStream)  # a body held in memory
+        sent_nonce = self._sign(request)
+        response = yield request
+        fresh_nonce = self._nonces.get(str(request.url))
+        if fresh_nonce is None or fresh_nonce == sent_nonce:
+            return
+        if not self._demands_nonce(response):
+            return
+        if not replayable:
+            return  # a body streamed on is gone: the caller gets the challenge (learn first)
+        # Once, a new request with a new proof carrying the server's nonce.
+        retry = httpx.Request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.read(),
+            extensions=request.extensions,
+        )
+        self._sign(retry)
+        yield retry
+
+    def _sign(self, request: httpx.Request) -> str | None:
+        """Put a fresh proof (and the token) on ``request``; the nonce it carries."""
+        nonce = self._nonces.get(str(request.url))
+        request.headers["DPoP"] = self._key.proof(
+            request.method, str(request.url), nonce=nonce, access_token=self._access_token
+        )
+        if self._access_token is not None:
+            request.headers["Authorization"] = f"DPoP {self._access_token.reveal()}"
+        return nonce
+
+    def _demands_nonce(self, response: httpx.Response) -> bool:
+        if response.status_code == 401:  # a resource (§9): its headers say it
+            return _challenge_error(response.headers) in ("use_dpop_nonce", None)
+        if response.status_code != 400 or self._access_token is not None:
+            return False
+        # The authorization server (§8) says it in the body of a 400: read under the cap.
+        # A resource's body is never read: it may be anything, and `request` streams it.
+        response.read()
+        try:
+            body = json.loads(response.content)
+        except (ValueError, RecursionError):
+            return False
+        return isinstance(body, dict) and body.get("error") == "use_dpop_nonce"
+
+
+def _challenge_error(headers: httpx.Headers) -> str | None:
+    """``error`` from a ``WWW-Authenticate: DPoP error="..."`` challenge (resource servers)."""
+    challenge = headers.get("www-authenticate", "")
+    marker = 'error="'
+    start = challenge.find(marker)
+    if start < 0:
+        return None
+    end = challenge.find('"', start + len(marker))
+    return challenge[start + len(marker) : end] if end > 0 else None
