@@ -223,6 +223,8 @@ def wait_for_approval(  # noqa: PLR0917 (the run's named parts, in its order)
         asked_at = clock()
         authorization = flow.begin(deadline=min(deadline, asked_at + REACH_BUDGET_S))
         platform.mask([authorization.device_code])
+        if authorization.link_warning:
+            platform.warn(authorization.link_warning)
         progress.request = approval_request(authorization, flow.issuer, settings, plan)
         platform.announce(progress.request)  # a renewal edits the same comment in place
         try:

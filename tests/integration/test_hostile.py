@@ -570,17 +570,23 @@ def test_a_gitlab_external_pull_request_is_judged(
 # -- 10. what the approver is shown ------------------------------------------------------
 
 
-def test_a_complete_link_with_another_code_is_refused(
-    servers: list[ScriptedServer], tmp_path: Path
+@pytest.mark.parametrize("evil", ["{url}/device?user_code=EVIL-CODE", "{url}/device/EVIL-CODE"])
+def test_a_complete_link_with_another_code_is_replaced_by_the_plain_one(
+    servers: list[ScriptedServer], api: FakeGitHubApi, tmp_path: Path, evil: str
 ) -> None:
-    server = start(
-        servers,
-        device=[device_answer(verification_uri_complete="{url}/device?user_code=EVIL-CODE")],
-    )
-    done = login(server, tmp_path)
-    assert done.returncode == 5, done.log
-    assert "another code" in done.stderr
-    assert "EVIL-CODE" in done.stderr
+    server = start(servers, device=[device_answer(verification_uri_complete=evil)])
+    step, _ = github_step(server, api, tmp_path)
+    assert step.returncode == 0, step.log
+    assert "::warning title=ci_shark::the server's verification_uri_complete carries" in step.stderr
+    assert "(EVIL-CODE vs WDJB-MJHT)" in step.stderr
+    comment = read(next(c.body["body"] for c in api.calls if c.body))  # the request
+    assert comment.links.count(f"{server.url}/device") == 1  # the plain page...
+    assert not any("EVIL" in link for link in comment.links)  # ...never the other code's
+    assert "WDJB-MJHT" in comment.text  # and the code to type there
+    assert f"open:     {server.url}/device\n" in step.stderr
+    assert [line for line in step.stderr.splitlines() if "EVIL" in line] == [
+        line for line in step.stderr.splitlines() if line.startswith("::warning")
+    ]
 
 
 def test_an_approval_page_on_another_host_is_flagged(
