@@ -40,6 +40,14 @@ PROVIDER_NAMES = ("auto", *PROVIDERS)
 APPROVER_KINDS = ("sub", "user", "email")
 
 
+def approver_entry(entry: str) -> tuple[str | None, str]:
+    """An `allowed-approvers` entry as (claim kind, name): ``sub:248289761001`` is
+    ("sub", "248289761001"); a bare entry, without a kind, is (None, entry). Whether a bare
+    entry is allowed depends on the provider (flow.py)."""
+    kind, sep, name = entry.strip().partition(":")
+    return (kind, name) if sep and kind in APPROVER_KINDS else (None, entry.strip())
+
+
 @dataclass(frozen=True)
 class Input:
     """How users meet one input: its help, its flag (None: env/action input only, for
@@ -288,8 +296,8 @@ class Settings(BaseSettings):
         CommaList,
         Input(
             "who may approve, comma-separated: sub:<subject>, user:<username>, "
-            "email:<verified email>; a bare name is a username, a bare address an email",
-            "list entries like sub:248289761001, user:alice, email:alice@example.com",
+            "email:<verified email>; a bare name is a GitHub login (provider github only)",
+            "list entries like sub:248289761001, email:alice@example.com, user:alice",
             metavar="LIST",
         ),
     ] = ()
@@ -372,9 +380,13 @@ class Settings(BaseSettings):
     @classmethod
     def _approver_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for entry in value:
-            kind, sep, name = entry.partition(":")
-            if sep and kind in APPROVER_KINDS and not name:
+            kind, name = approver_entry(entry)
+            if kind is not None and not name:
                 raise ValueError(f"has an empty {kind}: entry")
+            if kind is None and ":" in name:
+                raise ValueError(f"has `{name}`: an entry starts with sub:, user: or email:")
+            if kind is None and "@" in name:
+                raise ValueError(f"has the bare address `{name}`: write email:{name}")
         return value
 
     @field_validator("notify_users")

@@ -115,6 +115,7 @@ def preset_endpoints(auth_url: str, provider: Provider = PROVIDERS["shark"]) -> 
         device_authorization=base + provider.device_path if provider.device_path else None,
         token=base + provider.token_path,
         revocation=base + provider.revoke_path if provider.revoke_path else None,
+        userinfo=provider.userinfo_url(auth_url),
         client_auth=provider.client_auth,
         source=(
             f"{provider.name} default paths (no metadata at {tried})"
@@ -175,9 +176,12 @@ def completed(
 
     Best effort, one try each: a server without metadata keeps what the inputs said. The
     metadata counts only when it names the same token endpoint as the inputs: otherwise it
-    describes another server, which must not receive the token or the client secret.
+    describes another server, which must not receive the token or the client secret. A
+    preset without metadata (GitHub) names its own userinfo.
     """
-    if endpoints.source != EXPLICIT or not provider.publishes_metadata:
+    if not provider.publishes_metadata:
+        return replace(endpoints, userinfo=endpoints.userinfo or provider.userinfo_url(auth_url))
+    if endpoints.source != EXPLICIT:
         return endpoints
     try:
         found = fetch_metadata(http, auth_url, deadline=deadline, retry=False)

@@ -216,7 +216,7 @@ def approved_as(claims: dict[str, Any], server_url: str) -> list[Answer]:
     ("allowed", "claims"),
     [
         pytest.param(
-            "alice@corp.example",
+            "email:alice@corp.example",
             {"sub": "m-1", "preferred_username": "alice@corp.example"},
             id="unverified-email-as-a-username",
         ),
@@ -225,12 +225,14 @@ def approved_as(claims: dict[str, Any], server_url: str) -> list[Answer]:
             {"sub": "m-1", "preferred_username": "248289761001"},
             id="a-maintainers-sub-as-a-username",
         ),
-        pytest.param("john_doe", {"sub": "m-1", "login": "john$doe"}, id="sanitised-alike"),
-        pytest.param("john_doe", {"sub": "m-1", "login": "johnédoe"}, id="accented-alike"),
-        pytest.param("john_doe", {"sub": "m-1", "username": "john'doe"}, id="quote-alike"),
-        pytest.param("sam", {"sub": "m-1", "preferred_username": "\u017fam"}, id="long-s"),
+        pytest.param("user:john_doe", {"sub": "m-1", "login": "john$doe"}, id="sanitised-alike"),
+        pytest.param("user:john_doe", {"sub": "m-1", "login": "johnédoe"}, id="accented-alike"),
+        pytest.param("user:john_doe", {"sub": "m-1", "username": "john'doe"}, id="quote-alike"),
+        pytest.param("user:sam", {"sub": "m-1", "preferred_username": "\u017fam"}, id="long-s"),
         pytest.param(
-            "m" * 250, {"sub": "m-1", "preferred_username": "m" * 249 + "z"}, id="truncated"
+            "user:" + "m" * 250,
+            {"sub": "m-1", "preferred_username": "m" * 249 + "z"},
+            id="truncated",
         ),
         pytest.param(
             "email:alice@corp.example",
@@ -258,13 +260,13 @@ def test_an_approval_by_someone_else_is_refused_and_revoked(
     [
         ("sub:248289761001", {"sub": "248289761001"}),
         ("user:Alice", {"sub": "a-1", "preferred_username": "alice"}),
-        ("alice", {"sub": "a-1", "login": "ALICE"}),
+        ("user:alice", {"sub": "a-1", "login": "ALICE"}),
         (
             "email:alice@corp.example",
             {"sub": "a-1", "email": "Alice@corp.example", "email_verified": True},
         ),
         (
-            "bob,alice@corp.example",
+            "user:bob,email:alice@corp.example",
             {"sub": "a-1", "email": "alice@corp.example", "email_verified": True},
         ),
     ],
