@@ -36,6 +36,7 @@ class Endpoints:
     token: str
     revocation: str | None = None
     userinfo: str | None = None
+    introspection: str | None = None  # RFC 7662 (the library's introspect_token)
     client_auth: ClientAuth = "basic"  # how a confidential client authenticates
     issuer: str | None = None  # from the metadata; None: `auth-url` is the issuer
     source: str = EXPLICIT  # where these came from, for messages
@@ -93,6 +94,7 @@ def from_metadata(metadata: dict[str, Any], where: str, *, auth_url: str) -> End
         token=token,
         revocation=_endpoint(metadata, "revocation_endpoint", where),
         userinfo=_endpoint(metadata, "userinfo_endpoint", where),
+        introspection=_endpoint(metadata, "introspection_endpoint", where),
         client_auth=_client_auth(metadata.get("token_endpoint_auth_methods_supported")),
         issuer=issuer,
         source=where,
@@ -116,6 +118,7 @@ def preset_endpoints(auth_url: str, provider: Provider = PROVIDERS["shark"]) -> 
         token=base + provider.token_path,
         revocation=base + provider.revoke_path if provider.revoke_path else None,
         userinfo=provider.userinfo_url(auth_url),
+        introspection=base + provider.introspect_path if provider.introspect_path else None,
         client_auth=provider.client_auth,
         source=(
             f"{provider.name} default paths (no metadata at {tried})"

@@ -29,6 +29,7 @@ class Provider:
     device_path: str | None
     token_path: str | None
     revoke_path: str | None = None
+    introspect_path: str | None = None  # RFC 7662, for the library's introspect_token
     publishes_metadata: bool = True
     needs_client_secret: bool = False
     # Answers invalid_grant for a code past its lifetime (after one expired_token).
@@ -62,7 +63,13 @@ def _github_user_api(auth_url: str) -> str:
 
 
 PROVIDERS: dict[str, Provider] = {
-    "shark": Provider("shark", "/oauth/device", "/oauth/token", "/oauth/revoke"),
+    "shark": Provider(
+        "shark",
+        "/oauth/device",
+        "/oauth/token",
+        "/oauth/revoke",
+        introspect_path="/oauth/introspect",
+    ),
     # https://github.com: no metadata, errors with HTTP 200, no verification_uri_complete.
     # Who approved comes from its REST API (`login`, `id`); a `login` is unique and nobody
     # can take one in use (docs/compatibility.md).
@@ -97,13 +104,16 @@ PROVIDERS: dict[str, Provider] = {
         invalid_grant_when_expired=True,
     ),
     # https://{org}.okta.com/oauth2/{server}
-    "okta": Provider("okta", "/v1/device/authorize", "/v1/token", "/v1/revoke"),
+    "okta": Provider(
+        "okta", "/v1/device/authorize", "/v1/token", "/v1/revoke", introspect_path="/v1/introspect"
+    ),
     # https://{host}/realms/{realm}
     "keycloak": Provider(
         "keycloak",
         "/protocol/openid-connect/auth/device",
         "/protocol/openid-connect/token",
         "/protocol/openid-connect/revoke",
+        introspect_path="/protocol/openid-connect/token/introspect",
     ),
     # Metadata or explicit endpoints only.
     "generic": Provider("generic", None, None),
