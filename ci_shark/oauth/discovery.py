@@ -36,6 +36,7 @@ class Endpoints:
     token: str
     revocation: str | None = None
     userinfo: str | None = None
+    introspection: str | None = None  # RFC 7662 (the library's introspect_token)
     client_auth: ClientAuth = "basic"  # how a confidential client authenticates
     issuer: str | None = None  # from the metadata; None: `auth-url` is the issuer
     source: str = EXPLICIT  # where these came from, for messages
@@ -93,6 +94,7 @@ def from_metadata(metadata: dict[str, Any], where: str, *, auth_url: str) -> End
         token=token,
         revocation=_endpoint(metadata, "revocation_endpoint", where),
         userinfo=_endpoint(metadata, "userinfo_endpoint", where),
+        introspection=_endpoint(metadata, "introspection_endpoint", where),
         client_auth=_client_auth(metadata.get("token_endpoint_auth_methods_supported")),
         issuer=issuer,
         source=where,
@@ -115,6 +117,8 @@ def preset_endpoints(auth_url: str, provider: Provider = PROVIDERS["shark"]) -> 
         device_authorization=base + provider.device_path if provider.device_path else None,
         token=base + provider.token_path,
         revocation=base + provider.revoke_path if provider.revoke_path else None,
+        userinfo=provider.userinfo_url(auth_url),
+        introspection=base + provider.introspect_path if provider.introspect_path else None,
         client_auth=provider.client_auth,
         source=(
             f"{provider.name} default paths (no metadata at {tried})"
@@ -175,9 +179,12 @@ def completed(
 
     Best effort, one try each: a server without metadata keeps what the inputs said. The
     metadata counts only when it names the same token endpoint as the inputs: otherwise it
-    describes another server, which must not receive the token or the client secret.
+    describes another server, which must not receive the token or the client secret. A
+    preset without metadata (GitHub) names its own userinfo.
     """
-    if endpoints.source != EXPLICIT or not provider.publishes_metadata:
+    if not provider.publishes_metadata:
+        return replace(endpoints, userinfo=endpoints.userinfo or provider.userinfo_url(auth_url))
+    if endpoints.source != EXPLICIT:
         return endpoints
     try:
         found = fetch_metadata(http, auth_url, deadline=deadline, retry=False)

@@ -1,6 +1,6 @@
-"""The authorization-server endpoints: metadata, JWKS, device authorization, token, revoke,
-introspect. Strict where real servers are: SharkAuth's zero-tolerance poll spacing, RFC 9449
-key binding, one redemption per device code.
+"""The authorization-server endpoints: metadata, JWKS, device authorization, token (token
+exchange in ``exchange.py``), revoke, introspect. Strict where real servers are: SharkAuth's
+zero-tolerance poll spacing, RFC 9449 key binding, one redemption per device code.
 
 Client authentication, in one place (``_authenticate_client``): a confidential client's
 secret; with a trusted CI issuer, a client its rules name proves who asks with the CI's OIDC
@@ -20,6 +20,7 @@ from typing import Any, Final
 from ci_shark.sandbox.assertions import ALGORITHMS, AssertionRefused
 from ci_shark.sandbox.ci_trust import CiIdentity
 from ci_shark.sandbox.endpoints import EndpointGroup
+from ci_shark.sandbox.exchange import TOKEN_EXCHANGE_GRANT_TYPE, exchange_token
 from ci_shark.sandbox.jose import b64url_encode, public_coordinates
 from ci_shark.sandbox.state import Grant, display_user_code
 from ci_shark.sandbox.wire import (
@@ -77,6 +78,7 @@ class AuthorizationEndpoints(EndpointGroup):
                 *([DEVICE_CODE_GRANT_TYPE] if device_flow != "missing" else []),
                 "refresh_token",
                 *(["client_credentials"] if self._options.client_secrets else []),
+                TOKEN_EXCHANGE_GRANT_TYPE,
             ],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": [
@@ -174,6 +176,8 @@ class AuthorizationEndpoints(EndpointGroup):
             return self._refresh(req, form, client_id)
         if grant_type == "client_credentials":
             return self._client_credentials(req, form, client_id)
+        if grant_type == TOKEN_EXCHANGE_GRANT_TYPE:
+            return exchange_token(self._state, form, client_id, self._verify_proof(req))
         raise OAuthError("unsupported_grant_type", "this grant_type is not supported")
 
     def _authenticate_client(self, req: Request, form: Form) -> tuple[str, CiIdentity | None]:
@@ -355,6 +359,8 @@ class AuthorizationEndpoints(EndpointGroup):
             payload["token_type"] = "DPoP" if token.jkt else "Bearer"
         if token.jkt:
             payload["cnf"] = {"jkt": token.jkt}
+        if token.audience:
+            payload["aud"] = token.audience
         return json_reply(200, payload, "active")
 
 

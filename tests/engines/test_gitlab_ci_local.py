@@ -62,7 +62,7 @@ USE_THE_TOKEN = [
     'test -n "$SHARK_ACCESS_TOKEN"',
     'test "$(stat -c %a "$SHARK_DPOP_KEY_FILE")" = 600',
     # The token in one line: the proof, the server's nonce challenge, the body to a file.
-    'python -m ci_shark request -o userinfo.json "$CI_SHARK_AUTH_URL/userinfo"',
+    'ci-shark request -o userinfo.json "$CI_SHARK_AUTH_URL/userinfo"',
     'python -c \'import json; print("userinfo sub:", json.load(open("userinfo.json"))["sub"])\'',
 ]
 # Test-only: the secrets go to a 0600 file the test names, never to the log.
@@ -314,6 +314,35 @@ def test_include_template_logs_in_and_edits_its_mr_note(
         assert not readable_secrets(json.dumps(request.body), secrets)
 
 
+def test_include_template_runs_no_code_the_merge_request_planted(
+    project: GitLabProject, ci_shark_wheel: Path, tmp_path: Path
+) -> None:
+    # The job runs in the checkout: a merge request adding these must not run them before
+    # (or after) approval, with the client secret and the GitLab token in the environment.
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    touch = f"open({str(ran)!r} + '/{{}}', 'w').close()\n"
+    planted = {
+        "pip/__init__.py": "",
+        "pip/__main__.py": touch.format("pip"),
+        "ci_shark/__init__.py": "",
+        "ci_shark/__main__.py": touch.format("ci_shark") + f"print('touch {ran}/eval')\n",
+        "httpx.py": touch.format("httpx"),
+    }
+    for name, code in planted.items():
+        (project.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (project.root / name).write_text(code)
+    project.write(
+        template_job(project, ci_shark_wheel) + "  script:\n" + yaml_list(USE_THE_TOKEN, 4)
+    )
+
+    run = project.run("deploy", variables=MR_PIPELINE)
+
+    assert sorted(path.name for path in ran.iterdir()) == []
+    assert_passed(run, "deploy")
+    assert "userinfo sub: octocat" in run.output
+
+
 def component_pipeline(project: GitLabProject, wheel: Path, **inputs: str) -> str:
     given = {
         "auth-url": project.sandbox.url,
@@ -411,7 +440,9 @@ def test_own_before_script_keeps_the_login_through_reference(
 # The job's own before_script installs ci_shark itself (as one that installs its tools
 # would) but never logs in: the template's login is gone with the template's list. Its
 # script goes straight to using the credential, as a deploy does.
-DROPPED_LOGIN = ['python -m pip install --quiet --disable-pip-version-check "$CI_SHARK_PIP_SPEC"']
+DROPPED_LOGIN = [
+    'python -I -m pip install --quiet --disable-pip-version-check "$CI_SHARK_PIP_SPEC"'
+]
 DEPLOY = USE_THE_TOKEN[-2:]  # the request and what it got
 
 

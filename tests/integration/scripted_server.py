@@ -104,8 +104,8 @@ class ScriptedServer(LoopbackFake):
                 owner.record(self.command, self.path, b"")
                 if self.path.startswith("/.well-known/oauth-authorization-server"):
                     self.answer(owner.metadata_answer())
-                elif self.path == "/userinfo":
-                    self.answer(owner.next("/userinfo"))
+                elif self.path in owner.scripts:  # /userinfo, GitHub's /api/v3/user, ...
+                    self.answer(owner.next(self.path))
                 else:
                     self.send_json(404, {"error": "not_found"})
 
