@@ -14,27 +14,29 @@ SDK's ``requests`` keywords that httpx shares (``params``, ``headers``, ``json``
 - ``path`` is a path under ``base_url``: a full URL is refused, so the token and the proofs
   go nowhere the client was not pointed at; redirects are returned, not followed;
 - ``base_url`` is https (plain http to a loopback host only); the answer is asked for
-  uncompressed (``Accept-Encoding: identity``) unless your headers say otherwise.
+  uncompressed (``Accept-Encoding: identity``) unless your headers say otherwise;
+- it is the run's one HTTP base (``oauth/http.py``: trust, proxy rules with loopback
+  direct, our User-Agent), and each call ends by its ``timeout`` as a whole, a server
+  dripping its answer included; the answer comes back read, its connection released.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
 from ci_shark.errors import ConfigError
 from ci_shark.oauth.dpop import DPoPKey
-
-# The one import of the DPoP auth flow (another change may move it within oauth/).
-from ci_shark.oauth.http import LOOPBACK_PATTERNS, USER_AGENT, DPoPAuth, NonceMemory
-from ci_shark.oauth.tls import context_for
+from ci_shark.oauth.dpop_auth import DPoPAuth
+from ci_shark.oauth.http import HttpClient
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
 
 
 class DPoPHTTPClient:
-    """One ``httpx.Client`` to one API, remembering its DPoP nonce between calls."""
+    """One connection pool to one API, remembering its DPoP nonce between calls."""
 
     def __init__(
         self,
@@ -48,17 +50,13 @@ class DPoPHTTPClient:
         if problem:
             raise ConfigError(f"base_url {problem}", hint="use the API's https:// base URL")
         self.base_url = base_url.rstrip("/")
-        self._nonces = NonceMemory()
-        self._client = httpx.Client(
+        self.timeout = timeout
+        # An API's answer may be larger than an OAuth one: no byte cap, as `request`.
+        self._http = HttpClient(
+            ca_bundle=ca_bundle,
             transport=transport,
-            # An injected transport brings its own TLS: no CA bundle to load then.
-            verify=context_for(ca_bundle) if transport is None else True,
-            timeout=timeout,
-            follow_redirects=False,
-            trust_env=True,  # HTTPS_PROXY/NO_PROXY...
-            mounts={pattern: None for pattern in LOOPBACK_PATTERNS},  # ...never for loopback
-            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
-            event_hooks={"response": [self._nonces.learn]},
+            timeout=httpx.Timeout(timeout),
+            max_body_bytes=None,
         )
 
     def get_with_dpop(
@@ -93,11 +91,25 @@ class DPoPHTTPClient:
             kwargs["content"] = data
         elif data is not None:
             kwargs["data"] = data
-        auth = DPoPAuth(prover, self._nonces, Secret(str(token)))
-        return self._client.request(method, url, auth=auth, **kwargs)
+        deadline = time.monotonic() + float(kwargs.pop("timeout", None) or self.timeout)
+        request = self._http.build(method, url, deadline=deadline, **kwargs)
+        auth = DPoPAuth(prover, self._http.nonces, Secret(str(token)))
+        with self._http.send(request, deadline=deadline, auth=auth) as answer:
+            content = answer.body()
+            response = answer.response
+        headers = response.headers.copy()
+        for decoded in ("content-encoding", "content-length"):  # the body is decoded
+            headers.pop(decoded, None)
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=content,
+            request=response.request,
+            extensions={"http_version": response.http_version.encode("ascii")},
+        )
 
     def close(self) -> None:
-        self._client.close()
+        self._http.close()
 
     def __enter__(self) -> DPoPHTTPClient:
         return self

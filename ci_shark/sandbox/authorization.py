@@ -314,7 +314,9 @@ class AuthorizationEndpoints(EndpointGroup):
         value = form.require("token")
         # A public client may revoke without naming itself (RFC 7009 §2.1 asks credentials of
         # confidential clients only); a client that must prove its CI identity must here too.
-        named = form.get("client_id") or req.header("Authorization") or form.get("client_assertion")
+        # (An admin's Bearer token, as the SDK's OAuthClient sends, names no client.)
+        basic = (req.header("Authorization") or "")[:6].lower() == "basic "
+        named = form.get("client_id") or basic or form.get("client_assertion")
         client_id = self._authenticate_client(req, form)[0] if named else None
         state = self._state
         trust = state.ci_trust
