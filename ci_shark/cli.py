@@ -45,8 +45,10 @@ USE_EXAMPLES = """examples:
   ci-shark request -d @payload.txt -H 'Content-Type: text/plain' -o reply.json URL
   curl -H "DPoP: $(ci-shark proof --method GET --url URL --with-access-token)" ...
 
-The credentials come from --credentials FILE, else the SHARK_* variables, else the file
-the login left in the job's private folder ($RUNNER_TEMP/ci-shark.json on GitHub)."""
+The credentials come from --credentials FILE; else the SHARK_* variables holding a token
+(unless the login's default file holds the same grant, refreshed); else the newest file a
+login left by default: the job's private folder ($RUNNER_TEMP/ci-shark.json on GitHub),
+or, outside CI, ~/.local/state/ci-shark ($XDG_STATE_HOME). One line says which."""
 # Flags whose values are opaque server or secret strings. base64url text starts with "-" one
 # time in 64, and argparse takes "--nonce -x1" for a missing value plus an unknown option.
 _OPAQUE_VALUE_FLAGS = frozenset({"--nonce", "--access-token", "--client-id", "--client-secret"})
@@ -253,6 +255,13 @@ def _add_revoke(commands: Any) -> None:
         "Revoke the login's refresh token (the grant) and access token, then remove "
         "ci_shark's own key file and default credentials file.",
         USE_EXAMPLES + "\n\n" + EXIT_CODES,
+    )
+    revoke.add_argument(
+        "--max-time",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="give up after this long, retries included (default 15)",
     )
     _add_use_flags(revoke)
 
@@ -560,7 +569,13 @@ def _revoke(args: argparse.Namespace) -> int:
             raise
         platform.log("ci_shark: nothing to revoke (no login's credentials in this job)")
         return int(ExitCode.OK)
-    commands.revoke(issued, settings, platform, credentials_flag=args.credentials is not None)
+    commands.revoke(
+        issued,
+        settings,
+        platform,
+        credentials_flag=args.credentials is not None,
+        max_time_s=args.max_time,
+    )
     return int(ExitCode.OK)
 
 

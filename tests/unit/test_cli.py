@@ -7,6 +7,7 @@ import argparse
 import pytest
 
 from ci_shark import cli
+from ci_shark.commands import REVOKE_BUDGET_S
 from ci_shark.config import ExplicitSettings
 
 
@@ -37,6 +38,12 @@ def test_bare_options_mean_login() -> None:
     args = cli.build_parser().parse_args(cli._with_default_command(["--scope", "x"]))
     assert args.command == "login"
     assert args.scope == "x"
+
+
+def test_revoke_has_a_short_deadline_of_its_own_by_default() -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["revoke"]).max_time == REVOKE_BUDGET_S == 15.0
+    assert parser.parse_args(["revoke", "--max-time", "3"]).max_time == 3.0
 
 
 @pytest.mark.parametrize("nonce", ["-starts-with-a-dash", "--two-dashes", "plain"])

@@ -405,9 +405,7 @@ def test_without_reuse_detection_a_spent_refresh_token_is_only_refused(
         second = refresh(client, first["refresh_token"]).json()
         assert error_of(refresh(client, first["refresh_token"])) == "invalid_grant"
         assert client.introspect(second["refresh_token"])["active"] is True
-    assert keywords_from_argv(["--no-refresh-reuse-detection"]) == {
-        "refresh_reuse_revokes": False
-    }
+    assert keywords_from_argv(["--no-refresh-reuse-detection"]) == {"refresh_reuse_revokes": False}
 
 
 def test_refresh_demands_the_nonce_like_the_token_endpoint(
