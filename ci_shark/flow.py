@@ -18,7 +18,8 @@ The rules, each in one place here (the modules below decide protocol, not produc
    the claims exactly as the server sent them.
 7. After approval, any failure — the approver refused, an unusable answer, outputs that
    cannot be written, a cancellation — revokes what was issued, the grant first, within
-   a budget of its own. Tokens are never live and lost.
+   a budget of its own. Tokens are never live and lost (`refresh` keeps the same rule
+   through :func:`revoke_after_failure`).
 8. Outputs are written all or none; a cancellation waits for them to finish.
 9. Every way out goes through ``platform.finish``, so the comment, the summary and the
    ``status`` output always tell what happened.

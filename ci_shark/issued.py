@@ -24,6 +24,7 @@ anything is sent, and taken out of anything a server echoes back.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -146,7 +147,10 @@ def credential_files(platform: Platform) -> list[Path]:
 
 def default_files(platform: Platform) -> list[Issued]:
     """The default credentials files there are, newest first."""
-    found = [(path.stat().st_mtime, path) for path in credential_files(platform) if path.is_file()]
+    found = []
+    for path in credential_files(platform):
+        with suppress(OSError):  # none there (or gone since)
+            found.append((path.stat().st_mtime, path))
     return [Issued.read(path) for _, path in sorted(found, reverse=True)]
 
 

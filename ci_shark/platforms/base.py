@@ -48,13 +48,18 @@ if TYPE_CHECKING:
 
 PROGRESS_EVERY_S = 30.0
 DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
-# Job ids of CIs without a platform of their own (Jenkins, CircleCI, Travis, Bitbucket).
+# Job ids of CIs without a platform of their own (Jenkins, CircleCI, Travis, Bitbucket,
+# AWS CodeBuild, Bamboo).
 GENERIC_JOB_VARIABLES = (
     "BUILD_TAG",
     "CIRCLE_WORKFLOW_JOB_ID",
     "TRAVIS_JOB_ID",
     "BITBUCKET_STEP_UUID",
+    "CODEBUILD_BUILD_ID",
+    "bamboo_buildResultKey",
 )
+# CIs that set neither `CI` nor a job id above, but this (TeamCity).
+CI_ONLY_VARIABLES = ("TEAMCITY_VERSION",)
 
 
 class Platform:
@@ -146,12 +151,15 @@ class Platform:
 
     def in_ci(self) -> bool:
         """A CI job, not a person's terminal: a CI of our own, else `CI` set (as most CIs
-        do, `CI=woodpecker` too) or a known job id (Jenkins sets no `CI`)."""
+        do, `CI=woodpecker` too), a known job id (Jenkins sets no `CI`) or another CI's
+        own variable. A CI that shows none of these is taken for a terminal."""
         if self.name != "generic":
             return True
         if self.env.get("CI", "").strip().lower() not in ("", "false", "0"):
             return True
-        return any(env_value(self.env, name) for name in GENERIC_JOB_VARIABLES)
+        return any(
+            env_value(self.env, name) for name in (*GENERIC_JOB_VARIABLES, *CI_ONLY_VARIABLES)
+        )
 
     def is_person_watching(self) -> bool:
         """A person watches stderr live: a terminal, and not a CI (some CIs give steps a

@@ -90,8 +90,13 @@ def test_a_relative_xdg_state_home_is_ignored_as_the_spec_says(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     "env",
-    [{"CI": "true"}, {"CI": "woodpecker"}, {"BUILD_TAG": "jenkins-app-12"}],
-    ids=["CI=true", "CI=woodpecker", "jenkins"],
+    [
+        {"CI": "true"},
+        {"CI": "woodpecker"},
+        {"BUILD_TAG": "jenkins-app-12"},
+        {"TEAMCITY_VERSION": "2024.12"},
+    ],
+    ids=["CI=true", "CI=woodpecker", "jenkins", "teamcity"],
 )
 def test_a_ci_job_keeps_a_folder_of_its_own_in_the_temp_dir(
     tmp_path: Path, env: dict[str, str]
