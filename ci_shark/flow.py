@@ -20,7 +20,8 @@ The rules, each in one place here (the modules below decide protocol, not produc
    device code: it would match a name the server does not keep unique.
 7. After approval, any failure — the approver refused, an unusable answer, outputs that
    cannot be written, a cancellation — revokes what was issued, the grant first, within
-   a budget of its own. Tokens are never live and lost.
+   a budget of its own. Tokens are never live and lost (`refresh` keeps the same rule
+   through :func:`revoke_after_failure`).
 8. Outputs are written all or none; a cancellation waits for them to finish.
 9. Every way out goes through ``platform.finish``, so the comment, the summary and the
    ``status`` output always tell what happened.
@@ -42,7 +43,6 @@ from ci_shark import cancel
 from ci_shark.config import Settings, approver_entry
 from ci_shark.errors import CiSharkError, ConfigError, ExpiredToken, PolicyRefused
 from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
-from ci_shark.oauth.discovery import Endpoints
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.identity import Identity, identify
@@ -104,7 +104,7 @@ def run(
                 identity = who_approved(flow, tokens, plan)
                 progress.approver = identity.display if identity else None
                 enforce_allowed_approvers(identity, settings.allowed_approvers)  # rule 6
-                credentials = export(plan, tokens, flow.endpoints(), progress, platform)  # rule 8
+                credentials = export(plan, tokens, flow, progress, platform)  # rule 8
     if cancel.deferred() is not None:
         platform.log("ci_shark: cancelled while writing the outputs; they were written whole")
     return credentials
@@ -353,22 +353,41 @@ def undone_on_failure(flow: DeviceFlow, progress: _Progress, settings: Settings)
     try:
         yield
     except BaseException as failure:
-        issued = progress.issued or (failure.issued if isinstance(failure, CiSharkError) else [])
-        if issued:
-            progress.issued = []
-            revoked = revoke_quietly(
+        issued, progress.issued = progress.issued or issued_before(failure), []
+        revoke_after_failure(
+            failure,
+            issued,
+            lambda tokens: revoke_quietly(
                 flow,
-                issued,
+                tokens,
                 client_secret=settings.client_secret,
                 deadline=flow.clock() + AFTER_APPROVAL_BUDGET_S,
-            )
-            if isinstance(failure, CiSharkError):
-                failure.message += (
-                    "; the tokens it issued were revoked"
-                    if revoked
-                    else "; the tokens it issued could not be revoked (they expire on their own)"
-                )
+            ),
+        )
         raise
+
+
+def issued_before(failure: BaseException) -> list[tuple[Secret, str]]:
+    """What the server may have issued before ``failure`` (an unusable token response)."""
+    return failure.issued if isinstance(failure, CiSharkError) else []
+
+
+def revoke_after_failure(
+    failure: BaseException,
+    issued: list[tuple[Secret, str]],
+    revoke: Callable[[list[tuple[Secret, str]]], bool],
+) -> None:
+    """Rule 7, for every grant (a login's, a refresh's): tokens issued and then lost to a
+    failure are revoked (``revoke`` says whether all went), and the failure says so."""
+    if not issued:
+        return
+    revoked = revoke(issued)
+    if isinstance(failure, CiSharkError):
+        failure.message += (
+            "; the tokens it issued were revoked"
+            if revoked
+            else "; the tokens it issued could not be revoked (they expire on their own)"
+        )
 
 
 def revoke_quietly(
@@ -396,13 +415,14 @@ def revoke_quietly(
 
 
 def export(
-    plan: Plan, tokens: TokenSet, endpoints: Endpoints, progress: _Progress, platform: Platform
+    plan: Plan, tokens: TokenSet, flow: DeviceFlow, progress: _Progress, platform: Platform
 ) -> Credentials:
     if plan.dpop_key is not None and not tokens.is_dpop_bound:
         platform.warn(
             f"DPoP was requested but the server issued a {tokens.token_type} token: it is "
             "not sender-constrained; `token-type` says so"
         )
+    endpoints = flow.endpoints()
     credentials = Credentials(
         tokens=tokens,
         dpop_key=plan.dpop_key,
@@ -411,6 +431,7 @@ def export(
         client_id=plan.client_id,
         token_endpoint=endpoints.token,
         revocation_endpoint=endpoints.revocation,
+        client_auth=flow.client().method,  # later steps authenticate the same way
     )
     with cancel.shielded():  # a cancellation now waits: all outputs, or none
         platform.mask(credentials.secrets())  # before anything is written anywhere

@@ -409,7 +409,8 @@ class DeviceFlow:
             self._completed = True
         return self.endpoints()
 
-    def _client(self) -> Client:
+    def client(self) -> Client:
+        """Us, to the token endpoint: the client id and how it authenticates."""
         return Client(self.client_id, self.client_secret, self.endpoints().client_auth)
 
     def begin(self, *, deadline: float | None = None) -> DeviceAuthorization:
@@ -425,7 +426,7 @@ class DeviceFlow:
             if self.resource:
                 form["resource"] = list(self.resource)
             reply = post_form(
-                self.http, endpoint, form, self._client(), dpop=None, deadline=deadline
+                self.http, endpoint, form, self.client(), dpop=None, deadline=deadline
             )
             if reply.status != 200 or reply.error is not None or reply.body is None:
                 raise_for_device_authorization(reply, endpoint, endpoints.source)
@@ -443,7 +444,7 @@ class DeviceFlow:
             self.http,
             self.endpoints().token,
             form,
-            self._client(),
+            self.client(),
             dpop=self.dpop,
             deadline=deadline,
             retry=False,

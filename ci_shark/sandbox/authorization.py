@@ -276,12 +276,13 @@ class AuthorizationEndpoints(EndpointGroup):
         state = self._state
         with state.lock:
             token = state.tokens.get(value)
-            if (
-                token is None
-                or token.kind != "refresh"
-                or not token.active
-                or token.client_id != client_id
-            ):
+            if token is None or token.kind != "refresh" or token.client_id != client_id:
+                raise OAuthError("invalid_grant", "the refresh token is invalid")
+            if not token.active:
+                if self._options.refresh_reuse_revokes:
+                    # RFC 9700 §4.14.2: a spent refresh token used again means two holders
+                    # (or a thief): end the whole grant.
+                    state.revoke_family_locked(token.family)
                 raise OAuthError("invalid_grant", "the refresh token is invalid")
             # RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
             if token.jkt is not None and jkt != token.jkt:

@@ -132,6 +132,15 @@ class SandboxOptions:
     issue_refresh_token: bool = field(
         default=True, metadata=_flag("--no-refresh-token", "issue no refresh token", const=False)
     )
+    refresh_reuse_revokes: bool = field(
+        default=True,
+        metadata=_flag(
+            "--no-refresh-reuse-detection",
+            "a rotated refresh token sent again is only refused; by default it revokes its "
+            "whole grant (RFC 9700 §4.14.2 reuse detection)",
+            const=False,
+        ),
+    )
     subject: str = field(default="octocat", metadata=_flag("--subject", "the approving user"))
     access_token_ttl_s: int = field(
         default=3600,

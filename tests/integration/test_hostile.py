@@ -35,7 +35,7 @@ from support.github_fakes import (
     pull_request_payload,
 )
 from support.gitlab_fakes import GitLabNotesServer
-from support.job_outputs import job_folder
+from support.job_outputs import job_folder, user_state_folder
 
 GITHUB_TOKEN = "ghs_hostile_test_token_0a1b2c"
 CLIENT_SECRET = "cs-hostile-CANARY-77aa11"
@@ -487,8 +487,9 @@ def test_renewals_are_paced(servers: list[ScriptedServer], tmp_path: Path) -> No
 # -- 9. outputs and the fork check ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("where", ["a CI that names no job", "a terminal"])
 def test_the_default_credentials_file_is_not_in_the_checkout(
-    servers: list[ScriptedServer], tmp_path: Path
+    servers: list[ScriptedServer], tmp_path: Path, where: str
 ) -> None:
     server = start(servers)
     checkout = tmp_path / "checkout"
@@ -496,11 +497,13 @@ def test_the_default_credentials_file_is_not_in_the_checkout(
     env = login_env(server, tmp_path, CI_SHARK_DPOP="true", CI_SHARK_OUTPUT_FORMAT="dotenv")
     env.pop("CI_SHARK_OUTPUT_FILE")
     env["TMPDIR"] = str(tmp_path)
+    if where == "a CI that names no job":
+        env["CI"] = "true"
     server.scripts["/token"] = [token_answer(token_type="DPoP")]
     done = run_cli([], env, cwd=checkout)
     assert done.returncode == 0, done.log
     assert list(checkout.iterdir()) == []  # `docker build .` picks up nothing
-    folder = job_folder(tmp_path)
+    folder = job_folder(tmp_path) if "CI" in env else user_state_folder(env)
     assert (folder / "ci-shark.env").is_file()
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert f"wrote {folder / 'ci-shark.env'}" in done.stderr
