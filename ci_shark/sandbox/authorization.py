@@ -156,6 +156,9 @@ class AuthorizationEndpoints(EndpointGroup):
 
     def _authenticate_client(self, req: Request, form: Form) -> str:
         client_id, secret = client_credentials_of(req, form)
+        if not self._options.knows_client(client_id):
+            # As a real server answers a client nobody registered (RFC 6749 §5.2).
+            raise OAuthError("invalid_client", "unknown client", status=401)
         expected = self._options.client_secrets.get(client_id)
         if expected is not None and (
             secret is None or not hmac.compare_digest(secret.encode(), expected.encode())
