@@ -25,6 +25,8 @@ from support.doc_blocks import (
     is_steps_fragment,
     is_workflow,
     load_yaml,
+    sandbox_swaps,
+    substitute,
     yaml_blocks,
 )
 from support.required import missing
@@ -41,8 +43,7 @@ def blocks(language: str, containing: str) -> list[str]:
 
 
 def at_the_sandbox(text: str, server: SandboxServer) -> str:
-    text = text.replace("https://auth.example.com", server.url)
-    return re.sub(r"https://api\.example\.com/[\w/.-]*", f"{server.url}/api/echo", text)
+    return substitute(text, sandbox_swaps(server.url))
 
 
 def test_the_first_command_names_the_demo_and_the_test_command_exists() -> None:

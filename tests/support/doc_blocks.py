@@ -187,6 +187,16 @@ def as_workflow(steps_text: str, *, before: str = "") -> str:
 # -- a deployment's placeholders, swapped for a sandbox's ------------------------------------
 
 
+# The deployment the docs show, and what stands for it in a test: the authorization server
+# and any path of the API, both the sandbox's (its /api/echo checks the token and the proof).
+AUTH_URL = r"https://auth\.example\.com"
+API_URL = r"https://api\.example\.com/[\w/.-]*"
+
+
+def sandbox_swaps(sandbox_url: str) -> dict[str, str]:
+    return {AUTH_URL: sandbox_url, API_URL: f"{sandbox_url}/api/echo"}
+
+
 def substitute(text: str, swaps: Mapping[str, str]) -> str:
     """Each regular expression of ``swaps`` replaced; each must match at least once, so a
     snippet that no longer holds a placeholder fails the test instead of running something
