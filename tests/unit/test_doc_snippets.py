@@ -18,6 +18,7 @@ import pytest
 import yaml
 from support.doc_blocks import (
     DOC_FILES,
+    REPO,
     Block,
     Reference,
     as_workflow,
@@ -30,6 +31,8 @@ from support.doc_blocks import (
     substitute,
     yaml_blocks,
 )
+
+from ci_shark.oauth.providers import PROVIDERS, recognise
 
 YAML_BLOCKS = yaml_blocks()
 
@@ -142,3 +145,39 @@ def test_a_substitution_that_no_longer_matches_fails_loudly() -> None:
     )
     with pytest.raises(AssertionError, match="no longer holds"):
         substitute("curl https://elsewhere", {r"https://api\.example\.com": "u"})
+
+
+# -- docs/servers.md and the presets -----------------------------------------------------------
+
+
+def servers_table() -> dict[str, tuple[str, str]]:
+    """docs/servers.md's summary table: server -> (`provider`, `auth-url`), code spans
+    unwrapped (a cell's escaped pipe stays one cell)."""
+    text = (REPO / "docs" / "servers.md").read_text(encoding="utf-8")
+    rows: dict[str, tuple[str, str]] = {}
+    for line in text.splitlines():
+        if line.startswith("| ["):
+            cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+            server = re.sub(r"\[(.+?)\]\(.+?\)", r"\1", cells[0])
+            preset = re.findall(r"`(\w+)`", cells[1])[0]
+            rows[server] = (preset, cells[2].strip("`"))
+    return rows
+
+
+def test_servers_md_covers_every_preset_and_its_auth_url_is_recognised() -> None:
+    rows = servers_table()
+    assert set(rows) == {
+        "Keycloak",
+        "Okta",
+        "Auth0",
+        "Microsoft Entra ID",
+        "GitHub",
+        "Google",
+        "SharkAuth",
+    }
+    assert {preset for preset, _ in rows.values()} == set(PROVIDERS) - {"generic"}
+    for server, (preset, auth_url) in rows.items():
+        if preset == "shark":  # "your server": the default for any host not recognised
+            continue
+        example = re.sub(r"\{\w+\}", "example", auth_url)
+        assert recognise(example).name == preset, f"{server}: `provider: auto` on {example}"
