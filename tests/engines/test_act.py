@@ -197,7 +197,7 @@ def test_the_readme_example_runs_as_written(
 ) -> None:
     # The README's client and approvers: any other client id is refused, and the sandbox's
     # approver is one that `allowed-approvers` lists.
-    sandbox = sandbox_factory(approve_after_s=1, client_ids=["ci-deploy"], subject="alice")
+    sandbox = sandbox_factory(approve_after_s=1, client_ids=["ci-deploy"], subject="248289761001")
     workflow = tmp_path / "readme.yml"
     workflow.write_text(readme_workflow(sandbox))
 
@@ -205,7 +205,7 @@ def test_the_readme_example_runs_as_written(
 
     assert run.returncode == 0, f"act exited {run.returncode}:\n{run.output[-6000:]}"
     assert_checkout_skipped_offline(run)
-    assert "approved by alice" in run.output
+    assert "approved by 248289761001" in run.output
     # The API got the JSON body the README wrote (the echo shows it in the step's log).
     (echo,) = [line for line in run.output.splitlines() if '{"method":"POST"' in line]
     assert json.loads(echo[echo.index("{") :])["body"] == '{"ref": "v1.2.3"}'
