@@ -175,6 +175,10 @@ class SandboxOptions:
     # No flag: tests inject a fake to move time by hand (grants, nonces, token expiry).
     clock: Callable[[], float] = time.monotonic
 
+    def knows_client(self, client_id: str) -> bool:
+        """Whether the client is registered: any is, unless client ids are listed."""
+        return not self.client_ids or client_id in (*self.client_ids, *self.client_secrets)
+
     def __post_init__(self) -> None:
         if not is_loopback(self.host):
             raise ValueError(f"the sandbox binds loopback only, not {self.host!r}")
@@ -188,14 +192,10 @@ class SandboxOptions:
             raise ValueError("interval_s must be >= 0, expires_in_s and nonce_ttl_s > 0")
         if self.access_token_ttl_s <= 0:
             raise ValueError("access_token_ttl_s must be > 0")
-        for fault in (*self.token_faults, *self.device_faults):
-            parse_fault(fault)
         if any(not client_id.strip() for client_id in self.client_ids):
             raise ValueError("client_ids must not hold an empty client id")
-
-    def knows_client(self, client_id: str) -> bool:
-        """Whether the client is registered: any is, unless client ids are listed."""
-        return not self.client_ids or client_id in (*self.client_ids, *self.client_secrets)
+        for fault in (*self.token_faults, *self.device_faults):
+            parse_fault(fault)
 
 
 Params = ParamSpec("Params")

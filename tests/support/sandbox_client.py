@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from joserfc.jwk import ECKey
@@ -87,13 +87,11 @@ def granted(client: Client, **device_params: Any) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def standalone(*flags: str, stderr: IO[str] | None = None) -> Iterator[str]:
-    """``python -m ci_shark.sandbox --port 0 FLAGS``: yields its URL; SIGTERM must stop it.
-    Its stderr (the request log) goes to ``stderr`` when given."""
+def standalone(*flags: str) -> Iterator[str]:
+    """``python -m ci_shark.sandbox --port 0 FLAGS``: yields its URL; SIGTERM must stop it."""
     process = subprocess.Popen(
         [sys.executable, "-m", "ci_shark.sandbox", "--port", "0", *flags],
         stdout=subprocess.PIPE,
-        stderr=stderr,
         text=True,
     )
     try:

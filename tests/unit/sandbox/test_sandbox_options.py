@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from support.sandbox_client import CLIENT_ID, Client, error_of, standalone
+from support.sandbox_client import CLIENT_ID, Client, error_of
 
 from ci_shark.sandbox import DEVICE_CODE_GRANT_TYPE, SandboxOptions, SandboxServer
 from ci_shark.sandbox.options import argument_parser, keywords_from_argv
@@ -98,9 +101,28 @@ def test_one_line_per_request_without_query_or_secrets(http: httpx.Client) -> No
 
 
 def test_the_standalone_server_logs_to_stderr(http: httpx.Client, tmp_path: Path) -> None:
+    """Its URL alone on stdout (scripts read that line), the request log on stderr."""
     log_path = tmp_path / "stderr"
-    with log_path.open("w") as stderr, standalone(stderr=stderr) as url:
-        http.get(f"{url}/.well-known/oauth-authorization-server")
+    with log_path.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ci_shark.sandbox", "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().removeprefix("ci_shark sandbox listening on ").strip()
+            http.get(f"{url}/.well-known/oauth-authorization-server")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=5) == 0
+            assert process.stdout.read() == ""
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=5)
+            if process.stdout is not None:
+                process.stdout.close()
     (line,) = log_path.read_text().splitlines()
     assert re.fullmatch(
         r"ci_shark sandbox: \d\d:\d\d:\d\d GET /.well-known/oauth-authorization-server 200 "
