@@ -183,6 +183,9 @@ class AuthorizationEndpoints(EndpointGroup):
     def _authenticate_client(self, req: Request, form: Form) -> tuple[str, CiIdentity | None]:
         """The client's id, and the CI identity it proved (workload identity)."""
         client_id, secret = client_credentials_of(req, form)
+        if not self._options.knows_client(client_id):
+            # As a real server answers a client nobody registered (RFC 6749 §5.2).
+            raise OAuthError("invalid_client", "unknown client", status=401)
         trust = self._state.ci_trust
         assertion_type = form.get("client_assertion_type")
         assertion = form.get("client_assertion")
