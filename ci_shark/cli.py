@@ -22,8 +22,8 @@ import argparse
 import gc
 import os
 import sys
-import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,7 @@ from ci_shark.cli_args import Command
 from ci_shark.errors import CiSharkError, ConfigError, ExitCode
 
 if TYPE_CHECKING:
-    from ci_shark.config import Settings
+    from ci_shark.later_settings import LaterSettings, PlatformSettings
     from ci_shark.platforms.base import Platform
 
 # Exit codes by what a command does: any may fail or be misused; one that talks to a server
@@ -102,6 +102,8 @@ def _run(command: Command, args: argparse.Namespace) -> int:
 
 def _where(error: BaseException) -> str:
     """file:line where it was raised: enough for a bug report, and nothing it could leak."""
+    import traceback  # only a bug pays for it
+
     frames = traceback.extract_tb(error.__traceback__)
     return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
 
@@ -122,19 +124,10 @@ def _login(args: argparse.Namespace) -> None:
     from ci_shark.oauth.tls import preload_default_context
 
     preload_default_context()  # on a thread: the CA bundle loads while the imports run
-    # The imports create ~10^5 objects that live as long as the process: collecting while
-    # they load only walks them again and again, and so would the first collection after
-    # them unless they are set apart (freeze). docs/perf.md has the figures.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with _lasting_imports():
         from ci_shark.config import ExplicitSettings, load_settings
         from ci_shark.flow import run
         from ci_shark.render import Outcome
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
 
     try:
         settings = load_settings(cli_args.settings_given(args))
@@ -145,7 +138,22 @@ def _login(args: argparse.Namespace) -> None:
     run(settings, _platform(settings))
 
 
-def _platform(settings: Settings, *, stdout_is_free: bool = True) -> Platform:
+@contextmanager
+def _lasting_imports() -> Iterator[None]:
+    """A command's imports create ~10^5 objects that live as long as the process:
+    collecting while they load only walks them again and again, and so would the first
+    collection after them unless they are set apart (freeze). docs/perf.md has the figures."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+
+
+def _platform(settings: PlatformSettings, *, stdout_is_free: bool = True) -> Platform:
     from ci_shark.platforms import detect
 
     return detect(os.environ)(settings, os.environ, stdout_is_free=stdout_is_free)
@@ -154,20 +162,32 @@ def _platform(settings: Settings, *, stdout_is_free: bool = True) -> Platform:
 # -- using the login's credentials ---------------------------------------------------------
 
 
-def _using(args: argparse.Namespace) -> tuple[Settings, Platform]:
-    """The settings of a later command (its flags over CI_SHARK_*) and the platform; its
-    stdout belongs to the command (a body, a proof, exports)."""
-    from ci_shark.config import load_settings
+def _using(args: argparse.Namespace) -> tuple[LaterSettings, Platform]:
+    """The settings of a later command (its flags over CI_SHARK_*; not the login's
+    configuration library) and the platform; its stdout belongs to the command (a body, a
+    proof, exports)."""
+    from ci_shark.later_settings import load_later_settings
 
     flags = {field: getattr(args, field, None) for field in ("auth_url", "client_id", "ca_bundle")}
-    settings = load_settings({name: value for name, value in flags.items() if value is not None})
+    settings = load_later_settings(os.environ, flags)
     return settings, _platform(settings, stdout_is_free=False)
+
+
+def _preload_trust(args: argparse.Namespace) -> None:
+    """The system's CA store loads on a thread while the command imports (as the login's
+    does), unless `ca-bundle` replaces it."""
+    if not (getattr(args, "ca_bundle", None) or os.environ.get("CI_SHARK_CA_BUNDLE", "").strip()):
+        from ci_shark.oauth.tls import preload_default_context
+
+        preload_default_context()
 
 
 def _request(args: argparse.Namespace) -> None:
     cancel.install()
-    from ci_shark import request
-    from ci_shark.issued import load_issued
+    _preload_trust(args)
+    with _lasting_imports():
+        from ci_shark import request
+        from ci_shark.issued import load_issued
 
     settings, platform = _using(args)
     issued = load_issued(args.credentials, platform)

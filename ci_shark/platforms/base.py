@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, ClassVar, TextIO
 
 import httpx
 
-from ci_shark.config import Settings
 from ci_shark.errors import ConfigError
 from ci_shark.outputs import (
     RENDERERS,
@@ -44,6 +43,7 @@ from ci_shark.render import ApprovalRequest, Outcome, RunContext, approval_log_l
 from ci_shark.secret import Secret
 
 if TYPE_CHECKING:
+    from ci_shark.later_settings import PlatformSettings
     from ci_shark.platforms.webhook import Webhook
 
 PROGRESS_EVERY_S = 30.0
@@ -75,7 +75,7 @@ class Platform:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: PlatformSettings,
         env: Mapping[str, str],
         *,
         stdout: TextIO | None = None,

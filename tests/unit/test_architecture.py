@@ -34,6 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "ci_shark.config",
             "ci_shark._settings_import",
+            "ci_shark.later_settings",
             "ci_shark.outputs",
             "ci_shark.render",
             "ci_shark.cancel",
@@ -47,6 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ci_shark.issued",
             "ci_shark.commands",
             "ci_shark.request",
+            "ci_shark.token_auth",
             "ci_shark.client",
             "ci_shark.demo",
             "ci_shark.http_client",
