@@ -59,6 +59,17 @@ The credentials come from --credentials FILE; else the SHARK_* variables holding
 login left by default: the job's private folder ($RUNNER_TEMP/ci-shark.json on GitHub),
 or, outside CI, ~/.local/state/ci-shark ($XDG_STATE_HOME). One line says which."""
 
+PROXY_EXAMPLES = """examples:
+  ci-shark proxy --upstream https://api.example.com -- ./deploy.sh   # $SHARK_PROXY_URL
+  ci-shark proxy --upstream https://api.example.com -- \\
+      sh -c 'curl -fsS "$SHARK_PROXY_URL/v1/items"'
+  ci-shark proxy --upstream https://api.example.com --export         # GitHub: later steps
+  ci-shark proxy --upstream api=https://api.example.com --upstream files=https://files.example.com
+
+With -- COMMAND the exit status is the command's. Without it or --export the proxy serves
+in the foreground (stdout: one line, SHARK_PROXY_URL=...) until SIGTERM or SIGINT (exit 0).
+The credentials are found as for request (--credentials FILE, SHARK_*, the job's file)."""
+
 
 # -- argv -> a command ---------------------------------------------------------------------
 
@@ -85,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(command: Command, args: argparse.Namespace) -> int:
     try:
-        command.run(args)
+        status = command.run(args)
     except CiSharkError as failure:
         _print_error(failure.diagnostics())
         return int(failure.exit_code)
@@ -97,7 +108,7 @@ def _run(command: Command, args: argparse.Namespace) -> int:
             "  this is a bug in ci_shark; please report it with this line"
         )
         return int(ExitCode.FAILURE)
-    return int(ExitCode.OK)
+    return int(ExitCode.OK if status is None else status)
 
 
 def _where(error: BaseException) -> str:
@@ -349,6 +360,62 @@ def _use_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _proxy(args: argparse.Namespace) -> int:
+    cancel.install()
+    from ci_shark.issued import load_issued
+    from ci_shark.proxy import forms
+    from ci_shark.proxy.upstreams import parse_upstreams
+
+    settings, platform = _using(args)
+    upstreams = parse_upstreams(args.upstream)  # a bad one is said before anything else
+    issued = load_issued(args.credentials, platform)
+    options = forms.ProxyOptions(
+        upstreams=upstreams,
+        listen=args.listen,
+        export=args.export,
+        command=tuple(args.wrapped),
+        max_time_s=args.max_time,
+    )
+    return forms.run(options, issued, settings, platform)
+
+
+def _proxy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="the origin to forward to (https://api.example.com); repeat as NAME=URL for "
+        "several, each under $SHARK_PROXY_URL/NAME/",
+    )
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="a loopback address (default 127.0.0.1:0: a free port)",
+    )
+    parser.add_argument(
+        "--export",
+        action="store_true",
+        help="GitHub: write SHARK_PROXY_URL to GITHUB_ENV and go on in the background for "
+        "the later steps of the job",
+    )
+    parser.add_argument(
+        "--max-time",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="the longest one forwarded exchange may take, bodies included (default 3600)",
+    )
+    parser.add_argument(
+        "wrapped",  # `command` is the name of the command that runs (argparse's dest)
+        nargs="*",
+        metavar="-- COMMAND",
+        help="run this with SHARK_PROXY_URL set; its exit status is the proxy's",
+    )
+    _use_options(parser)
+
+
 # -- demo ----------------------------------------------------------------------------------
 
 
@@ -422,6 +489,19 @@ COMMANDS: dict[str, Command] = {
         options=_proof_options,
         exits=_LOCAL,
         examples=USE_EXAMPLES,
+    ),
+    "proxy": Command(
+        summary="a loopback proxy that adds the token (DPoP proof, nonce, refresh) for any "
+        "HTTP client",
+        description="Forward requests from any HTTP client (curl, Terraform, Node) to the "
+        "upstream with the login's token and a fresh DPoP proof: the nonce answered, the "
+        "token refreshed before it expires, bodies streamed. It listens on loopback only, "
+        "under a random capability path (SHARK_PROXY_URL). With -- COMMAND it runs the "
+        "command and exits with its status; with --export (GitHub) later steps use it.",
+        run=_proxy,
+        options=_proxy_options,
+        exits=_ONLINE,
+        examples=PROXY_EXAMPLES,
     ),
     "demo": Command(
         summary="the whole flow against a built-in sandbox server, on this machine",

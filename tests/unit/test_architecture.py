@@ -49,6 +49,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ci_shark.commands",
             "ci_shark.request",
             "ci_shark.token_auth",
+            "ci_shark.login_session",
+            "ci_shark.proxy",
             "ci_shark.client",
             "ci_shark.demo",
             "ci_shark.http_client",
