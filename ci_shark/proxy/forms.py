@@ -96,6 +96,7 @@ def run(options: ProxyOptions, issued: Issued, settings: ServerSettings, platfor
                 return ExitCode.OK
             finally:
                 server.stop()
+                platform.log("ci_shark: proxy: stopped")
     finally:
         server.server_close()
 
@@ -214,6 +215,7 @@ def _in_the_background(
             _until_stopped()
         finally:
             server.stop()
+            platform.log("ci_shark: proxy: stopped")
         return ExitCode.OK
     os.close(descriptor)
     with open(platform.env["GITHUB_ENV"], "a", encoding="utf-8", newline="\n") as github_env:

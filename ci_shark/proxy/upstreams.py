@@ -67,8 +67,8 @@ def parse_upstreams(given: Sequence[str]) -> tuple[Upstream, ...]:
 
 def _one(item: str) -> Upstream:
     name, sep, url = item.partition("=")
-    if not sep or "://" in name:
-        name, url = "", item
+    if not sep or "://" in name:  # no name (a URL's query may hold an "=")
+        name, sep, url = "", "", item
     if sep and not NAME.fullmatch(name):
         raise ConfigError(
             f"`--upstream` name {untrusted(name, 64)!r} is not lowercase letters, digits, "
@@ -83,7 +83,7 @@ def _one(item: str) -> Upstream:
             problem = "has a path, a query or a fragment: it takes an origin (paths go on requests)"
     if problem:
         raise ConfigError(f"`--upstream` {untrusted(url, 200)} {problem}", hint=_FIX)
-    return Upstream(name or None, canonical_origin(url))
+    return Upstream(name if sep else None, canonical_origin(url))
 
 
 def canonical_origin(url: str) -> str:
