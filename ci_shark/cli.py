@@ -120,10 +120,13 @@ def _where(error: BaseException) -> str:
 
 
 def _print_error(message: str) -> None:
-    from ci_shark.config import spell_inputs
     from ci_shark.platforms.log import neutralise
 
-    for line in spell_inputs(message).splitlines():
+    if "`" in message:  # names an input: spelled out by config.py (which loads pydantic)
+        from ci_shark.config import spell_inputs
+
+        message = spell_inputs(message)
+    for line in message.splitlines():
         print(neutralise(f"ci_shark: error: {line}"), file=sys.stderr, flush=True)
 
 

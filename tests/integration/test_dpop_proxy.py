@@ -7,6 +7,7 @@ SIGTERM, and nothing secret in what it prints (issue 22)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.cli import CliJob, clean_env, login_env, run_cli
+from support.cli import CliJob, clean_env, login_env, run_bash, run_cli
 from support.dpop_resource import DPoPResource
 from support.job_outputs import secrets_of
 
@@ -421,3 +422,71 @@ def test_nothing_secret_is_printed(credentials: Path, api: DPoPResource, tmp_pat
     for planted in ("query-secret", "cookie-secret", "header-secret", "wrong-capability"):
         assert planted not in printed
     assert "ci_shark: proxy: GET /echo 200" in done.stderr
+
+
+# -- GitHub: the later steps of the job ------------------------------------------------------
+
+
+def test_export_leaves_it_running_for_the_later_steps_of_a_github_job(
+    credentials: Path, api: DPoPResource, tmp_path: Path
+) -> None:
+    github_env = tmp_path / "github-env"
+    github_env.write_text("")
+    step = clean_env(
+        {"GITHUB_ACTIONS": "true", "GITHUB_ENV": str(github_env), "RUNNER_TEMP": str(tmp_path)}
+    )
+    started = time.monotonic()
+    done = run_cli(
+        ["proxy", "--credentials", str(credentials), "--upstream", api.url, "--export"], step
+    )
+    assert done.returncode == 0, done.log
+    assert time.monotonic() - started < 30  # the step ends: GitHub reads GITHUB_ENV after it
+    written = github_env.read_text()
+    found = URL_LINE.fullmatch(written.strip())
+    assert found is not None, written
+    assert done.stdout.strip() == written.strip()  # it prints the line it wrote
+    assert f"::add-mask::{found[2]}" in done.stderr  # the capability, masked first
+    pid = int(_said(r"in the background \(pid (\d+)\)", done.stderr))
+    log = Path(_said(r"its log: (\S+)", done.stderr))
+    try:
+        later = run_bash(
+            'curl -fsS "$SHARK_PROXY_URL/echo?step=later"', {**step, "SHARK_PROXY_URL": found[1]}
+        )
+        assert later.returncode == 0, later.log
+        assert json.loads(later.stdout)["target"] == "/echo?step=later"
+        assert "ci_shark: proxy: GET /echo 200" in log.read_text()
+        assert log.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        assert _gone(pid, within_s=10), f"the background proxy (pid {pid}) did not stop"
+    assert log.read_text().rstrip().endswith("ci_shark: proxy: stopped")
+
+
+def test_export_is_for_github_only(credentials: Path, api: DPoPResource) -> None:
+    done = run_cli(
+        ["proxy", "--credentials", str(credentials), "--upstream", api.url, "--export"],
+        clean_env(),
+    )
+    assert done.returncode == 2
+    assert "GITHUB_ENV" in done.stderr
+    assert "-- COMMAND" in done.stderr
+
+
+def _said(pattern: str, log: str) -> str:
+    found = re.search(pattern, log)
+    assert found is not None, f"{pattern!r} not in:\n{log}"
+    return found[1]
+
+
+def _gone(pid: int, *, within_s: float) -> bool:
+    """Whether the process has ended (a zombie nobody reaps counts as ended)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
