@@ -12,10 +12,11 @@ Its rules:
     and the proxy up; when it ends the proxy stops, and the command's exit status is the
     proxy's. SIGTERM/SIGINT go on to the command (SIGINT not when a terminal already sent
     it to the whole process group), which gets ``CHILD_GRACE_S`` before it is killed;
-  - ``--export`` (GitHub): ``SHARK_PROXY_URL`` is written to ``GITHUB_ENV`` and printed,
-    and the proxy goes on in the background (a new session, its log in a 0600 file of the
-    job's folder) until the job ends and the runner stops it, or until SIGTERM. The step
-    ends at once: GitHub reads ``GITHUB_ENV`` only after it.
+  - ``--export`` (GitHub): ``SHARK_PROXY_URL`` and ``SHARK_PROXY_PID`` are written to
+    ``GITHUB_ENV`` and printed, and the proxy goes on in the background (a new session,
+    its log in a 0600 file of the job's folder) until the job ends and the runner stops
+    it, or until SIGTERM (``kill "$SHARK_PROXY_PID"``). The step ends at once: GitHub
+    reads ``GITHUB_ENV`` only after it.
 - Stopping is bounded (``server.py``): no new connection, the busy ones a few seconds to
   finish, then the connection pool to the upstream is closed.
 """
@@ -53,6 +54,7 @@ CAPABILITY_BYTES = 24  # 32 url-safe characters
 READ_TIMEOUT_S = 60.0  # between two reads from the upstream; max_time bounds the exchange
 CHILD_GRACE_S = 10.0
 URL_VARIABLE = "SHARK_PROXY_URL"
+PID_VARIABLE = "SHARK_PROXY_PID"  # for a step that stops it before the job ends
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,6 @@ def _in_the_background(
     descriptor, log_path = tempfile.mkstemp(
         prefix="ci-shark-proxy-", suffix=".log", dir=platform.state_directory()
     )
-    line = f"{URL_VARIABLE}={url}"
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -218,9 +219,10 @@ def _in_the_background(
             platform.log("ci_shark: proxy: stopped")
         return ExitCode.OK
     os.close(descriptor)
+    lines = f"{URL_VARIABLE}={url}\n{PID_VARIABLE}={pid}\n"  # ours, one line each
     with open(platform.env["GITHUB_ENV"], "a", encoding="utf-8", newline="\n") as github_env:
-        github_env.write(line + "\n")  # our own one-line value: no delimiter needed
-    print(line, flush=True)
+        github_env.write(lines)
+    print(lines, end="", flush=True)
     platform.log(
         f"ci_shark: proxy: runs in the background (pid {pid}) until the job ends; "
         f"later steps have {URL_VARIABLE}; its log: {Path(log_path)}"

@@ -442,11 +442,13 @@ def test_export_leaves_it_running_for_the_later_steps_of_a_github_job(
     assert done.returncode == 0, done.log
     assert time.monotonic() - started < 30  # the step ends: GitHub reads GITHUB_ENV after it
     written = github_env.read_text()
-    found = URL_LINE.fullmatch(written.strip())
+    found = URL_LINE.search(written)
     assert found is not None, written
-    assert done.stdout.strip() == written.strip()  # it prints the line it wrote
+    pid = int(_said(r"^SHARK_PROXY_PID=(\d+)$", written))
+    assert written == f"{found[0]}\nSHARK_PROXY_PID={pid}\n"
+    assert done.stdout == written  # it prints the lines it wrote
     assert f"::add-mask::{found[2]}" in done.stderr  # the capability, masked first
-    pid = int(_said(r"in the background \(pid (\d+)\)", done.stderr))
+    assert f"in the background (pid {pid})" in done.stderr
     log = Path(_said(r"its log: (\S+)", done.stderr))
     try:
         later = run_bash(
@@ -473,7 +475,7 @@ def test_export_is_for_github_only(credentials: Path, api: DPoPResource) -> None
 
 
 def _said(pattern: str, log: str) -> str:
-    found = re.search(pattern, log)
+    found = re.search(pattern, log, re.MULTILINE)
     assert found is not None, f"{pattern!r} not in:\n{log}"
     return found[1]
 
