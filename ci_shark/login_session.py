@@ -52,6 +52,7 @@ def session(
     platform = detect(os.environ)(settings, os.environ, stdout_is_free=False)
     issued = load_issued(Path(credentials) if credentials is not None else None, platform)
     live = LiveCredentials.of_command(issued, settings, platform)
+    live.check()
     nonces = NonceMemory()
     client = new_client(
         ca_bundle=settings.ca_bundle,

@@ -40,6 +40,7 @@ from ci_shark.issued import Issued
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.dpop_auth import DPoPAuth, NonceMemory
 from ci_shark.safe_text import untrusted
+from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
 
 if TYPE_CHECKING:
@@ -119,6 +120,13 @@ class LiveCredentials:
             self._refreshed()
             return self._issued
 
+    def check(self) -> None:
+        """Raise now what the first request would: no token to send, or no key to sign
+        with (for a command that serves many requests, before it says it is ready)."""
+        token_of(self._issued)
+        if self._issued.is_dpop_bound:
+            self.dpop_key()
+
     def dpop_key(self) -> DPoPKey:
         """The login's key (a refresh keeps it), loaded once."""
         if self._key is None:
@@ -195,12 +203,7 @@ class LoginTokenAuth(httpx.Auth):
     def _signed(self, issued: Issued, request: httpx.Request) -> Flow:
         """``request`` with ``issued``'s token, through DPoP's own flow for a bound one;
         the last answer."""
-        token = issued.secret("SHARK_ACCESS_TOKEN")
-        if token is None:
-            raise ConfigError(
-                f"no access token in {issued.where}",
-                hint="map SHARK_ACCESS_TOKEN into this step, or pass `--credentials FILE`",
-            )
+        token = token_of(issued)
         if not issued.is_dpop_bound:
             request.headers["Authorization"] = f"Bearer {token.reveal()}"
             return (yield request)
@@ -212,6 +215,16 @@ class LoginTokenAuth(httpx.Auth):
                 sent = flow.send(response)
             except StopIteration:
                 return response
+
+
+def token_of(issued: Issued) -> Secret:
+    token = issued.secret("SHARK_ACCESS_TOKEN")
+    if token is None:
+        raise ConfigError(
+            f"no access token in {issued.where}",
+            hint="map SHARK_ACCESS_TOKEN into this step, or pass `--credentials FILE`",
+        )
+    return token
 
 
 def _margin_s(lifetime_s: float | None) -> float:

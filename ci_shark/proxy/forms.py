@@ -71,12 +71,13 @@ def run(options: ProxyOptions, issued: Issued, settings: ServerSettings, platfor
     host, port, family = parse_listen(options.listen)
     if options.export:
         _check_export(options, platform)
+    live = LiveCredentials.of_command(issued, settings, platform)
+    live.check()  # no token or no key: said now, not to every client
     capability = Secret(secrets.token_urlsafe(CAPABILITY_BYTES))
     platform.mask([capability])  # before anything can print it
     log = _LineLog(platform)
     server = ProxyServer(host, port, capability.reveal(), log=log.line, family=family)
     url = server.base_url.rstrip("/")
-    live = LiveCredentials.of_command(issued, settings, platform)
     try:
         with HttpClient(
             ca_bundle=settings.ca_bundle,
