@@ -1,7 +1,8 @@
 """The command line: argv becomes a command, and a command's error an exit code and a message.
 
-``ci-shark`` (or ``python -m ci_shark``) runs ``login``; ``request``, ``refresh``,
-``revoke`` and ``proof`` use what it issued; ``demo`` shows the whole flow. A command is
+``ci-shark`` (or ``python -m ci_shark``) runs ``login``; ``request``, ``proxy``,
+``refresh``, ``revoke`` and ``proof`` use what it issued (with settings that do not load
+pydantic: ``later_settings.py``); ``demo`` shows the whole flow. A command is
 a handler, the function that adds its options, and one entry in :data:`COMMANDS`; the
 handler hands the work to the module that does it. What argparse alone gets wrong (a
 default command, values that start with "-", ``exit N`` for ``eval``) is ``cli_args.py``.

@@ -86,7 +86,7 @@ def run(options: ProxyOptions, issued: Issued, settings: ServerSettings, platfor
             keep_cookies=False,  # one pool for every client: no session between them
         ) as http:
             routes = Routes(options.upstreams, server.base_url)
-            forwarder = Forwarder(http, live, routes, max_time_s=options.max_time_s)
+            forwarder = Forwarder(http, live, routes, max_time_s=options.max_time_s, log=log.line)
             _say_where(platform, server, options.upstreams)
             if options.export:
                 return _in_the_background(server, forwarder, url, platform)

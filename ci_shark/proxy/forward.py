@@ -17,6 +17,8 @@ Its rules:
 - The answer streams back as it comes off the wire, undecoded, never read whole;
   redirects are passed back, never followed, a ``Location`` on the upstream origin
   rewritten to the proxy (``upstreams.py``).
+- The token is refreshed before it expires (:mod:`ci_shark.token_auth`); a refresh that
+  fails is a warning in the log, and the request goes with the token as it is.
 - Each exchange ends by ``max_time_s``, dripping headers included. What fails before the
   answer's headers is a ``502`` (``504`` for the deadline) whose text is ours: it names
   no URL and quotes no server.
@@ -96,9 +98,11 @@ class Forwarder:
         routes: Routes,
         *,
         max_time_s: float,
+        log: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
+        self._log = log
         self._live = live
         self._auth = LoginTokenAuth(live, http.nonces)
         self.routes = routes
@@ -114,6 +118,7 @@ class Forwarder:
         if canonical_origin(str(url)) != incoming.upstream.origin:  # never anywhere else
             return Answer.ours(400, "the request target leaves the upstream")
         deadline = self._clock() + self._max_time_s
+        self._fresh_token()
         try:
             if _streamed(incoming.body) and self._live.issued.is_dpop_bound:
                 self._learn_nonce(url, deadline)
@@ -126,6 +131,18 @@ class Forwarder:
         except BadBody as bad:
             return Answer.ours(400, str(bad), close_connection=True)
         return self._answer(incoming, exchange)
+
+    def _fresh_token(self) -> None:
+        """A refresh that is due happens here; one that fails is said, and the request
+        goes with the token as it is (the API says what it thinks of it): the next try
+        is a few seconds later (``token_auth.REFRESH_RETRY_S``), not one per request."""
+        try:
+            self._live.current()
+        except CiSharkError as failure:
+            self._log(
+                f"ci_shark: proxy: warning: {one_line(failure.message, 300)}; the token goes "
+                "as it is until the next try"
+            )
 
     def _send(self, incoming: Incoming, url: httpx.URL, deadline: float) -> Exchange:
         headers = crossing(incoming.headers, NOT_UPSTREAM)

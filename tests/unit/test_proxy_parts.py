@@ -4,12 +4,17 @@ pieces, the listening address (tests/integration/test_dpop_proxy.py runs it whol
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 
-from ci_shark.errors import ConfigError
+from ci_shark.errors import CiSharkError, ConfigError
+from ci_shark.issued import Issued
+from ci_shark.oauth.http import HttpClient
 from ci_shark.proxy.forms import parse_listen
-from ci_shark.proxy.forward import BUFFERED_BODY_BYTES, buffered_or_streamed
+from ci_shark.proxy.forward import BUFFERED_BODY_BYTES, Forwarder, Incoming, buffered_or_streamed
 from ci_shark.proxy.upstreams import Routes, Upstream, parse_upstreams
 from ci_shark.proxy.wire import (
     MAX_CHUNK_LINE_BYTES,
@@ -22,6 +27,7 @@ from ci_shark.proxy.wire import (
     fixed_length,
     valid_headers,
 )
+from ci_shark.token_auth import LiveCredentials
 
 BASE = "http://127.0.0.1:4000/CAPABILITY/"
 
@@ -184,3 +190,73 @@ def test_it_listens_on_loopback_only() -> None:
     for bad in ("127.0.0.1", "example.com:80", "127.0.0.1:99999"):
         with pytest.raises(ConfigError, match="HOST:PORT"):
             parse_listen(bad)
+
+
+# -- one exchange --------------------------------------------------------------------------
+
+
+def bearer_login(*, expires_in_s: int) -> Issued:
+    expires = datetime.now(timezone.utc) + timedelta(seconds=expires_in_s)
+    return Issued(
+        {
+            "SHARK_ACCESS_TOKEN": "at-old",
+            "SHARK_REFRESH_TOKEN": "rt-old",
+            "SHARK_TOKEN_TYPE": "Bearer",
+            "SHARK_EXPIRES_AT": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        None,
+    )
+
+
+class OnTheWire(httpx.SyncByteStream):
+    """A body still to be read, as a real transport hands it over (MockTransport's own
+    bodies come already read, and the proxy streams the raw bytes)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self._data
+
+
+def test_a_failed_refresh_is_a_warning_and_the_request_goes_with_the_token_as_it_is() -> None:
+    def refuse(due: Issued) -> Issued:
+        raise CiSharkError("the authorization server answered invalid_grant")
+
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        return httpx.Response(200, stream=OnTheWire(b"ok"))
+
+    lines: list[str] = []
+    live = LiveCredentials(bearer_login(expires_in_s=10), refuse, log=lines.append)
+    routes = Routes(parse_upstreams(["https://api.example.com"]), BASE)
+    with HttpClient(transport=httpx.MockTransport(api), max_body_bytes=None) as http:
+        forwarder = Forwarder(http, live, routes, max_time_s=10, log=lines.append)
+        incoming = Incoming("GET", routes.upstreams[0], "/items", [], None)
+        for _ in range(2):
+            answer = forwarder.forward(incoming)
+            assert (answer.status, b"".join(answer.body)) == (200, b"ok")
+            answer.release()
+    assert seen == ["Bearer at-old"] * 2
+    warnings = [line for line in lines if "warning" in line]
+    assert warnings == [  # once: the next try waits
+        "ci_shark: proxy: warning: the authorization server answered invalid_grant; the "
+        "token goes as it is until the next try"
+    ]
+
+
+def test_a_location_on_the_upstream_is_rewritten_in_the_answer() -> None:
+    def api(request: httpx.Request) -> httpx.Response:
+        headers = {"Location": "/next?x=1", "Set-Cookie": "s=1", "DPoP-Nonce": "n"}
+        return httpx.Response(302, headers=headers)
+
+    live = LiveCredentials(bearer_login(expires_in_s=3600), lambda due: due, log=print)
+    routes = Routes(parse_upstreams(["https://api.example.com"]), BASE)
+    with HttpClient(transport=httpx.MockTransport(api), max_body_bytes=None) as http:
+        forwarder = Forwarder(http, live, routes, max_time_s=10, log=print)
+        answer = forwarder.forward(Incoming("GET", routes.upstreams[0], "/here", [], None))
+        answer.release()
+    assert answer.status == 302
+    assert dict(answer.headers) == {b"Location": b"http://127.0.0.1:4000/CAPABILITY/next?x=1"}
