@@ -140,10 +140,10 @@ def prepare(settings: Settings, platform: Platform) -> Plan:
     provider = resolve(
         settings.provider, auth_url, has_client_secret=settings.client_secret is not None
     )
+    # Rule 4: inputs from a CI's secret store may be masked already; a literal is not.
+    platform.mask([s for s in (settings.client_secret, settings.dpop_private_key) if s is not None])
     context = platform.context()
     enforce_run_policy(context, settings, platform.warn)
-    if settings.dpop_private_key is not None:
-        platform.mask([settings.dpop_private_key])
     dpop_key = load_dpop_key(settings)
     platform.check_outputs()
     return Plan(auth_url, client_id, provider, context, dpop_key)
@@ -160,15 +160,19 @@ def enforce_run_policy(
         )
     if not context.is_fork or settings.allow_fork:
         return
-    source = (
-        untrusted(context.fork_source, 100)
-        if context.fork_source
-        else "a repository the CI could not name (deleted or unreadable)"
-    )
+    what = context.change_request or "this change"
+    if context.fork_source:
+        origin = f"{what} comes from a fork: {untrusted(context.fork_source, 100)}"
+    else:
+        doubt = untrusted(context.fork_doubt or "deleted or unreadable", 300)
+        origin = (
+            f"{what} comes from a repository the CI could not name ({doubt}), so it counts "
+            "as a fork"
+        )
     raise PolicyRefused(
-        f"refusing to ask for approval: {context.change_request or 'this change'} comes "
-        f"from a fork: {source}. Anyone can open a pull or merge request whose job asks "
-        "a maintainer to hand it a credential, so ci_shark requests no device code for it",
+        f"refusing to ask for approval: {origin}. Anyone can open a pull or merge request "
+        "whose job asks a maintainer to hand it a credential, so ci_shark requests no device "
+        "code for it",
         hint="run the job from a branch of this repository, or set `allow-fork` to true "
         "only if approvers are told to refuse runs they did not expect",
     )

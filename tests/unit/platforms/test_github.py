@@ -26,11 +26,8 @@ from support.github_fakes import (
 
 from ci_shark.errors import ConfigError, ExitCode, PolicyRefused
 from ci_shark.platforms import Platform, detect
-from ci_shark.platforms.github import (
-    GitHubPlatform,
-    matrix_leg,
-    render_file_commands,
-)
+from ci_shark.platforms.github import GitHubPlatform, matrix_leg
+from ci_shark.platforms.github_outputs import render_file_commands
 from ci_shark.platforms.log import neutralise
 from ci_shark.render import ApprovalRequest, Outcome, marker
 from ci_shark.secret import Secret
@@ -239,8 +236,11 @@ def test_push_finds_its_open_pr_through_the_commit(make: Callable[..., Any]) -> 
 
     api.on_request = link_is_out_first
     platform.announce(req)
+    shown = platform.run.shown(req).context  # the request as the channels show it
+    assert shown.change_request == "PR #3"
+    assert shown.change_request_url == f"https://github.com/{REPO}/pull/3"
     context = platform.context()
-    assert context.change_request == "PR #3"
+    assert context.change_request is None  # the run's facts are not rewritten after the fact
     assert not context.is_fork  # a push happens in this repository
     (comment,) = api.comments.values()
     assert comment["issue"] == 3
