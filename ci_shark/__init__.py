@@ -7,8 +7,11 @@ The library API mirrors the SharkAuth SDK (switch by changing the import)::
     token = flow.wait_for_approval(timeout_s=300)
 
     client = OAuthClient(base_url=...)
-    token = client.get_token_with_dpop(grant_type="refresh_token", refresh_token=...,
-                                       dpop_prover=prover, client_id=...)
+    token = client.refresh_token(token.refresh_token, client_id=..., dpop_prover=prover)
+    narrow = client.token_exchange(subject_token=token.access_token, client_id=...,
+                                   dpop_prover=prover, scope=..., audience=...)
+    with DPoPHTTPClient(api_url) as api:
+        api.get_with_dpop("/items", token=narrow.access_token, prover=prover)
 
 Names are imported on first use, so ``python -m ci_shark --version`` stays fast.
 """
@@ -28,6 +31,7 @@ _EXPORTS = {
     "Token": "ci_shark.oauth.tokens",
     "TokenSet": "ci_shark.oauth.tokens",
     "OAuthClient": "ci_shark.client",
+    "DPoPHTTPClient": "ci_shark.http_client",
     "Secret": "ci_shark.secret",
     "CiSharkError": "ci_shark.errors",
     "OAuthError": "ci_shark.errors",
@@ -47,6 +51,7 @@ if TYPE_CHECKING:
         OAuthError,
         TimedOut,
     )
+    from ci_shark.http_client import DPoPHTTPClient
     from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
     from ci_shark.oauth.dpop import DPoPKey, DPoPProver
     from ci_shark.oauth.tokens import Token, TokenSet
@@ -63,6 +68,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "AccessDenied",
     "CiSharkError",
+    "DPoPHTTPClient",
     "DPoPKey",
     "DPoPProver",
     "DeviceAuthorization",

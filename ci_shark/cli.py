@@ -54,8 +54,10 @@ USE_EXAMPLES = """examples:
   ci-shark request -d @payload.txt -H 'Content-Type: text/plain' -o reply.json URL
   curl -H "DPoP: $(ci-shark proof --method GET --url URL --with-access-token)" ...
 
-The credentials come from --credentials FILE, else the SHARK_* variables, else the file
-the login left in the job's private folder ($RUNNER_TEMP/ci-shark.json on GitHub)."""
+The credentials come from --credentials FILE; else the SHARK_* variables holding a token
+(unless the login's default file holds the same grant, refreshed); else the newest file a
+login left by default: the job's private folder ($RUNNER_TEMP/ci-shark.json on GitHub),
+or, outside CI, ~/.local/state/ci-shark ($XDG_STATE_HOME). One line says which."""
 
 
 # -- argv -> a command ---------------------------------------------------------------------
@@ -253,7 +255,24 @@ def _revoke(args: argparse.Namespace) -> None:
             raise
         platform.log("ci_shark: nothing to revoke (no login's credentials in this job)")
         return
-    commands.revoke(issued, settings, platform, credentials_flag=args.credentials is not None)
+    commands.revoke(
+        issued,
+        settings,
+        platform,
+        credentials_flag=args.credentials is not None,
+        max_time_s=args.max_time,
+    )
+
+
+def _revoke_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-time",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="give up after this long, retries included (default 15)",
+    )
+    _use_options(parser)
 
 
 def _proof(args: argparse.Namespace) -> None:
@@ -370,7 +389,7 @@ COMMANDS: dict[str, Command] = {
         description="Revoke the login's refresh token (the grant) and access token, then "
         "remove ci_shark's own key file and default credentials file.",
         run=_revoke,
-        options=_use_options,
+        options=_revoke_options,
         exits=_ONLINE,
         examples=USE_EXAMPLES,
     ),

@@ -30,14 +30,22 @@ from ci_shark.errors import ConfigError
 from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.render import GITHUB_NAME
 from ci_shark.secret import Secret
+from ci_shark.units import parse_duration
 from ci_shark.urls import url_problem
 
 ENV_PREFIX = "CI_SHARK_"
 DEFAULT_TIMEOUT_S = 600.0
-MAX_TIMEOUT_S = 24 * 3600.0
 NOTIFY_CHANNELS = ("auto", "log", "summary", "comment", "issue", "webhook", "none")
 PROVIDER_NAMES = ("auto", *PROVIDERS)
 APPROVER_KINDS = ("sub", "user", "email")
+
+
+def approver_entry(entry: str) -> tuple[str | None, str]:
+    """An `allowed-approvers` entry as (claim kind, name): ``sub:248289761001`` is
+    ("sub", "248289761001"); a bare entry, without a kind, is (None, entry). Whether a bare
+    entry is allowed depends on the provider (flow.py)."""
+    kind, sep, name = entry.strip().partition(":")
+    return (kind, name) if sep and kind in APPROVER_KINDS else (None, entry.strip())
 
 
 @dataclass(frozen=True)
@@ -50,34 +58,6 @@ class Input:
     flag: str | None = ""  # "": --<input-name>
     metavar: str | None = None
     required: bool = False  # by login
-
-
-_DURATION_PART = re.compile(
-    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d)?",
-    re.IGNORECASE,
-)
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: object) -> float:
-    """``300``, ``300s``, ``15m``, ``10min``, ``1h30m``, ``1.5 hours`` as seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        text = str(value).strip()
-        if text.startswith("-"):
-            raise ValueError("must be more than 0 (and at most 24h)")
-        parts = list(_DURATION_PART.finditer(text))
-        if not parts or "".join(part.group(0) for part in parts).replace(" ", "") != text.replace(
-            " ", ""
-        ):
-            raise ValueError("is not a duration: use seconds or units, e.g. 300, 15m, 1h30m")
-        seconds = sum(
-            float(part.group(1)) * _UNIT_S[(part.group(2) or "s")[0].lower()] for part in parts
-        )
-    if not 0 < seconds <= MAX_TIMEOUT_S:
-        raise ValueError("must be more than 0 and at most 24h")
-    return seconds
 
 
 def _to_secret(value: object) -> Secret | None:
@@ -288,8 +268,8 @@ class Settings(BaseSettings):
         CommaList,
         Input(
             "who may approve, comma-separated: sub:<subject>, user:<username>, "
-            "email:<verified email>; a bare name is a username, a bare address an email",
-            "list entries like sub:248289761001, user:alice, email:alice@example.com",
+            "email:<verified email>; a bare name is a GitHub login (provider github only)",
+            "list entries like sub:248289761001, email:alice@example.com, user:alice",
             metavar="LIST",
         ),
     ] = ()
@@ -372,9 +352,13 @@ class Settings(BaseSettings):
     @classmethod
     def _approver_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for entry in value:
-            kind, sep, name = entry.partition(":")
-            if sep and kind in APPROVER_KINDS and not name:
+            kind, name = approver_entry(entry)
+            if kind is not None and not name:
                 raise ValueError(f"has an empty {kind}: entry")
+            if kind is None and ":" in name:
+                raise ValueError(f"has `{name}`: an entry starts with sub:, user: or email:")
+            if kind is None and "@" in name:
+                raise ValueError(f"has the bare address `{name}`: write email:{name}")
         return value
 
     @field_validator("notify_users")

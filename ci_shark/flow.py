@@ -15,10 +15,13 @@ The rules, each in one place here (the modules below decide protocol, not produc
 5. With `renew`, an expired code is replaced, paced and capped: a server that hands out
    one-second codes does not get a request storm.
 6. With `allowed-approvers`, an approval counts only from a listed approver, compared on
-   the claims exactly as the server sent them.
+   the claims exactly as the server sent them. A bare entry names the preset's unique
+   username (GitHub's `login`); with a preset that has none it is refused before a
+   device code: it would match a name the server does not keep unique.
 7. After approval, any failure — the approver refused, an unusable answer, outputs that
    cannot be written, a cancellation — revokes what was issued, the grant first, within
-   a budget of its own. Tokens are never live and lost.
+   a budget of its own. Tokens are never live and lost (`refresh` keeps the same rule
+   through :func:`revoke_after_failure`).
 8. Outputs are written all or none; a cancellation waits for them to finish.
 9. Every way out goes through ``platform.finish``, so the comment, the summary and the
    ``status`` output always tell what happened.
@@ -37,10 +40,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from ci_shark import cancel
-from ci_shark.config import APPROVER_KINDS, Settings
-from ci_shark.errors import CiSharkError, ExpiredToken, PolicyRefused
+from ci_shark.config import Settings, approver_entry
+from ci_shark.errors import CiSharkError, ConfigError, ExpiredToken, PolicyRefused
 from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
-from ci_shark.oauth.discovery import Endpoints
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.identity import Identity, identify
@@ -102,7 +104,7 @@ def run(
                 identity = who_approved(flow, tokens, plan)
                 progress.approver = identity.display if identity else None
                 enforce_allowed_approvers(identity, settings.allowed_approvers)  # rule 6
-                credentials = export(plan, tokens, flow.endpoints(), progress, platform)  # rule 8
+                credentials = export(plan, tokens, flow, progress, platform)  # rule 8
     if cancel.deferred() is not None:
         platform.log("ci_shark: cancelled while writing the outputs; they were written whole")
     return credentials
@@ -140,6 +142,7 @@ def prepare(settings: Settings, platform: Platform) -> Plan:
     provider = resolve(
         settings.provider, auth_url, has_client_secret=settings.client_secret is not None
     )
+    check_allowed_approvers(settings.allowed_approvers, provider)  # rule 6, up front
     # Rule 4: inputs from a CI's secret store may be masked already; a literal is not.
     platform.mask([s for s in (settings.client_secret, settings.dpop_private_key) if s is not None])
     context = platform.context()
@@ -175,6 +178,25 @@ def enforce_run_policy(
         "code for it",
         hint="run the job from a branch of this repository, or set `allow-fork` to true "
         "only if approvers are told to refuse runs they did not expect",
+    )
+
+
+def check_allowed_approvers(allowed: tuple[str, ...], provider: Provider) -> None:
+    """Rule 6, before a device code: a bare entry matches the preset's unique username.
+    A preset without one would compare it with `preferred_username`, which OpenID Connect
+    says is not unique and many servers let users set: anyone could take the name."""
+    bare = [name for kind, name in map(approver_entry, allowed) if kind is None]
+    if not bare or provider.unique_username_claim is not None:
+        return
+    listed = ", ".join(f"`{name}`" for name in bare)
+    raise ConfigError(
+        f"`allowed-approvers` has the bare entry {listed}: with the {provider.name} provider "
+        "a bare name would match a username the server does not keep unique (anyone who "
+        "sets theirs to it could approve)",
+        hint="name the claim: sub:<subject> (unique, never reassigned), email:<address> "
+        "(verified addresses only), or user:<username> if this server's usernames are unique "
+        "and users cannot change them; a bare name is a GitHub login (provider github). "
+        "See docs/compatibility.md",
     )
 
 
@@ -227,6 +249,8 @@ def wait_for_approval(  # noqa: PLR0917 (the run's named parts, in its order)
         asked_at = clock()
         authorization = flow.begin(deadline=min(deadline, asked_at + REACH_BUDGET_S))
         platform.mask([authorization.device_code])
+        if authorization.link_warning:
+            platform.warn(authorization.link_warning)
         progress.request = approval_request(authorization, flow.issuer, settings, plan)
         platform.announce(progress.request)  # a renewal edits the same comment in place
         try:
@@ -273,6 +297,7 @@ def who_approved(flow: DeviceFlow, tokens: TokenSet, plan: Plan) -> Identity | N
         find_userinfo=partial(flow.userinfo_endpoint, deadline=budget),
         dpop=plan.dpop_key,
         deadline=budget,
+        provider=plan.provider,
     )
 
 
@@ -283,11 +308,11 @@ def enforce_allowed_approvers(identity: Identity | None, allowed: tuple[str, ...
     if not allowed or (identity is not None and is_allowed(identity, allowed)):
         return
     who = identity.display if identity else "someone the server did not identify"
-    bare = {entry.strip() for entry in allowed if ":" not in entry}
+    usernames = {name for kind, name in map(approver_entry, allowed) if kind != "sub"}
     near = (
-        f"; the bare entry `{identity.subject}` is a username: to allow this subject, "
+        f"; `{identity.subject}` is listed as a username: to allow this subject, "
         f"write sub:{identity.subject}"
-        if identity is not None and identity.subject in bare
+        if identity is not None and identity.subject in usernames
         else ""
     )
     raise PolicyRefused(
@@ -299,15 +324,18 @@ def enforce_allowed_approvers(identity: Identity | None, allowed: tuple[str, ...
 
 def is_allowed(identity: Identity, allowed: tuple[str, ...]) -> bool:
     """Each entry names one claim: ``sub:…`` the subject (exactly), ``user:…`` the
-    username, ``email:…`` a verified email (both ignoring ASCII case, and only ASCII
-    case: a Unicode look-alike is another name). A bare entry is an email when it holds
-    an ``@``, else a username. Values are the server's, unsanitised: ``john$doe`` is
-    not ``john_doe``."""
-    claims = {"sub": identity.subject, "user": identity.username, "email": identity.email}
+    username, ``email:…`` a verified email, a bare entry the preset's unique username
+    (GitHub's ``login``; :func:`check_allowed_approvers` refused it for other presets).
+    Names ignore ASCII case, and only ASCII case: a Unicode look-alike is another name.
+    Values are the server's, unsanitised: ``john$doe`` is not ``john_doe``."""
+    claims = {
+        "sub": identity.subject,
+        "user": identity.username,
+        "email": identity.email,
+        None: identity.unique_username,
+    }
     for entry in allowed:
-        kind, sep, name = entry.strip().partition(":")
-        if not (sep and kind in APPROVER_KINDS):
-            kind, name = ("email" if "@" in entry else "user"), entry.strip()
+        kind, name = approver_entry(entry)
         value = claims[kind]
         if value is None:
             continue
@@ -329,22 +357,41 @@ def undone_on_failure(flow: DeviceFlow, progress: _Progress, settings: Settings)
     try:
         yield
     except BaseException as failure:
-        issued = progress.issued or (failure.issued if isinstance(failure, CiSharkError) else [])
-        if issued:
-            progress.issued = []
-            revoked = revoke_quietly(
+        issued, progress.issued = progress.issued or issued_before(failure), []
+        revoke_after_failure(
+            failure,
+            issued,
+            lambda tokens: revoke_quietly(
                 flow,
-                issued,
+                tokens,
                 client_secret=settings.client_secret,
                 deadline=flow.clock() + AFTER_APPROVAL_BUDGET_S,
-            )
-            if isinstance(failure, CiSharkError):
-                failure.message += (
-                    "; the tokens it issued were revoked"
-                    if revoked
-                    else "; the tokens it issued could not be revoked (they expire on their own)"
-                )
+            ),
+        )
         raise
+
+
+def issued_before(failure: BaseException) -> list[tuple[Secret, str]]:
+    """What the server may have issued before ``failure`` (an unusable token response)."""
+    return failure.issued if isinstance(failure, CiSharkError) else []
+
+
+def revoke_after_failure(
+    failure: BaseException,
+    issued: list[tuple[Secret, str]],
+    revoke: Callable[[list[tuple[Secret, str]]], bool],
+) -> None:
+    """Rule 7, for every grant (a login's, a refresh's): tokens issued and then lost to a
+    failure are revoked (``revoke`` says whether all went), and the failure says so."""
+    if not issued:
+        return
+    revoked = revoke(issued)
+    if isinstance(failure, CiSharkError):
+        failure.message += (
+            "; the tokens it issued were revoked"
+            if revoked
+            else "; the tokens it issued could not be revoked (they expire on their own)"
+        )
 
 
 def revoke_quietly(
@@ -372,13 +419,14 @@ def revoke_quietly(
 
 
 def export(
-    plan: Plan, tokens: TokenSet, endpoints: Endpoints, progress: _Progress, platform: Platform
+    plan: Plan, tokens: TokenSet, flow: DeviceFlow, progress: _Progress, platform: Platform
 ) -> Credentials:
     if plan.dpop_key is not None and not tokens.is_dpop_bound:
         platform.warn(
             f"DPoP was requested but the server issued a {tokens.token_type} token: it is "
             "not sender-constrained; `token-type` says so"
         )
+    endpoints = flow.endpoints()
     credentials = Credentials(
         tokens=tokens,
         dpop_key=plan.dpop_key,
@@ -387,6 +435,7 @@ def export(
         client_id=plan.client_id,
         token_endpoint=endpoints.token,
         revocation_endpoint=endpoints.revocation,
+        client_auth=flow.client().method,  # later steps authenticate the same way
     )
     with cancel.shielded():  # a cancellation now waits: all outputs, or none
         platform.mask(credentials.secrets())  # before anything is written anywhere

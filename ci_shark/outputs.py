@@ -1,7 +1,8 @@
 """What a successful run hands to later steps, and the safe ways to write it down.
 
 Files are created 0600 and moved into place with ``os.replace``, so a reader sees the
-whole file or none. A run writes everything or nothing: see :func:`write_all`.
+whole file or none. A run writes everything or nothing: see :func:`write_all`. Processes
+that rewrite one credentials file take turns: see :func:`locked_beside`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import json
 import os
 import shlex
 import stat
+import sys
 import tempfile
-from collections.abc import Mapping
-from contextlib import suppress
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci_shark.errors import ConfigError
+from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.tokens import TokenSet
 from ci_shark.secret import Secret
@@ -38,6 +41,8 @@ class Credentials:
     client_id: str | None = None
     token_endpoint: str | None = None  # the ones it used, for `refresh` and `revoke`
     revocation_endpoint: str | None = None
+    # How it authenticated (oauth.tokens.CLIENT_AUTH_METHODS): later steps do the same.
+    client_auth: str | None = None
 
     def secrets(self) -> list[Secret]:
         """Every secret value, so each can be masked before anything is written."""
@@ -70,6 +75,7 @@ class Credentials:
             "SHARK_CLIENT_ID": self.client_id or "",
             "SHARK_TOKEN_ENDPOINT": self.token_endpoint or "",
             "SHARK_REVOCATION_ENDPOINT": self.revocation_endpoint or "",
+            "SHARK_CLIENT_AUTH": self.client_auth or "",
         }
 
 
@@ -147,6 +153,60 @@ def write_all(files: list[PlannedFile]) -> None:
         raise
     for temp, final in staged:
         os.replace(temp, final)
+
+
+def rewrite_credentials(path: Path, values: Mapping[str, Value]) -> None:
+    """A credentials file written again whole, in its own format (JSON for a new one)."""
+    fmt = "json" if not path.is_file() or is_json(path.read_text(encoding="utf-8")) else "dotenv"
+    write_all([PlannedFile(path, RENDERERS[fmt](values))])
+
+
+LOCK_POLL_S = 0.05
+
+
+@contextmanager
+def locked_beside(
+    path: Path,
+    *,
+    wait_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` (0600, beside ``path``) for the block,
+    waiting up to ``wait_s`` for another process to release it. ``flock``: the kernel
+    releases it when its holder exits, however it exits, so a crash leaves nothing stale.
+    Windows has no ``flock``: there no lock is taken, and processes are not kept apart."""
+    if sys.platform == "win32":
+        yield
+        return
+    import fcntl  # noqa: PLC0415 (POSIX only)
+
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create the lock file {lock_path}: {exc.strerror}",
+            hint="the credentials file must be in a folder you can write to",
+        ) from None
+    try:
+        give_up_at = clock() + wait_s
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if clock() >= give_up_at:
+                    raise CiSharkError(
+                        f"another ci-shark process has been rewriting {path} for over "
+                        f"{wait_s:g}s (it holds {lock_path})",
+                        hint="let the other `ci-shark refresh` or `request` finish, then "
+                        "run this again",
+                    ) from None
+                sleep(LOCK_POLL_S)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _discard(staged: list[tuple[Path, Path]]) -> None:

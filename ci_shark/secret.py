@@ -95,6 +95,23 @@ class SecretStr(str):
         return "'***'"
 
 
+class SecretBytes(bytes):
+    """:class:`SecretStr` for bytes: the SharkAuth SDK's ``prover.private_key_pem()`` writes
+    to a file and loads back as plain bytes, while ``repr`` (and ``print``) shows ``***``."""
+
+    _secret: Secret
+
+    def __new__(cls, value: bytes) -> SecretBytes:
+        made = super().__new__(cls, value)
+        made._secret = Secret(value.decode("latin-1"))  # remembered for redaction
+        return made
+
+    def __repr__(self) -> str:
+        return "b'***'"
+
+    __str__ = __repr__
+
+
 # Every live Secret, by identity: two equal values are two entries, so the first one's
 # end does not take the value out of redaction while the other still lives.
 _known: dict[int, weakref.ref[Secret]] = {}

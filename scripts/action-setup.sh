@@ -71,15 +71,22 @@ create_venv() {
   find_venv_python
 }
 
-install_from_index() {
+install_from_index() (
   # The runner's own pip fills the venv (pip >= 22.3: --python); ensurepip as a fallback.
-  local install=(install --disable-pip-version-check --no-input --quiet --no-compile
+  # pip --python starts the venv's python again, without -I: in this subshell no PYTHON*
+  # variable is left, so a workflow's PYTHONPATH (its sitecustomize.py) runs nowhere.
+  for name in $(compgen -e); do
+    if [[ "${name}" == PYTHON* ]]; then
+      unset "${name}"
+    fi
+  done
+  install=(install --disable-pip-version-check --no-input --quiet --no-compile
     --require-hashes --only-binary :all: --no-deps -r "${lock}")
   if ! "${python}" -I -m pip --python "${venv_python}" "${install[@]}" 2>/dev/null; then
     "${venv_python}" -I -m ensurepip --default-pip >/dev/null
     "${venv_python}" -I -m pip "${install[@]}"
   fi
-}
+)
 
 if [[ ! -f "${venv}/.ci-shark-ready" ]]; then
   create_venv

@@ -18,11 +18,13 @@ from ci_shark.sandbox import SandboxServer
 def private_temp_dir(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Each test's own temp dir, for this process and the ones it starts: no test leaves a
-    ci-shark folder (a key, tokens) in the machine's temp dir."""
+    """Each test's own temp dir and state folder, for this process and the ones it starts:
+    no test leaves a ci-shark folder (a key, tokens) in the machine's temp dir or in the
+    user's ~/.local/state (where a login outside CI keeps them)."""
     temp = tmp_path_factory.mktemp("tmp")
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setenv("XDG_STATE_HOME", str(temp / "state"))
     return temp
 
 

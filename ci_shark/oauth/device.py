@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ci_shark.errors import (
     ConfigError,
@@ -56,7 +56,8 @@ MAX_INTERVAL_S = 3600
 MAX_SLOW_DOWN_INTERVAL_S = 60  # a hostile server cannot stretch the wait past this per poll
 MAX_USER_CODE_CHARS = 64
 MAX_DEVICE_CODE_CHARS = 4096
-# Query parameters a verification_uri_complete carries the user code in.
+# Query parameters a verification_uri_complete carries the user code in (else a path
+# segment: see _complete_uri_problem).
 _CODE_PARAMETERS = ("user_code", "code")
 
 
@@ -71,6 +72,9 @@ class DeviceAuthorization:
     expires_in: int
     interval: int
     issued_at: float  # on the flow's clock
+    # Why the server's verification_uri_complete is not shown (None: it is, or there was
+    # none): it carries another code than user_code. The caller warns with it.
+    link_warning: str | None = None
 
     @property
     def link(self) -> str:
@@ -116,20 +120,37 @@ def _same_code(one: str, other: str) -> bool:
     return key(one) == key(other)
 
 
-def _check_complete_uri(uri: str | None, user_code: str) -> None:
-    """A link whose embedded code is not the code we show would have the approver confirm
-    another device's request while checking the code on the page against ours."""
-    if uri is None:
-        return
-    for name, value in parse_qsl(urlsplit(uri).query):
-        if name in _CODE_PARAMETERS and not _same_code(value, user_code):
-            raise DeviceFlowError(
-                message="the device authorization response's verification_uri_complete "
-                f"carries another code than its user_code ({untrusted(value, 40)} vs "
-                f"{untrusted(user_code, 40)}): refusing to show a link that approves "
-                "something else",
-                hint="this server is not behaving as RFC 8628 says; check `auth-url`",
-            )
+def _path_segments(path: str) -> list[str]:
+    return [unquote(segment) for segment in path.split("/") if segment]
+
+
+def _complete_uri_problem(complete: str, verification_uri: str, user_code: str) -> str | None:
+    """Why ``complete`` must not be shown, or None. It embeds the code in a ``user_code`` or
+    ``code`` query parameter, or in a path segment after the ``verification_uri``'s path
+    (``/device/WDJB-MJHT``); a link that embeds another code than the one shown would have
+    the approver confirm another device's request while checking the code against ours.
+
+    Every code parameter must be ours; path segments beyond the verification_uri's (all of
+    them, on another path) must hold ours unless a code parameter did. A link that embeds
+    nothing recognisable (an opaque ``?t=…`` on the same path) cannot be checked, and is
+    shown: the page then shows the code, for the approver to compare."""
+    parts = urlsplit(complete)
+    in_query = [value for name, value in parse_qsl(parts.query) if name in _CODE_PARAMETERS]
+    other = next((code for code in in_query if not _same_code(code, user_code)), None)
+    if other is None and not in_query:
+        base = _path_segments(urlsplit(verification_uri).path)
+        segments = _path_segments(parts.path)
+        extra = segments[len(base) :] if segments[: len(base)] == base else segments
+        if extra and not any(_same_code(segment, user_code) for segment in extra):
+            other = "/".join(extra)
+    if other is None:
+        return None
+    return (
+        "the server's verification_uri_complete carries another code than its user_code "
+        f"({untrusted(other, 40)} vs {untrusted(user_code, 40)}): that link could approve "
+        "another device's request, so it is not shown; the approver opens the "
+        "verification_uri and enters the code"
+    )
 
 
 def parse_device_authorization(body: Mapping[str, Any], *, now: float) -> DeviceAuthorization:
@@ -151,7 +172,7 @@ def parse_device_authorization(body: Mapping[str, Any], *, now: float) -> Device
     if uri is None:
         raise DeviceFlowError(message="the device authorization response has no verification_uri")
     complete = _verification_uri(body, "verification_uri_complete")
-    _check_complete_uri(complete, user_code)
+    link_warning = _complete_uri_problem(complete, uri, user_code) if complete else None
     expires_in = _seconds(body, "expires_in", None, MAX_EXPIRES_IN_S)
     if expires_in < MIN_EXPIRES_IN_S:
         raise DeviceFlowError(
@@ -163,19 +184,24 @@ def parse_device_authorization(body: Mapping[str, Any], *, now: float) -> Device
         device_code=secret_code,
         user_code=user_code,
         verification_uri=uri,
-        verification_uri_complete=complete,
+        verification_uri_complete=None if link_warning else complete,
         expires_in=expires_in,
         interval=max(1, _seconds(body, "interval", DEFAULT_INTERVAL_S, MAX_INTERVAL_S)),
         issued_at=now,
+        link_warning=link_warning,
     )
 
 
-def raise_for_device_authorization(reply: Reply, endpoint: str, source: str) -> None:
-    """The device authorization endpoint refused: say why, and where we asked."""
+def raise_for_device_authorization(
+    reply: Reply, endpoint: str, source: str, *, note: str | None = None
+) -> None:
+    """The device authorization endpoint refused: say why, where we asked, and what looks
+    wrong about where that address came from (its own line)."""
     if reply.error is None and reply.status in (404, 405, 501):
         raise DeviceFlowUnsupported(
             message="the authorization server does not offer the device flow: "
-            f"{untrusted(endpoint, 200)} (from {source}) answered HTTP {reply.status}",
+            f"{untrusted(endpoint, 200)} (from {source}) answered HTTP {reply.status}"
+            + (f"\n{note}" if note else ""),
             hint="check `auth-url`; enable the device authorization grant (RFC 8628) for "
             "this server and client (SharkAuth's current release ships with it switched "
             "off); or set `device-authorization-endpoint` to the right URL",
@@ -387,7 +413,8 @@ class DeviceFlow:
             self._completed = True
         return self.endpoints()
 
-    def _client(self) -> Client:
+    def client(self) -> Client:
+        """Us, to the token endpoint: the client id and how it authenticates."""
         return Client(self.client_id, self.client_secret, self.endpoints().client_auth)
 
     def begin(self, *, deadline: float | None = None) -> DeviceAuthorization:
@@ -403,10 +430,12 @@ class DeviceFlow:
             if self.resource:
                 form["resource"] = list(self.resource)
             reply = post_form(
-                self.http, endpoint, form, self._client(), dpop=None, deadline=deadline
+                self.http, endpoint, form, self.client(), dpop=None, deadline=deadline
             )
             if reply.status != 200 or reply.error is not None or reply.body is None:
-                raise_for_device_authorization(reply, endpoint, endpoints.source)
+                raise_for_device_authorization(
+                    reply, endpoint, endpoints.source, note=endpoints.note
+                )
             assert reply.body is not None
             self.authorization = parse_device_authorization(reply.body, now=self.clock())
             return self.authorization
@@ -421,7 +450,7 @@ class DeviceFlow:
             self.http,
             self.endpoints().token,
             form,
-            self._client(),
+            self.client(),
             dpop=self.dpop,
             deadline=deadline,
             retry=False,

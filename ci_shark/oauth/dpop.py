@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ci_shark.errors import ConfigError
-from ci_shark.secret import Secret
+from ci_shark.secret import Secret, SecretBytes
 from ci_shark.urls import without_query
 
 _COORDINATE_BYTES = 32  # P-256
@@ -60,15 +60,22 @@ class DPoPKey:
         return cls(ec.generate_private_key(ec.SECP256R1()))
 
     @classmethod
-    def from_pem(cls, pem: str | bytes) -> DPoPKey:
-        data = pem.encode() if isinstance(pem, str) else pem
+    def from_pem(cls, pem: str | bytes, password: bytes | None = None) -> DPoPKey:
+        """A PKCS#8 or SEC1 PEM; ``password`` for an encrypted one (the SDK's signature)."""
+        data = pem.encode() if isinstance(pem, str) else bytes(pem)
         try:
-            key = serialization.load_pem_private_key(data, password=None)
+            key = serialization.load_pem_private_key(data, password=password)
         except (ValueError, TypeError):
             # `from None`: the parser's message could quote key material.
+            problem = (
+                "an encrypted PEM that this password does not open"
+                if password is not None
+                else "not a readable unencrypted PEM private key"
+            )
             raise ConfigError(
-                "the DPoP private key is not a readable unencrypted PEM private key",
-                hint="provide a PKCS#8 or SEC1 PEM (BEGIN PRIVATE KEY / BEGIN EC PRIVATE KEY)",
+                f"the DPoP private key is {problem}",
+                hint="provide a PKCS#8 or SEC1 PEM (BEGIN PRIVATE KEY / BEGIN EC PRIVATE KEY); "
+                "an encrypted one needs its password",
             ) from None
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ConfigError(
@@ -102,12 +109,19 @@ class DPoPKey:
         return cls.from_jwk(text) if text.lstrip().startswith("{") else cls.from_pem(text)
 
     def private_pem(self) -> Secret:
-        pem = self._private_key.private_bytes(
+        return Secret(self._pkcs8_pem().decode("ascii"))
+
+    def private_key_pem(self) -> SecretBytes:
+        """The SharkAuth SDK's spelling: unencrypted PKCS#8 PEM bytes, which
+        :meth:`from_pem` loads back (``repr`` shows ``***``)."""
+        return SecretBytes(self._pkcs8_pem())
+
+    def _pkcs8_pem(self) -> bytes:
+        return self._private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        return Secret(pem.decode("ascii"))
 
     def private_jwk(self) -> Secret:
         d = self._private_key.private_numbers().private_value.to_bytes(_COORDINATE_BYTES, "big")
@@ -122,11 +136,13 @@ class DPoPKey:
         nonce: str | None = None,
         access_token: str | Secret | None = None,
         now: float | None = None,
+        jti: str | None = None,
     ) -> str:
-        """A DPoP proof JWT for one request. Every call has a fresh ``jti``."""
+        """A DPoP proof JWT for one request. Every call has a fresh ``jti`` unless a test
+        names one."""
         header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": self.public_jwk}
         claims: dict[str, Any] = {
-            "jti": secrets.token_urlsafe(18),
+            "jti": jti or secrets.token_urlsafe(18),
             "htm": htm.upper(),
             "htu": without_query(htu),
             "iat": int(time.time() if now is None else now),
@@ -148,12 +164,16 @@ class DPoPKey:
         self,
         htm: str,
         htu: str,
-        access_token: str | Secret | None = None,
+        *,
         nonce: str | None = None,
+        access_token: str | Secret | None = None,
+        iat: int | None = None,
+        jti: str | None = None,
     ) -> str:
-        """SharkAuth SDK spelling of :meth:`proof`: ``make_proof("POST", url)`` or
-        ``make_proof(htm=…, htu=…, access_token=…)``."""
-        return self.proof(htm, htu, nonce=nonce, access_token=access_token)
+        """SharkAuth SDK spelling of :meth:`proof`, with its signature: ``make_proof("POST",
+        url)`` or ``make_proof(htm=…, htu=…, access_token=…)``; ``iat`` and ``jti`` are
+        its overrides for tests."""
+        return self.proof(htm, htu, nonce=nonce, access_token=access_token, now=iat, jti=jti)
 
     def __repr__(self) -> str:
         return f"DPoPKey(jkt={self.jkt!r})"

@@ -8,7 +8,9 @@ this server (``iss``), to us (``aud``), and not expired (``exp``). An id_token t
 is no evidence, and userinfo is asked instead.
 
 Claims are kept exactly as the server sent them: the policy compares raw values, and only
-the display name is sanitised (``john$doe`` and ``john_doe`` are different people).
+the display name is sanitised (``john$doe`` and ``john_doe`` are different people). Which
+claim is the subject, and which (if any) is a username the server keeps unique, is the
+provider preset's to say (GitHub's REST API: ``id`` and ``login``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from ci_shark.errors import CiSharkError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
+from ci_shark.oauth.providers import PROVIDERS, Provider
 from ci_shark.oauth.tokens import TokenSet, jwt_claims
 from ci_shark.safe_text import inert
 from ci_shark.secret import Secret
@@ -32,14 +35,19 @@ MAX_CLAIM_CHARS = 256
 
 @dataclass(frozen=True)
 class Identity:
-    subject: str | None  # `sub`, as sent
+    subject: str | None  # the preset's subject claim (`sub`; GitHub: `id`), as sent
     username: str | None  # `preferred_username`, `login` or `username`, as sent
     email: str | None  # `email`, as sent, and only when the server marked it verified
+    # The preset's unique username claim (GitHub: `login`), as sent: what a bare
+    # `allowed-approvers` entry matches. None for presets without one.
+    unique_username: str | None = None
 
     @property
     def display(self) -> str:
-        """Who approved, for the `approver` output and messages: inert, bounded."""
-        return inert(self.username or self.email or self.subject or "unknown", 100)
+        """Who approved, for the `approver` output and messages: inert, bounded. The
+        preset's unique username first: another claim may hold any name."""
+        name = self.unique_username or self.username or self.email or self.subject
+        return inert(name or "unknown", 100)
 
 
 def _claim(claims: Mapping[str, Any], *names: str) -> str | None:
@@ -52,19 +60,28 @@ def _claim(claims: Mapping[str, Any], *names: str) -> str | None:
     return None
 
 
-def from_claims(claims: Mapping[str, Any]) -> Identity | None:
+def from_claims(
+    claims: Mapping[str, Any], provider: Provider = PROVIDERS["shark"]
+) -> Identity | None:
+    unique = provider.unique_username_claim
     identity = Identity(
-        subject=_claim(claims, "sub"),
+        subject=_claim(claims, provider.subject_claim),
         # Not `nickname` or `name`: anyone may set theirs to a maintainer's name.
         username=_claim(claims, "preferred_username", "login", "username"),
         # An email counts only once the server says it verified it.
         email=_claim(claims, "email") if claims.get("email_verified") is True else None,
+        unique_username=_claim(claims, unique) if unique else None,
     )
     return identity if identity.subject or identity.username or identity.email else None
 
 
 def from_id_token(
-    id_token: Secret, *, client_id: str, issuer: str, now: float | None = None
+    id_token: Secret,
+    *,
+    client_id: str,
+    issuer: str,
+    provider: Provider = PROVIDERS["shark"],
+    now: float | None = None,
 ) -> Identity | None:
     """The identity in an id_token issued by ``issuer`` to ``client_id`` that has not
     expired; None when it is not evidence of who approved our request."""
@@ -85,7 +102,7 @@ def from_id_token(
         or expires + EXPIRY_LEEWAY_S < now
     ):
         return None
-    return from_claims(claims)
+    return from_claims(claims, provider)
 
 
 def identify(
@@ -97,11 +114,14 @@ def identify(
     find_userinfo: Callable[[], str | None],
     dpop: DPoPKey | None,
     deadline: float,
+    provider: Provider = PROVIDERS["shark"],
 ) -> Identity | None:
     """The approver, when the server tells; None when it does not. ``find_userinfo`` is
     asked only when the id_token does not tell (it may have to read the metadata)."""
     if tokens.id_token is not None:
-        identity = from_id_token(tokens.id_token, client_id=client_id, issuer=issuer)
+        identity = from_id_token(
+            tokens.id_token, client_id=client_id, issuer=issuer, provider=provider
+        )
         if identity is not None:
             return identity
     userinfo_endpoint = find_userinfo()
@@ -119,4 +139,4 @@ def identify(
         return None  # identity is best effort; the policy check fails closed on None
     if reply.status != 200 or reply.body is None:
         return None
-    return from_claims(reply.body)
+    return from_claims(reply.body, provider)

@@ -1,5 +1,11 @@
 """Provider presets: where each server keeps its device-flow endpoints when it publishes no
-metadata, and which of its quirks we must expect.
+metadata, which of its quirks we must expect, and which of its claims name a user.
+
+Only a preset whose documentation says its usernames are unique and cannot be taken by
+someone else names a ``unique_username_claim``: a bare `allowed-approvers` entry matches
+that claim, and is a configuration error with any other preset (``flow.py``). OpenID
+Connect Core §5.1 says ``preferred_username`` is not unique, and many servers let users
+edit it. docs/compatibility.md has the table and its sources.
 
 The quirks that are only a different word for an RFC outcome (``authorization_declined``,
 ``verification_url``, lowercase ``bearer``, ``dpop-nonce``) are handled where the words are
@@ -8,6 +14,7 @@ read, for every server. What stays here is what depends on knowing the server.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -22,6 +29,7 @@ class Provider:
     device_path: str | None
     token_path: str | None
     revoke_path: str | None = None
+    introspect_path: str | None = None  # RFC 7662, for the library's introspect_token
     publishes_metadata: bool = True
     needs_client_secret: bool = False
     # Answers invalid_grant for a code past its lifetime (after one expired_token).
@@ -29,17 +37,51 @@ class Provider:
     # How a confidential client authenticates when no metadata says (RFC 6749: Basic).
     client_auth: Literal["basic", "post"] = "basic"
     note: str = ""
+    # Who approved, when the server publishes no metadata: the userinfo URL for `auth-url`.
+    userinfo: Callable[[str], str] | None = None
+    # The claim `sub:` entries match (OpenID Connect: `sub`; GitHub's REST API: `id`).
+    subject_claim: str = "sub"
+    # The claim a bare `allowed-approvers` entry matches; None: a bare entry is refused.
+    unique_username_claim: str | None = None
+
+    def userinfo_url(self, auth_url: str) -> str | None:
+        return self.userinfo(auth_url) if self.userinfo is not None else None
+
+
+GITHUB_HOSTS = ("github.com", "www.github.com")
+
+
+def _github_user_api(auth_url: str) -> str:
+    """GitHub's "Get the authenticated user": on api.github.com for github.com, on
+    api.<name>.ghe.com for GHE.com, under /api/v3 on a GitHub Enterprise Server."""
+    host = (urlsplit(auth_url).hostname or "").lower()
+    if host in GITHUB_HOSTS:
+        return "https://api.github.com/user"
+    if host.endswith(".ghe.com"):
+        return f"https://api.{host}/user"
+    return auth_url.rstrip("/") + "/api/v3/user"
 
 
 PROVIDERS: dict[str, Provider] = {
-    "shark": Provider("shark", "/oauth/device", "/oauth/token", "/oauth/revoke"),
+    "shark": Provider(
+        "shark",
+        "/oauth/device",
+        "/oauth/token",
+        "/oauth/revoke",
+        introspect_path="/oauth/introspect",
+    ),
     # https://github.com: no metadata, errors with HTTP 200, no verification_uri_complete.
+    # Who approved comes from its REST API (`login`, `id`); a `login` is unique and nobody
+    # can take one in use (docs/compatibility.md).
     "github": Provider(
         "github",
         "/login/device/code",
         "/login/oauth/access_token",
         publishes_metadata=False,
         note="GitHub answers errors with HTTP 200 and gives no verification_uri_complete",
+        userinfo=_github_user_api,
+        subject_claim="id",
+        unique_username_claim="login",
     ),
     # https://oauth2.googleapis.com (metadata lives at accounts.google.com).
     "google": Provider(
@@ -62,13 +104,16 @@ PROVIDERS: dict[str, Provider] = {
         invalid_grant_when_expired=True,
     ),
     # https://{org}.okta.com/oauth2/{server}
-    "okta": Provider("okta", "/v1/device/authorize", "/v1/token", "/v1/revoke"),
+    "okta": Provider(
+        "okta", "/v1/device/authorize", "/v1/token", "/v1/revoke", introspect_path="/v1/introspect"
+    ),
     # https://{host}/realms/{realm}
     "keycloak": Provider(
         "keycloak",
         "/protocol/openid-connect/auth/device",
         "/protocol/openid-connect/token",
         "/protocol/openid-connect/revoke",
+        introspect_path="/protocol/openid-connect/token/introspect",
     ),
     # Metadata or explicit endpoints only.
     "generic": Provider("generic", None, None),
@@ -79,7 +124,7 @@ def recognise(auth_url: str) -> Provider:
     """`provider: auto`: what the URL tells; SharkAuth (the default) otherwise."""
     parts = urlsplit(auth_url)
     host = (parts.hostname or "").lower()
-    if host in ("github.com", "www.github.com"):
+    if host in GITHUB_HOSTS:
         return PROVIDERS["github"]
     if host in ("oauth2.googleapis.com", "accounts.google.com"):
         return PROVIDERS["google"]

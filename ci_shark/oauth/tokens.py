@@ -30,6 +30,17 @@ _SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() takes 
 TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
 
 ClientAuth = Literal["basic", "post"]
+# How a client proves who it is, by its RFC 8414 / RFC 7591 name: what a login records
+# (`SHARK_CLIENT_AUTH`) so that `refresh` and `revoke` in a later step do the same. "none" is
+# a public client. A method added later (an RFC 7523 client assertion) gets its name here,
+# its non-secret parameters (the assertion's audience) recorded beside it, never a credential.
+CLIENT_AUTH_METHODS: dict[str, ClientAuth | None] = {
+    "none": None,
+    "client_secret_basic": "basic",
+    "client_secret_post": "post",
+}
+# The methods whose credential is `client-secret`: a later step must be given it again.
+SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
 
 
 def whole_seconds(value: object) -> int | None:
@@ -167,6 +178,13 @@ class Client:
         if self.secret is not None:
             form["client_secret"] = self.secret
         return None
+
+    @property
+    def method(self) -> str:
+        """How this client authenticates, by its name in :data:`CLIENT_AUTH_METHODS`."""
+        if self.secret is None:
+            return "none"
+        return "client_secret_post" if self.auth == "post" else "client_secret_basic"
 
 
 def post_form(
@@ -358,6 +376,8 @@ def jwt_claims(token: Secret) -> dict[str, Any] | None:
 
 
 __all__ = [
+    "CLIENT_AUTH_METHODS",
+    "SECRET_METHODS",
     "Client",
     "ClientAuth",
     "Token",

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-from ci_shark.outputs import Credentials, reveal
+from ci_shark.outputs import Credentials, Value, reveal
 from ci_shark.platforms.base import Platform
 from ci_shark.platforms.channels import Channel, Registered
 from ci_shark.platforms.common import env_value
@@ -136,17 +137,17 @@ class AzurePlatform(Platform):
         """The files (dotenv/json/key, or stdout for `shell`) first, all or none; then every
         ``SHARK_*`` as a pipeline variable for the later steps of this job."""
         exported = super().export(credentials)
-        self._set_variables(exported)
+        self._set_variables(exported.named())
         return exported
 
     def export_refreshed(
-        self, credentials: Credentials, file: Path, *, print_exports: bool = False
+        self, values: Mapping[str, Value], file: Path, *, print_exports: bool = False
     ) -> None:
-        super().export_refreshed(credentials, file, print_exports=print_exports)
-        self._set_variables(credentials)
+        super().export_refreshed(values, file, print_exports=print_exports)
+        self._set_variables(values)
 
-    def _set_variables(self, exported: Credentials) -> None:
-        for name, value in exported.named().items():
+    def _set_variables(self, values: Mapping[str, Value]) -> None:
+        for name, value in values.items():
             text = reveal(value)
             if "\n" in text or "\r" in text:
                 continue  # the named outputs are single-line; never split a secret

@@ -31,14 +31,16 @@ from typing import ClassVar, TextIO
 import httpx
 
 from ci_shark.config import Settings
+from ci_shark.errors import ConfigError
 from ci_shark.outputs import (
     RENDERERS,
     Credentials,
     PlannedFile,
+    Value,
     check_writable,
-    is_json,
     new_key_file_path,
     private_directory,
+    read_credentials,
     write_all,
 )
 from ci_shark.platforms.channels import (
@@ -55,13 +57,18 @@ from ci_shark.secret import Secret
 
 PROGRESS_EVERY_S = 30.0
 DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
-# Job ids of CIs without a platform of their own (Jenkins, CircleCI, Travis, Bitbucket).
+# Job ids of CIs without a platform of their own (Jenkins, CircleCI, Travis, Bitbucket,
+# AWS CodeBuild, Bamboo).
 GENERIC_JOB_VARIABLES = (
     "BUILD_TAG",
     "CIRCLE_WORKFLOW_JOB_ID",
     "TRAVIS_JOB_ID",
     "BITBUCKET_STEP_UUID",
+    "CODEBUILD_BUILD_ID",
+    "bamboo_buildResultKey",
 )
+# CIs that set neither `CI` nor a job id above, but this (TeamCity).
+CI_ONLY_VARIABLES = ("TEAMCITY_VERSION",)
 
 
 class Platform:
@@ -103,6 +110,7 @@ class Platform:
             color=not env.get("NO_COLOR"),
         )
         self._last_progress_at: float | None = None
+        self.credentials_file: Path | None = None  # where export wrote them, once it has
         self._masked: set[bytes] = set()
         self.init_state()
         # Before anything can print them, whatever `notify` says (channels rule 5).
@@ -129,10 +137,22 @@ class Platform:
         """Where this CI reads its commands (every platform but Azure: stderr, the log)."""
         return self.stderr
 
+    def in_ci(self) -> bool:
+        """A CI job, not a person's terminal: a CI of our own, else `CI` set (as most CIs
+        do, `CI=woodpecker` too), a known job id (Jenkins sets no `CI`) or another CI's
+        own variable. A CI that shows none of these is taken for a terminal."""
+        if self.name != "generic":
+            return True
+        if self.env.get("CI", "").strip().lower() not in ("", "false", "0"):
+            return True
+        return any(
+            env_value(self.env, name) for name in (*GENERIC_JOB_VARIABLES, *CI_ONLY_VARIABLES)
+        )
+
     def is_person_watching(self) -> bool:
         """A person watches stderr live: a terminal, and not a CI (some CIs give steps a
         terminal too; their logs are still read line by line)."""
-        if self.name != "generic" or self.env.get("CI", "").lower() in ("true", "1"):
+        if self.in_ci():
             return False
         isatty = getattr(self.stderr, "isatty", None)
         try:
@@ -191,10 +211,16 @@ class Platform:
             self.log(f"ci_shark: still waiting for approval ({left}s left)")
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
-        """The flow ended (any way): every channel says how. Never raises: it runs on every
-        way out and must not hide the first error. A CI adds what is its own (GitHub's
-        `status` output, a log section's end)."""
+        """The flow ended (any way): every channel says how, then where the credentials
+        went (the login's last line). Never raises: it runs on every way out and must not
+        hide the first error. A CI adds what is its own (GitHub's `status` output, a log
+        section's end)."""
         self.channels.finish(outcome, request)
+        if outcome.status == "approved" and self.credentials_file is not None:
+            self.log(
+                f"ci_shark: the credentials are in {self.credentials_file}: "
+                "`ci-shark request|refresh|revoke` read them from there"
+            )
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -203,9 +229,19 @@ class Platform:
         return "dotenv" if chosen in ("auto", "github") else chosen
 
     def state_directory(self) -> Path:
-        """A private folder for this job's files (the key file, the default credentials
-        file): under the system's temp dir, per user and per CI job, mode 0700 — never
-        the checkout, where `docker build .` or an artifact step would pick them up."""
+        """A private folder (0700) for the files we write (the key file, the default
+        credentials file) — never the checkout, where `docker build .` or an artifact step
+        would pick them up:
+
+        - in a CI job, one per user and per job under the system's temp dir, so two jobs
+          side by side never share a credentials file;
+        - outside CI, one per user that a new terminal finds again: the XDG state folder
+          (``$XDG_STATE_HOME/ci-shark``, else ``~/.local/state/ci-shark``). A folder per
+          terminal session left a second terminal with "nothing to revoke" while the
+          first one's tokens stayed live.
+        """
+        if not self.in_ci():
+            return private_directory(user_state_home(self.env) / "ci-shark")
         user = getattr(os, "getuid", lambda: "user")()
         base = Path(tempfile.gettempdir()) / f"ci-shark-{user}"
         private_directory(base)
@@ -213,8 +249,8 @@ class Platform:
 
     def job_key(self) -> str:
         """What tells this job from another of the same user: the CI's job id; on an
-        unknown CI (or a terminal) a known job variable, else the login session, so two
-        jobs side by side never share a credentials file."""
+        unknown CI a known job variable, else the login session (a CI that names no job
+        runs each job in a session of its own)."""
         names = (self.job_id_variable,) if self.job_id_variable else GENERIC_JOB_VARIABLES
         for name in names:
             if name and (job := env_value(self.env, name)):
@@ -234,8 +270,16 @@ class Platform:
         return self.state_directory() / DEFAULT_OUTPUT_FILES[self.file_format()]
 
     def check_outputs(self) -> None:
-        """Before a device code exists: every place the outputs go can be written."""
-        check_writable(self.output_path(), what="`output-file`")
+        """Before a device code exists: every place the outputs go can be written. An
+        earlier login's tokens there are about to be replaced: said now, while they can
+        still be revoked."""
+        output = self.output_path()
+        check_writable(output, what="`output-file`")
+        if holds_tokens(output):
+            self.warn(
+                f"{output} holds the credentials of an earlier login, which this one "
+                "replaces: `ci-shark revoke` ends them first (else they live until they expire)"
+            )
 
     def export(self, credentials: Credentials) -> Credentials:
         """Write the outputs: files all or none, then (for `shell`) stdout for `eval`.
@@ -246,6 +290,7 @@ class Platform:
         values = credentials.named()
         planned.append(PlannedFile(plan.output, RENDERERS[self.file_format()](values)))
         self.write_files(planned, plan.key_path)
+        self.credentials_file = plan.output
         for path in planned:
             self.log(f"ci_shark: wrote {path.path} (mode 0600)")
         if self.output_format() == "shell":
@@ -254,17 +299,12 @@ class Platform:
         return credentials
 
     def export_refreshed(
-        self, credentials: Credentials, file: Path, *, print_exports: bool = False
+        self, values: Mapping[str, Value], file: Path, *, print_exports: bool = False
     ) -> None:
-        """After `refresh`: the new tokens where the old ones were — ``file`` rewritten
-        whole, in its own format when it exists — and exports on stdout only when the
-        command line asked for them (stdout may be an API's answer or a job log)."""
-        values = credentials.named()
-        fmt = (
-            "json" if not file.is_file() or is_json(file.read_text(encoding="utf-8")) else "dotenv"
-        )
-        write_all([PlannedFile(file, RENDERERS[fmt](values))])
-        self.log(f"ci_shark: wrote {file} (mode 0600)")
+        """After `refresh` saved the new tokens in ``file`` (the tokens are safe there
+        whatever fails here): the ways out a CI has besides the file, and exports on stdout
+        only when the command line asked for them (stdout may be an API's answer or a job
+        log)."""
         if print_exports:
             self.stdout.write(RENDERERS["shell"](values))
             self.stdout.flush()
@@ -300,6 +340,36 @@ class ExportPlan:
     files: tuple[PlannedFile, ...]  # the key file, if any
     key_path: Path | None
     output: Path  # the credentials file
+
+
+def user_state_home(env: Mapping[str, str]) -> Path:
+    """The XDG Base Directory state home: ``$XDG_STATE_HOME`` when absolute (the spec
+    ignores a relative one), else ``~/.local/state``; created (0700) when missing."""
+    given, home = Path(env.get("XDG_STATE_HOME", "")), Path(env.get("HOME", ""))
+    try:
+        if given.is_absolute():
+            folder = given
+        else:
+            folder = (home if home.is_absolute() else Path.home()) / ".local" / "state"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: Path.home() found no home
+        raise ConfigError(
+            f"no folder for the credentials: {getattr(exc, 'filename', None) or 'no home'}: "
+            f"{getattr(exc, 'strerror', None) or exc}",
+            hint="set XDG_STATE_HOME to a folder you own, or set `output-file`",
+        ) from None
+    return folder
+
+
+def holds_tokens(path: Path) -> bool:
+    """Whether ``path`` is a credentials file with a token in it."""
+    try:
+        values = read_credentials(path) if path.is_file() else {}
+    except ConfigError:
+        return False
+    return any(
+        values.get(name, "").strip() for name in ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN")
+    )
 
 
 def _safe_name(text: str) -> str:

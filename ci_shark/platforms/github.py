@@ -23,6 +23,7 @@ the log writer.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from contextlib import suppress
 from pathlib import Path
 from typing import ClassVar
@@ -182,6 +183,7 @@ class GitHubPlatform(Platform):
                     with suppress(OSError):
                         path.unlink()
             raise
+        self.credentials_file = credentials_file
         self.log(f"ci_shark: step outputs written: {', '.join(sorted(outputs))}")
         if "GITHUB_ENV" in texts:
             self.log("ci_shark: SHARK_* variables exported to later steps (export-env)")
@@ -191,14 +193,13 @@ class GitHubPlatform(Platform):
         return credentials
 
     def export_refreshed(
-        self, credentials: Credentials, file: Path, *, print_exports: bool = False
+        self, values: Mapping[str, Value], file: Path, *, print_exports: bool = False
     ) -> None:
-        """The file as everywhere, and this step's outputs. Not GITHUB_ENV: that would
-        hand every later step (third-party actions too) the refresh token and the key;
-        `ci-shark` reads the file, and export-env's variables keep the login's values."""
-        named = credentials.named()
-        outputs = render_file_commands(step_outputs(named))
-        super().export_refreshed(credentials, file, print_exports=print_exports)
+        """This step's outputs. Not GITHUB_ENV: that would hand every later step
+        (third-party actions too) the refresh token and the key; `ci-shark` reads the
+        file, and export-env's variables keep the login's values."""
+        outputs = render_file_commands(step_outputs(values))
+        super().export_refreshed(values, file, print_exports=print_exports)
         if self.env.get("GITHUB_OUTPUT"):
             append_all(self.env, {"GITHUB_OUTPUT": outputs})
 

@@ -42,7 +42,7 @@ STEP_OUTPUTS = {
 
 def step_outputs(named: Mapping[str, Value]) -> dict[str, Value]:
     """The step's outputs (dashed names) from the ``SHARK_*`` values."""
-    return {step: named[shark] for step, shark in STEP_OUTPUTS.items()}
+    return {step: named.get(shark, "") for step, shark in STEP_OUTPUTS.items()}
 
 
 def escape_command_data(value: str) -> str:

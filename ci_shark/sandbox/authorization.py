@@ -1,6 +1,6 @@
-"""The authorization-server endpoints: metadata, JWKS, device authorization, token, revoke,
-introspect. Strict where real servers are: SharkAuth's zero-tolerance poll spacing, RFC 9449
-key binding, one redemption per device code.
+"""The authorization-server endpoints: metadata, JWKS, device authorization, token (token
+exchange in ``exchange.py``), revoke, introspect. Strict where real servers are: SharkAuth's
+zero-tolerance poll spacing, RFC 9449 key binding, one redemption per device code.
 
 Client authentication, in one place (``_authenticate_client``): a confidential client's
 secret; with a trusted CI issuer, a client its rules name proves who asks with the CI's OIDC
@@ -20,6 +20,7 @@ from typing import Any, Final
 from ci_shark.sandbox.assertions import ALGORITHMS, AssertionRefused
 from ci_shark.sandbox.ci_trust import CiIdentity
 from ci_shark.sandbox.endpoints import EndpointGroup
+from ci_shark.sandbox.exchange import TOKEN_EXCHANGE_GRANT_TYPE, exchange_token
 from ci_shark.sandbox.jose import b64url_encode, public_coordinates
 from ci_shark.sandbox.state import Grant, display_user_code
 from ci_shark.sandbox.wire import (
@@ -77,6 +78,7 @@ class AuthorizationEndpoints(EndpointGroup):
                 *([DEVICE_CODE_GRANT_TYPE] if device_flow != "missing" else []),
                 "refresh_token",
                 *(["client_credentials"] if self._options.client_secrets else []),
+                TOKEN_EXCHANGE_GRANT_TYPE,
             ],
             "response_types_supported": [],
             "token_endpoint_auth_methods_supported": [
@@ -174,11 +176,16 @@ class AuthorizationEndpoints(EndpointGroup):
             return self._refresh(req, form, client_id)
         if grant_type == "client_credentials":
             return self._client_credentials(req, form, client_id)
+        if grant_type == TOKEN_EXCHANGE_GRANT_TYPE:
+            return exchange_token(self._state, form, client_id, self._verify_proof(req))
         raise OAuthError("unsupported_grant_type", "this grant_type is not supported")
 
     def _authenticate_client(self, req: Request, form: Form) -> tuple[str, CiIdentity | None]:
         """The client's id, and the CI identity it proved (workload identity)."""
         client_id, secret = client_credentials_of(req, form)
+        if not self._options.knows_client(client_id):
+            # As a real server answers a client nobody registered (RFC 6749 §5.2).
+            raise OAuthError("invalid_client", "unknown client", status=401)
         trust = self._state.ci_trust
         assertion_type = form.get("client_assertion_type")
         assertion = form.get("client_assertion")
@@ -272,12 +279,13 @@ class AuthorizationEndpoints(EndpointGroup):
         state = self._state
         with state.lock:
             token = state.tokens.get(value)
-            if (
-                token is None
-                or token.kind != "refresh"
-                or not token.active
-                or token.client_id != client_id
-            ):
+            if token is None or token.kind != "refresh" or token.client_id != client_id:
+                raise OAuthError("invalid_grant", "the refresh token is invalid")
+            if not token.active:
+                if self._options.refresh_reuse_revokes:
+                    # RFC 9700 §4.14.2: a spent refresh token used again means two holders
+                    # (or a thief): end the whole grant.
+                    state.revoke_family_locked(token.family)
                 raise OAuthError("invalid_grant", "the refresh token is invalid")
             # RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
             if token.jkt is not None and jkt != token.jkt:
@@ -310,7 +318,9 @@ class AuthorizationEndpoints(EndpointGroup):
         value = form.require("token")
         # A public client may revoke without naming itself (RFC 7009 §2.1 asks credentials of
         # confidential clients only); a client that must prove its CI identity must here too.
-        named = form.get("client_id") or req.header("Authorization") or form.get("client_assertion")
+        # (An admin's Bearer token, as the SDK's OAuthClient sends, names no client.)
+        basic = (req.header("Authorization") or "")[:6].lower() == "basic "
+        named = form.get("client_id") or basic or form.get("client_assertion")
         client_id = self._authenticate_client(req, form)[0] if named else None
         state = self._state
         trust = state.ci_trust
@@ -355,6 +365,8 @@ class AuthorizationEndpoints(EndpointGroup):
             payload["token_type"] = "DPoP" if token.jkt else "Bearer"
         if token.jkt:
             payload["cnf"] = {"jkt": token.jkt}
+        if token.audience:
+            payload["aud"] = token.audience
         return json_reply(200, payload, "active")
 
 

@@ -2,6 +2,11 @@
 
 Also what only a socket can do: keep-alive, limits on what a client may send, a real TCP
 reset for the "reset" fault, a body cut short for "truncated".
+
+The request log (``request_log``, the standalone server's stderr) gets one line per request:
+method, path, status, and the outcome's name. Never the query (a user code, whatever a
+client put there), a header or a body; what the client sent is percent-encoded, so no
+control character reaches a terminal.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +68,17 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+def log_line(req: Request, reply: Reply) -> str:
+    """``12:00:01 POST /oauth/token 400 authorization_pending``: see the module's rule."""
+    status = "reset" if reply.action == "reset" else str(reply.status)
+    method, path = (urllib.parse.quote(text, safe=_SAFE_IN_LOG) for text in (req.method, req.path))
+    return f"{time.strftime('%H:%M:%S')} {method} {path} {status} {reply.outcome or '-'}"
+
+
+# RFC 3986's unreserved and sub-delims, ':', '@', '/' and '%': a path prints as it was sent.
+_SAFE_IN_LOG: Final = "/:@!$&'()*+,;=-._~%"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -141,6 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
                 reply = json_reply(500, payload, "server_error")
         # Record before answering, so a client that sees the answer also sees it in stats.
         core.record(req, reply)
+        if core.options.request_log is not None:
+            core.options.request_log(log_line(req, reply))
         self._write(reply)
 
     def _read_body(self) -> tuple[bytes, Reply | None]:

@@ -1,4 +1,8 @@
-"""Every sandbox option, written once: the server's keywords and the standalone flags follow."""
+"""Every sandbox option, written once: the server's keywords and the standalone flags follow.
+
+``--help`` shows each flag's default, read from the field (or the flag's ``default_text``
+where a bare value would not say what it means), so the help cannot drift from the code.
+"""
 
 from __future__ import annotations
 
@@ -27,14 +31,15 @@ class Flag:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     repeatable: bool = False  # may be given again: the parsed lists are joined
+    default_text: str | None = None  # the default in --help, when its value says too little
 
 
 def _flag(name: str, help: str, **how: Any) -> dict[str, Flag]:
     return {"flag": Flag(name, help, **how)}
 
 
-def _fault_list(value: str) -> list[str]:
-    return [fault.strip() for fault in value.split(",") if fault.strip()]
+def _comma_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 _FAULTS_HELP = ", ".join(sorted(FAULT_NAMES)) + ", slow:<s>"
@@ -61,17 +66,25 @@ class SandboxOptions:
     # No flag: no authentication protects approval, so it never listens beyond loopback.
     host: str = "127.0.0.1"
     port: int = field(
-        default=0, metadata=_flag("--port", "TCP port on 127.0.0.1 (0: any free)", parse=int)
+        default=0,
+        metadata=_flag(
+            "--port", "TCP port on 127.0.0.1", parse=int, default_text="0, any free port"
+        ),
     )
     interval_s: int = field(
         default=1, metadata=_flag("--interval", "poll interval in seconds", parse=int)
     )
     expires_in_s: int = field(
-        default=600, metadata=_flag("--expires-in", "device code lifetime (s)", parse=int)
+        default=600, metadata=_flag("--expires-in", "device code lifetime in seconds", parse=int)
     )
     approve_after_s: float | None = field(
         default=None,
-        metadata=_flag("--approve-after", "decide automatically after N seconds", parse=float),
+        metadata=_flag(
+            "--approve-after",
+            "decide automatically after N seconds",
+            parse=float,
+            default_text="none, the verification page decides",
+        ),
     )
     approve_on_open: bool = field(
         default=True,
@@ -114,7 +127,7 @@ class SandboxOptions:
         metadata=_flag(
             "--token-fault",
             f"fault(s) for successive token requests: {_FAULTS_HELP}",
-            parse=_fault_list,
+            parse=_comma_list,
             metavar="FAULT[,FAULT]",
             repeatable=True,
         ),
@@ -124,7 +137,7 @@ class SandboxOptions:
         metadata=_flag(
             "--device-fault",
             "fault(s) for successive device authorization requests",
-            parse=_fault_list,
+            parse=_comma_list,
             metavar="FAULT[,FAULT]",
             repeatable=True,
         ),
@@ -132,7 +145,32 @@ class SandboxOptions:
     issue_refresh_token: bool = field(
         default=True, metadata=_flag("--no-refresh-token", "issue no refresh token", const=False)
     )
-    subject: str = field(default="octocat", metadata=_flag("--subject", "the approving user"))
+    refresh_reuse_revokes: bool = field(
+        default=True,
+        metadata=_flag(
+            "--no-refresh-reuse-detection",
+            "a rotated refresh token sent again is only refused; by default it revokes its "
+            "whole grant (RFC 9700 §4.14.2 reuse detection)",
+            const=False,
+        ),
+    )
+    subject: str = field(
+        default="octocat",
+        metadata=_flag("--subject", "the approving user (sub and preferred_username)"),
+    )
+    # Empty: any client id is a public client, as on a server where everyone registered.
+    client_ids: Sequence[str] = field(
+        default=(),
+        metadata=_flag(
+            "--client-id",
+            "accept only these client ids; any other gets invalid_client (HTTP 401), as an "
+            "unregistered client would",
+            parse=_comma_list,
+            metavar="ID[,ID]",
+            repeatable=True,
+            default_text="any client id",
+        ),
+    )
     access_token_ttl_s: int = field(
         default=3600,
         metadata=_flag("--access-token-ttl", "access token lifetime in seconds", parse=int),
@@ -213,8 +251,15 @@ class SandboxOptions:
     # client_secret), and only they may use client_credentials; any other client_id is a
     # public client, whose secret is not checked. No flag: a secret on argv is public.
     client_secrets: Mapping[str, str] = field(default_factory=dict)
+    # No flag: where the standalone server writes one line per request (method, path,
+    # status, outcome). None in process: the demo and the tests read ``stats`` instead.
+    request_log: Callable[[str], None] | None = None
     # No flag: tests inject a fake to move time by hand (grants, nonces, token expiry).
     clock: Callable[[], float] = time.monotonic
+
+    def knows_client(self, client_id: str) -> bool:
+        """Whether the client is registered: any is, unless client ids are listed."""
+        return not self.client_ids or client_id in (*self.client_ids, *self.client_secrets)
 
     def __post_init__(self) -> None:
         if not is_loopback(self.host):
@@ -229,6 +274,8 @@ class SandboxOptions:
             raise ValueError("interval_s must be >= 0, expires_in_s and nonce_ttl_s > 0")
         if self.access_token_ttl_s <= 0:
             raise ValueError("access_token_ttl_s must be > 0")
+        if any(not client_id.strip() for client_id in self.client_ids):
+            raise ValueError("client_ids must not hold an empty client id")
         for fault in (*self.token_faults, *self.device_faults):
             parse_fault(fault)
         self._check_workload_identity()
@@ -338,6 +385,19 @@ fake CI issuer (--fake-ci-issuer):
   a wrong or missing bearer gets 403. Its tokens say repository=octo/app, ref=refs/heads/main
   (change them with --fake-ci-claim).
 """
+_LOG_NOTE: Final = """
+Each request is logged to stderr as one line: time, method, path (never the query), status
+and what the server decided. No token, code or secret is logged.
+"""
+
+
+def _default_text(option: dataclasses.Field[Any], flag: Flag) -> str:
+    if flag.default_text is not None:
+        return flag.default_text
+    default = option.default
+    if default in (None, (), ""):
+        return "none"
+    return str(default)
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -345,7 +405,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m ci_shark.sandbox",
         description="Run the ci_shark loopback authorization server (RFC 8628 + DPoP).",
-        epilog=_EPILOG,
+        epilog=_EPILOG + _LOG_NOTE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
@@ -354,6 +414,8 @@ def argument_parser() -> argparse.ArgumentParser:
         if flag is None:
             continue
         common: dict[str, Any] = {"dest": option.name, "help": flag.help}
+        if flag.const is None:
+            common["help"] += f" (default: {_default_text(option, flag)})"
         if flag.const is not None:
             parser.add_argument(flag.name, action="store_const", const=flag.const, **common)
         else:

@@ -1,4 +1,7 @@
-"""``python -m ci_shark.sandbox``: serve on a loopback port until SIGINT/SIGTERM."""
+"""``python -m ci_shark.sandbox``: serve on a loopback port until SIGINT/SIGTERM.
+
+Its URL goes to stdout (one line, for scripts to read); one line per request to stderr.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +15,14 @@ from ci_shark.sandbox.options import keywords_from_argv
 from ci_shark.sandbox.server import SandboxServer
 
 
+def _log(line: str) -> None:
+    print(f"ci_shark sandbox: {line}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     keywords = keywords_from_argv(argv)
     try:
-        server = SandboxServer(**keywords)
+        server = SandboxServer(**keywords, request_log=_log)
     except ValueError as exc:
         print(f"ci_shark sandbox: {exc}", file=sys.stderr)
         return 2

@@ -64,6 +64,7 @@ class Token:
     jkt: str | None
     family: str  # the device code it descends from: revoking a family kills all of it
     active: bool = True
+    audience: str | None = None  # a token exchange's `audience` (exchange.py)
 
     @property
     def expires_at(self) -> int | None:

@@ -1,6 +1,7 @@
 """The composite action as a real workflow engine runs it: nektos act executes the jobs of
 .github/workflows/selftest.yml (``uses: ./`` and ``uses: ./revoke``) in host mode, offline,
-against the loopback sandbox that scripts/selftest-sandbox.sh starts inside the job.
+against the loopback sandbox that scripts/selftest-sandbox.sh starts inside the job; and the
+README's GitHub example, taken from the README, against a sandbox this test starts.
 
 What this proves that the imitations in tests/integration cannot: the setup step, the
 ``steps.setup.outputs.python`` hand-over, the composite's output mapping, ``export-env``,
@@ -30,7 +31,8 @@ and by tests/integration (test_cli_login.py, test_github_action.py), which send 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,8 +46,11 @@ from engine_tools import (
     stop_leftover_processes,
 )
 from support.cli import clean_env
+from support.doc_blocks import as_workflow, block_under, sandbox_swaps, substitute
 from support.job_outputs import read_json_outputs
 from support.loopback_http import free_port
+
+from ci_shark.sandbox import SandboxServer
 
 pytestmark = pytest.mark.engine
 
@@ -64,7 +69,7 @@ class ActJob:
         self.port = free_port()
         self.secrets_file = tmp_path / "secrets.json"
 
-    def run(self, job: str, *, terminal: bool) -> EngineRun:
+    def run(self, job: str, *, terminal: bool, workflow: Path = WORKFLOW) -> EngineRun:
         env = clean_env(
             {
                 # act reads flags from $XDG_CONFIG_HOME/act/actrc: none but ours.
@@ -76,7 +81,7 @@ class ActJob:
         argv = [
             str(self.act),
             "--workflows",
-            str(WORKFLOW),
+            str(workflow),
             "--job",
             job,
             "--matrix",
@@ -164,3 +169,52 @@ def test_fork_pull_request_is_refused_with_exit_6(act_job: ActJob) -> None:
     assert_succeeded(run, "Run the entrypoint on a fork PR event (must exit 6)")
     # selftest-fork.sh checked exit 6, `status=refused` and that no device code was asked.
     assert "refused as expected" in run.output
+
+
+# -- the README's example, as a user pastes it ---------------------------------------------
+
+SandboxFactory = Callable[..., SandboxServer]
+# Test harness, not the README's: act copies this working tree at a checkout of the
+# repository under test, and `uses: ./` is then the action as this commit has it.
+CHECKOUT = """\
+- uses: actions/checkout@08c6903cd8c0fde910a37f88322edcfb5dd907a8 # v5.0.0
+  with:
+    persist-credentials: false
+"""
+
+
+def readme_workflow(sandbox: SandboxServer) -> str:
+    """The README's GitHub steps, with the action, the server and the API swapped for this
+    checkout's action and the sandbox; nothing else changed."""
+    steps = block_under(REPO / "README.md", "Use it").text
+    swaps = {r"uses: sharkauth/ci-shark@\S+": "uses: ./", **sandbox_swaps(sandbox.url)}
+    steps = substitute(steps, swaps)
+    return as_workflow(steps, before=CHECKOUT)
+
+
+def test_the_readme_example_runs_as_written(
+    act_job: ActJob, sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # The README's client and approvers: any other client id is refused, and the sandbox's
+    # approver is one that `allowed-approvers` lists.
+    sandbox = sandbox_factory(approve_after_s=1, client_ids=["ci-deploy"], subject="248289761001")
+    workflow = tmp_path / "readme.yml"
+    workflow.write_text(readme_workflow(sandbox))
+
+    run = act_job.run("docs", terminal=False, workflow=workflow)
+
+    assert run.returncode == 0, f"act exited {run.returncode}:\n{run.output[-6000:]}"
+    assert_checkout_skipped_offline(run)
+    assert "approved by 248289761001" in run.output
+    # The API got the JSON body the README wrote (the echo shows it in the step's log).
+    (echo,) = [line for line in run.output.splitlines() if '{"method":"POST"' in line]
+    assert json.loads(echo[echo.index("{") :])["body"] == '{"ref": "v1.2.3"}'
+    (grant,) = sandbox.grants
+    assert (grant.client_id, grant.scope, grant.status) == ("ci-deploy", "deploy:write", "redeemed")
+    served = [(r.method, r.path, r.outcome, r.detail) for r in sandbox.stats.requests]
+    # The deploy call: a DPoP-bound POST (the sandbox's echo checks the proof and its nonce).
+    assert ("POST", "/api/echo", "echo", "DPoP") in served, served
+    # The `if: always()` step: the refresh token, then the access token.
+    assert [r[:3] for r in served if r[1] == "/oauth/revoke"] == [
+        ("POST", "/oauth/revoke", "revoked")
+    ] * 2, served

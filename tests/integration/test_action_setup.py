@@ -473,3 +473,23 @@ def test_setup_puts_a_ci_shark_launcher_on_the_jobs_path(
     assert Path(executable) == printed_python(action)
     assert isolated == 1
     assert argv == ["request", "-H", "X-A: b c", "https://api.example/x?y=1"]
+
+
+def test_pip_fallback_runs_no_sitecustomize_from_the_workflows_pythonpath(
+    tmp_path: Path, server: WheelServer, action: Action
+) -> None:
+    # A workflow may set PYTHONPATH (to the checkout, say) for its own steps; pip --python
+    # starts the venv's python again, and without -I that one would import the
+    # sitecustomize.py found there before installing anything.
+    planted = tmp_path / "checkout"
+    planted.mkdir()
+    ran = tmp_path / "sitecustomize-ran"
+    (planted / "sitecustomize.py").write_text(f"open({str(ran)!r}, 'w').close()\n")
+    write_locks(action, server, "cp39-plan9-mips", build_wheel(tmp_path, "probe_a"))
+
+    done = run_setup(action, env_for(server, PYTHONPATH=str(planted)))
+
+    assert done.returncode == 0, done.stderr
+    assert "package index instead" in done.stdout  # the pip path did run
+    assert imported(printed_python(action), "probe_a") == "installed"
+    assert not ran.exists(), "the workflow's sitecustomize.py ran during the set-up"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import pytest
+from scripted_server import Answer, ScriptedServer, device_answer, token_answer
 from support.cli import CliJob, login_env, run_cli
 
 from ci_shark.sandbox import METADATA_PATHS, SandboxServer
@@ -16,7 +19,7 @@ SandboxFactory = Callable[..., SandboxServer]
 
 def test_approver_is_exported(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     server = sandbox_factory(approve_after_s=1, subject="maintainer")
-    result = run_cli([], login_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="Maintainer"))
+    result = run_cli([], login_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="user:Maintainer"))
 
     assert result.returncode == 0, result.stderr
     outputs = json.loads((tmp_path / "out.json").read_text())
@@ -28,7 +31,7 @@ def test_approval_by_someone_else_is_revoked_and_refused(
 ) -> None:
     server = sandbox_factory(approve_after_s=1, subject="mallory")
     result = run_cli(
-        [], login_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer, alice")
+        [], login_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="user:maintainer, user:alice")
     )
 
     assert result.returncode == 6, result.stderr
@@ -47,10 +50,82 @@ def test_userinfo_tells_the_approver_without_an_id_token(
 ) -> None:
     server = sandbox_factory(approve_after_s=1)
     # No openid scope: no id_token; userinfo (DPoP-bound call) tells who it was.
-    env = login_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="octocat", CI_SHARK_SCOPE="deploy")
+    env = login_env(
+        server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="user:octocat", CI_SHARK_SCOPE="deploy"
+    )
     result = run_cli([], env)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"] == "octocat"
+
+
+@pytest.mark.parametrize(
+    ("provider", "entries"),
+    [
+        ("auto", "maintainer"),  # SharkAuth, as the sandbox's URL says
+        ("keycloak", "sub:m-1, maintainer"),
+        ("generic", "user:alice,maintainer"),
+    ],
+)
+def test_a_bare_entry_is_refused_before_any_device_code(
+    sandbox_factory: SandboxFactory, tmp_path: Path, provider: str, entries: str
+) -> None:
+    # These presets do not say their usernames are unique and fixed: a bare name would be
+    # compared with preferred_username, which a user may set to a maintainer's.
+    server = sandbox_factory(approve_after_s=1, subject="maintainer")
+    env = login_env(
+        server, tmp_path, CI_SHARK_ALLOWED_APPROVERS=entries, CI_SHARK_PROVIDER=provider
+    )
+
+    result = run_cli([], env)
+
+    assert result.returncode == 2, result.stderr
+    assert "bare entry `maintainer`" in result.stderr
+    assert all(fix in result.stderr for fix in ("sub:<subject>", "email:", "user:"))
+    assert not server.grants  # no device code was asked for
+    assert not (tmp_path / "out.json").exists()
+
+
+@pytest.fixture
+def github() -> Iterator[ScriptedServer]:
+    """GitHub's device flow at its preset paths, on loopback (so its REST API is at
+    /api/v3, as on GitHub Enterprise Server): no metadata, no id_token, a Bearer token."""
+    server = ScriptedServer().start()
+    server.scripts["/login/device/code"] = [device_answer()]
+    server.scripts["/login/oauth/access_token"] = [token_answer(scope="")]
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("entries", "user", "returncode"),
+    [
+        ("maintainer", {"login": "Maintainer", "id": 583231}, 0),
+        ("sub:583231", {"login": "renamed-maintainer", "id": 583231}, 0),  # ids survive
+        ("maintainer", {"login": "mallory", "id": 7, "name": "maintainer"}, 6),
+        ("maintainer", {"login": "mallory", "id": 7, "preferred_username": "maintainer"}, 6),
+    ],
+)
+def test_a_bare_entry_is_a_github_login(
+    github: ScriptedServer, tmp_path: Path, entries: str, user: dict[str, Any], returncode: int
+) -> None:
+    github.scripts["/api/v3/user"] = [Answer(body=user)]
+    env = login_env(
+        github,
+        tmp_path,
+        CI_SHARK_PROVIDER="github",
+        CI_SHARK_DPOP="false",  # GitHub issues Bearer tokens
+        CI_SHARK_ALLOWED_APPROVERS=entries,
+    )
+
+    result = run_cli([], env)
+
+    assert result.returncode == returncode, result.stderr
+    assert [r.path for r in github.requests if r.method == "GET"] == ["/api/v3/user"]
+    if returncode == 0:
+        approver = json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"]
+        assert approver == user["login"]
+    else:
+        assert "approved by mallory, who is not in `allowed-approvers`" in result.stderr
 
 
 def explicit_endpoints_env(server: SandboxServer, tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -71,7 +146,7 @@ def test_explicit_endpoints_still_learn_the_approver_from_the_metadata(
     env = explicit_endpoints_env(
         server,
         tmp_path,
-        CI_SHARK_ALLOWED_APPROVERS="octocat",
+        CI_SHARK_ALLOWED_APPROVERS="user:octocat",
         CI_SHARK_SCOPE="deploy",  # no id_token: only userinfo can tell
     )
     result = run_cli([], env)
@@ -85,7 +160,7 @@ def test_explicit_endpoints_with_an_id_token_read_no_metadata(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     server = sandbox_factory(approve_after_s=1, subject="maintainer")
-    env = explicit_endpoints_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
+    env = explicit_endpoints_env(server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="user:maintainer")
     result = run_cli([], env)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "out.json").read_text())["SHARK_APPROVER"] == "maintainer"
@@ -97,7 +172,7 @@ def test_unknown_approver_fails_closed(sandbox_factory: SandboxFactory, tmp_path
     server = sandbox_factory(approve_after_s=1, metadata=False)
     # Explicit endpoints and no metadata: no userinfo; no openid scope, so no id_token.
     env = explicit_endpoints_env(
-        server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="octocat", CI_SHARK_SCOPE="deploy"
+        server, tmp_path, CI_SHARK_ALLOWED_APPROVERS="user:octocat", CI_SHARK_SCOPE="deploy"
     )
     result = run_cli([], env)
     assert result.returncode == 6, result.stderr

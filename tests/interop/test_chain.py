@@ -255,15 +255,15 @@ def test_approver_is_reported(provider: ProviderServer, tmp_path: Path) -> None:
 
 
 def test_allowed_approver_passes(provider: ProviderServer, tmp_path: Path) -> None:
-    # oidc-provider names its accounts by `sub` only: a bare name is a username.
+    # oidc-provider names its accounts by `sub` only: user: names a username.
     _, outputs = login(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="sub:maintainer")
     assert outputs["SHARK_APPROVER"] == "maintainer"
 
 
-def test_a_bare_name_is_a_username_not_a_subject(provider: ProviderServer, tmp_path: Path) -> None:
+def test_a_user_entry_is_a_username_not_a_subject(provider: ProviderServer, tmp_path: Path) -> None:
     """Else any account could name itself after a maintainer's subject; the message says
     which entry would have matched."""
-    env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
+    env = login_env(provider, tmp_path, CI_SHARK_ALLOWED_APPROVERS="user:maintainer")
     with CliJob([], env, cwd=tmp_path) as job:
         link, code = wait_for_link(job)
         approve(link, code, "maintainer")

@@ -242,7 +242,7 @@ def test_expired_code_exits_4(glewlwyd: GlewlwydServer, tmp_path: Path) -> None:
 def test_other_approver_is_refused(glewlwyd: GlewlwydServer, tmp_path: Path) -> None:
     """Exit 6 and no outputs; glewlwyd will not let a public client revoke, and the
     message says the token could not be revoked."""
-    env = login_env(glewlwyd, tmp_path, CI_SHARK_ALLOWED_APPROVERS="maintainer")
+    env = login_env(glewlwyd, tmp_path, CI_SHARK_ALLOWED_APPROVERS="user:maintainer")
     with CliJob([], env, cwd=tmp_path) as job:
         link, code = wait_for_link(job)
         assert approve_as(glewlwyd, link, code, "mallory").approved

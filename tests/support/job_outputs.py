@@ -35,5 +35,11 @@ def secrets_of(values: Mapping[str, str]) -> list[str]:
 def job_folder(temp: Path, job: str | None = None) -> Path:
     """Where a login with default settings keeps its files on a CI without a per-job temp
     dir: a private folder per user and per job (``job``; by default this login session,
-    as on a CI ci_shark does not know), under the temp dir (``TMPDIR``)."""
+    as on a CI ci_shark does not know that names no job), under the temp dir (``TMPDIR``)."""
     return temp / f"ci-shark-{os.getuid()}" / (job or f"session-{os.getsid(0)}")
+
+
+def user_state_folder(env: Mapping[str, str] | None = None) -> Path:
+    """Where a login outside CI keeps its files: one folder per user, found again by a new
+    terminal (``$XDG_STATE_HOME/ci-shark``; every test has its own XDG_STATE_HOME)."""
+    return Path((env or os.environ)["XDG_STATE_HOME"]) / "ci-shark"

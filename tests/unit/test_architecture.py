@@ -49,6 +49,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ci_shark.request",
             "ci_shark.client",
             "ci_shark.demo",
+            "ci_shark.http_client",
         ),
     ),
     # The package root is the library's face (its re-exports load lazily); any module may

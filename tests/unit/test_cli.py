@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from ci_shark import cli, cli_args
+from ci_shark.commands import REVOKE_BUDGET_S
 from ci_shark.config import ExplicitSettings
 
 
@@ -44,6 +45,11 @@ def test_bare_options_mean_login() -> None:
     args = parse(["--scope", "x"])
     assert args.command == "login"
     assert args.scope == "x"
+
+
+def test_revoke_has_a_short_deadline_of_its_own_by_default() -> None:
+    assert parse(["revoke"]).max_time == REVOKE_BUDGET_S == 15.0
+    assert parse(["revoke", "--max-time", "3"]).max_time == 3.0
 
 
 @pytest.mark.parametrize("nonce", ["-starts-with-a-dash", "--two-dashes", "plain"])

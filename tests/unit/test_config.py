@@ -413,6 +413,18 @@ def test_an_empty_typed_approver_entry_is_refused() -> None:
     assert "allowed-approvers" in error.message
 
 
+@pytest.mark.parametrize(
+    ("entries", "said"),
+    [
+        ("alice@example.com", "write email:alice@example.com"),  # was an email, implicitly
+        ("sub:1,uid:alice", "`uid:alice`: an entry starts with sub:, user: or email:"),
+    ],
+)
+def test_an_approver_entry_that_names_no_known_claim_is_refused(entries: str, said: str) -> None:
+    error = config_error({"allowed_approvers": entries})
+    assert said in error.message
+
+
 @pytest.mark.parametrize("channels", ["webhook", "issue,log", "log,summary,comment,webhook"])
 def test_notify_takes_webhook_and_issue(channels: str) -> None:
     assert load_settings({"notify": channels}).notify == tuple(channels.split(","))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -10,14 +11,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.clock import FakeClock
 
-from ci_shark.errors import ConfigError
+from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.tokens import parse_token_response
 from ci_shark.outputs import (
     Credentials,
     PlannedFile,
     check_writable,
+    locked_beside,
     new_key_file_path,
     private_directory,
     read_credentials,
@@ -25,6 +28,7 @@ from ci_shark.outputs import (
     render_json,
     render_shell,
     reveal,
+    rewrite_credentials,
     write_all,
 )
 from ci_shark.secret import Secret
@@ -50,6 +54,7 @@ def credentials(**token_fields: object) -> Credentials:
         auth_url="https://as.example",
         client_id="ci-deploy",
         token_endpoint="https://as.example/token",
+        client_auth="client_secret_post",
     )
 
 
@@ -75,6 +80,7 @@ def test_named_outputs_follow_the_spec() -> None:
         "SHARK_CLIENT_ID": "ci-deploy",
         "SHARK_TOKEN_ENDPOINT": "https://as.example/token",  # the ones the login used
         "SHARK_REVOCATION_ENDPOINT": "",  # unknown: found again when revoking
+        "SHARK_CLIENT_AUTH": "client_secret_post",  # how refresh and revoke authenticate
     }
     assert isinstance(creds.named()["SHARK_ACCESS_TOKEN"], Secret)
     assert isinstance(creds.named()["SHARK_DPOP_JWK"], Secret)
@@ -324,3 +330,32 @@ def test_server_scope_cannot_inject_into_a_dotenv_or_shell() -> None:
         {"access_token": "t", "token_type": "DPoP", "scope": "openid $(id);`x` a|b"}
     )
     assert tokens.scope == "openid __id___x_ a_b"
+
+
+def test_a_lock_held_elsewhere_is_waited_for_then_given_up_with_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    creds, lock = tmp_path / "ci-shark.json", tmp_path / "ci-shark.json.lock"
+    clock = FakeClock(0.0)
+    with locked_beside(creds, wait_s=0, clock=clock, sleep=clock.advance):
+        pass  # free: taken at once
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    with open(lock) as other:  # another process's hold (flock: per open file)
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with (
+            pytest.raises(CiSharkError) as raised,
+            locked_beside(creds, wait_s=5, clock=clock, sleep=clock.advance),
+        ):
+            pytest.fail("the lock was taken while another holder had it")
+    assert clock() >= 5  # waited for as long as it was told, no longer
+    assert f"rewriting {creds}" in raised.value.message
+
+
+def test_rewrite_keeps_the_files_format(tmp_path: Path) -> None:
+    values = {"SHARK_ACCESS_TOKEN": Secret("at-2"), "SHARK_TOKEN_TYPE": "DPoP"}
+    dotenv_file, new_file = tmp_path / "c.env", tmp_path / "new"
+    dotenv_file.write_text("SHARK_ACCESS_TOKEN=at-1\n")
+    rewrite_credentials(dotenv_file, values)
+    rewrite_credentials(new_file, values)
+    assert dotenv_file.read_text() == "SHARK_ACCESS_TOKEN=at-2\nSHARK_TOKEN_TYPE=DPoP\n"
+    assert json.loads(new_file.read_text())["SHARK_ACCESS_TOKEN"] == "at-2"

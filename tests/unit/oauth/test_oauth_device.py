@@ -133,6 +133,47 @@ def test_parse_accepts_numeric_strings_and_loopback_http() -> None:
     assert parsed.verification_uri == "http://127.0.0.1:8080/device"
 
 
+@pytest.mark.parametrize(
+    "complete",
+    [
+        pytest.param("https://as.example/device?user_code=wdjb-mjht", id="query"),
+        pytest.param("https://as.example/device?code=WDJBMJHT", id="code-parameter"),
+        pytest.param("https://as.example/device/WDJB-MJHT", id="path-segment"),
+        pytest.param("https://as.example/device/WDJB%2DMJHT", id="path-segment-encoded"),
+        pytest.param("https://as.example/device/verify/WDJB-MJHT", id="deeper-path"),
+        pytest.param("https://as.example/activate?user_code=WDJB-MJHT", id="other-path-query"),
+        pytest.param("https://as.example/device?t=opaque", id="nothing-to-compare"),
+    ],
+)
+def test_a_complete_link_that_carries_our_code_is_shown(complete: str) -> None:
+    parsed = authorization(verification_uri_complete=complete)
+    assert parsed.link == parsed.verification_uri_complete == complete
+    assert parsed.link_warning is None
+
+
+@pytest.mark.parametrize(
+    ("complete", "other"),
+    [
+        pytest.param("https://as.example/device?user_code=EVIL-CODE", "EVIL-CODE", id="query"),
+        pytest.param(
+            "https://as.example/device?user_code=WDJB-MJHT&code=EVIL-CODE", "EVIL-CODE", id="two"
+        ),
+        pytest.param("https://as.example/device/EVIL-CODE", "EVIL-CODE", id="path-segment"),
+        pytest.param("https://as.example/device/EVIL%2DCODE", "EVIL-CODE", id="path-encoded"),
+        pytest.param("https://as.example/activate/EVIL-CODE", "activate/EVIL-CODE", id="path"),
+    ],
+)
+def test_a_complete_link_with_another_code_is_not_shown(complete: str, other: str) -> None:
+    parsed = authorization(verification_uri_complete=complete)
+
+    assert parsed.verification_uri_complete is None
+    assert parsed.link == "https://as.example/device"  # the plain page, where the code is typed
+    assert parsed.user_code == "WDJB-MJHT"
+    assert parsed.link_warning is not None
+    assert f"({other} vs WDJB-MJHT)" in parsed.link_warning
+    assert complete not in parsed.link_warning
+
+
 def test_parse_caps_an_absurd_expires_in() -> None:
     assert authorization(expires_in=10**9).expires_in == MAX_EXPIRES_IN_S
 
@@ -169,10 +210,6 @@ def test_parse_caps_an_absurd_expires_in() -> None:
         pytest.param({"interval": "\u00b2"}, id="interval-superscript-digit"),
         pytest.param({"expires_in": "9" * 5000}, id="expires-in-5000-digits"),
         pytest.param({"expires_in": 1}, id="expires-in-one-second"),
-        pytest.param(
-            {"verification_uri_complete": "https://as.example/device?user_code=EVIL-CODE"},
-            id="complete-uri-with-another-code",
-        ),
     ],
 )
 def test_parse_rejects(overrides: dict[str, Any]) -> None:

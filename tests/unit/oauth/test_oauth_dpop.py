@@ -133,6 +133,41 @@ def test_pem_round_trip() -> None:
     assert DPoPKey.load(pem.reveal()).jkt == key.jkt
 
 
+def test_the_sdks_private_key_pem_is_pkcs8_bytes_that_load_back() -> None:
+    key = DPoPKey.generate()
+    pem = key.private_key_pem()
+
+    assert isinstance(pem, bytes)
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    assert DPoPKey.from_pem(pem).jkt == key.jkt
+    assert pem == key.private_pem().reveal().encode()
+    assert repr(pem) == str(pem) == "b'***'"  # printing it by accident shows nothing
+    assert f"{[pem]}" == "[b'***']"
+
+
+def test_an_encrypted_pem_loads_with_its_password_only() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    locked = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"correct horse"),
+    )
+    assert DPoPKey.from_pem(locked, password=b"correct horse").jkt == DPoPKey(private).jkt
+    for password in (None, b"wrong"):
+        with pytest.raises(ConfigError) as refused:
+            DPoPKey.from_pem(locked, password=password)
+        assert "password" in refused.value.diagnostics()
+        assert "correct horse" not in refused.value.diagnostics()
+
+
+def test_make_proof_takes_the_sdks_test_overrides() -> None:
+    key = DPoPKey.generate()
+    _, claims = decode(key.make_proof("GET", TOKEN_URL, iat=1_700_000_000, jti="fixed"), key)
+    assert (claims["iat"], claims["jti"]) == (1_700_000_000, "fixed")
+    with pytest.raises(TypeError):
+        key.make_proof("GET", TOKEN_URL, "a-token")  # type: ignore[misc]  # keywords, as the SDK
+
+
 def test_sec1_pem_is_accepted() -> None:
     private = ec.generate_private_key(ec.SECP256R1())
     sec1 = private.private_bytes(

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ci_shark.oauth.identity import from_claims, from_id_token
+from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.secret import Secret
 
 ISSUER = "https://as.example"
@@ -73,3 +74,25 @@ def test_claims_are_kept_raw_and_only_the_display_name_is_made_inert() -> None:
     assert hostile is not None
     assert hostile.username == "bob$(touch /tmp/x);`id`"
     assert hostile.display == "bob__touch /tmp/x___id_"
+
+
+def test_githubs_api_user_names_the_login_and_numeric_id() -> None:
+    github = from_claims(
+        {"login": "octocat", "id": 583231, "name": "The Maintainer", "email": "o@example.com"},
+        PROVIDERS["github"],
+    )
+    assert github is not None
+    assert (github.subject, github.unique_username, github.email) == ("583231", "octocat", None)
+    assert github.display == "octocat"
+
+
+def test_a_forged_preferred_username_does_not_name_a_github_approver() -> None:
+    mallory = from_claims(
+        {"login": "mallory", "id": 7, "preferred_username": "maintainer"}, PROVIDERS["github"]
+    )
+    assert mallory is not None
+    assert (mallory.unique_username, mallory.display) == ("mallory", "mallory")
+    # Other presets have no unique username: only `user:` entries read preferred_username.
+    elsewhere = from_claims({"sub": "m-1", "login": "maintainer"})
+    assert elsewhere is not None
+    assert elsewhere.unique_username is None

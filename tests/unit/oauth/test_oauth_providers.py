@@ -314,3 +314,23 @@ def test_generic_provider_without_metadata_says_what_to_set() -> None:
         flow.begin()
     assert failure.value.exit_code == 5
     assert "`device-authorization-endpoint`" in failure.value.diagnostics()
+
+
+@pytest.mark.parametrize(
+    ("auth_url", "user_api"),
+    [
+        ("https://github.com", "https://api.github.com/user"),
+        ("https://octo.ghe.com", "https://api.octo.ghe.com/user"),
+        ("https://github.example.com/", "https://github.example.com/api/v3/user"),  # GHES
+    ],
+)
+def test_github_names_who_approved_through_its_rest_api(auth_url: str, user_api: str) -> None:
+    github = PROVIDERS["github"]
+    assert github.userinfo_url(auth_url) == user_api
+    assert (github.subject_claim, github.unique_username_claim) == ("id", "login")
+
+
+def test_only_github_has_a_username_a_bare_approver_entry_may_name() -> None:
+    # docs/compatibility.md: the others do not document unique, fixed usernames.
+    unique = {name for name, preset in PROVIDERS.items() if preset.unique_username_claim}
+    assert unique == {"github"}

@@ -6,7 +6,7 @@ import base64
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 import httpx
@@ -19,8 +19,10 @@ from ci_shark.errors import OAuthError, ProtocolError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.tokens import (
+    CLIENT_AUTH_METHODS,
     MAX_EXPIRES_IN_S,
     MAX_TOKEN_CHARS,
+    SECRET_METHODS,
     Client,
     UnusableTokenResponse,
     parse_token_response,
@@ -295,3 +297,21 @@ def test_the_refresh_token_is_revoked_first_wherever_the_tokens_come_from() -> N
             {"access_token": "at-1", "refresh_token": "rt-1", "token_type": "not valid!"}
         )
     assert unusable.value.issued == [(refresh, "refresh_token"), (access, "access_token")]
+
+
+@pytest.mark.parametrize(
+    ("secret", "auth", "method"),
+    [
+        (None, "basic", "none"),
+        (Secret("s3cret"), "basic", "client_secret_basic"),
+        (Secret("s3cret"), "post", "client_secret_post"),
+    ],
+)
+def test_a_clients_method_is_recorded_by_its_rfc_8414_name_and_read_back(
+    secret: Secret | None, auth: Literal["basic", "post"], method: str
+) -> None:
+    # What a login records as SHARK_CLIENT_AUTH, and how a later step reads it back.
+    client = Client("ci", secret, auth)
+    assert client.method == method
+    assert CLIENT_AUTH_METHODS[method] == (auth if secret else None)
+    assert (method in SECRET_METHODS) == (secret is not None)

@@ -385,6 +385,29 @@ def test_dpop_bound_refresh_keeps_the_key_and_rotates_the_refresh_token(
     assert server.stats.outcomes("/oauth/token")[-1] == "refreshed"
 
 
+def test_a_spent_refresh_token_sent_again_revokes_the_whole_grant(
+    server: SandboxServer, client: Client
+) -> None:
+    # RFC 9700 §4.14.2: two holders of one rotating refresh token, or a thief.
+    first = granted(client)
+    second = refresh(client, first["refresh_token"]).json()
+    assert error_of(refresh(client, first["refresh_token"])) == "invalid_grant"
+    assert client.introspect(second["refresh_token"]) == {"active": False}
+    assert call(client, "GET", "/api/echo", second["access_token"]).status_code == 401
+
+
+def test_without_reuse_detection_a_spent_refresh_token_is_only_refused(
+    http: httpx.Client, clock: FakeClock
+) -> None:
+    with SandboxServer(clock=clock, refresh_reuse_revokes=False) as server:
+        client = Client(server, http)
+        first = granted(client)
+        second = refresh(client, first["refresh_token"]).json()
+        assert error_of(refresh(client, first["refresh_token"])) == "invalid_grant"
+        assert client.introspect(second["refresh_token"])["active"] is True
+    assert keywords_from_argv(["--no-refresh-reuse-detection"]) == {"refresh_reuse_revokes": False}
+
+
 def test_refresh_demands_the_nonce_like_the_token_endpoint(
     server: SandboxServer, client: Client
 ) -> None:
