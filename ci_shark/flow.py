@@ -6,12 +6,14 @@ The rules, each in one place here (the modules below decide protocol, not produc
 1. Everything that can be checked is checked before a device code exists: the inputs,
    what the provider needs, the fork policy, the DPoP key, where the outputs go.
 2. A pull/merge request from a fork asks for nothing unless `allow-fork`: anyone can open
-   one whose job asks a maintainer to hand it a credential. A public repository that
-   names no approvers is warned: anyone reading the log can open the link.
+   one whose job asks a maintainer to hand it a credential. One whose source the CI
+   cannot tell counts as a fork, and the refusal says why (``RunContext.fork_doubt``). A
+   public repository that names no approvers is warned: anyone reading the log can open
+   the link.
 3. Finding the server has a bound of its own before the link (``REACH_BUDGET_S``, never
    past `timeout`), and each failed attempt is one log line: no silent minutes.
-4. Every secret is masked before it is used or written; the device code as soon as it
-   exists.
+4. Every secret is masked before it is used or written: the secret inputs first, the
+   device code as soon as it exists.
 5. With `renew`, an expired code is replaced, paced and capped: a server that hands out
    one-second codes does not get a request storm.
 6. With `allowed-approvers`, an approval counts only from a listed approver, compared on
@@ -143,8 +145,10 @@ def prepare(settings: Settings, platform: Platform) -> Plan:
         settings.provider, auth_url, has_client_secret=settings.client_secret is not None
     )
     check_allowed_approvers(settings.allowed_approvers, provider)  # rule 6, up front
-    # Rule 4: inputs from a CI's secret store may be masked already; a literal is not.
-    platform.mask([s for s in (settings.client_secret, settings.dpop_private_key) if s is not None])
+    # Rule 4: every secret input, before anything uses it. One from the CI's secret store
+    # may be masked already; a literal typed into the pipeline is not.
+    inputs = (getattr(settings, name) for name in type(settings).model_fields)
+    platform.mask([value for value in inputs if isinstance(value, Secret)])
     context = platform.context()
     enforce_run_policy(context, settings, platform.warn)
     dpop_key = load_dpop_key(settings)

@@ -145,7 +145,7 @@ class Channels:
                 channel.announce(request)
             except Cancelled:
                 raise  # the job is being cancelled: the wait must end, not the channel
-            except Exception as failure:
+            except Exception as failure:  # rule 2: whatever it is, one warning
                 self._failed(name, failure)
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
@@ -153,7 +153,7 @@ class Channels:
             for name, channel in self._working():
                 try:
                     channel.finish(outcome, request)
-                except Exception as failure:
+                except Exception as failure:  # rule 3: the run's own error comes first
                     self._failed(name, failure)
         finally:
             for _, channel in self._named:
@@ -181,13 +181,22 @@ def build_channels(platform: Platform) -> Channels:
 
 
 def _channel(platform: Platform, name: str) -> Channel:
-    registered = platform.own_channels.get(name) or EVERY_CI.get(name)
-    if registered is not None:
-        return registered.build(platform)
-    offered = [title for title, channels in _offered_by() if name in channels]
-    where = ", ".join(offered[:-1]) + " and " + offered[-1] if len(offered) > 1 else offered[0]
+    """The channel called ``name`` on this platform; an :class:`Unusable` when it has none
+    or it cannot be set up (rules 2 and 4: building never raises either)."""
+    try:
+        registered = platform.own_channels.get(name) or EVERY_CI.get(name)
+        if registered is not None:
+            return registered.build(platform)
+        offered = [title for title, channels in _offered_by() if name in channels]
+    except Exception as failure:  # rule 2
+        why = f"could not be set up ({type(failure).__name__})"
+        return Unusable(
+            f"the {name} channel {why}; the approval does not depend on it", platform.warn
+        )
+    where = " and ".join([", ".join(offered[:-1]), offered[-1]] if len(offered) > 1 else offered)
     return Unusable(
-        f"`notify: {name}` works on {where} only; ignored on {platform.name}", platform.warn
+        f"`notify: {name}` works on {where or 'no CI'} only; ignored on {platform.name}",
+        platform.warn,
     )
 
 

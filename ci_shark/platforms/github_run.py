@@ -72,7 +72,7 @@ def pull_request_of(
     repository: str,
     read_head: Callable[[int], PullRequest],
 ) -> PullRequest | None:
-    """The PR whose code this run may carry (the table above); None when the event carries
+    """The PR whose code this run may carry (the list above); None when the event carries
     none. ``read_head(number)`` asks the API where a PR comes from."""
 
     def unjudged(why: str, number: int = 0) -> PullRequest:
@@ -216,11 +216,9 @@ class GitHubRun:
 
     @cached_property
     def _pull_request_of_commit(self) -> PullRequest | None:
-        # A workflow_run's GITHUB_SHA is the default branch's head: its PR is not this run's.
-        if self.event_pull_request is not None or self.event == "workflow_run":
-            return None
         sha, api = self.env.get("GITHUB_SHA"), self.api()
-        if not sha or api is None:
+        # A workflow_run's GITHUB_SHA is the default branch's head: its PR is not this run's.
+        if not sha or api is None or self.event == "workflow_run":
             return None
         try:
             found = api.open_pull_request_of(self.repository, sha)

@@ -6,6 +6,7 @@ is one warning that never reaches the flow."""
 from __future__ import annotations
 
 import importlib
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from ci_shark.errors import Cancelled, CiSharkError, ExitCode
 from ci_shark.platforms import known_platforms
 from ci_shark.platforms.azure import AzurePlatform
 from ci_shark.platforms.base import Platform
-from ci_shark.platforms.channels import EVERY_CI, Channel, Channels
+from ci_shark.platforms.channels import EVERY_CI, Channel, Channels, Registered
 from ci_shark.platforms.github import GitHubPlatform
 from ci_shark.platforms.gitlab import GitLabPlatform
 from ci_shark.render import ApprovalRequest, Outcome, RunContext
@@ -235,3 +236,23 @@ def test_every_registered_channel_can_be_built() -> None:
         assert callable(getattr(importlib.import_module(entry.module), entry.builder))
         assert all(field in Settings.model_fields for field in entry.secrets)
     assert {"summary", "comment", "issue", "webhook"} <= set(NOTIFY_CHANNELS)
+
+
+def test_a_channel_that_cannot_be_set_up_is_one_warning() -> None:
+    class Broken(Platform):
+        own_channels: ClassVar[dict[str, Registered]] = {
+            "summary": Registered("ci_shark.platforms.webhook", "no_such_builder"),
+        }
+
+    streams = Streams()
+    platform = Broken(settings(notify=("log", "summary")), {}, **streams.kwargs())
+    approval = request(platform.context())
+    platform.announce(approval)
+    platform.finish(Outcome("approved", "credentials exported"), approval)
+
+    warnings = [line for line in streams.all().splitlines() if "warning" in line]
+    assert warnings == [
+        "ci_shark: warning: the summary channel could not be set up (AttributeError); "
+        "the approval does not depend on it"
+    ]
+    assert "WDJB-MJHT" in streams.all()

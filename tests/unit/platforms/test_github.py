@@ -763,3 +763,22 @@ def test_a_public_repository_without_allowed_approvers_is_warned(
     quiet, _, quiet_streams = make(payload, event="push", token=None, allowed_approvers="alice")
     enforce_policy(quiet, quiet.context())
     assert "public" not in quiet_streams.stderr.getvalue()
+
+
+def test_the_outcome_edit_has_the_short_budget_of_a_run_s_end(make: Callable[..., Any]) -> None:
+    # On a cancellation the runner kills the step seconds after its signal: the closing
+    # edit must not wait the 10 s an ordinary call may.
+    api = Api()
+    read_timeouts: dict[str, float] = {}
+
+    def record(req: httpx.Request) -> None:
+        read_timeouts[req.method] = req.extensions["timeout"]["read"]
+
+    api.on_request = record
+    platform, _, _ = make(pull_request_payload(7), api=api)
+    req = approval(platform)
+    platform.announce(req)
+    platform.finish(Outcome("cancelled", "cancelled by SIGTERM"), req)
+
+    assert read_timeouts["POST"] == 10.0
+    assert 0 < read_timeouts["PATCH"] <= 3.0
