@@ -192,12 +192,16 @@ def parse_device_authorization(body: Mapping[str, Any], *, now: float) -> Device
     )
 
 
-def raise_for_device_authorization(reply: Reply, endpoint: str, source: str) -> None:
-    """The device authorization endpoint refused: say why, and where we asked."""
+def raise_for_device_authorization(
+    reply: Reply, endpoint: str, source: str, *, note: str | None = None
+) -> None:
+    """The device authorization endpoint refused: say why, where we asked, and what looks
+    wrong about where that address came from (its own line)."""
     if reply.error is None and reply.status in (404, 405, 501):
         raise DeviceFlowUnsupported(
             message="the authorization server does not offer the device flow: "
-            f"{untrusted(endpoint, 200)} (from {source}) answered HTTP {reply.status}",
+            f"{untrusted(endpoint, 200)} (from {source}) answered HTTP {reply.status}"
+            + (f"\n{note}" if note else ""),
             hint="check `auth-url`; enable the device authorization grant (RFC 8628) for "
             "this server and client (SharkAuth's current release ships with it switched "
             "off); or set `device-authorization-endpoint` to the right URL",
@@ -429,7 +433,9 @@ class DeviceFlow:
                 self.http, endpoint, form, self.client(), dpop=None, deadline=deadline
             )
             if reply.status != 200 or reply.error is not None or reply.body is None:
-                raise_for_device_authorization(reply, endpoint, endpoints.source)
+                raise_for_device_authorization(
+                    reply, endpoint, endpoints.source, note=endpoints.note
+                )
             assert reply.body is not None
             self.authorization = parse_device_authorization(reply.body, now=self.clock())
             return self.authorization

@@ -40,6 +40,7 @@ class Endpoints:
     client_auth: ClientAuth = "basic"  # how a confidential client authenticates
     issuer: str | None = None  # from the metadata; None: `auth-url` is the issuer
     source: str = EXPLICIT  # where these came from, for messages
+    note: str | None = None  # what looks wrong about where they came from, for messages
 
 
 def metadata_urls(issuer: str) -> list[str]:
@@ -113,6 +114,14 @@ def preset_endpoints(auth_url: str, provider: Provider = PROVIDERS["shark"]) -> 
             "`device-authorization-endpoint` and `token-endpoint`, or `provider`",
         )
     base = auth_url.rstrip("/")
+    doubled = _doubled_segments(base, provider.token_path)
+    # `auth-url` https://x/oauth with SharkAuth's /oauth/token asks https://x/oauth/oauth/token.
+    note = (
+        f"`auth-url` ends in {untrusted(doubled, 80)}, which the {provider.name} paths add "
+        f"again: set `auth-url` to {untrusted(base[: -len(doubled)], 200)}"
+        if doubled
+        else None
+    )
     return Endpoints(
         device_authorization=base + provider.device_path if provider.device_path else None,
         token=base + provider.token_path,
@@ -120,12 +129,21 @@ def preset_endpoints(auth_url: str, provider: Provider = PROVIDERS["shark"]) -> 
         userinfo=provider.userinfo_url(auth_url),
         introspection=base + provider.introspect_path if provider.introspect_path else None,
         client_auth=provider.client_auth,
-        source=(
-            f"{provider.name} default paths (no metadata at {tried})"
-            if tried
-            else f"{provider.name} default paths"
-        ),
+        source=f"{provider.name} default paths" + (f" (no metadata at {tried})" if tried else ""),
+        note=note,
     )
+
+
+def _doubled_segments(base: str, preset_path: str) -> str | None:
+    """The end of ``base``'s path that ``preset_path`` begins with again (``/oauth`` for
+    ``https://x/oauth`` and ``/oauth/token``), whole segments only; None when none."""
+    base_path = urlsplit(base).path
+    segments = preset_path.strip("/").split("/")[:-1]  # the path's folders, not its endpoint
+    for count in range(len(segments), 0, -1):
+        prefix = "/" + "/".join(segments[:count])
+        if base_path.endswith(prefix):
+            return prefix
+    return None
 
 
 def fetch_metadata(

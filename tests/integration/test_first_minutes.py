@@ -195,3 +195,18 @@ def test_demo_cleans_up_and_says_so(tmp_path: Path) -> None:
     (folder,) = [p for p in tmp_path.iterdir() if p.name.startswith("ci-shark-demo-")]
     assert str(folder) in kept.stdout
     assert (folder / "ci-shark.env").is_file()
+
+
+def test_an_auth_url_ending_in_oauth_names_the_doubled_path_and_the_fix(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory()
+    env = clean_env({"CI_SHARK_AUTH_URL": f"{server.url}/oauth", "CI_SHARK_CLIENT_ID": "x"})
+    done = run_cli([], env, cwd=tmp_path)
+    assert done.returncode == 5, done.log
+    assert f"{server.url}/oauth/oauth/device" in done.stderr
+    # One line of its own, the input spelled out as the CLI does.
+    assert (
+        "ci_shark: error: `auth-url` (CI_SHARK_AUTH_URL / --auth-url) ends in /oauth, which "
+        f"the shark paths add again: set `auth-url` to {server.url}\n"
+    ) in done.stderr

@@ -407,3 +407,26 @@ def test_another_port_path_or_host_is_another_endpoint(token_endpoint: str) -> N
     document = metadata("https://as.example", token_endpoint=token_endpoint)
     server = MetadataServer({METADATA_URL: httpx.Response(200, json=document)})
     assert complete(server, EXPLICIT_ENDPOINTS) == EXPLICIT_ENDPOINTS
+
+
+@pytest.mark.parametrize(
+    ("auth_url", "doubled", "fix"),
+    [
+        ("https://auth.example/oauth", "/oauth", "https://auth.example"),
+        ("https://auth.example/shark/oauth/", "/oauth", "https://auth.example/shark"),
+    ],
+)
+def test_an_auth_url_ending_in_the_presets_own_folder_is_said(
+    discover_with: Discover, auth_url: str, doubled: str, fix: str
+) -> None:
+    # A newcomer pastes the URL of SharkAuth's /oauth folder: the paths would double it.
+    found = discover_with(MetadataServer({}), auth_url)
+    assert found.token == f"{fix}{doubled}/oauth/token"
+    assert found.note == (
+        f"`auth-url` ends in {doubled}, which the shark paths add again: set `auth-url` to {fix}"
+    )
+
+
+def test_an_auth_url_that_merely_looks_alike_is_not_flagged(discover_with: Discover) -> None:
+    found = discover_with(MetadataServer({}), "https://auth.example/myoauth")
+    assert found.note is None
