@@ -63,6 +63,7 @@ class Figures:
     curl_proxy_s: list[float] = field(default_factory=list)
     keepalive_proxy_s: list[float] = field(default_factory=list)
     keepalive_direct_s: list[float] = field(default_factory=list)
+    baseline_request_s: list[float] = field(default_factory=list)
     proxy_start_s: float = 0.0
     proxy_rss_mib: float = 0.0
     request_rss_mib: list[float] = field(default_factory=list)
@@ -219,7 +220,14 @@ class KeepAlive:
         self.connection.close()
 
 
-def measure(calls: int, workdir: Path) -> Figures:
+def tree_argv(tree: Path) -> list[str]:
+    """`ci-shark` from another source tree (``git archive REV ci_shark | tar -x -C DIR``),
+    as the action runs it: that tree first on the path, nothing else."""
+    code = "import sys; sys.path.insert(0, sys.argv.pop(1)); from ci_shark.cli import main; "
+    return [sys.executable, "-I", "-c", code + "sys.exit(main())", str(tree)]
+
+
+def measure(calls: int, workdir: Path, baseline: Path | None = None) -> Figures:
     figures = Figures()
     env = child_env(workdir)
     curl = shutil.which("curl")
@@ -234,11 +242,14 @@ def measure(calls: int, workdir: Path) -> Figures:
             through, direct = KeepAlive(running.url), KeepAlive(upstream)
             _, _, nonce = direct.get("/api/echo")  # a 401 that names the nonce
             through.get("/api/echo")  # the proxy meets its nonce challenge once
-            request = [*ci_shark_argv(), "request", "--credentials", str(credentials), api]
+            request = ["request", "--credentials", str(credentials), api]
             for index in range(calls):
-                wall, rss = timed(request, env, workdir)
+                wall, rss = timed([*ci_shark_argv(), *request], env, workdir)
                 figures.request_s.append(wall)
                 figures.request_rss_mib.append(rss)
+                if baseline is not None:
+                    wall, _ = timed([*tree_argv(baseline), *request], env, workdir)
+                    figures.baseline_request_s.append(wall)
                 if curl is not None:
                     figures.curl_proxy_s.append(
                         timed(
@@ -295,6 +306,14 @@ def table(figures: Figures, calls: int) -> str:
     rows += [
         "| `ci-shark request`, one call (median; one nonce challenge each) "
         f"| {statistics.median(figures.request_s):.3f} s | ≤ 0.15 s |",
+        *(
+            [
+                "| `ci-shark request`, the baseline tree, one call (median) "
+                f"| {statistics.median(figures.baseline_request_s):.3f} s | — |"
+            ]
+            if figures.baseline_request_s
+            else []
+        ),
         "| a GET through the proxy, keep-alive (median) "
         f"| {ms(statistics.median(figures.keepalive_proxy_s))} | — |",
         "| the same GET direct, proof signed ahead (median) "
@@ -339,11 +358,17 @@ def write_doc(text: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=100, help="requests per contender")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another source tree whose `ci-shark request` is measured alongside "
+        "(`git archive REV ci_shark | tar -x -C DIR`)",
+    )
     parser.add_argument("--write-doc", action="store_true", help=f"update {PERF_DOC}")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="ci-shark-later-"))
     try:
-        figures = measure(args.calls, workdir)
+        figures = measure(args.calls, workdir, args.baseline)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     command = "python benchmarks/later_commands.py " + " ".join(argv or sys.argv[1:])

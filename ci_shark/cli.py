@@ -458,8 +458,8 @@ COMMANDS: dict[str, Command] = {
         summary="call an API with the token (DPoP proof, nonce, refresh): curl for the "
         "login's token",
         description="Send one HTTP request with the login's token: a fresh DPoP proof (or "
-        "Bearer), one retry when the API demands a nonce, a refresh when the token has "
-        "expired. The body goes to stdout or -o; an HTTP error exits 22 with the status on "
+        "Bearer), one retry when the API demands a nonce, a refresh before the token "
+        "expires. The body goes to stdout or -o; an HTTP error exits 22 with the status on "
         "stderr.",
         run=_request,
         options=_request_options,
