@@ -76,7 +76,13 @@ def run(options: ProxyOptions, issued: Issued, settings: ServerSettings, platfor
     capability = Secret(secrets.token_urlsafe(CAPABILITY_BYTES))
     platform.mask([capability])  # before anything can print it
     log = _LineLog(platform)
-    server = ProxyServer(host, port, capability.reveal(), log=log.line, family=family)
+    try:
+        server = ProxyServer(host, port, capability.reveal(), log=log.line, family=family)
+    except OSError as failure:
+        raise ConfigError(
+            f"cannot listen on {options.listen}: {failure.strerror or failure}",
+            hint="choose another port, or 0 for a free one (`--listen 127.0.0.1:0`)",
+        ) from None
     url = server.base_url.rstrip("/")
     try:
         with HttpClient(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hmac
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -148,8 +149,6 @@ class ProxyServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up is normal; anything else is said in one line, without
         the exception's text (it may quote what a client sent)."""
-        import sys  # noqa: PLC0415
-
         failure = sys.exc_info()[1]
         if not isinstance(failure, OSError):
             self.log(f"ci_shark: proxy: unexpected failure ({type(failure).__name__})")
@@ -242,8 +241,9 @@ class _Handler(BaseHTTPRequestHandler):
             return Answer.ours(
                 400, "only paths are forwarded: this is not a forward proxy", close_connection=True
             )
-        host = (self.headers.get("Host") or "").strip().lower()
-        if host not in self.server.hosts and (host or self.request_version != "HTTP/1.0"):
+        hosts = self.headers.get_all("Host") or []
+        host = hosts[0].strip().lower() if len(hosts) == 1 else ""
+        if host not in self.server.hosts and (hosts or self.request_version != "HTTP/1.0"):
             return Answer.ours(421, "this Host is not the proxy's", close_connection=True)
         segment = self.path[1:].partition("/")[0].partition("?")[0]
         if not hmac.compare_digest(segment.encode(), self.server.capability.encode()):

@@ -270,12 +270,19 @@ def test_it_is_never_an_open_proxy(credentials: Path, api: DPoPResource) -> None
             "-o", "/dev/null", "-w", "%{http_code}", "-X", "TRACE", f"{running.url}/echo"
         )
         star = _raw(running.origin, "OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        authority = running.origin.removeprefix("http://")
+        two_hosts = _raw(
+            running.origin,
+            f"GET /{running.capability}/echo HTTP/1.1\r\nHost: {authority}\r\n"
+            "Host: attacker.example\r\n\r\n",
+        )
     assert forward.stdout == "400"
     assert tunnel.returncode != 0  # curl: the CONNECT was refused (405)
     assert raw.startswith("HTTP/1.1 400")
     assert rebound.stdout == "421"
     assert trace.stdout == "405"
     assert star.startswith("HTTP/1.1 400")
+    assert two_hosts.startswith("HTTP/1.1 421")
     assert api.seen == []
 
 
@@ -534,3 +541,28 @@ def _gone(pid: int, *, within_s: float) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def test_what_it_cannot_do_is_said_before_it_listens(credentials: Path, tmp_path: Path) -> None:
+    def proxy_with(*flags: str, env: dict[str, str] | None = None) -> str:
+        done = run_cli(["proxy", *flags], env or clean_env(), cwd=tmp_path)
+        assert done.returncode == 2, done.log
+        assert "SHARK_PROXY_URL=" not in done.stdout
+        return done.stderr
+
+    creds = ["--credentials", str(credentials)]
+    assert "not a loopback address" in proxy_with(
+        *creds, "--upstream", "https://api.example.com", "--listen", "0.0.0.0:0"
+    )
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert f"cannot listen on 127.0.0.1:{port}" in proxy_with(
+            *creds, "--upstream", "https://api.example.com", "--listen", f"127.0.0.1:{port}"
+        )
+    assert "plain http://" in proxy_with(*creds, "--upstream", "http://api.example.com")
+    assert "needs an upstream" in proxy_with(*creds)
+    no_token = tmp_path / "no-token.json"
+    no_token.write_text(json.dumps({**values(credentials), "SHARK_ACCESS_TOKEN": ""}))
+    assert "no access token" in proxy_with(
+        "--credentials", str(no_token), "--upstream", "https://api.example.com"
+    )
