@@ -164,6 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self._unread: ClientBody | None = None  # the body of the request being served
         self.server.track(self.connection, busy=False)
 
     def finish(self) -> None:
@@ -176,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         """The server's own lines are ours (see the module's rules)."""
 
     def handle_expect_100(self) -> bool:
-        return True  # sent once the request is allowed, not before (see _read_body)
+        return True  # sent once the request is allowed, not before (see _continue)
 
     def handle_one_request(self) -> None:
         try:
@@ -254,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _incoming(self, upstream: Upstream, target: str) -> Incoming:
         """The request with its body: held when small, streamed when not."""
-        self._unread: ClientBody | None = None
+        self._unread = None
         encodings = self.headers.get_all("Transfer-Encoding") or []
         lengths = set(self.headers.get_all("Content-Length") or [])
         headers = list(self.headers.items())
