@@ -48,6 +48,7 @@ def vso(command: str, message: str = "", **properties: str) -> str:
 
 class AzurePlatform(Platform):
     name: ClassVar[str] = "azure"
+    ci_identity: ClassVar[str | None] = "azure"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
     job_id_variable: ClassVar[str | None] = "SYSTEM_JOBID"
 

@@ -72,6 +72,8 @@ class Platform:
     job_id_variable: ClassVar[str | None] = None
     # Whether `notify: issue` means something here (GitHub); elsewhere it is warned about.
     opens_issues: ClassVar[bool] = False
+    # Where a job gets the CI's OIDC token for `workload-identity` (platforms/ci_identity.py).
+    ci_identity: ClassVar[str | None] = None
 
     def __init__(
         self,

@@ -33,6 +33,7 @@ OUTCOME_STYLES = {"approved": "success", "denied": "error", "error": "error", "r
 
 class BuildkitePlatform(Platform):
     name: ClassVar[str] = "buildkite"
+    ci_identity: ClassVar[str | None] = "buildkite"
     # The annotation is Buildkite's job summary: it shows on the build page while we wait.
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
     job_id_variable: ClassVar[str | None] = "BUILDKITE_JOB_ID"

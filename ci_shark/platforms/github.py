@@ -211,6 +211,7 @@ class GitHubPlatform(Platform):
     """GitHub Actions, detected by ``GITHUB_ACTIONS=true``."""
 
     name: ClassVar[str] = "github"
+    ci_identity: ClassVar[str | None] = "github"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary", "comment")
     opens_issues: ClassVar[bool] = True
 

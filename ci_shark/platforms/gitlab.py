@@ -106,6 +106,7 @@ class MergeRequestNotes:
 
 class GitLabPlatform(Platform):
     name: ClassVar[str] = "gitlab"
+    ci_identity: ClassVar[str | None] = "gitlab"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "comment")
     job_id_variable: ClassVar[str | None] = "CI_JOB_ID"
 
