@@ -144,8 +144,8 @@ def ci_token_facts(claims: Mapping[str, object]) -> FactGroup:
     are read as the token carries them (strings and whole numbers; anything else is left
     out) and are as untrusted as any value: a branch name is anyone's text."""
 
-    def claim(fact: str) -> str | None:
-        for name in _CI_CLAIMS.get(fact, (fact,)):
+    def claim(*names: str) -> str | None:
+        for name in names:
             value = claims.get(name)
             if isinstance(value, str) and value:
                 return value
@@ -153,16 +153,23 @@ def ci_token_facts(claims: Mapping[str, object]) -> FactGroup:
                 return str(value)
         return None
 
-    attempt = Fact("run_attempt", "attempt", claim("attempt"))
+    def fact(name: str) -> str | None:
+        return claim(*_CI_CLAIMS.get(name, (name,)))
+
+    organization, pipeline = claim("organization_slug"), claim("pipeline_slug")
+    # Buildkite's token names no repository: its pipeline stands for one, as in RunContext.
+    buildkite = f"{organization}/{pipeline}" if organization and pipeline else None
+    repository = fact("repository") or buildkite
+    attempt = Fact("run_attempt", "attempt", fact("attempt"))
     facts = (
-        Fact("repository", "repository", claim("repository"), lead=True),
-        Fact("ref", "ref", claim("ref")),
-        Fact("commit", "commit", claim("commit"), short=12),
-        Fact("workflow", "workflow", claim("workflow"), limit=300),
-        Fact("run_id", "run", claim("run"), aside=attempt),
-        Fact("actor", "triggered by", claim("actor"), person=True),
-        Fact("subject", "subject", claim("sub"), limit=300),
-        Fact("issuer", "issuer", claim("iss")),
+        Fact("repository", "repository", repository, lead=True),
+        Fact("ref", "ref", fact("ref")),
+        Fact("commit", "commit", fact("commit"), short=12),
+        Fact("workflow", "workflow", fact("workflow"), limit=300),
+        Fact("run_id", "run", fact("run"), aside=attempt),
+        Fact("actor", "triggered by", fact("actor"), person=True),
+        Fact("subject", "subject", fact("sub"), limit=300),
+        Fact("issuer", "issuer", fact("iss")),
     )
     return FactGroup("ci_token", PROVED_BY_CI, tuple(fact for fact in facts if fact.known))
 
