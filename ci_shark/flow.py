@@ -7,12 +7,14 @@ The rules, each in one place here (the modules below decide protocol, not produc
    what the provider needs, the fork policy, the DPoP key, where the outputs go; with
    `workload-identity`, a token from the CI (workload.py has that feature's rules).
 2. A pull/merge request from a fork asks for nothing unless `allow-fork`: anyone can open
-   one whose job asks a maintainer to hand it a credential. A public repository that
-   names no approvers is warned: anyone reading the log can open the link.
+   one whose job asks a maintainer to hand it a credential. One whose source the CI
+   cannot tell counts as a fork, and the refusal says why (``RunContext.fork_doubt``). A
+   public repository that names no approvers is warned: anyone reading the log can open
+   the link.
 3. Finding the server has a bound of its own before the link (``REACH_BUDGET_S``, never
    past `timeout`), and each failed attempt is one log line: no silent minutes.
-4. Every secret is masked before it is used or written; the device code as soon as it
-   exists.
+4. Every secret is masked before it is used or written: the secret inputs first, the
+   device code as soon as it exists.
 5. With `renew`, an expired code is replaced, paced and capped: a server that hands out
    one-second codes does not get a request storm.
 6. With `allowed-approvers`, an approval counts only from a listed approver, compared on
@@ -151,10 +153,12 @@ def prepare(settings: Settings, platform: Platform) -> Plan:
         settings.provider, auth_url, has_client_secret=settings.client_secret is not None
     )
     check_allowed_approvers(settings.allowed_approvers, provider)  # rule 6, up front
+    # Rule 4: every secret input, before anything uses it. One from the CI's secret store
+    # may be masked already; a literal typed into the pipeline is not.
+    inputs = (getattr(settings, name) for name in type(settings).model_fields)
+    platform.mask([value for value in inputs if isinstance(value, Secret)])
     context = platform.context()
     enforce_run_policy(context, settings, platform.warn)
-    if settings.dpop_private_key is not None:
-        platform.mask([settings.dpop_private_key])
     dpop_key = load_dpop_key(settings)
     platform.check_outputs()
     workload = (
@@ -176,15 +180,19 @@ def enforce_run_policy(
         )
     if not context.is_fork or settings.allow_fork:
         return
-    source = (
-        untrusted(context.fork_source, 100)
-        if context.fork_source
-        else "a repository the CI could not name (deleted or unreadable)"
-    )
+    what = context.change_request or "this change"
+    if context.fork_source:
+        origin = f"{what} comes from a fork: {untrusted(context.fork_source, 100)}"
+    else:
+        doubt = untrusted(context.fork_doubt or "deleted or unreadable", 300)
+        origin = (
+            f"{what} comes from a repository the CI could not name ({doubt}), so it counts "
+            "as a fork"
+        )
     raise PolicyRefused(
-        f"refusing to ask for approval: {context.change_request or 'this change'} comes "
-        f"from a fork: {source}. Anyone can open a pull or merge request whose job asks "
-        "a maintainer to hand it a credential, so ci_shark requests no device code for it",
+        f"refusing to ask for approval: {origin}. Anyone can open a pull or merge request "
+        "whose job asks a maintainer to hand it a credential, so ci_shark requests no device "
+        "code for it",
         hint="run the job from a branch of this repository, or set `allow-fork` to true "
         "only if approvers are told to refuse runs they did not expect",
     )

@@ -19,11 +19,19 @@ _KNOWN = (
 def detect(env: Mapping[str, str]) -> type[Platform]:
     """The platform class for this environment; the generic one when none matches."""
     for variable, value, module_name, class_name in _KNOWN:
-        if env.get(variable, "").lower() != value.lower():
-            continue
-        platform: type[Platform] = getattr(importlib.import_module(module_name), class_name)
-        return platform
+        if env.get(variable, "").lower() == value.lower():
+            return _load(module_name, class_name)
     return Platform
 
 
-__all__ = ["Platform", "detect"]
+def known_platforms() -> list[type[Platform]]:
+    """Every CI of its own, in detection order (this imports each one's module)."""
+    return [_load(module_name, class_name) for _, _, module_name, class_name in _KNOWN]
+
+
+def _load(module_name: str, class_name: str) -> type[Platform]:
+    platform: type[Platform] = getattr(importlib.import_module(module_name), class_name)
+    return platform
+
+
+__all__ = ["Platform", "detect", "known_platforms"]

@@ -25,6 +25,7 @@ from typing import ClassVar, TextIO
 
 from ci_shark.outputs import Credentials, Value, reveal
 from ci_shark.platforms.base import Platform
+from ci_shark.platforms.channels import Channel, Registered
 from ci_shark.platforms.common import env_value
 from ci_shark.render import ApprovalRequest, Outcome, RunContext, outcome_markdown
 from ci_shark.safe_text import untrusted
@@ -48,8 +49,12 @@ def vso(command: str, message: str = "", **properties: str) -> str:
 
 class AzurePlatform(Platform):
     name: ClassVar[str] = "azure"
+    title: ClassVar[str] = "Azure Pipelines"
     ci_identity: ClassVar[str | None] = "azure"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
+    own_channels: ClassVar[dict[str, Registered]] = {
+        "summary": Registered("ci_shark.platforms.azure", "build_summary"),
+    }
     job_id_variable: ClassVar[str | None] = "SYSTEM_JOBID"
 
     def init_state(self) -> None:
@@ -126,19 +131,6 @@ class AzurePlatform(Platform):
             self._group_open = False
             self.writer.command("##[endgroup]", among_lines=True)
         super().finish(outcome, request)
-        if "summary" in self.channels:
-            self._upload_summary(outcome_markdown(outcome, request))
-
-    def _upload_summary(self, markdown: str) -> None:
-        directory = env_value(self.env, "AGENT_TEMPDIRECTORY") or tempfile.gettempdir()
-        try:
-            handle, name = tempfile.mkstemp(dir=directory, prefix="ci-shark-summary-", suffix=".md")
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(markdown)
-        except OSError as exc:
-            self.log(f"ci_shark: no build summary: could not write it ({exc.strerror})")
-            return
-        self.command(vso("task.uploadsummary", str(Path(name).resolve())))
 
     # -- outputs ---------------------------------------------------------------------------
 
@@ -164,3 +156,27 @@ class AzurePlatform(Platform):
                 self.command(vso("task.setvariable", text, variable=name, issecret="true"))
             else:
                 self.command(vso("task.setvariable", text, variable=name))
+
+
+def build_summary(platform: AzurePlatform) -> Channel:
+    return BuildSummary(platform)
+
+
+class BuildSummary(Channel):
+    """`notify: summary`: the outcome as a markdown file the agent uploads to the build's
+    summary. Only the outcome: the summary shows once the step is over."""
+
+    def __init__(self, platform: AzurePlatform) -> None:
+        self._platform = platform
+
+    def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
+        platform = self._platform
+        directory = env_value(platform.env, "AGENT_TEMPDIRECTORY") or tempfile.gettempdir()
+        try:
+            handle, name = tempfile.mkstemp(dir=directory, prefix="ci-shark-summary-", suffix=".md")
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                file.write(outcome_markdown(outcome, request))
+        except OSError as exc:
+            platform.log(f"ci_shark: no build summary: could not write it ({exc.strerror})")
+            return
+        platform.command(vso("task.uploadsummary", str(Path(name).resolve())))

@@ -1,13 +1,17 @@
 """What every CI platform does, and the generic behaviour for any CI or a terminal.
 
-A platform turns the flow's events into what its users see and use: log lines, a job
-summary, a PR comment or MR note, masked secrets, exported outputs. It supplies facts
-(who is asking, whether the change comes from a fork); the flow decides what to do with
-them. Subclasses override the hooks their CI offers; everything else falls back to the
-plain log and files here. All output goes through one :class:`LogWriter`.
+A platform is what is really a CI's own: the facts of the run (who is asking, whether the
+change comes from a fork), how the CI hides a secret, how its log reads commands, and how
+later steps get the outputs. It supplies facts; the flow decides what to do with them.
+Where the approver hears about the request is the platform's list of channels
+(:mod:`ci_shark.platforms.channels`), built from `notify`. Subclasses override the hooks
+their CI offers; everything else falls back to the plain log and files here. All output
+goes through one :class:`LogWriter`.
 
 Order matters and is the flow's job, not the platform's: ``mask`` always comes before a
-secret is written anywhere, and ``export`` happens only after approval, all or none.
+secret is written anywhere, and ``export`` happens only after approval, all or none. The
+one exception is decided here: a channel's credentials among the settings (a webhook URL)
+are masked as the platform starts, before anything can print them.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, TextIO
+from typing import ClassVar, TextIO
 
 import httpx
 
@@ -38,13 +43,17 @@ from ci_shark.outputs import (
     read_credentials,
     write_all,
 )
+from ci_shark.platforms.channels import (
+    EVERY_CI,
+    Channels,
+    Registered,
+    build_channels,
+    secret_settings,
+)
 from ci_shark.platforms.common import env_value
 from ci_shark.platforms.log import LogWriter
-from ci_shark.render import ApprovalRequest, Outcome, RunContext, approval_log_lines
+from ci_shark.render import ApprovalRequest, Outcome, RunContext
 from ci_shark.secret import Secret
-
-if TYPE_CHECKING:
-    from ci_shark.platforms.webhook import Webhook
 
 PROGRESS_EVERY_S = 30.0
 DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
@@ -66,12 +75,13 @@ class Platform:
     """The generic CI (or a terminal): the log on stderr, outputs in files or for ``eval``."""
 
     name: ClassVar[str] = "generic"
+    title: ClassVar[str] = "a CI of its own"  # in messages, as users name the CI
     # What `notify: auto` means here.
     auto_channels: ClassVar[tuple[str, ...]] = ("log",)
+    # The channels this CI has of its own (channels.EVERY_CI are everywhere).
+    own_channels: ClassVar[dict[str, Registered]] = {}
     # The CI's own id of this job: a private folder per job for the files we write.
     job_id_variable: ClassVar[str | None] = None
-    # Whether `notify: issue` means something here (GitHub); elsewhere it is warned about.
-    opens_issues: ClassVar[bool] = False
     # Where a job gets the CI's OIDC token for `workload-identity` (platforms/ci_identity.py).
     ci_identity: ClassVar[str | None] = None
 
@@ -104,28 +114,9 @@ class Platform:
         self._last_progress_at: float | None = None
         self.credentials_file: Path | None = None  # where export wrote them, once it has
         self._masked: set[bytes] = set()
-        self._announced = False
         self.init_state()
-        self.webhook = self._webhook()
-
-    def _webhook(self) -> Webhook | None:
-        """The webhook channel, the same on every CI. Its URL is a credential: it is masked
-        first, before anything can print it, whatever `notify` says."""
-        url = self.settings.webhook_url
-        if url is not None:
-            self.mask([url])
-        if url is None or "webhook" not in self.channels:
-            return None
-        # Only a run that posts to a webhook pays for its imports (logging among them).
-        from ci_shark.platforms.webhook import Webhook  # noqa: PLC0415
-
-        return Webhook(
-            url,
-            self.settings.webhook_format,
-            warn=self.warn,
-            log=self.log,
-            transport=self.transport,
-        )
+        # Before anything can print them, whatever `notify` says (channels rule 5).
+        self.mask(secret_settings(settings, [*EVERY_CI.values(), *self.own_channels.values()]))
 
     def init_state(self) -> None:
         """A platform's own state, set up once the common attributes exist (so subclasses
@@ -136,14 +127,11 @@ class Platform:
     def context(self) -> RunContext:
         return RunContext(platform=self.name)
 
-    @property
-    def channels(self) -> tuple[str, ...]:
-        chosen = self.settings.notify
-        if "none" in chosen:
-            return ()
-        if "auto" in chosen:
-            return self.auto_channels
-        return chosen
+    @cached_property
+    def channels(self) -> Channels:
+        """Where the approver hears about it: the log, then what `notify` names. Built on
+        first use: the commands that ask for no approval never build them."""
+        return build_channels(self)
 
     # -- the log ---------------------------------------------------------------------------
 
@@ -205,27 +193,8 @@ class Platform:
     # -- the approval ----------------------------------------------------------------------
 
     def announce(self, request: ApprovalRequest) -> None:
-        """Show the approver where to go. The log always gets it, whatever `notify` says:
-        a person watching the job must be able to approve without another channel."""
-        for number, line in enumerate(approval_log_lines(request)):
-            self.log(self.writer.styled(line, "1") if number == 0 else line)
-        if not self._announced:
-            self._announced = True
-            self._warn_unusable_channels()
-        if self.webhook is not None:
-            self.webhook.announce(request)
-
-    def _warn_unusable_channels(self) -> None:
-        """Channels asked for that cannot work here: said once, and the flow goes on (the
-        link is in the log)."""
-        channels = self.channels
-        if "webhook" in channels and self.webhook is None:
-            self.warn(
-                "`notify` includes webhook but `webhook-url` is not set (a secret that this "
-                "run cannot read?): no webhook message"
-            )
-        if "issue" in channels and not self.opens_issues:
-            self.warn(f"`notify: issue` works on GitHub only; ignored on {self.name}")
+        """Show the approver where to go, on every channel (the log first, always)."""
+        self.channels.announce(request)
 
     def waiting(self, seconds_left: float) -> None:
         """Called before each poll. For a person at a terminal: a countdown redrawn in
@@ -244,20 +213,16 @@ class Platform:
             self.log(f"ci_shark: still waiting for approval ({left}s left)")
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
-        """The flow ended (any way). Platforms update their comment, summary and status
-        output here; the generic one logs the success line only (the CLI prints a failure,
-        once)."""
-        if outcome.status == "approved":
-            by = f" by {outcome.approver}" if outcome.approver else ""
-            self.log(f"ci_shark: approved{by}; {outcome.message}")
-            if self.credentials_file is not None:
-                self.log(
-                    f"ci_shark: the credentials are in {self.credentials_file}: "
-                    "`ci-shark request|refresh|revoke` read them from there"
-                )
-        if self.webhook is not None:
-            self.webhook.finish(outcome, request)
-        self.writer.end_line()
+        """The flow ended (any way): every channel says how, then where the credentials
+        went (the login's last line). Never raises: it runs on every way out and must not
+        hide the first error. A CI adds what is its own (GitHub's `status` output, a log
+        section's end)."""
+        self.channels.finish(outcome, request)
+        if outcome.status == "approved" and self.credentials_file is not None:
+            self.log(
+                f"ci_shark: the credentials are in {self.credentials_file}: "
+                "`ci-shark request|refresh|revoke` read them from there"
+            )
 
     # -- outputs ---------------------------------------------------------------------------
 

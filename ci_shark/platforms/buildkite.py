@@ -2,9 +2,10 @@
 
 Every secret goes to ``buildkite-agent redactor add`` on stdin (never on argv, where ``ps``
 and process accounting would see it) before anything uses it, so a later command that
-prints it shows ``[REDACTED]``. The approval link is a build annotation, replaced by the
-outcome when the flow ends. Without the agent binary (a job container without it mounted),
-ci_shark warns and behaves like the generic platform: log and files only.
+prints it shows ``[REDACTED]``. `notify: summary` here is a build annotation
+(:class:`Annotation`): the approval link, replaced by the outcome when the flow ends.
+Without the agent binary (a job container without it mounted), ci_shark warns and behaves
+like the generic platform: log and files only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ci_shark.platforms.base import Platform
+from ci_shark.platforms.channels import Channel, Registered
 from ci_shark.platforms.common import env_value
 from ci_shark.render import (
     ApprovalRequest,
@@ -33,21 +35,24 @@ OUTCOME_STYLES = {"approved": "success", "denied": "error", "error": "error", "r
 
 class BuildkitePlatform(Platform):
     name: ClassVar[str] = "buildkite"
+    title: ClassVar[str] = "Buildkite"
     ci_identity: ClassVar[str | None] = "buildkite"
     # The annotation is Buildkite's job summary: it shows on the build page while we wait.
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
+    own_channels: ClassVar[dict[str, Registered]] = {
+        "summary": Registered("ci_shark.platforms.buildkite", "annotation"),
+    }
     job_id_variable: ClassVar[str | None] = "BUILDKITE_JOB_ID"
 
     def init_state(self) -> None:
         self._agent = shutil.which(AGENT, path=self.env.get("PATH"))
         self._warned_missing = False
         self._redactor_failed = False
-        self._annotated = False
 
     # -- what the run is -------------------------------------------------------------------
 
     def context(self) -> RunContext:
-        self._agent_or_warn()
+        self.agent()
         env = self.env
         organization, pipeline = (
             env_value(env, "BUILDKITE_ORGANIZATION_SLUG"),
@@ -82,12 +87,12 @@ class BuildkitePlatform(Platform):
     def register_secret(self, piece: str) -> None:
         """``buildkite-agent redactor add``, the value on stdin (log lines are redacted one
         at a time, hence the line pieces of a multi-line secret)."""
-        agent = self._agent_or_warn()
+        agent = self.agent()
         if agent is not None:
             self._redact(agent, piece)
 
     def _redact(self, agent: str, value: str) -> None:
-        result = self._run([agent, "redactor", "add"], stdin=value)
+        result = self.run_agent([agent, "redactor", "add"], stdin=value)
         if result is not None and result.returncode == 0:
             return
         if not self._redactor_failed:
@@ -98,37 +103,10 @@ class BuildkitePlatform(Platform):
                 "a token will not be redacted (the redactor needs buildkite-agent 3.66 or newer)"
             )
 
-    # -- the approval ----------------------------------------------------------------------
-
-    def announce(self, request: ApprovalRequest) -> None:
-        super().announce(request)
-        if "summary" in self.channels:
-            self._annotated = self._annotate(approval_markdown(request), "info", request.context)
-
-    def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
-        super().finish(outcome, request)
-        if request is not None and self._annotated:
-            style = OUTCOME_STYLES.get(outcome.status, "warning")
-            self._annotate(outcome_markdown(outcome, request), style, request.context)
-
-    def _annotate(self, body: str, style: str, context: RunContext) -> bool:
-        agent = self._agent_or_warn()
-        if agent is None:
-            return False
-        # One annotation per step, stable across retries: the same context replaces it.
-        annotation = "ci-shark-" + hashlib.sha256(context.marker_key().encode()).hexdigest()[:16]
-        result = self._run(
-            [agent, "annotate", "--style", style, "--context", annotation], stdin=body
-        )
-        if result is not None and result.returncode == 0:
-            return True
-        reason = "timed out" if result is None else f"exit {result.returncode}"
-        self.warn(f"`buildkite-agent annotate` failed ({reason}): the link is in the log only")
-        return False
-
     # -- the agent -------------------------------------------------------------------------
 
-    def _agent_or_warn(self) -> str | None:
+    def agent(self) -> str | None:
+        """The agent binary; None, said once, when it is not there."""
         if self._agent is None and not self._warned_missing:
             self._warned_missing = True
             self.warn(
@@ -138,7 +116,7 @@ class BuildkitePlatform(Platform):
             )
         return self._agent
 
-    def _run(self, argv: list[str], *, stdin: str) -> subprocess.CompletedProcess[str] | None:
+    def run_agent(self, argv: list[str], *, stdin: str) -> subprocess.CompletedProcess[str] | None:
         """Run the agent with a bounded time; its output is dropped, never echoed to the log
         (it could repeat what it was given)."""
         try:
@@ -153,6 +131,43 @@ class BuildkitePlatform(Platform):
             )
         except (OSError, subprocess.TimeoutExpired):
             return None
+
+
+def annotation(platform: BuildkitePlatform) -> Channel:
+    return Annotation(platform)
+
+
+class Annotation(Channel):
+    """The request as a build annotation, replaced by the outcome (one per step, stable
+    across retries: the same context replaces it)."""
+
+    def __init__(self, platform: BuildkitePlatform) -> None:
+        self._platform = platform
+        self._annotated = False
+
+    def announce(self, request: ApprovalRequest) -> None:
+        self._annotated = self._annotate(approval_markdown(request), "info", request.context)
+
+    def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
+        if request is not None and self._annotated:
+            style = OUTCOME_STYLES.get(outcome.status, "warning")
+            self._annotate(outcome_markdown(outcome, request), style, request.context)
+
+    def _annotate(self, body: str, style: str, context: RunContext) -> bool:
+        agent = self._platform.agent()
+        if agent is None:
+            return False
+        annotation = "ci-shark-" + hashlib.sha256(context.marker_key().encode()).hexdigest()[:16]
+        result = self._platform.run_agent(
+            [agent, "annotate", "--style", style, "--context", annotation], stdin=body
+        )
+        if result is not None and result.returncode == 0:
+            return True
+        reason = "timed out" if result is None else f"exit {result.returncode}"
+        self._platform.warn(
+            f"`buildkite-agent annotate` failed ({reason}): the link is in the log only"
+        )
+        return False
 
 
 _SMALL_NUMBER = re.compile(r"[0-9]{1,6}")  # ASCII digits only: str.isdigit() takes "²"

@@ -53,18 +53,20 @@ class NoteApi(Protocol):
 
 
 class MarkedNote:
-    """Find our note by marker and author, then create or edit it; every failure is one
-    warning (the approval never depends on a note), after which the note is left alone."""
+    """What we know of our note: found by marker and author, then created or edited; every
+    failure is one warning (the approval never depends on a note), after which the note is
+    left alone. Each write is given the API to reach it with (the last ones, at the end of
+    a run, on a shorter budget)."""
 
-    def __init__(self, api: NoteApi, marker: str, *, warn: Callable[[NoteApiError], None]) -> None:
-        self._api = api
+    def __init__(self, marker: str, *, warn: Callable[[NoteApiError], None]) -> None:
         self._marker = marker
         self._warn = warn
         self.note_id: int | None = None
+        self.adopted = False  # the note was found (an earlier attempt's), not created
         self._looked = False
         self.broken = False
 
-    def write(self, markdown: str) -> bool:
+    def write(self, api: NoteApi, markdown: str) -> bool:
         """Post or update the note with ``markdown`` under the marker; True when it did."""
         if self.broken:
             return False
@@ -72,27 +74,29 @@ class MarkedNote:
         try:
             if not self._looked:
                 self._looked = True
-                self.note_id = self._find()
+                self.note_id = self._find(api)
+                self.adopted = self.note_id is not None
             if self.note_id is not None:
                 try:
-                    self._api.edit(self.note_id, body)
+                    api.edit(self.note_id, body)
                     return True
                 except NoteApiError as refused:
                     if refused.status not in (403, 404):
                         raise
                     self.note_id = None  # deleted meanwhile, or no longer ours: a new one
-            self.note_id = self._api.create(body)
+                    self.adopted = False
+            self.note_id = api.create(body)
             return True
         except NoteApiError as failure:
             self.broken = True
             self._warn(failure)
             return False
 
-    def _find(self) -> int | None:
-        author = self._api.own_author()
+    def _find(self, api: NoteApi) -> int | None:
+        author = api.own_author()
         if author is None:
             return None  # cannot tell whose a note is: never adopt one
-        for note in self._api.notes():
+        for note in api.notes():
             if note.body.split("\n", 1)[0] == self._marker and note.author == author:
                 return note.id
         return None

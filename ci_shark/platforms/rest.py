@@ -6,8 +6,8 @@ Its rules:
 - Built on the HTTP base (:mod:`ci_shark.oauth.http`): the run's trust (or the CI's own
   CA), a proxy when one is set but never for loopback, no redirects (a redirect must not
   carry the token elsewhere), the byte cap, and a budget for each call as a whole. The
-  last calls of a run (``finishing``) get a shorter one: on a cancellation the runner's
-  grace period is a few seconds.
+  last calls of a run use the same API :meth:`~RestApi.within` a shorter budget, said
+  where they are made: on a cancellation the runner's grace period is a few seconds.
 - The token is a :class:`Secret`, masked before its first use, revealed only into the
   header of each request: never into the client's defaults, a message or a log line.
 - JSON in and out. A listing is read page by page (100 a page), lazily, until a short
@@ -19,11 +19,12 @@ Its rules:
 
 from __future__ import annotations
 
+import copy
 import json
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -35,6 +36,7 @@ PAGE_SIZE = 100
 # A listing of 100 comments of up to 64 KiB each, JSON-escaped, with its URLs and users.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 API_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+_Api = TypeVar("_Api", bound="RestApi")
 
 
 class RestApi:
@@ -50,7 +52,6 @@ class RestApi:
         headers: Mapping[str, str],
         transport: httpx.BaseTransport | None,
         budget_s: float,
-        finish_budget_s: float | None = None,
         trust: Callable[[], ssl.SSLContext] | None = None,
         mask: Callable[[Sequence[Secret]], None] | None = None,
         refused: Callable[[int, str], str] | None = None,
@@ -65,9 +66,7 @@ class RestApi:
         self._token = token
         self._token_header = token_header
         self._budget_s = budget_s
-        self._finish_budget_s = finish_budget_s or budget_s
         self._refused = refused or (lambda status, doing: f"HTTP {status} from {doing}")
-        self.finishing = False  # the last calls of a run get the short budget
         self._http = HttpClient(
             trust=trust,
             transport=transport,
@@ -78,6 +77,12 @@ class RestApi:
 
     def close(self) -> None:
         self._http.close()
+
+    def within(self: _Api, budget_s: float) -> _Api:
+        """The same API, on the same connection, with another budget for each call."""
+        shorter = copy.copy(self)
+        shorter._budget_s = budget_s
+        return shorter
 
     def call(
         self,
@@ -91,7 +96,7 @@ class RestApi:
         """``path`` (below the API's URL) as JSON, None for an empty body. ``doing`` names
         the call in messages (``GET /path`` when not given)."""
         doing = doing or f"{method} {path}"
-        deadline = time.monotonic() + (self._finish_budget_s if self.finishing else self._budget_s)
+        deadline = time.monotonic() + self._budget_s
         name, prefix = self._token_header
         request = self._http.build(
             method,

@@ -5,7 +5,8 @@ when it is shown, the outcome when the flow ends, each one POST to ``webhook-url
 Its rules:
 
 1. The URL is a secret (a Slack or Teams webhook URL is its own credential): the platform
-   masks it before anything else, and no message of ours names it, nor its host — the
+   masks it before anything else (its registration in :mod:`.channels` names
+   `webhook-url` a secret), and no message of ours names it, nor its host — the
    path may carry the token, and "the webhook" is all a reader needs. httpx's own INFO
    log line of the request is dropped (a library user may have logging switched on).
 2. The approval never depends on it: a refusal, an error status, a timeout or a refused
@@ -26,14 +27,18 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ci_shark.oauth.http import Exchange, HttpClient, SendFailed
+from ci_shark.platforms.channels import Channel, Unusable
 from ci_shark.render import ApprovalRequest, Outcome
 from ci_shark.render.webhook import APPROVAL_MESSAGES, OUTCOME_MESSAGES
 from ci_shark.secret import Secret
+
+if TYPE_CHECKING:
+    from ci_shark.platforms.base import Platform
 
 APPROVAL_BUDGET_S = 5.0
 OUTCOME_BUDGET_S = 3.0
@@ -55,7 +60,25 @@ class _NoWebhookRequestLog(logging.Filter):
 _HTTPX_LOG_FILTER = _NoWebhookRequestLog()
 
 
-class Webhook:
+def webhook_channel(platform: Platform) -> Channel:
+    """`notify: webhook` on any CI (its registration in :data:`.channels.EVERY_CI`)."""
+    settings = platform.settings
+    if settings.webhook_url is None:
+        return Unusable(
+            "`notify` includes webhook but `webhook-url` is not set (a secret that this run "
+            "cannot read?): no webhook message",
+            platform.warn,
+        )
+    return Webhook(
+        settings.webhook_url,
+        settings.webhook_format,
+        warn=platform.warn,
+        log=platform.log,
+        transport=platform.transport,
+    )
+
+
+class Webhook(Channel):
     """Posts a run's two messages to one webhook; failures become warnings."""
 
     def __init__(
@@ -81,15 +104,9 @@ class Webhook:
             self._log(f"ci_shark: sent the approval request to the webhook ({self.format})")
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
-        """The outcome, when the webhook was told about the request; then the connection
-        goes. Never raises."""
-        try:
-            if self.announced:
-                self._post(
-                    OUTCOME_MESSAGES[self.format](outcome, request), OUTCOME_BUDGET_S, "outcome"
-                )
-        finally:
-            self.close()
+        """The outcome, when the webhook was told about the request."""
+        if self.announced:
+            self._post(OUTCOME_MESSAGES[self.format](outcome, request), OUTCOME_BUDGET_S, "outcome")
 
     def close(self) -> None:
         if self._http is not None:

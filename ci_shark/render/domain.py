@@ -37,6 +37,9 @@ class RunContext:
     change_request_url: str | None = None
     is_fork: bool = False
     fork_source: str | None = None
+    # Why the CI could not tell where the change comes from (then it counts as a fork),
+    # naming the event: "the issue_comment event is on PR #9, which could not be read…"
+    fork_doubt: str | None = None
     public: bool = False  # anyone can read the log, the summary and the PR comment
 
     def marker_key(self) -> str:

@@ -98,8 +98,14 @@ def _values(fact: facts.Fact, *, in_table: bool = False) -> str:
     return f"**{shown}**" if fact.lead else shown
 
 
-def marker(context: RunContext) -> str:
-    return f"<!-- {MARKER_PREFIX}{context.marker_key()} -->"
+def marker(context: RunContext, run_id: str | None = None) -> str:
+    """The hidden first line of our note: the job's key (the same for every run of the job,
+    so a PR comment is edited, not repeated), and for a note that belongs to one run (an
+    issue) that run's id, which a re-run keeps."""
+    key = context.marker_key()
+    if run_id:
+        key += "/run-" + re.sub(r"[^A-Za-z0-9_-]", "_", run_id)[:40]
+    return f"<!-- {MARKER_PREFIX}{key} -->"
 
 
 def mentions(users: tuple[str, ...]) -> str:

@@ -25,7 +25,8 @@ from test_github_action import ENTRYPOINT, TOKEN, run_step, step_env
 from ci_shark.sandbox import SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
-MARKER = "<!-- ci-shark:octo/app/deploy/release -->"
+# The issue belongs to one run: the job and the run id (a re-run keeps the id).
+MARKER = "<!-- ci-shark:octo/app/deploy/release/run-4242 -->"
 PUSH = {"ref": "refs/heads/main", "after": "a" * 40, "repository": {"private": True}}
 USERS = "alice,@octo/deployers"
 
@@ -114,28 +115,32 @@ def test_a_denial_closes_the_issue_as_not_planned(
     assert "Denied" in issue["body"]
 
 
-def test_a_rerun_reuses_its_open_issue(
-    sandbox_factory: SandboxFactory, api: FakeGitHubApi, tmp_path: Path
-) -> None:
-    # Attempt 1 is killed while it waits (a lost runner): its issue stays open.
-    first = tmp_path / "attempt1"
-    first.mkdir()
-    files = RunnerFiles.create(first, PUSH)
+def killed_while_waiting(root: Path, api: FakeGitHubApi, auth_url: str, **env: str) -> None:
+    """An attempt killed while it waits (a lost runner): its issue stays open."""
+    root.mkdir()
+    files = RunnerFiles.create(root, PUSH)
     process = subprocess.Popen(
         [sys.executable, str(ENTRYPOINT)],
-        env=issue_env(files, api, sandbox_factory().url),
-        cwd=first,
+        env=issue_env(files, api, auth_url) | env,
+        cwd=root,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    opened = len(api.issues)
     try:
         deadline = time.monotonic() + 30
-        while not api.issues and time.monotonic() < deadline and process.poll() is None:
+        while len(api.issues) == opened and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.05)
     finally:
         process.kill()
         process.wait(10)
+
+
+def test_a_rerun_reuses_its_open_issue(
+    sandbox_factory: SandboxFactory, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    killed_while_waiting(tmp_path / "attempt1", api, sandbox_factory().url)
     (left_open,) = api.issues.values()
     assert left_open["state"] == "open"
 
@@ -155,6 +160,35 @@ def test_a_rerun_reuses_its_open_issue(
     (comment,) = api.comments_on(issue["number"])
     assert read(comment["body"]).mentions == ["alice", "octo/deployers"]
     assert f"asked for approval in issue #{issue['number']}" in step.stderr
+
+
+def test_another_run_of_the_job_opens_its_own_issue(
+    sandbox_factory: SandboxFactory, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    # Run 4242 still waits on its issue when run 4343 of the same job starts: taking
+    # 4242's issue over would replace the code its approvers are reading.
+    killed_while_waiting(tmp_path / "run4242", api, sandbox_factory().url)
+    (waiting,) = api.issues.values()
+    waiting_body = waiting["body"]
+
+    other = tmp_path / "run4343"
+    other.mkdir()
+    files = RunnerFiles.create(other, PUSH)
+    env = issue_env(files, api, sandbox_factory(approve_after_s=1).url)
+    env["GITHUB_RUN_ID"] = "4343"
+    step = run_step(env, other)
+
+    assert step.returncode == 0, step.log
+    assert len(api.issues) == 2
+    (ours,) = [issue for issue in api.issues.values() if issue is not waiting]
+    assert ours["body"].split("\n", 1)[0] == MARKER.replace("4242", "4343")
+    assert ours["title"].endswith("run 4343")
+    assert ours["state"] == "closed"
+    assert (waiting["state"], waiting["body"]) == ("open", waiting_body)  # untouched
+    assert [c.path for c in api.calls if c.method == "PATCH"] == [
+        f"/repos/octo/app/issues/{ours['number']}"
+    ]
+    assert api.comments_on(waiting["number"]) == []
 
 
 def test_an_issue_someone_else_wrote_with_our_marker_is_not_adopted(

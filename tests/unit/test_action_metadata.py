@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ci_shark.config import NOTIFY_CHANNELS, PROVIDER_NAMES, Settings
-from ci_shark.platforms.github import STEP_OUTPUTS
+from ci_shark.platforms.github_outputs import STEP_OUTPUTS
 
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = [ROOT / "action.yml", ROOT / "revoke" / "action.yml"]

@@ -26,11 +26,8 @@ from support.github_fakes import (
 
 from ci_shark.errors import ConfigError, ExitCode, PolicyRefused
 from ci_shark.platforms import Platform, detect
-from ci_shark.platforms.github import (
-    GitHubPlatform,
-    matrix_leg,
-    render_file_commands,
-)
+from ci_shark.platforms.github import GitHubPlatform, matrix_leg
+from ci_shark.platforms.github_outputs import render_file_commands
 from ci_shark.platforms.log import neutralise
 from ci_shark.render import ApprovalRequest, Outcome, marker
 from ci_shark.secret import Secret
@@ -239,8 +236,11 @@ def test_push_finds_its_open_pr_through_the_commit(make: Callable[..., Any]) -> 
 
     api.on_request = link_is_out_first
     platform.announce(req)
+    shown = platform.run.shown(req).context  # the request as the channels show it
+    assert shown.change_request == "PR #3"
+    assert shown.change_request_url == f"https://github.com/{REPO}/pull/3"
     context = platform.context()
-    assert context.change_request == "PR #3"
+    assert context.change_request is None  # the run's facts are not rewritten after the fact
     assert not context.is_fork  # a push happens in this repository
     (comment,) = api.comments.values()
     assert comment["issue"] == 3
@@ -763,3 +763,22 @@ def test_a_public_repository_without_allowed_approvers_is_warned(
     quiet, _, quiet_streams = make(payload, event="push", token=None, allowed_approvers="alice")
     enforce_policy(quiet, quiet.context())
     assert "public" not in quiet_streams.stderr.getvalue()
+
+
+def test_the_outcome_edit_has_the_short_budget_of_a_run_s_end(make: Callable[..., Any]) -> None:
+    # On a cancellation the runner kills the step seconds after its signal: the closing
+    # edit must not wait the 10 s an ordinary call may.
+    api = Api()
+    read_timeouts: dict[str, float] = {}
+
+    def record(req: httpx.Request) -> None:
+        read_timeouts[req.method] = req.extensions["timeout"]["read"]
+
+    api.on_request = record
+    platform, _, _ = make(pull_request_payload(7), api=api)
+    req = approval(platform)
+    platform.announce(req)
+    platform.finish(Outcome("cancelled", "cancelled by SIGTERM"), req)
+
+    assert read_timeouts["POST"] == 10.0
+    assert 0 < read_timeouts["PATCH"] <= 3.0
