@@ -427,7 +427,8 @@ def _demo(args: argparse.Namespace) -> None:
     cancel.install()
     from ci_shark import demo
 
-    demo.run(demo.Demo(approve_after_s=args.approve_after, keep=args.keep))
+    kind = demo.WorkloadIdentityDemo if args.workload_identity else demo.Demo
+    demo.run(kind(approve_after_s=args.approve_after, keep=args.keep))
 
 
 def _demo_options(parser: argparse.ArgumentParser) -> None:
@@ -440,6 +441,12 @@ def _demo_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the demo's files (key, env file) and say where"
+    )
+    parser.add_argument(
+        "--workload-identity",
+        action="store_true",
+        help="the job proves which run asks with a CI's OIDC token (a fake CI on loopback); "
+        "the page shows what the server verified, and asks",
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +28,7 @@ from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.providers import lookup
 from ci_shark.oauth.tokens import (
+    ASSERTION_METHOD,
     CLIENT_AUTH_METHODS,
     SECRET_METHODS,
     Client,
@@ -47,6 +48,7 @@ from ci_shark.platforms.base import Platform
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
 from ci_shark.urls import same_endpoint, same_issuer, url_problem
+from ci_shark.workload import AUDIENCE_NAME, CiAssertions
 
 if TYPE_CHECKING:
     from ci_shark.later_settings import ServerSettings
@@ -68,10 +70,21 @@ class Server:
     auth_url: str
     client: Client  # the login's client, authenticating as the login did
     endpoints: Endpoints
+    assertions: CiAssertions | None = None  # workload identity: its CI tokens, its audience
+
+    def close(self) -> None:
+        if self.assertions is not None:
+            self.assertions.close()
 
 
 def find_server(
-    issued: Issued, settings: ServerSettings, http: OAuthHttp, deadline: float, *, warn: Warn
+    issued: Issued,
+    settings: ServerSettings,
+    http: OAuthHttp,
+    deadline: float,
+    *,
+    warn: Warn,
+    platform: Platform | None = None,
 ) -> Server:
     """The server the credentials record, and the login's client there: a token goes only
     to the server that issued it, and the client secret only to its own client's.
@@ -84,7 +97,9 @@ def find_server(
       mapped one by one).
     - The client authenticates as the login did (``SHARK_CLIENT_AUTH``), with
       `client-secret` only when the settings describe this server and client (or name
-      none): the secret of another server's client is never sent.
+      none): the secret of another server's client is never sent. A login with workload
+      identity (or, when nothing is recorded, `workload-identity`) is followed by fresh
+      tokens from ``platform``'s CI for the recorded audience (workload.py, rule 6).
     - The endpoints are the ones the login used, else discovered at the recorded server.
     """
     auth_url = _recorded(issued, "SHARK_AUTH_URL", settings.auth_url, "auth-url", warn)
@@ -95,7 +110,9 @@ def find_server(
         issued, "SHARK_TOKEN_ENDPOINT", settings.token_endpoint, "token-endpoint", warn
     )
     method = recorded_client_auth(issued)
-    secret = settings.client_secret if method != "none" else None
+    if method is None and settings.workload_identity:
+        method = ASSERTION_METHOD
+    secret = settings.client_secret if method is None or method in SECRET_METHODS else None
     if (settings.auth_url and not same_issuer(settings.auth_url, auth_url)) or (
         settings.client_id and settings.client_id != client_id
     ):
@@ -111,8 +128,25 @@ def find_server(
         issued, token, auth_url=auth_url, settings=settings, http=http, deadline=deadline
     )
     auth = CLIENT_AUTH_METHODS[method] if method else None
-    client = Client(client_id, secret, auth or endpoints.client_auth)
-    return Server(auth_url, client, endpoints)
+    assertions = None
+    if method == ASSERTION_METHOD:
+        assertions = _assertions(issued, settings, platform, endpoints.issuer or auth_url)
+    client = Client(client_id, secret, auth or endpoints.client_auth, assertion=assertions)
+    return Server(auth_url, client, endpoints, assertions)
+
+
+def _assertions(
+    issued: Issued, settings: ServerSettings, platform: Platform | None, issuer: str
+) -> CiAssertions:
+    """The CI tokens a later command authenticates with, for the login's audience."""
+    if platform is None:
+        raise ConfigError(
+            f"the login's client authenticates with the CI's OIDC token ({ASSERTION_METHOD}), "
+            "and this command cannot fetch one",
+            hint="use `ci-shark refresh|revoke|request`, which fetch it from the CI",
+        )
+    audience = issued.text(AUDIENCE_NAME) or settings.workload_identity_audience or issuer
+    return CiAssertions.of(platform, audience)
 
 
 def _recorded(
@@ -250,14 +284,20 @@ def revoke(
         key = None
     deadline = time.monotonic() + max_time_s
     with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        server = find_server(issued, settings, http, deadline, warn=platform.warn)
+        server = find_server(
+            issued, settings, http, deadline, warn=platform.warn, platform=platform
+        )
         endpoint = server.endpoints.revocation
         if endpoint is None:
+            server.close()
             raise ConfigError(
                 "the authorization server names no revocation endpoint",
                 hint="the server does not support RFC 7009 revocation; tokens expire on their own",
             )
-        results = revoke_each(http, endpoint, tokens, server.client, dpop=key, deadline=deadline)
+        with closing(server):
+            results = revoke_each(
+                http, endpoint, tokens, server.client, dpop=key, deadline=deadline
+            )
     for hint, failure in results.items():
         if failure is None:
             platform.log(f"ci_shark: revoked the {hint.replace('_', ' ')}")
@@ -357,7 +397,9 @@ def _refresh_and_save(
     key = issued.dpop_key()
     deadline = time.monotonic() + REFRESH_BUDGET_S
     with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        server = find_server(issued, settings, http, deadline, warn=platform.warn)
+        server = find_server(
+            issued, settings, http, deadline, warn=platform.warn, platform=platform
+        )
         received: list[tuple[Secret, str]] = []
         try:
             tokens = refresh_grant(
@@ -380,6 +422,8 @@ def _refresh_and_save(
                 lambda tokens: _revoked(http, server, tokens, key),
             )
             raise
+        finally:
+            server.close()
     platform.log(f"ci_shark: wrote {file} (mode 0600)")
     return Issued({name: reveal(value) for name, value in credentials.named().items()}, file)
 
@@ -401,6 +445,7 @@ def _refreshed_credentials(
         token_endpoint=server.endpoints.token,
         revocation_endpoint=server.endpoints.revocation,
         client_auth=server.client.method,
+        workload_identity_audience=server.assertions.audience if server.assertions else None,
     )
 
 

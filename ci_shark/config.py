@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from ci_shark import _settings_import  # noqa: F401 (first: see there)
 
 # isort: split
-from pydantic import BeforeValidator, ValidationError, field_validator
+from pydantic import BeforeValidator, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +26,7 @@ from pydantic_settings import (
 )
 
 from ci_shark.errors import ConfigError
+from ci_shark.input_values import Input, approver_entry, key_values, splitter, to_secret
 from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.render import GITHUB_NAME
 from ci_shark.secret import Secret
@@ -37,66 +37,11 @@ ENV_PREFIX = "CI_SHARK_"
 DEFAULT_TIMEOUT_S = 600.0
 NOTIFY_CHANNELS = ("auto", "log", "summary", "comment", "issue", "webhook", "none")
 PROVIDER_NAMES = ("auto", *PROVIDERS)
-APPROVER_KINDS = ("sub", "user", "email")
-
-
-def approver_entry(entry: str) -> tuple[str | None, str]:
-    """An `allowed-approvers` entry as (claim kind, name): ``sub:248289761001`` is
-    ("sub", "248289761001"); a bare entry, without a kind, is (None, entry). Whether a bare
-    entry is allowed depends on the provider (flow.py)."""
-    kind, sep, name = entry.strip().partition(":")
-    return (kind, name) if sep and kind in APPROVER_KINDS else (None, entry.strip())
-
-
-@dataclass(frozen=True)
-class Input:
-    """How users meet one input: its help, its flag (None: env/action input only, for
-    secrets that must stay off argv), and the fix for a bad value."""
-
-    help: str
-    fix: str
-    flag: str | None = ""  # "": --<input-name>
-    metavar: str | None = None
-    required: bool = False  # by login
-
-
-def _to_secret(value: object) -> Secret | None:
-    if value is None or isinstance(value, Secret):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be a string")
-    return Secret(value.strip()) if value.strip() else None
-
-
-def _split(separators: str) -> Any:
-    def split(value: object) -> object:
-        if isinstance(value, str):
-            return tuple(item for item in re.split(f"[{separators}]+", value) if item)
-        return value
-
-    return split
-
-
-def _key_values(value: object) -> object:
-    """``K=V`` pairs, one per line or comma-separated (or a mapping from the CLI)."""
-    if not isinstance(value, str):
-        return value
-    pairs: dict[str, str] = {}
-    for item in re.split(r"[\n,]+", value):
-        if not item.strip():
-            continue
-        key, sep, val = item.strip().partition("=")
-        if not sep or not key.strip():
-            raise ValueError("takes K=V pairs, one per line or separated by commas")
-        pairs[key.strip()] = val.strip()
-    return pairs
-
-
-SecretInput = Annotated[Secret | None, BeforeValidator(_to_secret)]
-Words = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split(r"\s"))]
-CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split(r",\s"))]
+SecretInput = Annotated[Secret | None, BeforeValidator(to_secret)]
+Words = Annotated[tuple[str, ...], NoDecode, BeforeValidator(splitter(r"\s"))]
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(splitter(r",\s"))]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-KeyValues = Annotated[dict[str, str], NoDecode, BeforeValidator(_key_values)]
+KeyValues = Annotated[dict[str, str], NoDecode, BeforeValidator(key_values)]
 
 
 class Settings(BaseSettings):
@@ -135,6 +80,23 @@ class Settings(BaseSettings):
             "visible to other processes)",
             "pass the secret from a CI secret",
             metavar="SECRET",
+        ),
+    ] = None
+    workload_identity: Annotated[
+        bool,
+        Input(
+            "authenticate to the server with the CI's OIDC token (RFC 7523 client assertion, "
+            "a fresh one per request), so the server can show the approver which run asks",
+            "use true or false",
+        ),
+    ] = False
+    workload_identity_audience: Annotated[
+        str | None,
+        Input(
+            "the aud of the CI's OIDC token (default: the server's issuer from its metadata, "
+            "else auth-url)",
+            "give the audience your server expects of a CI token, usually its issuer URL",
+            metavar="AUD",
         ),
     ] = None
     scope: Annotated[
@@ -339,6 +301,34 @@ class Settings(BaseSettings):
             if "://" not in item:
                 raise ValueError("takes absolute URIs (RFC 8707), separated by spaces")
         return value
+
+    @field_validator("workload_identity_audience")
+    @classmethod
+    def _audience(cls, value: str | None) -> str | None:
+        # It goes into a URL's query (GitHub) and an argument (Buildkite): one printable word.
+        if value is not None and not (
+            0 < len(value) <= 1000 and all(" " < ch <= "~" for ch in value)
+        ):
+            raise ValueError("must be one word of printable ASCII, e.g. the server's issuer URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_client_authentication(self) -> Settings:
+        # ConfigError, not ValueError: it names two inputs, so it bypasses pydantic's list.
+        if self.workload_identity and self.client_secret is not None:
+            raise ConfigError(
+                "`client-secret` and `workload-identity` are both set: a client authenticates "
+                "one way",
+                hint="with workload identity the CI's OIDC token proves who asks: remove "
+                "`client-secret` (and make the client one that takes the CI token), or turn "
+                "`workload-identity` off",
+            )
+        if self.workload_identity_audience is not None and not self.workload_identity:
+            raise ConfigError(
+                "`workload-identity-audience` is set but `workload-identity` is not",
+                hint="set `workload-identity` to true, or remove `workload-identity-audience`",
+            )
+        return self
 
     @field_validator("notify")
     @classmethod

@@ -9,9 +9,10 @@ Its rules:
   end unless ``--keep``; its last line says which, and where.
 - It shows what a CI job would now have, every secret as ``***``.
 
-A variant of the demo (say, a CI workload identity in place of a person) is a
-:class:`Demo` subclass that overrides what differs (the sandbox it starts, the login's
-settings, the opening line): :func:`run` keeps the folder, the listing and the clean-up.
+A variant of the demo is a :class:`Demo` subclass that overrides what differs (the sandbox
+it starts, the login's settings, the platform, the opening line): :func:`run` keeps the
+folder, the listing and the clean-up. :class:`WorkloadIdentityDemo` is the job proving which
+run asks with a CI's OIDC token, from a fake GitHub-shaped token service on loopback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ci_shark import flow
 from ci_shark.config import ExplicitSettings, Settings
@@ -52,10 +54,48 @@ class Demo:
             timeout=120,
         )
 
+    def platform(self, server: SandboxServer, settings: Settings) -> Platform:
+        return Platform(settings, {})
+
     def intro(self, server: SandboxServer) -> str:
         return (
             f"ci_shark demo: sandbox authorization server at {server.url}; it approves by "
             f"itself in {self.approve_after_s:g}s, or open the link below."
+        )
+
+
+class _FakeCiTerminal(Platform):
+    """A terminal whose CI token service is the sandbox's fake one, in GitHub's shape."""
+
+    ci_identity: ClassVar[str | None] = "github"
+
+
+@dataclass(frozen=True)
+class WorkloadIdentityDemo(Demo):
+    """The job authenticates with a CI's OIDC token (a fresh one per request); the sandbox
+    verifies it, shows its claims on the approval page, and asks: opening the link never
+    approves by itself there."""
+
+    def sandbox(self) -> SandboxServer:
+        return SandboxServer(
+            interval_s=2, approve_after_s=self.approve_after_s, fake_ci_issuer=True
+        )
+
+    def settings(self, server: SandboxServer, folder: Path) -> Settings:
+        return super().settings(server, folder).model_copy(update={"workload_identity": True})
+
+    def platform(self, server: SandboxServer, settings: Settings) -> Platform:
+        return _FakeCiTerminal(settings, server.fake_ci_issuer.environment())
+
+    def intro(self, server: SandboxServer) -> str:
+        ci = server.fake_ci_issuer
+        return (
+            f"ci_shark demo, workload identity: sandbox authorization server at {server.url}, "
+            f"trusting a fake CI OIDC token service at {ci.url} (GitHub's shape; its tokens "
+            f"say repository {ci.claims['repository']}, ref {ci.claims['ref']}). Every request "
+            "the job sends carries a fresh token from it. Open the link below: the page shows "
+            "what the server verified from the token and asks you to Approve or Deny; it "
+            f"approves by itself in {self.approve_after_s:g}s."
         )
 
 
@@ -66,7 +106,7 @@ def run(demo: Demo) -> None:
         with demo.sandbox() as server:
             settings = demo.settings(server, folder)
             print(demo.intro(server), file=sys.stderr)
-            credentials = flow.run(settings, Platform(settings, {}))
+            credentials = flow.run(settings, demo.platform(server, settings))
         print(listing(credentials, folder))
     finally:
         if demo.keep:

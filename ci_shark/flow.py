@@ -4,7 +4,8 @@ Reading order is execution order: :func:`run` names its steps, each a function b
 The rules, each in one place here (the modules below decide protocol, not product):
 
 1. Everything that can be checked is checked before a device code exists: the inputs,
-   what the provider needs, the fork policy, the DPoP key, where the outputs go.
+   what the provider needs, the fork policy, the DPoP key, where the outputs go; with
+   `workload-identity`, a token from the CI (workload.py has that feature's rules).
 2. A pull/merge request from a fork asks for nothing unless `allow-fork`: anyone can open
    one whose job asks a maintainer to hand it a credential. One whose source the CI
    cannot tell counts as a fork, and the refusal says why (``RunContext.fork_doubt``). A
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -42,19 +43,22 @@ from urllib.parse import urlsplit
 import httpx
 
 from ci_shark import cancel
-from ci_shark.config import Settings, approver_entry
+from ci_shark.config import Settings
 from ci_shark.errors import CiSharkError, ConfigError, ExpiredToken, PolicyRefused
+from ci_shark.input_values import approver_entry
 from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.identity import Identity, identify
 from ci_shark.oauth.providers import Provider, resolve
-from ci_shark.oauth.tokens import Client, TokenSet, revoke_each
+from ci_shark.oauth.tokens import TokenSet, revoke_each
 from ci_shark.outputs import Credentials
 from ci_shark.platforms.base import Platform
 from ci_shark.render import ApprovalRequest, Outcome, RunContext
+from ci_shark.render.facts import FactGroup
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
+from ci_shark.workload import CiAssertions, prove
 
 # Rule 3: finding the server (metadata, device code) before the link is shown.
 REACH_BUDGET_S = 60.0
@@ -77,6 +81,7 @@ class Plan:
     provider: Provider
     context: RunContext
     dpop_key: DPoPKey | None
+    workload: CiAssertions | None = None  # `workload-identity`: the client's assertions
 
 
 def run(
@@ -92,15 +97,18 @@ def run(
     with finished(platform, progress):  # rule 9
         deadline = clock() + settings.timeout
         plan = prepare(settings, platform)  # rules 1, 2
-        with OAuthHttp(
-            ca_bundle=settings.ca_bundle,
-            transport=transport,
-            clock=clock,
-            sleep=sleep,
-            report=platform.report,  # rule 3
-        ) as http:
+        with (
+            closing(plan.workload) if plan.workload else nullcontext(),
+            OAuthHttp(
+                ca_bundle=settings.ca_bundle,
+                transport=transport,
+                clock=clock,
+                sleep=sleep,
+                report=platform.report,  # rule 3
+            ) as http,
+        ):
             flow = device_flow(settings, plan, http, clock, sleep)
-            with undone_on_failure(flow, progress, settings):  # rule 7
+            with undone_on_failure(flow, progress):  # rule 7
                 tokens = wait_for_approval(flow, settings, plan, platform, progress, deadline)
                 progress.issued = tokens.issued()
                 identity = who_approved(flow, tokens, plan)
@@ -153,7 +161,12 @@ def prepare(settings: Settings, platform: Platform) -> Plan:
     enforce_run_policy(context, settings, platform.warn)
     dpop_key = load_dpop_key(settings)
     platform.check_outputs()
-    return Plan(auth_url, client_id, provider, context, dpop_key)
+    workload = (
+        CiAssertions.of(platform, settings.workload_identity_audience)
+        if settings.workload_identity
+        else None
+    )
+    return Plan(auth_url, client_id, provider, context, dpop_key, workload)
 
 
 def enforce_run_policy(
@@ -227,6 +240,7 @@ def device_flow(
         plan.client_id,
         settings.scope,
         client_secret=settings.client_secret,
+        client_assertion=plan.workload,
         dpop_prover=plan.dpop_key,
         resource=settings.resource,
         extra_params=settings.extra_params,
@@ -249,13 +263,17 @@ def wait_for_approval(  # noqa: PLR0917 (the run's named parts, in its order)
 ) -> TokenSet:
     """Ask for a code, show it, poll; with `renew`, again when it expires (rule 5)."""
     clock = flow.clock
+    vouched: tuple[FactGroup, ...] = ()
+    if plan.workload is not None:  # rule 1: the CI's token, checked before a device code
+        reach = min(deadline, clock() + REACH_BUDGET_S)
+        vouched = prove(flow, plan.workload, platform.log, deadline=reach)
     for renewal in range(MAX_RENEWALS + 1):
         asked_at = clock()
         authorization = flow.begin(deadline=min(deadline, asked_at + REACH_BUDGET_S))
         platform.mask([authorization.device_code])
         if authorization.link_warning:
             platform.warn(authorization.link_warning)
-        progress.request = approval_request(authorization, flow.issuer, settings, plan)
+        progress.request = approval_request(authorization, flow.issuer, settings, plan, vouched)
         platform.announce(progress.request)  # a renewal edits the same comment in place
         try:
             return flow.poll(deadline - clock(), on_wait=platform.waiting)
@@ -273,7 +291,11 @@ def wait_for_approval(  # noqa: PLR0917 (the run's named parts, in its order)
 
 
 def approval_request(
-    authorization: DeviceAuthorization, issuer: str, settings: Settings, plan: Plan
+    authorization: DeviceAuthorization,
+    issuer: str,
+    settings: Settings,
+    plan: Plan,
+    vouched: tuple[FactGroup, ...] = (),
 ) -> ApprovalRequest:
     return ApprovalRequest(
         link=authorization.link,
@@ -285,6 +307,7 @@ def approval_request(
         dpop_jkt=plan.dpop_key.jkt if plan.dpop_key else None,
         context=plan.context,
         server_host=urlsplit(issuer).hostname,
+        vouched=vouched,
     )
 
 
@@ -356,7 +379,7 @@ def _ascii_folded(text: str) -> str:
 
 
 @contextmanager
-def undone_on_failure(flow: DeviceFlow, progress: _Progress, settings: Settings) -> Iterator[None]:
+def undone_on_failure(flow: DeviceFlow, progress: _Progress) -> Iterator[None]:
     """Rule 7: revoke what the server issued and nobody received (the grant first)."""
     try:
         yield
@@ -366,10 +389,7 @@ def undone_on_failure(flow: DeviceFlow, progress: _Progress, settings: Settings)
             failure,
             issued,
             lambda tokens: revoke_quietly(
-                flow,
-                tokens,
-                client_secret=settings.client_secret,
-                deadline=flow.clock() + AFTER_APPROVAL_BUDGET_S,
+                flow, tokens, deadline=flow.clock() + AFTER_APPROVAL_BUDGET_S
             ),
         )
         raise
@@ -402,7 +422,6 @@ def revoke_quietly(
     flow: DeviceFlow,
     issued: list[tuple[Secret, str]],
     *,
-    client_secret: Secret | None,
     deadline: float,
 ) -> bool:
     """Revoke each issued token; True when every one went."""
@@ -412,9 +431,9 @@ def revoke_quietly(
         return False
     if endpoints.revocation is None:
         return False
-    client = Client(flow.client_id, client_secret, endpoints.client_auth)
+    # The login's client, authenticating as it did (a fresh CI token too).
     results = revoke_each(
-        flow.http, endpoints.revocation, issued, client, dpop=flow.dpop, deadline=deadline
+        flow.http, endpoints.revocation, issued, flow.client(), dpop=flow.dpop, deadline=deadline
     )
     return not any(results.values())
 
@@ -440,6 +459,7 @@ def export(
         token_endpoint=endpoints.token,
         revocation_endpoint=endpoints.revocation,
         client_auth=flow.client().method,  # later steps authenticate the same way
+        workload_identity_audience=plan.workload.audience if plan.workload else None,
     )
     with cancel.shielded():  # a cancellation now waits: all outputs, or none
         platform.mask(credentials.secrets())  # before anything is written anywhere

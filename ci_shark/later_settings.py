@@ -7,10 +7,11 @@ is half of such a command's start-up (docs/perf.md). Its rules:
 
 - Only the inputs a later command uses are read: `auth-url`, `client-id` and
   `token-endpoint` (filling in what the credentials do not record), `client-secret`,
-  `ca-bundle`, `provider`, `dpop-private-key` (`proof`), and `output-format` with
-  `output-file` (where `refresh` saves tokens that came from the environment). Each is
-  checked as config.py checks it; an input only the login uses is not read, so a bad one
-  (a login's `timeout`) does not stop a later step.
+  `workload-identity` and `workload-identity-audience` (how the client authenticates
+  when the credentials do not say), `ca-bundle`, `provider`, `dpop-private-key`
+  (`proof`), and `output-format` with `output-file` (where `refresh` saves tokens that
+  came from the environment). Each is checked as config.py checks it; an input only the
+  login uses is not read, so a bad one (a login's `timeout`) does not stop a later step.
 - The ``CI_SHARK_*`` variables, flags on top; an empty variable is unset (the action
   passes "" for every input left out), as in config.py.
 - A bad value is a :class:`ConfigError` naming the input as config.py does (its names
@@ -34,6 +35,9 @@ from ci_shark.urls import url_problem
 
 ENV_PREFIX = "CI_SHARK_"
 OUTPUT_FORMATS = ("auto", "github", "dotenv", "shell", "json")
+# What pydantic reads as a bool (config.py's fields), case-insensitively.
+TRUE_WORDS = ("1", "on", "t", "true", "y", "yes")
+FALSE_WORDS = ("0", "off", "f", "false", "n", "no")
 
 
 class PlatformSettings(Protocol):
@@ -71,6 +75,10 @@ class ServerSettings(Protocol):
     @property
     def client_secret(self) -> Secret | None: ...
     @property
+    def workload_identity(self) -> bool: ...
+    @property
+    def workload_identity_audience(self) -> str | None: ...
+    @property
     def token_endpoint(self) -> str | None: ...
     @property
     def ca_bundle(self) -> str | None: ...
@@ -89,6 +97,8 @@ class LaterSettings:
     auth_url: str | None = None
     client_id: str | None = None
     client_secret: Secret | None = None
+    workload_identity: bool = False
+    workload_identity_audience: str | None = None
     token_endpoint: str | None = None
     ca_bundle: str | None = None
     provider: str = "auto"
@@ -127,6 +137,10 @@ def load_later_settings(
         auth_url=auth_url.rstrip("/") if auth_url else None,  # a base: no trailing slash
         client_id=given("client_id"),
         client_secret=Secret(secret) if secret else None,
+        workload_identity=_bool("workload_identity", given("workload_identity")),
+        workload_identity_audience=_word(
+            "workload_identity_audience", given("workload_identity_audience")
+        ),
         token_endpoint=_url("token_endpoint", given("token_endpoint")),
         ca_bundle=_readable_file("ca_bundle", given("ca_bundle")),
         provider=_one_of("provider", given("provider"), ("auto", *PROVIDERS)) or "auto",
@@ -140,6 +154,21 @@ def _url(field: str, value: str | None) -> str | None:
     problem = url_problem(value) if value is not None else None
     if problem:
         raise _bad_input(field, problem)
+    return value
+
+
+def _bool(field: str, value: str | None) -> bool:
+    if value is None or value.lower() in FALSE_WORDS:
+        return False
+    if value.lower() in TRUE_WORDS:
+        return True
+    raise _bad_input(field, "must be true or false")
+
+
+def _word(field: str, value: str | None) -> str | None:
+    # It goes into a URL's query (GitHub) and an argument (Buildkite): one printable word.
+    if value is not None and not (len(value) <= 1000 and all(" " < ch <= "~" for ch in value)):
+        raise _bad_input(field, "must be one word of printable ASCII, e.g. the server's issuer URL")
     return value
 
 

@@ -44,8 +44,10 @@ class Credentials:
     client_id: str | None = None
     token_endpoint: str | None = None  # the ones it used, for `refresh` and `revoke`
     revocation_endpoint: str | None = None
-    # How it authenticated (oauth.tokens.CLIENT_AUTH_METHODS): later steps do the same.
+    # How it authenticated (oauth.tokens.CLIENT_AUTH_METHODS): later steps do the same,
+    # with workload identity for this audience (its tokens are never written down).
     client_auth: str | None = None
+    workload_identity_audience: str | None = None
 
     def secrets(self) -> list[Secret]:
         """Every secret value, so each can be masked before anything is written."""
@@ -79,6 +81,7 @@ class Credentials:
             "SHARK_TOKEN_ENDPOINT": self.token_endpoint or "",
             "SHARK_REVOCATION_ENDPOINT": self.revocation_endpoint or "",
             "SHARK_CLIENT_AUTH": self.client_auth or "",
+            "SHARK_WORKLOAD_IDENTITY_AUDIENCE": self.workload_identity_audience or "",
         }
 
 

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ci_shark.errors import (
     ConfigError,
@@ -39,6 +38,7 @@ from ci_shark.oauth.tokens import (
     post_form,
     whole_seconds,
 )
+from ci_shark.oauth.verification import complete_uri_problem
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
 from ci_shark.units import duration
@@ -56,9 +56,6 @@ MAX_INTERVAL_S = 3600
 MAX_SLOW_DOWN_INTERVAL_S = 60  # a hostile server cannot stretch the wait past this per poll
 MAX_USER_CODE_CHARS = 64
 MAX_DEVICE_CODE_CHARS = 4096
-# Query parameters a verification_uri_complete carries the user code in (else a path
-# segment: see _complete_uri_problem).
-_CODE_PARAMETERS = ("user_code", "code")
 
 
 @dataclass(frozen=True)
@@ -111,48 +108,6 @@ def _verification_uri(body: Mapping[str, Any], *names: str) -> str | None:
     return None
 
 
-def _same_code(one: str, other: str) -> bool:
-    """User codes as people type them: case, dashes and spaces do not count (RFC 8628 §6.1)."""
-
-    def key(code: str) -> str:
-        return "".join(ch for ch in code if ch not in "- ").upper()
-
-    return key(one) == key(other)
-
-
-def _path_segments(path: str) -> list[str]:
-    return [unquote(segment) for segment in path.split("/") if segment]
-
-
-def _complete_uri_problem(complete: str, verification_uri: str, user_code: str) -> str | None:
-    """Why ``complete`` must not be shown, or None. It embeds the code in a ``user_code`` or
-    ``code`` query parameter, or in a path segment after the ``verification_uri``'s path
-    (``/device/WDJB-MJHT``); a link that embeds another code than the one shown would have
-    the approver confirm another device's request while checking the code against ours.
-
-    Every code parameter must be ours; path segments beyond the verification_uri's (all of
-    them, on another path) must hold ours unless a code parameter did. A link that embeds
-    nothing recognisable (an opaque ``?t=…`` on the same path) cannot be checked, and is
-    shown: the page then shows the code, for the approver to compare."""
-    parts = urlsplit(complete)
-    in_query = [value for name, value in parse_qsl(parts.query) if name in _CODE_PARAMETERS]
-    other = next((code for code in in_query if not _same_code(code, user_code)), None)
-    if other is None and not in_query:
-        base = _path_segments(urlsplit(verification_uri).path)
-        segments = _path_segments(parts.path)
-        extra = segments[len(base) :] if segments[: len(base)] == base else segments
-        if extra and not any(_same_code(segment, user_code) for segment in extra):
-            other = "/".join(extra)
-    if other is None:
-        return None
-    return (
-        "the server's verification_uri_complete carries another code than its user_code "
-        f"({untrusted(other, 40)} vs {untrusted(user_code, 40)}): that link could approve "
-        "another device's request, so it is not shown; the approver opens the "
-        "verification_uri and enters the code"
-    )
-
-
 def parse_device_authorization(body: Mapping[str, Any], *, now: float) -> DeviceAuthorization:
     """Validate RFC 8628 §3.2 strictly: every field is shown to a human or sent back."""
     device_code = body.get("device_code")
@@ -172,7 +127,7 @@ def parse_device_authorization(body: Mapping[str, Any], *, now: float) -> Device
     if uri is None:
         raise DeviceFlowError(message="the device authorization response has no verification_uri")
     complete = _verification_uri(body, "verification_uri_complete")
-    link_warning = _complete_uri_problem(complete, uri, user_code) if complete else None
+    link_warning = complete_uri_problem(complete, uri, user_code) if complete else None
     expires_in = _seconds(body, "expires_in", None, MAX_EXPIRES_IN_S)
     if expires_in < MIN_EXPIRES_IN_S:
         raise DeviceFlowError(
@@ -336,6 +291,7 @@ class DeviceFlow:
         scope: str | None = None,
         *,
         client_secret: str | Secret | None = None,
+        client_assertion: Callable[[], Secret] | None = None,
         dpop_prover: DPoPKey | None = None,
         resource: Sequence[str] = (),
         extra_params: Mapping[str, str] | None = None,
@@ -355,6 +311,8 @@ class DeviceFlow:
         self.client_secret = (
             Secret(client_secret) if isinstance(client_secret, str) else client_secret
         )
+        # RFC 7523: a fresh assertion from this source for each request (a CI's OIDC token).
+        self.client_assertion = client_assertion
         self.dpop = dpop_prover
         self.resource = tuple(resource)
         self.extra_params = dict(extra_params or {})
@@ -415,7 +373,8 @@ class DeviceFlow:
 
     def client(self) -> Client:
         """Us, to the token endpoint: the client id and how it authenticates."""
-        return Client(self.client_id, self.client_secret, self.endpoints().client_auth)
+        auth = self.endpoints().client_auth
+        return Client(self.client_id, self.client_secret, auth, assertion=self.client_assertion)
 
     def begin(self, *, deadline: float | None = None) -> DeviceAuthorization:
         """Request a device code (RFC 8628 §3.1-3.2)."""

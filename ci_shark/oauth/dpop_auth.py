@@ -12,7 +12,9 @@ Its rules:
   it has the shape of one: uncompressed JSON of at most ``MAX_CHALLENGE_BYTES``. Any other
   answer's body is never read: it may be anything, and the caller streams it on.
 - A request whose body was streamed (not held in memory) cannot be sent twice: its
-  challenge goes back to the caller, which must learn the server's nonce first.
+  challenge goes back to the caller, which must learn the server's nonce first. A form
+  is made anew for the retry when its maker is given (``body``): a client assertion in it
+  is single-use, and the server may have taken it before asking for the nonce.
 
 :class:`DPoPAuth` is an ``httpx.Auth`` flow, like httpx's ``DigestAuth``: a generator with
 no I/O of its own, driven by :meth:`ci_shark.oauth.http.HttpClient.send`.
@@ -21,7 +23,7 @@ no I/O of its own, driven by :meth:`ci_shark.oauth.http.HttpClient.send`.
 from __future__ import annotations
 
 import json
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import httpx
 
@@ -52,10 +54,19 @@ class DPoPAuth(httpx.Auth):
     """A proof on each request, ``Authorization: DPoP`` when a token goes along, and the
     one retry the server's nonce demands (see the module's rules)."""
 
-    def __init__(self, key: DPoPKey, nonces: NonceMemory, access_token: Secret | None = None):
+    def __init__(
+        self,
+        key: DPoPKey,
+        nonces: NonceMemory,
+        access_token: Secret | None = None,
+        *,
+        body: Callable[[], bytes] | None = None,
+    ):
         self._key = key
         self._nonces = nonces  # learnt by the client from every response, before we see it
         self._access_token = access_token
+        # The retry's body, made anew: a form whose client assertion is single-use.
+        self._body = body
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         replayable = isinstance(request.stream, httpx.ByteStream)  # a body held in memory
@@ -69,11 +80,14 @@ class DPoPAuth(httpx.Auth):
         if not replayable:
             return  # a body streamed on is gone: the caller gets the challenge (learn first)
         # Once, a new request with a new proof carrying the server's nonce.
+        content = request.read() if self._body is None else self._body()
+        headers = httpx.Headers(request.headers)
+        headers["Content-Length"] = str(len(content))
         retry = httpx.Request(
             request.method,
             request.url,
-            headers=request.headers,
-            content=request.read(),
+            headers=headers,
+            content=content,
             extensions=request.extensions,
         )
         self._sign(retry)

@@ -20,6 +20,8 @@ caller the ``httpx.Client`` itself). Its rules, once:
 failures, DPoP (``oauth/dpop_auth.py``), and every answer reduced to a :class:`Reply`: the
 status, the headers and the body parsed as a JSON object when it is one. Callers decide on
 ``body["error"]``, never on the status alone (GitHub answers device-flow errors with 200).
+A form value that must differ on every send (a single-use client assertion) is a
+:class:`PerRequest`: made for each send, every retry (transient or DPoP nonce) included.
 """
 
 from __future__ import annotations
@@ -75,8 +77,20 @@ KEEPALIVE_S = 120.0
 # No domain is allowed to set a cookie.
 _NO_COOKIES = DefaultCookiePolicy(allowed_domains=[])
 
-Form = Mapping[str, str | Secret | Sequence[str]]
 _Client = TypeVar("_Client", bound="HttpClient")
+
+
+class PerRequest:
+    """A form value made anew for each send, every retry included: an RFC 7523 client
+    assertion from a token source, whose ``jti`` a server takes only once."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Secret]) -> None:
+        self.make = make
+
+
+Form = Mapping[str, str | Secret | PerRequest | Sequence[str]]
 
 
 # -- the base: one factory, one bounded send ---------------------------------------------
@@ -384,7 +398,10 @@ class OAuthHttp(HttpClient):
         headers: dict[str, str] = {}
         auth: httpx.Auth | None = None
         if call.dpop is not None:
-            auth = DPoPAuth(call.dpop, self.nonces, call.access_token)
+            # A nonce retry sends the form again, made anew (a fresh client assertion).
+            form = call.form
+            body = (lambda: _encoded(form)) if form is not None else None
+            auth = DPoPAuth(call.dpop, self.nonces, call.access_token, body=body)
         elif call.access_token is not None:
             headers["Authorization"] = f"Bearer {call.access_token.reveal()}"
         if call.basic_auth is not None:
@@ -392,7 +409,7 @@ class OAuthHttp(HttpClient):
         content = None
         if call.form is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-            content = urlencode(_form_items(call.form)).encode("ascii")
+            content = _encoded(call.form)
         request = self.build(
             call.method, call.url, deadline=call.deadline, content=content, headers=headers
         )
@@ -413,10 +430,17 @@ class OAuthHttp(HttpClient):
         return TransientFailure(f"{where}: {failure}")
 
 
+def _encoded(form: Form) -> bytes:
+    """The form's body for one send: each :class:`PerRequest` value made now."""
+    return urlencode(_form_items(form)).encode("ascii")
+
+
 def _form_items(form: Form) -> list[tuple[str, str]]:
     items: list[tuple[str, str]] = []
     for name, value in form.items():
-        if isinstance(value, Secret):
+        if isinstance(value, PerRequest):
+            items.append((name, value.make().reveal()))
+        elif isinstance(value, Secret):
             items.append((name, value.reveal()))
         elif isinstance(value, str):
             items.append((name, value))
@@ -475,6 +499,7 @@ __all__ = [
     "Form",
     "HttpClient",
     "OAuthHttp",
+    "PerRequest",
     "Reply",
     "SendFailed",
     "TransientFailure",

@@ -11,14 +11,14 @@ import base64
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from ci_shark.errors import CiSharkError, OAuthError, ProtocolError, oauth_error
+from ci_shark.errors import CiSharkError, ConfigError, OAuthError, ProtocolError, oauth_error
 from ci_shark.oauth.dpop import DPoPKey
-from ci_shark.oauth.http import Form, OAuthHttp, Reply
+from ci_shark.oauth.http import Form, OAuthHttp, PerRequest, Reply
 from ci_shark.safe_text import inert
 from ci_shark.secret import Secret, SecretStr
 
@@ -30,14 +30,20 @@ _SECONDS = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() takes 
 TOKEN_FIELDS = ("access_token", "refresh_token", "id_token")
 
 ClientAuth = Literal["basic", "post"]
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"  # RFC 7523 §2.2
+# RFC 7523 §2.2 client authentication with a JWT another party issued (a CI's OIDC token),
+# fresh from its source for each request. No registered name fits: `private_key_jwt` means
+# a JWT the client signs with its own key.
+ASSERTION_METHOD = "workload_identity"
 # How a client proves who it is, by its RFC 8414 / RFC 7591 name: what a login records
 # (`SHARK_CLIENT_AUTH`) so that `refresh` and `revoke` in a later step do the same. "none" is
-# a public client. A method added later (an RFC 7523 client assertion) gets its name here,
-# its non-secret parameters (the assertion's audience) recorded beside it, never a credential.
+# a public client. The non-secret parameters of a method (an assertion's audience) are
+# recorded beside it; a credential never is.
 CLIENT_AUTH_METHODS: dict[str, ClientAuth | None] = {
     "none": None,
     "client_secret_basic": "basic",
     "client_secret_post": "post",
+    ASSERTION_METHOD: None,
 }
 # The methods whose credential is `client-secret`: a later step must be given it again.
 SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post"})
@@ -161,27 +167,42 @@ def _parse(body: Mapping[str, Any], now: float | None) -> TokenSet:
 
 @dataclass(frozen=True)
 class Client:
-    """Who we are to the authorization server, and how we prove it (RFC 6749 §2.3.1): one
-    rule for the token and revocation endpoints alike."""
+    """Who we are to the authorization server, and how we prove it (RFC 6749 §2.3.1, RFC
+    7523 §2.2): one rule for the device, token and revocation endpoints alike."""
 
     client_id: str
     secret: Secret | None = None
     auth: ClientAuth = "basic"  # for a secret: Basic (every server must take it), or the form
+    # A JWT someone else issued (a CI's OIDC token), asked of its source for each request.
+    assertion: Callable[[], Secret] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.secret is not None and self.assertion is not None:
+            raise ConfigError(
+                "a client authenticates one way: a client secret or a client assertion",
+                hint="set `client-secret` or `workload-identity`, not both",
+            )
 
     def authenticate(self, form: dict[str, str | Secret | Any]) -> tuple[str, Secret] | None:
         """A public client names itself in the form; a confidential one uses HTTP Basic, or
-        the form when the server's metadata says it takes only that. Returns the Basic
-        credentials, or None when the form carries them."""
+        the form when the server's metadata says it takes only that; an asserting one sends
+        a fresh assertion with each send (:class:`PerRequest`), retries included. Returns
+        the Basic credentials, or None when the form carries them."""
         if self.secret is not None and self.auth == "basic":
             return (self.client_id, self.secret)
         form["client_id"] = self.client_id
         if self.secret is not None:
             form["client_secret"] = self.secret
+        if self.assertion is not None:
+            form["client_assertion_type"] = JWT_BEARER
+            form["client_assertion"] = PerRequest(self.assertion)
         return None
 
     @property
     def method(self) -> str:
         """How this client authenticates, by its name in :data:`CLIENT_AUTH_METHODS`."""
+        if self.assertion is not None:
+            return ASSERTION_METHOD
         if self.secret is None:
             return "none"
         return "client_secret_post" if self.auth == "post" else "client_secret_basic"
@@ -376,7 +397,9 @@ def jwt_claims(token: Secret) -> dict[str, Any] | None:
 
 
 __all__ = [
+    "ASSERTION_METHOD",
     "CLIENT_AUTH_METHODS",
+    "JWT_BEARER",
     "SECRET_METHODS",
     "Client",
     "ClientAuth",

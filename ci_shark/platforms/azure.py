@@ -50,6 +50,7 @@ def vso(command: str, message: str = "", **properties: str) -> str:
 class AzurePlatform(Platform):
     name: ClassVar[str] = "azure"
     title: ClassVar[str] = "Azure Pipelines"
+    ci_identity: ClassVar[str | None] = "azure"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
     own_channels: ClassVar[dict[str, Registered]] = {
         "summary": Registered("ci_shark.platforms.azure", "build_summary"),

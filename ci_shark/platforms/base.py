@@ -84,6 +84,8 @@ class Platform:
     own_channels: ClassVar[dict[str, Registered]] = {}
     # The CI's own id of this job: a private folder per job for the files we write.
     job_id_variable: ClassVar[str | None] = None
+    # Where a job gets the CI's OIDC token for `workload-identity` (platforms/ci_identity.py).
+    ci_identity: ClassVar[str | None] = None
 
     def __init__(
         self,

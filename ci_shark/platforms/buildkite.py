@@ -36,6 +36,7 @@ OUTCOME_STYLES = {"approved": "success", "denied": "error", "error": "error", "r
 class BuildkitePlatform(Platform):
     name: ClassVar[str] = "buildkite"
     title: ClassVar[str] = "Buildkite"
+    ci_identity: ClassVar[str | None] = "buildkite"
     # The annotation is Buildkite's job summary: it shows on the build page while we wait.
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary")
     own_channels: ClassVar[dict[str, Registered]] = {

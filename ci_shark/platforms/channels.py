@@ -78,10 +78,11 @@ EVERY_CI: dict[str, Registered] = {
 
 def chosen(notify: tuple[str, ...], auto: tuple[str, ...]) -> tuple[str, ...]:
     """The channel names `notify` asks for: `none` is the log alone, `auto` is what the CI
-    offers without configuration."""
+    offers without configuration, plus whatever else is named (`auto,webhook`)."""
     if "none" in notify:
         return ()
-    return auto if "auto" in notify else notify
+    named = tuple(name for name in notify if name != "auto")
+    return (*auto, *named) if "auto" in notify else named
 
 
 def secret_settings(settings: PlatformSettings, registered: Iterable[Registered]) -> list[Secret]:

@@ -51,6 +51,7 @@ class GitHubPlatform(Platform):
 
     name: ClassVar[str] = "github"
     title: ClassVar[str] = "GitHub"
+    ci_identity: ClassVar[str | None] = "github"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "summary", "comment")
     own_channels: ClassVar[dict[str, Registered]] = {
         "summary": Registered("ci_shark.platforms.github_summary", "step_summary"),

@@ -40,6 +40,7 @@ class MergeRequest:
 class GitLabPlatform(Platform):
     name: ClassVar[str] = "gitlab"
     title: ClassVar[str] = "GitLab"
+    ci_identity: ClassVar[str | None] = "gitlab"
     auto_channels: ClassVar[tuple[str, ...]] = ("log", "comment")
     own_channels: ClassVar[dict[str, Registered]] = {
         "comment": Registered("ci_shark.platforms.gitlab_note", "merge_request_note"),

@@ -13,10 +13,10 @@ message, and no format can forget one. The rules:
 - Unknown facts are left out here, once; the order of a tuple is the reading order.
 - Facts come in :class:`FactGroup` s, one per source, titled by who vouches for them:
   first what the job says about itself (its CI's environment: the job could fake any of
-  it), then the groups others vouch for (:attr:`ApprovalRequest.vouched`; issue 19's
-  claims the *server* verified from the CI's OIDC token go there, as one more builder
-  here). Every format shows each group apart, under its title; the job's own group goes
-  untitled while it is alone, as there is nothing to tell it from.
+  it), then the groups others vouch for (:attr:`ApprovalRequest.vouched`: the claims of
+  the CI's OIDC token, :func:`ci_token_facts`, which the server verifies before it takes
+  the request). Every format shows each group apart, under its title; the job's own group
+  goes untitled while it is alone, as there is nothing to tell it from.
 - Our words (labels, titles, hints, the shared sentences below) are plain: no character
   any format gives a meaning to, so every format writes them as they are.
 """
@@ -24,6 +24,7 @@ message, and no format can forget one. The rules:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -34,6 +35,7 @@ CAUTION = "Approve only a run you expect, and only if the page shows the code"
 TRUST_HOST = "Approve only if you trust that host."
 NO_CONTEXT = "a CI job"  # who asks, when the run told us nothing about itself
 JOB_SAYS = "what the job says about itself"
+PROVED_BY_CI = "proved to the server by the CI's OIDC token"
 CODE_LIMIT = 80  # a user code is short (RFC 8628 §6.1): anything longer is cut
 OUTCOME_WORDS = {
     "approved": "✅ Approved",
@@ -121,6 +123,55 @@ def job_facts(context: RunContext) -> tuple[Fact, ...]:
         ),
     )
     return tuple(fact for fact in facts if fact.known)
+
+
+# Each fact of a CI's OIDC token, by the claims that carry it on GitHub, GitLab, Buildkite
+# and Azure Pipelines (the first one present wins).
+_CI_CLAIMS = {
+    "repository": ("repository", "project_path", "rpo_uri"),
+    "ref": ("ref", "build_branch", "rpo_ref"),
+    "commit": ("sha", "build_commit", "rpo_ver"),
+    "workflow": ("workflow_ref", "ci_config_ref_uri", "pipeline_slug", "workflow"),
+    "run": ("run_id", "pipeline_id", "build_number"),
+    "attempt": ("run_attempt",),
+    "actor": ("actor", "user_login"),
+}
+
+
+def ci_token_facts(claims: Mapping[str, object]) -> FactGroup:
+    """What the CI's OIDC token says about the run: the CI signed it, and the server checks
+    the signature before it takes the request, so the job cannot choose any of it. Claims
+    are read as the token carries them (strings and whole numbers; anything else is left
+    out) and are as untrusted as any value: a branch name is anyone's text."""
+
+    def claim(*names: str) -> str | None:
+        for name in names:
+            value = claims.get(name)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, int) and not isinstance(value, bool):
+                return str(value)
+        return None
+
+    def fact(name: str) -> str | None:
+        return claim(*_CI_CLAIMS.get(name, (name,)))
+
+    organization, pipeline = claim("organization_slug"), claim("pipeline_slug")
+    # Buildkite's token names no repository: its pipeline stands for one, as in RunContext.
+    buildkite = f"{organization}/{pipeline}" if organization and pipeline else None
+    repository = fact("repository") or buildkite
+    attempt = Fact("run_attempt", "attempt", fact("attempt"))
+    facts = (
+        Fact("repository", "repository", repository, lead=True),
+        Fact("ref", "ref", fact("ref")),
+        Fact("commit", "commit", fact("commit"), short=12),
+        Fact("workflow", "workflow", fact("workflow"), limit=300),
+        Fact("run_id", "run", fact("run"), aside=attempt),
+        Fact("actor", "triggered by", fact("actor"), person=True),
+        Fact("subject", "subject", fact("sub"), limit=300),
+        Fact("issuer", "issuer", fact("iss")),
+    )
+    return FactGroup("ci_token", PROVED_BY_CI, tuple(fact for fact in facts if fact.known))
 
 
 def requested(request: ApprovalRequest) -> tuple[Fact, ...]:

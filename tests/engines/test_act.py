@@ -32,6 +32,7 @@ and by tests/integration (test_cli_login.py, test_github_action.py), which send 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,12 +46,13 @@ from engine_tools import (
     run_engine,
     stop_leftover_processes,
 )
+from support.ci_tokens import parts
 from support.cli import clean_env
 from support.doc_blocks import as_workflow, block_under, sandbox_swaps, substitute
 from support.job_outputs import read_json_outputs
 from support.loopback_http import free_port
 
-from ci_shark.sandbox import SandboxServer
+from ci_shark.sandbox import FakeCiIssuer, SandboxServer
 
 pytestmark = pytest.mark.engine
 
@@ -76,7 +78,15 @@ class ActJob:
         self.port = free_port()
         self.secrets_file = tmp_path / "secrets.json"
 
-    def run(self, job: str, *, terminal: bool, workflow: Path = WORKFLOW) -> EngineRun:
+    def run(
+        self,
+        job: str,
+        *,
+        terminal: bool,
+        workflow: Path = WORKFLOW,
+        job_env: dict[str, str] | None = None,
+    ) -> EngineRun:
+        """``job_env``: more variables for every step, as the runner would set them."""
         env = clean_env(
             {
                 # act reads flags from $XDG_CONFIG_HOME/act/actrc: none but ours.
@@ -108,6 +118,8 @@ class ActJob:
             "--env",
             f"CI_SHARK_ENGINE_SECRETS={self.secrets_file}",
         ]
+        for name, value in (job_env or {}).items():
+            argv += ["--env", f"{name}={value}"]
         return run_engine(argv, env, cwd=REPO, timeout_s=ACT_TIMEOUT_S, terminal=terminal)
 
     def stop(self) -> None:
@@ -182,6 +194,49 @@ def test_fork_pull_request_is_refused_with_exit_6(act_job: ActJob) -> None:
     assert_succeeded(run, "Run the entrypoint on a fork PR event (must exit 6)")
     # selftest-fork.sh checked exit 6, `status=refused` and that no device code was asked.
     assert "refused as expected" in run.output
+
+
+def ci_tokens_in(text: str, issuer: FakeCiIssuer) -> list[str]:
+    """The JWTs ``issuer`` signed that ``text`` shows (a mask command's included)."""
+    found = []
+    for word in re.findall(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", text):
+        try:
+            claims = parts(word)[1]
+        except ValueError:
+            continue
+        if claims.get("iss") == issuer.url:
+            found.append(word)
+    return found
+
+
+def test_workload_identity_job_authenticates_every_request_with_the_jobs_oidc_token(
+    act_job: ActJob,
+) -> None:
+    """The `workload-identity` job: act has no OIDC token service, so a FakeCiIssuer on
+    loopback stands in for the runner's (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, as a job with
+    `id-token: write` has them), and the job's sandbox trusts it for this repository. The
+    login, a later step's refresh and the revoke action each authenticate with new tokens."""
+    with FakeCiIssuer(claims={"repository": REPOSITORY}) as issuer:
+        job_env = {**issuer.environment(), "CI_SHARK_SELFTEST_CI_ISSUER": issuer.url}
+        run = act_job.run("workload-identity", terminal=False, job_env=job_env)
+        served = issuer.served
+
+    assert_succeeded(run, "Check the login, and that later steps will authenticate the same way")
+    assert_succeeded(
+        run, "Refresh and call an API (a later step, authenticated by a new OIDC token)"
+    )
+    assert_succeeded(run, "Revoke")
+    assert_checkout_skipped_offline(run)
+    sandbox_url = f"http://127.0.0.1:{act_job.port}"
+    assert f"authenticating with the CI's OIDC token for {sandbox_url}" in run.output
+    # The device request, each poll (and nonce retry), the refresh, two revocations: every
+    # one a token of its own, for the sandbox, which takes each jti once.
+    assert len(served) >= 5, served
+    assert {token.audience for token in served} == {sandbox_url}
+    assert len({token.jti for token in served}) == len(served)
+    # act obeys ::add-mask:: and prints *** for the token: none is readable in its output.
+    assert ci_tokens_in(run.output, issuer) == []
+    assert not port_is_open(act_job.port), "the `Stop the sandbox` step did not stop it"
 
 
 # -- the README's example, as a user pastes it ---------------------------------------------

@@ -23,6 +23,7 @@ so the test can look for them in the job log without reading them from it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -49,7 +50,7 @@ from support.gitlab_fakes import GitLabNotesServer
 from support.job_outputs import read_json_outputs
 from support.required import missing
 
-from ci_shark.sandbox import SandboxServer
+from ci_shark.sandbox import ClaimRule, FakeCiIssuer, SandboxServer
 
 # 300 s: the first test also builds the wheel and installs the runtime dependencies (a cold
 # pip cache fetches them from PyPI); every wait inside has its own, shorter deadline.
@@ -409,7 +410,14 @@ def test_include_template_runs_no_code_the_merge_request_planted(
     assert "userinfo sub: octocat" in run.output
 
 
-def component_pipeline(project: GitLabProject, wheel: Path, **inputs: str) -> str:
+def component_pipeline(
+    project: GitLabProject,
+    wheel: Path,
+    *,
+    extends: str = ".ci-shark",
+    script: list[str] | None = None,
+    **inputs: str,
+) -> str:
     given = {
         "auth-url": project.sandbox.url,
         "client-id": "ci-shark-engine",
@@ -422,8 +430,8 @@ def component_pipeline(project: GitLabProject, wheel: Path, **inputs: str) -> st
         "include:\n"
         "  - component: $CI_SERVER_FQDN/$CI_PROJECT_PATH/ci-shark@$CI_COMMIT_SHA\n"
         "    inputs:\n" + lines + "deploy:\n"
-        "  extends: .ci-shark\n"
-        "  script:\n" + yaml_list([*USE_THE_TOKEN, HAND_OVER_SECRETS], 4)
+        f"  extends: {extends}\n"
+        "  script:\n" + yaml_list(script or [*USE_THE_TOKEN, HAND_OVER_SECRETS], 4)
     )
 
 
@@ -523,3 +531,107 @@ def test_own_before_script_without_the_login_fails_the_job_loudly(
     assert "ci_shark: error: no credentials in this shell: the `.ci-shark` template's login" in log
     assert "!reference [.ci-shark, before_script]" in log  # and the fix
     assert "userinfo sub:" not in run.output
+
+
+# -- workload identity: the job's ID token -------------------------------------------------
+
+GITLAB_ISSUER_CLAIMS = {
+    "sub": f"project_path:{PROJECT_PATH}:ref_type:branch:ref:main",
+    "project_path": PROJECT_PATH,
+    "ref": "main",
+    "ref_type": "branch",
+    "pipeline_id": "4242",
+    "user_login": "maria",
+    "repository": None,  # GitHub's claims, which a GitLab token does not carry
+    "workflow": None,
+    "actor": None,
+    "run_id": None,
+}
+
+
+@pytest.fixture
+def wi_project(project: GitLabProject) -> Iterator[tuple[GitLabProject, FakeCiIssuer]]:
+    """The project with a sandbox that takes GitLab-shaped ID tokens of this project as
+    client authentication, again and again (GitLab mints one per job: --ci-token-reuse)."""
+    with FakeCiIssuer() as issuer:
+        rule = ClaimRule.parse(f"ci-shark-engine:project_path={PROJECT_PATH}")
+        with SandboxServer(
+            interval_s=1,
+            approve_after_s=1,
+            trust_ci_issuer=issuer.jwks_url,
+            ci_issuer=issuer.url,
+            ci_allow=[rule],
+            ci_token_reuse=True,
+        ) as sandbox:
+            yield dataclasses.replace(project, sandbox=sandbox), issuer
+
+
+# The login, then a later command that authenticates the same way, untold (`refresh`).
+WI_SCRIPT = [*USE_THE_TOKEN, "ci-shark refresh", HAND_OVER_SECRETS]
+
+
+def assert_logged_in_with_the_id_token(
+    project: GitLabProject, run: EngineRun, token: str, job: str
+) -> None:
+    assert_passed(run, job)
+    assert "userinfo sub: octocat" in run.output
+    log = project.job_log(job)
+    assert f"authenticating with the CI's OIDC token for {project.sandbox.url}" in log
+    assert "the job's one token (this CI mints one per job) on every request" in log
+    (grant,) = project.sandbox.grants
+    assert grant.ci_claims is not None
+    assert grant.ci_claims["project_path"] == PROJECT_PATH
+    served = [(r.path, r.outcome) for r in project.sandbox.stats.requests]
+    assert ("/oauth/token", "refreshed") in served  # the later `ci-shark refresh`
+    for where in (log, run.output):
+        assert not readable_secrets(where, {"CI_SHARK_ID_TOKEN": token})
+    assert_no_secret_readable(project, run, job)
+
+
+def test_include_template_with_workload_identity_logs_in_with_the_id_token(
+    wi_project: tuple[GitLabProject, FakeCiIssuer], ci_shark_wheel: Path
+) -> None:
+    """gitlab-ci-local mints no ID token: the test sets CI_SHARK_ID_TOKEN as GitLab would
+    for the template's `id_tokens:` (its aud: the auth URL)."""
+    project, issuer = wi_project
+    token = issuer.mint(project.sandbox.url, **GITLAB_ISSUER_CLAIMS)
+    job = template_job(project, ci_shark_wheel).replace(
+        "extends: .ci-shark\n", "extends: .ci-shark-workload-identity\n"
+    )
+    project.write(job + "  script:\n" + yaml_list(WI_SCRIPT, 4))
+
+    run = project.run("deploy", variables={"CI_SHARK_ID_TOKEN": token})
+
+    assert_logged_in_with_the_id_token(project, run, token, "deploy")
+
+
+def test_component_with_workload_identity_logs_in_with_the_id_token(
+    wi_project: tuple[GitLabProject, FakeCiIssuer], ci_shark_wheel: Path
+) -> None:
+    project, issuer = wi_project
+    token = issuer.mint(project.sandbox.url, **GITLAB_ISSUER_CLAIMS)
+    project.write(
+        component_pipeline(
+            project, ci_shark_wheel, extends=".ci-shark-workload-identity", script=WI_SCRIPT
+        )
+    )
+
+    run = project.run("deploy", variables={"CI_SHARK_ID_TOKEN": token})
+
+    assert_logged_in_with_the_id_token(project, run, token, "deploy")
+
+
+def test_workload_identity_without_the_id_token_shows_the_block_to_add(
+    wi_project: tuple[GitLabProject, FakeCiIssuer], ci_shark_wheel: Path
+) -> None:
+    project, _ = wi_project
+    job = template_job(project, ci_shark_wheel) + '    CI_SHARK_WORKLOAD_IDENTITY: "true"\n'
+    project.write(job + "  script:\n" + yaml_list(USE_THE_TOKEN, 4))
+
+    run = project.run("deploy")
+
+    assert run.returncode != 0
+    log = project.job_log("deploy")
+    assert "reads the job's ID token from CI_SHARK_ID_TOKEN, and it is not set" in log
+    assert f"aud: {project.sandbox.url}" in log
+    assert project.sandbox.grants == ()

@@ -299,3 +299,15 @@ def test_demo_runs_the_whole_flow() -> None:
     assert "SHARK_TOKEN_TYPE=DPoP" in result.stdout
     assert "SHARK_ACCESS_TOKEN=***" in result.stdout
     assert "approved" in result.stderr
+
+
+def test_demo_with_workload_identity_asks_on_the_page_and_authenticates_every_request() -> None:
+    result = run_cli(
+        ["demo", "--workload-identity", "--approve-after", "1"], clean_env(), timeout_s=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the page shows what the server verified from the token and asks you" in result.stderr
+    assert "authenticating with the CI's OIDC token for http://127.0.0.1:" in result.stderr
+    assert "SHARK_CLIENT_AUTH=workload_identity" in result.stdout
+    assert "SHARK_WORKLOAD_IDENTITY_AUDIENCE=http://127.0.0.1:" in result.stdout
+    assert "eyJ" not in result.log  # no CI token (nor any other JWT) is shown

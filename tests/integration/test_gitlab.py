@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from support.cli import REPO, clean_env, run_bash, run_cli
 from support.gitlab_fakes import JOB_ENV, GitLabNotesServer
 from support.job_outputs import dotenv, job_folder, secrets_of
@@ -263,7 +264,8 @@ def test_the_include_template_script_sets_the_variables(
     template = (REPO / "templates" / "ci-shark.gitlab-ci.yml").read_text()
     lines = re.findall(r"^    - '(.*)'$", template, flags=re.MULTILINE)
     assert "pip install" in lines[0]
-    variables = dict(re.findall(r'^    (CI_SHARK_\w+): "(.*)"$', template, flags=re.MULTILINE))
+    # `.ci-shark`'s own variables (not its -workload-identity job's, which extends it).
+    variables = yaml.safe_load(template)[".ci-shark"]["variables"]
     sandbox = sandbox_factory(approve_after_s=1)
     env = gitlab_env(sandbox, notes_api, tmp_path, **MR)
     env.update(variables)
@@ -294,7 +296,7 @@ def test_the_include_template_runs_no_code_from_the_checkout(
     request planted pip/, ci_shark/ and httpx.py: none of them runs, the login does."""
     template = (REPO / "templates" / "ci-shark.gitlab-ci.yml").read_text()
     lines = re.findall(r"^    - '(.*)'$", template, flags=re.MULTILINE)
-    variables = dict(re.findall(r'^    (CI_SHARK_\w+): "(.*)"$', template, flags=re.MULTILINE))
+    variables = yaml.safe_load(template)[".ci-shark"]["variables"]
     checkout, ran = tmp_path / "checkout", tmp_path / "ran"
     ran.mkdir()
     for name, code in PLANTED.items():

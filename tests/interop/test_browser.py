@@ -276,6 +276,31 @@ def test_browser_reads_the_verified_claims_on_oidc_provider(
     assert response.json()["token_type"] == "DPoP"
 
 
+def test_browser_reads_our_jobs_verified_claims_on_oidc_provider_and_approves(
+    provider: ProviderServer,
+    ci_issuer: FakeCiIssuer,
+    maintainer: Maintainer,
+    ci_shark_cli: list[str],
+    tmp_path: Path,
+) -> None:
+    """Our job (entrypoint.py, `workload-identity`) sends its CI token with the device
+    request; the maintainer follows the PR comment's link and reads, on the provider's own
+    confirmation page, the claims the provider verified."""
+    wi = {"CI_SHARK_CLIENT_ID": WI_CLIENT_ID, "CI_SHARK_WORKLOAD_IDENTITY": "true"}
+    with github_step(provider, tmp_path, **wi, **ci_issuer.environment()) as (job, files, api):
+        link, code, _ = link_from_pr_comment(api, job)
+        maintainer.open_link(link, code)
+        verified = maintainer.page.inner_text("section.verified")
+        assert "Verified by this server from the CI\u2019s OIDC token" in verified
+        for fact in ("octo/app", "refs/heads/main", "repo:octo/app:ref:refs/heads/main"):
+            assert fact in verified
+        assert "eyJ" not in maintainer.page.content()  # the token itself is never on the page
+        maintainer.approve(link, code)
+        rc = job.wait(60)
+        assert rc == 0, job.transcript()
+        assert files.outputs()["token-type"] == "DPoP"
+
+
 def test_the_docs_screenshot_regenerates(tmp_path: Path, browser: Any) -> None:
     """scripts/approving_screenshot.py makes docs/approving-sandbox.png: 900 px wide, small."""
     out = tmp_path / "approving.png"

@@ -10,13 +10,16 @@ trusts (conftest.py's ``ci_issuer``), fetched as a job would.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from approver import Approver, approve
+from github_runner import PR_NUMBER, github_step, link_from_pr_comment
 from joserfc.jwk import RSAKey
 from oidc_peer import CLIENT_ID, SCOPE, WI_CLIENT_ID, ProviderServer
 from support.ci_tokens import (
@@ -179,3 +182,53 @@ def test_metadata_still_offers_only_the_methods_it_can_check(provider: ProviderS
     """The CI token is not client authentication here, and the metadata does not claim it."""
     methods: Any = provider.metadata["token_endpoint_auth_methods_supported"]
     assert sorted(methods) == ["client_secret_basic", "none"]
+
+
+# --------------------------------------------------------------------------- our client
+
+
+def test_our_job_starts_the_flow_with_its_ci_token_and_the_page_shows_the_claims(
+    provider: ProviderServer, ci_issuer: FakeCiIssuer, ci_shark_cli: list[str], tmp_path: Path
+) -> None:
+    """entrypoint.py as a GitHub job with `id-token: write` (the fake token service stands in
+    for the runner's): the device request carries a CI token for the provider's issuer, the
+    provider verifies it and shows its claims, and a maintainer approves."""
+    served_before = len(ci_issuer.served)
+    wi = {"CI_SHARK_CLIENT_ID": WI_CLIENT_ID, "CI_SHARK_WORKLOAD_IDENTITY": "true"}
+    with github_step(provider, tmp_path, **wi, **ci_issuer.environment()) as (job, files, api):
+        link, code, comment = link_from_pr_comment(api, job)
+        # What the job says, and what the CI's token proves, apart in the comment...
+        assert "Proved to the server by the CI" in comment
+        with Approver() as maintainer:
+            # ...and the provider's own page shows what it verified.
+            page = maintainer.open_code(link, code)
+            verified, _ = page.text.split("Sent by the client, not verified")
+            assert VERIFIED in verified
+            for fact in (WI_CLIENT_ID, "octo/app", "refs/heads/main", ci_issuer.url):
+                assert fact in verified
+            approve(link, code, approver=maintainer)
+        rc = job.wait(60)
+        assert rc == 0, job.transcript()
+        assert files.outputs()["token-type"] == "DPoP"
+        log = job.stdout + job.stderr
+
+    served = ci_issuer.served[served_before:]
+    assert {token.audience for token in served} == {provider.issuer}
+    assert len({token.jti for token in served}) == len(served) >= 2  # device request + polls
+    assert f"authenticating with the CI's OIDC token for {provider.issuer}" in log
+    for line in log.splitlines():  # a CI token is only ever a mask command
+        assert "eyJ" not in line or line.startswith("::add-mask::"), line[:80]
+    assert "eyJ" not in provider.log_path.read_text()
+
+
+def test_our_job_with_a_ci_token_the_provider_refuses_ends_before_any_code(
+    provider: ProviderServer, ci_issuer: FakeCiIssuer, ci_shark_cli: list[str], tmp_path: Path
+) -> None:
+    ci_issuer.answer_next(200, json.dumps({"value": ci_issuer.mint(provider.issuer, ref="x")}))
+    wi = {"CI_SHARK_CLIENT_ID": WI_CLIENT_ID, "CI_SHARK_WORKLOAD_IDENTITY": "true"}
+    with github_step(provider, tmp_path, **wi, **ci_issuer.environment()) as (job, files, api):
+        rc = job.wait(30)
+        assert rc == 2, job.transcript()
+        assert "does not accept this CI identity: ref is 'x'" in job.stderr
+        assert files.outputs() == {"status": "error"}
+        assert api.comments_on(PR_NUMBER) == []

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "ci",
         (
             "ci_shark.config",
+            "ci_shark.input_values",
             "ci_shark._settings_import",
             "ci_shark.later_settings",
             "ci_shark.outputs",
@@ -54,6 +55,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ci_shark.client",
             "ci_shark.demo",
             "ci_shark.http_client",
+            "ci_shark.workload",
         ),
     ),
     # The package root is the library's face (its re-exports load lazily); any module may

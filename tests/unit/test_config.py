@@ -440,3 +440,45 @@ def test_the_webhook_url_is_a_secret_and_follows_the_https_rule(
     error = config_error()
     assert "CI_SHARK_WEBHOOK_URL" in error.message
     assert "xyz" not in error.diagnostics()
+
+
+# -- workload identity ---------------------------------------------------------------------
+
+
+def test_workload_identity_is_off_by_default_and_takes_every_way_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().workload_identity is False
+    assert load_settings().workload_identity_audience is None
+    monkeypatch.setenv("CI_SHARK_WORKLOAD_IDENTITY", "true")
+    monkeypatch.setenv("CI_SHARK_WORKLOAD_IDENTITY_AUDIENCE", "https://auth.example/realms/ci")
+    settings = load_settings()
+    assert settings.workload_identity is True
+    assert settings.workload_identity_audience == "https://auth.example/realms/ci"
+    monkeypatch.delenv("CI_SHARK_WORKLOAD_IDENTITY_AUDIENCE")
+    assert load_settings({"workload_identity": False}).workload_identity is False  # flag wins
+    assert "`workload-identity-audience` (CI_SHARK_WORKLOAD_IDENTITY_AUDIENCE / " in (
+        input_names("workload_identity_audience")
+    )
+
+
+def test_workload_identity_and_a_client_secret_are_one_way_too_many(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CI_SHARK_CLIENT_SECRET", CANARY)
+    error = config_error({"workload_identity": True})
+    assert "`client-secret` and `workload-identity` are both set" in error.message
+    assert "remove `client-secret`" in (error.hint or "")
+    assert CANARY not in error.diagnostics()
+
+
+def test_an_audience_without_workload_identity_is_refused() -> None:
+    error = config_error({"workload_identity_audience": "https://auth.example"})
+    assert "`workload-identity-audience` is set but `workload-identity` is not" in error.message
+
+
+@pytest.mark.parametrize("audience", ["two words", "tab\there", "ünïcode", "x" * 1001])
+def test_the_audience_is_one_printable_word(audience: str) -> None:
+    error = config_error({"workload_identity": True, "workload_identity_audience": audience})
+    assert "must be one word of printable ASCII" in error.message
+    assert audience not in error.diagnostics()

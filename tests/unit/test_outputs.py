@@ -81,6 +81,7 @@ def test_named_outputs_follow_the_spec() -> None:
         "SHARK_TOKEN_ENDPOINT": "https://as.example/token",  # the ones the login used
         "SHARK_REVOCATION_ENDPOINT": "",  # unknown: found again when revoking
         "SHARK_CLIENT_AUTH": "client_secret_post",  # how refresh and revoke authenticate
+        "SHARK_WORKLOAD_IDENTITY_AUDIENCE": "",  # no workload identity: no audience
     }
     assert isinstance(creds.named()["SHARK_ACCESS_TOKEN"], Secret)
     assert isinstance(creds.named()["SHARK_DPOP_JWK"], Secret)

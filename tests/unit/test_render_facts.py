@@ -19,7 +19,14 @@ from test_render import HOSTILE_TEXTS, PULL, RUN, request
 from test_render_webhook import card, walk
 
 from ci_shark.render import ApprovalRequest, RunContext, approval_log_lines, approval_markdown
-from ci_shark.render.facts import Fact, FactGroup, asking, job_facts, requested
+from ci_shark.render.facts import (
+    Fact,
+    FactGroup,
+    asking,
+    ci_token_facts,
+    job_facts,
+    requested,
+)
 from ci_shark.render.json_message import json_approval
 from ci_shark.render.slack import slack_approval
 from ci_shark.render.teams import teams_approval
@@ -247,9 +254,128 @@ def our_words(facts: tuple[Fact, ...]) -> Iterator[str]:
 
 def test_our_words_hold_nothing_a_format_acts_on() -> None:
     """Labels, hints and titles are written as they are in every format: plain words."""
-    approval = request(context=CONTEXTS["every fact"], scope=None, vouched=(proved(),))
+    vouched = (proved(), ci_token_facts(GITHUB_CLAIMS))
+    approval = request(context=CONTEXTS["every fact"], scope=None, vouched=vouched)
     words = [group.title for group in asking(approval)]
     words += our_words(requested(approval))
     words += [w for group in asking(approval) for w in our_words(group.facts)]
     for text in words:
         assert _PLAIN_WORDS.fullmatch(text), text
+
+
+# -- the claims of the CI's OIDC token ---------------------------------------------------
+
+GITHUB_CLAIMS = {
+    "iss": "https://token.actions.githubusercontent.com",
+    "aud": "https://auth.example",
+    "sub": "repo:octo/app:ref:refs/heads/main",
+    "repository": "octo/app",
+    "ref": "refs/heads/main",
+    "sha": "8f2d1c7e5b4a39608172635445362718a9b0c1d2",
+    "workflow": "Deploy",
+    "workflow_ref": "octo/app/.github/workflows/deploy.yml@refs/heads/main",
+    "run_id": "9876543210",
+    "run_attempt": "2",
+    "actor": "octocat",
+    "jti": "5c7e0c4a",
+    "exp": 1_700_000_300,
+}
+GITLAB_CLAIMS = {
+    "iss": "https://gitlab.example.com",
+    "sub": "project_path:group/project:ref_type:branch:ref:main",
+    "project_path": "group/project",
+    "ref": "main",
+    "sha": "0123456789abcdef0123456789abcdef01234567",
+    "ci_config_ref_uri": "gitlab.example.com/group/project//.gitlab-ci.yml@refs/heads/main",
+    "pipeline_id": "4242",
+    "user_login": "maria",
+}
+BUILDKITE_CLAIMS = {
+    "iss": "https://agent.buildkite.com",
+    "sub": "organization:acme:pipeline:deploy:ref:refs/heads/main:commit:abc:step:ship",
+    "organization_slug": "acme",
+    "pipeline_slug": "deploy",
+    "build_number": 17,
+    "build_branch": "main",
+    "build_commit": "abcdef0123456789",
+}
+AZURE_CLAIMS = {
+    "iss": "https://vstoken.dev.azure.com/0f0e",
+    "sub": "p://example/test-oidc/test-oidc",
+    "rpo_uri": "https://dev.azure.com/example/test-oidc/_git/test-oidc",
+    "rpo_ref": "refs/heads/main",
+    "rpo_ver": "0123456789abcdef0123",
+    "run_id": "311",
+}
+
+
+def shown_facts(group: FactGroup) -> dict[str, tuple[str, ...]]:
+    return {fact.name: fact.shown for fact in every_fact(group.facts)}
+
+
+def test_the_ci_tokens_claims_are_a_group_proved_to_the_server() -> None:
+    group = ci_token_facts(GITHUB_CLAIMS)
+    assert (group.name, group.title) == ("ci_token", PROVED)
+    assert shown_facts(group) == {
+        "repository": ("octo/app",),
+        "ref": ("refs/heads/main",),
+        "commit": ("8f2d1c7e5b4a",),  # people read 12; the json message keeps all 40
+        "workflow": ("octo/app/.github/workflows/deploy.yml@refs/heads/main",),
+        "run_id": ("9876543210",),
+        "run_attempt": ("2",),
+        "actor": ("octocat",),
+        "subject": ("repo:octo/app:ref:refs/heads/main",),
+        "issuer": ("https://token.actions.githubusercontent.com",),
+    }
+    payload = json_approval(request(vouched=(group,)))["ci_token"]
+    assert payload["commit"] == GITHUB_CLAIMS["sha"]
+    assert set(payload).isdisjoint({"jti", "aud", "exp"})  # not facts for a person
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        pytest.param(
+            GITLAB_CLAIMS,
+            {"repository": "group/project", "ref": "main", "run_id": "4242", "actor": "maria"},
+            id="gitlab",
+        ),
+        pytest.param(
+            BUILDKITE_CLAIMS,
+            {"repository": "acme/deploy", "ref": "main", "run_id": "17", "workflow": "deploy"},
+            id="buildkite",
+        ),
+        pytest.param(
+            AZURE_CLAIMS,
+            {"repository": AZURE_CLAIMS["rpo_uri"], "ref": "refs/heads/main", "run_id": "311"},
+            id="azure",
+        ),
+    ],
+)
+def test_each_cis_claims_say_the_same_facts(
+    claims: dict[str, object], expected: dict[str, str]
+) -> None:
+    shown = shown_facts(ci_token_facts(claims))
+    assert {name: shown[name][0] for name in expected} == expected
+    assert shown["subject"] == (claims["sub"],)
+
+
+def test_claims_that_are_no_text_are_left_out() -> None:
+    claims = {"repository": ["octo/app"], "ref": {"x": 1}, "run_id": True, "sub": "", "sha": None}
+    assert ci_token_facts(claims).facts == ()
+    (alone,) = asking(request(vouched=(ci_token_facts(claims),)))  # an empty group is not shown
+    assert alone.name == "context"
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+def test_a_hostile_branch_name_in_the_token_is_inert_everywhere(text: str) -> None:
+    """A branch name is anyone's text, signed or not: `ref` (and the rest) are escaped by
+    every format like any value, as GitHub renders the comment."""
+    claims = {**GITHUB_CLAIMS, "ref": text, "sub": f"repo:octo/app:ref:{text}", "actor": text}
+    approval = request(vouched=(ci_token_facts(claims),))
+    found = gfm.assert_inert(approval_markdown(approval), links={RUN, PULL, approval.link})
+    assert one_line(text, 200) in found.text
+    slack_mrkdwn.assert_inert(slack_approval(approval)["text"], links={RUN, PULL, approval.link})
+    teams = walk(card(teams_approval(approval)))
+    assert one_line(text) in [obj["text"] for obj in teams if obj.get("type") == "TextRun"]
+    assert json_approval(approval)["ci_token"]["ref"] == one_line(text, 200)

@@ -33,6 +33,7 @@ from ci_shark.oauth.http import (
     BACKOFF_MAX_S,
     MAX_BODY_BYTES,
     OAuthHttp,
+    PerRequest,
     TransientFailure,
 )
 from ci_shark.sandbox import SandboxServer
@@ -584,6 +585,67 @@ def test_every_attempt_is_sent_a_retry_and_a_nonce_retry_included(http_for: Http
     http, server = http_for(httpx.Response(502), use_dpop_nonce("n"), ok())
     assert http.request("POST", TOKEN_URL, deadline=START + 60, dpop=key).status == 200
     assert len(server.requests) == 3
+
+
+# -- a form value made per send (a single-use client assertion) ----------------------------
+
+
+class Assertions:
+    """A token source as a CI's: a different token for each call, every one counted."""
+
+    def __init__(self) -> None:
+        self.made: list[str] = []
+
+    def __call__(self) -> Secret:
+        self.made.append(f"eyJ.assertion-{len(self.made) + 1}.sig")
+        return Secret(self.made[-1])
+
+
+def assertions_sent(server: Recorder) -> list[str]:
+    return [httpx.QueryParams(r.content.decode())["client_assertion"] for r in server.requests]
+
+
+def test_a_per_request_value_is_made_for_each_nonce_retry(http_for: HttpFactory) -> None:
+    key, made = DPoPKey.generate(), Assertions()
+    http, server = http_for(use_dpop_nonce("n-1"), ok(access_token="at"))
+    form = {"grant_type": "refresh_token", "client_assertion": PerRequest(made)}
+
+    assert http.request("POST", TOKEN_URL, deadline=START + 60, form=form, dpop=key).status == 200
+
+    assert assertions_sent(server) == made.made == ["eyJ.assertion-1.sig", "eyJ.assertion-2.sig"]
+    # The retry's body is another length: its Content-Length says so, not the first one's.
+    for request in server.requests:
+        assert int(request.headers["Content-Length"]) == len(request.content)
+    assert [httpx.QueryParams(r.content.decode())["grant_type"] for r in server.requests] == [
+        "refresh_token"
+    ] * 2
+
+
+def test_a_per_request_value_is_made_for_each_transient_retry(http_for: HttpFactory) -> None:
+    made = Assertions()
+    http, server = http_for(httpx.Response(503), httpx.ConnectError("reset"), ok())
+    form = {"client_assertion": PerRequest(made)}
+
+    assert http.request("POST", TOKEN_URL, deadline=START + 60, form=form).status == 200
+
+    assert assertions_sent(server) == made.made
+    assert len(set(made.made)) == 3
+
+
+def test_a_per_request_value_that_fails_in_transit_is_a_transient_failure(
+    http_for: HttpFactory,
+) -> None:
+    """A token service that is down fails the send as the server being down would: a poll
+    (retry=False) tries again at its next interval."""
+    http, server = http_for(ok())
+
+    def down() -> Secret:
+        raise TransientFailure("the token service answered HTTP 503")
+
+    form = {"client_assertion": PerRequest(down)}
+    with pytest.raises(TransientFailure, match="token service answered HTTP 503"):
+        http.request("POST", TOKEN_URL, deadline=START + 60, form=form, retry=False)
+    assert server.requests == []
 
 
 def test_a_body_dripping_past_the_deadline_is_cut_off() -> None:

@@ -15,11 +15,13 @@ from joserfc import jws
 from joserfc.jwk import ECKey
 from support.clock import FakeClock
 
-from ci_shark.errors import OAuthError, ProtocolError
+from ci_shark.errors import ConfigError, OAuthError, ProtocolError
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.http import OAuthHttp
 from ci_shark.oauth.tokens import (
+    ASSERTION_METHOD,
     CLIENT_AUTH_METHODS,
+    JWT_BEARER,
     MAX_EXPIRES_IN_S,
     MAX_TOKEN_CHARS,
     SECRET_METHODS,
@@ -315,3 +317,29 @@ def test_a_clients_method_is_recorded_by_its_rfc_8414_name_and_read_back(
     assert client.method == method
     assert CLIENT_AUTH_METHODS[method] == (auth if secret else None)
     assert (method in SECRET_METHODS) == (secret is not None)
+
+
+def test_an_asserting_client_sends_rfc_7523_fields_and_a_fresh_assertion_per_form() -> None:
+    made = iter(["eyJ.first.sig", "eyJ.second.sig"])
+    client = Client("ci-deploy", assertion=lambda: Secret(next(made)))
+    forms: list[dict[str, Any]] = [{"grant_type": "refresh_token"}, {}]
+
+    assert [client.authenticate(form) for form in forms] == [None, None]  # never HTTP Basic
+
+    for form in forms:
+        assert form["client_id"] == "ci-deploy"
+        assert form["client_assertion_type"] == JWT_BEARER
+        assert "client_secret" not in form
+    # Made when each form is sent, not when it is built: a retry asks again.
+    assert [form["client_assertion"].make().reveal() for form in forms] == [
+        "eyJ.first.sig",
+        "eyJ.second.sig",
+    ]
+    assert client.method == ASSERTION_METHOD == "workload_identity"
+    assert CLIENT_AUTH_METHODS[ASSERTION_METHOD] is None
+    assert ASSERTION_METHOD not in SECRET_METHODS  # a later step needs no secret: it asks the CI
+
+
+def test_a_client_authenticates_one_way() -> None:
+    with pytest.raises(ConfigError, match="one way"):
+        Client("ci", Secret("s3cret"), assertion=lambda: Secret("eyJ.a.b"))

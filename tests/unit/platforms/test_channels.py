@@ -60,6 +60,27 @@ def test_auto_never_posts_to_a_webhook(platform_class: type[Platform]) -> None:
     assert platform.channels.get("webhook") is None
 
 
+@pytest.mark.parametrize(
+    ("platform_class", "env", "expected"),
+    [
+        (GitHubPlatform, GITHUB_ENV, ("log", "summary", "comment", "webhook")),
+        (GitLabPlatform, {"GITLAB_CI": "true"}, ("log", "comment", "webhook")),
+        (Platform, {}, ("log", "webhook")),
+    ],
+)
+def test_auto_plus_a_named_channel_keeps_both(
+    platform_class: type[Platform], env: dict[str, str], expected: tuple[str, ...]
+) -> None:
+    # `notify: auto,webhook` once meant auto alone: the webhook was dropped without a word.
+    platform = platform_class(
+        settings(webhook_url=HOOK, notify=("auto", "webhook")),
+        env,
+        transport=httpx.MockTransport(refuse),
+        **Streams().kwargs(),
+    )
+    assert platform.channels.names == expected
+
+
 def test_issue_off_github_is_one_warning_and_nothing_else() -> None:
     streams = Streams()
     platform = GitLabPlatform(
