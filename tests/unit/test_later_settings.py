@@ -53,6 +53,24 @@ def test_they_read_as_the_logins_settings_do(tmp_path: Path) -> None:
     assert later.provider == login.provider
 
 
+def test_workload_identity_reads_as_the_login_reads_it() -> None:
+    env = {
+        "CI_SHARK_WORKLOAD_IDENTITY": "Yes",
+        "CI_SHARK_WORKLOAD_IDENTITY_AUDIENCE": "https://auth.example.com",
+    }
+    later = load_later_settings(env)
+    assert later.workload_identity is True
+    assert later.workload_identity_audience == "https://auth.example.com"
+    assert load_later_settings({"CI_SHARK_WORKLOAD_IDENTITY": "off"}).workload_identity is False
+    login = load_settings(
+        {"workload_identity": "Yes", "workload_identity_audience": "https://auth.example.com"}
+    )
+    assert (login.workload_identity, login.workload_identity_audience) == (
+        later.workload_identity,
+        later.workload_identity_audience,
+    )
+
+
 def test_flags_win_and_empty_variables_are_unset() -> None:
     settings = load_later_settings(
         {"CI_SHARK_AUTH_URL": "https://env.example.com", "CI_SHARK_CLIENT_ID": "  "},
@@ -77,6 +95,12 @@ def test_login_only_inputs_do_not_stop_a_later_step() -> None:
         ({"CI_SHARK_CA_BUNDLE": "/nonexistent/ca.pem"}, "CI_SHARK_CA_BUNDLE", "readable PEM"),
         ({"CI_SHARK_PROVIDER": "acme"}, "CI_SHARK_PROVIDER", "use one of"),
         ({"CI_SHARK_OUTPUT_FORMAT": "yaml"}, "CI_SHARK_OUTPUT_FORMAT", "use one of"),
+        ({"CI_SHARK_WORKLOAD_IDENTITY": "maybe"}, "CI_SHARK_WORKLOAD_IDENTITY", "true or false"),
+        (
+            {"CI_SHARK_WORKLOAD_IDENTITY_AUDIENCE": "two words"},
+            "CI_SHARK_WORKLOAD_IDENTITY_AUDIENCE",
+            "audience",
+        ),
     ],
 )
 def test_a_bad_value_names_the_input_and_its_fix(env: dict[str, str], named: str, fix: str) -> None:
