@@ -60,6 +60,8 @@ from typing import TypeVar
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import later_commands  # noqa: E402 (benchmarks/, beside this script)
+
 from ci_shark.sandbox import TOKEN_PATH, SandboxServer  # noqa: E402
 
 DEFAULT_SDK_PYTHON = ROOT / "benchmarks" / ".venv-sdk" / "bin" / "python"
@@ -670,6 +672,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="another source tree (`git archive REV ci_shark entrypoint.py scripts "
         "requirements | tar -x -C DIR`), measured alongside for before/after figures",
     )
+    parser.add_argument(
+        "--later-calls",
+        type=int,
+        default=100,
+        help="requests per contender in the later commands' table (0: skip)",
+    )
     parser.add_argument("--write-doc", action="store_true", help=f"update {PERF_DOC}")
     return parser.parse_args(argv)
 
@@ -796,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_rss(samples["ci_shark"], args.runs, scratch)
         baseline_action = args.baseline if args.baseline is not None else None
         measure_step_start(samples, args.step_runs, scratch, notes, baseline_action)
+        later = later_commands.measure(args.later_calls, scratch) if args.later_calls else None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -821,11 +830,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     )
     print(report)
+    later_report = ""
+    if later is not None:
+        later_report = later_commands.report(later, args.later_calls, command.strip())
+        print(f"\nLater commands:\n\n{later_report}")
     if args.baseline is not None:
         print("\nBefore/after (baseline tree vs this tree):\n")
         print(before_after(samples["baseline"], samples["ci_shark"]))
     if args.write_doc:
         write_doc(report)
+        if later_report:
+            later_commands.write_doc(later_report)
     return 0
 
 

@@ -13,6 +13,12 @@ The library API mirrors the SharkAuth SDK (switch by changing the import)::
     with DPoPHTTPClient(api_url) as api:
         api.get_with_dpop("/items", token=narrow.access_token, prover=prover)
 
+A later step of the job uses what the login issued (token, key, refresh) with any httpx
+call::
+
+    with ci_shark.session() as api:
+        api.get("https://api.example.com/items").raise_for_status()
+
 Names are imported on first use, so ``python -m ci_shark --version`` stays fast.
 """
 
@@ -39,6 +45,7 @@ _EXPORTS = {
     "AccessDenied": "ci_shark.errors",
     "ExpiredToken": "ci_shark.errors",
     "TimedOut": "ci_shark.errors",
+    "session": "ci_shark.login_session",
 }
 
 if TYPE_CHECKING:
@@ -52,6 +59,7 @@ if TYPE_CHECKING:
         TimedOut,
     )
     from ci_shark.http_client import DPoPHTTPClient
+    from ci_shark.login_session import session
     from ci_shark.oauth.device import DeviceAuthorization, DeviceFlow
     from ci_shark.oauth.dpop import DPoPKey, DPoPProver
     from ci_shark.oauth.tokens import Token, TokenSet
@@ -82,4 +90,5 @@ __all__ = [
     "Token",
     "TokenSet",
     "__version__",
+    "session",
 ]

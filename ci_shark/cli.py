@@ -1,7 +1,8 @@
 """The command line: argv becomes a command, and a command's error an exit code and a message.
 
-``ci-shark`` (or ``python -m ci_shark``) runs ``login``; ``request``, ``refresh``,
-``revoke`` and ``proof`` use what it issued; ``demo`` shows the whole flow. A command is
+``ci-shark`` (or ``python -m ci_shark``) runs ``login``; ``request``, ``proxy``,
+``refresh``, ``revoke`` and ``proof`` use what it issued (with settings that do not load
+pydantic: ``later_settings.py``); ``demo`` shows the whole flow. A command is
 a handler, the function that adds its options, and one entry in :data:`COMMANDS`; the
 handler hands the work to the module that does it. What argparse alone gets wrong (a
 default command, values that start with "-", ``exit N`` for ``eval``) is ``cli_args.py``.
@@ -22,8 +23,8 @@ import argparse
 import gc
 import os
 import sys
-import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ from ci_shark.cli_args import Command
 from ci_shark.errors import CiSharkError, ConfigError, ExitCode
 
 if TYPE_CHECKING:
-    from ci_shark.config import Settings
+    from ci_shark.later_settings import LaterSettings, PlatformSettings
     from ci_shark.platforms.base import Platform
 
 # Exit codes by what a command does: any may fail or be misused; one that talks to a server
@@ -58,6 +59,17 @@ The credentials come from --credentials FILE; else the SHARK_* variables holding
 (unless the login's default file holds the same grant, refreshed); else the newest file a
 login left by default: the job's private folder ($RUNNER_TEMP/ci-shark.json on GitHub),
 or, outside CI, ~/.local/state/ci-shark ($XDG_STATE_HOME). One line says which."""
+
+PROXY_EXAMPLES = """examples:
+  ci-shark proxy --upstream https://api.example.com -- ./deploy.sh   # $SHARK_PROXY_URL
+  ci-shark proxy --upstream https://api.example.com -- \\
+      sh -c 'curl -fsS "$SHARK_PROXY_URL/v1/items"'
+  ci-shark proxy --upstream https://api.example.com --export         # GitHub: later steps
+  ci-shark proxy --upstream api=https://api.example.com --upstream files=https://files.example.com
+
+With -- COMMAND the exit status is the command's. Without it or --export the proxy serves
+in the foreground (stdout: one line, SHARK_PROXY_URL=...) until SIGTERM or SIGINT (exit 0).
+The credentials are found as for request (--credentials FILE, SHARK_*, the job's file)."""
 
 
 # -- argv -> a command ---------------------------------------------------------------------
@@ -85,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(command: Command, args: argparse.Namespace) -> int:
     try:
-        command.run(args)
+        status = command.run(args)
     except CiSharkError as failure:
         _print_error(failure.diagnostics())
         return int(failure.exit_code)
@@ -97,20 +109,25 @@ def _run(command: Command, args: argparse.Namespace) -> int:
             "  this is a bug in ci_shark; please report it with this line"
         )
         return int(ExitCode.FAILURE)
-    return int(ExitCode.OK)
+    return int(ExitCode.OK if status is None else status)
 
 
 def _where(error: BaseException) -> str:
     """file:line where it was raised: enough for a bug report, and nothing it could leak."""
+    import traceback  # only a bug pays for it
+
     frames = traceback.extract_tb(error.__traceback__)
     return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "?"
 
 
 def _print_error(message: str) -> None:
-    from ci_shark.config import spell_inputs
     from ci_shark.platforms.log import neutralise
 
-    for line in spell_inputs(message).splitlines():
+    if "`" in message:  # names an input: spelled out by config.py (which loads pydantic)
+        from ci_shark.config import spell_inputs
+
+        message = spell_inputs(message)
+    for line in message.splitlines():
         print(neutralise(f"ci_shark: error: {line}"), file=sys.stderr, flush=True)
 
 
@@ -122,19 +139,10 @@ def _login(args: argparse.Namespace) -> None:
     from ci_shark.oauth.tls import preload_default_context
 
     preload_default_context()  # on a thread: the CA bundle loads while the imports run
-    # The imports create ~10^5 objects that live as long as the process: collecting while
-    # they load only walks them again and again, and so would the first collection after
-    # them unless they are set apart (freeze). docs/perf.md has the figures.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with _lasting_imports():
         from ci_shark.config import ExplicitSettings, load_settings
         from ci_shark.flow import run
         from ci_shark.render import Outcome
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
 
     try:
         settings = load_settings(cli_args.settings_given(args))
@@ -145,7 +153,22 @@ def _login(args: argparse.Namespace) -> None:
     run(settings, _platform(settings))
 
 
-def _platform(settings: Settings, *, stdout_is_free: bool = True) -> Platform:
+@contextmanager
+def _lasting_imports() -> Iterator[None]:
+    """A command's imports create ~10^5 objects that live as long as the process:
+    collecting while they load only walks them again and again, and so would the first
+    collection after them unless they are set apart (freeze). docs/perf.md has the figures."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+
+
+def _platform(settings: PlatformSettings, *, stdout_is_free: bool = True) -> Platform:
     from ci_shark.platforms import detect
 
     return detect(os.environ)(settings, os.environ, stdout_is_free=stdout_is_free)
@@ -154,20 +177,32 @@ def _platform(settings: Settings, *, stdout_is_free: bool = True) -> Platform:
 # -- using the login's credentials ---------------------------------------------------------
 
 
-def _using(args: argparse.Namespace) -> tuple[Settings, Platform]:
-    """The settings of a later command (its flags over CI_SHARK_*) and the platform; its
-    stdout belongs to the command (a body, a proof, exports)."""
-    from ci_shark.config import load_settings
+def _using(args: argparse.Namespace) -> tuple[LaterSettings, Platform]:
+    """The settings of a later command (its flags over CI_SHARK_*; not the login's
+    configuration library) and the platform; its stdout belongs to the command (a body, a
+    proof, exports)."""
+    from ci_shark.later_settings import load_later_settings
 
     flags = {field: getattr(args, field, None) for field in ("auth_url", "client_id", "ca_bundle")}
-    settings = load_settings({name: value for name, value in flags.items() if value is not None})
+    settings = load_later_settings(os.environ, flags)
     return settings, _platform(settings, stdout_is_free=False)
+
+
+def _preload_trust(args: argparse.Namespace) -> None:
+    """The system's CA store loads on a thread while the command imports (as the login's
+    does), unless `ca-bundle` replaces it."""
+    if not (getattr(args, "ca_bundle", None) or os.environ.get("CI_SHARK_CA_BUNDLE", "").strip()):
+        from ci_shark.oauth.tls import preload_default_context
+
+        preload_default_context()
 
 
 def _request(args: argparse.Namespace) -> None:
     cancel.install()
-    from ci_shark import request
-    from ci_shark.issued import load_issued
+    _preload_trust(args)
+    with _lasting_imports():
+        from ci_shark import request
+        from ci_shark.issued import load_issued
 
     settings, platform = _using(args)
     issued = load_issued(args.credentials, platform)
@@ -329,6 +364,62 @@ def _use_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _proxy(args: argparse.Namespace) -> int:
+    cancel.install()
+    from ci_shark.issued import load_issued
+    from ci_shark.proxy import forms
+    from ci_shark.proxy.upstreams import parse_upstreams
+
+    settings, platform = _using(args)
+    upstreams = parse_upstreams(args.upstream)  # a bad one is said before anything else
+    issued = load_issued(args.credentials, platform)
+    options = forms.ProxyOptions(
+        upstreams=upstreams,
+        listen=args.listen,
+        export=args.export,
+        command=tuple(args.wrapped),
+        max_time_s=args.max_time,
+    )
+    return forms.run(options, issued, settings, platform)
+
+
+def _proxy_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="[NAME=]URL",
+        help="the origin to forward to (https://api.example.com); repeat as NAME=URL for "
+        "several, each under $SHARK_PROXY_URL/NAME/",
+    )
+    parser.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        metavar="HOST:PORT",
+        help="a loopback address (default 127.0.0.1:0: a free port)",
+    )
+    parser.add_argument(
+        "--export",
+        action="store_true",
+        help="GitHub: write SHARK_PROXY_URL to GITHUB_ENV and go on in the background for "
+        "the later steps of the job",
+    )
+    parser.add_argument(
+        "--max-time",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="the longest one forwarded exchange may take, bodies included (default 3600)",
+    )
+    parser.add_argument(
+        "wrapped",  # `command` is the name of the command that runs (argparse's dest)
+        nargs="*",
+        metavar="-- COMMAND",
+        help="run this with SHARK_PROXY_URL set; its exit status is the proxy's",
+    )
+    _use_options(parser)
+
+
 # -- demo ----------------------------------------------------------------------------------
 
 
@@ -374,8 +465,8 @@ COMMANDS: dict[str, Command] = {
         summary="call an API with the token (DPoP proof, nonce, refresh): curl for the "
         "login's token",
         description="Send one HTTP request with the login's token: a fresh DPoP proof (or "
-        "Bearer), one retry when the API demands a nonce, a refresh when the token has "
-        "expired. The body goes to stdout or -o; an HTTP error exits 22 with the status on "
+        "Bearer), one retry when the API demands a nonce, a refresh before the token "
+        "expires. The body goes to stdout or -o; an HTTP error exits 22 with the status on "
         "stderr.",
         run=_request,
         options=_request_options,
@@ -409,6 +500,19 @@ COMMANDS: dict[str, Command] = {
         options=_proof_options,
         exits=_LOCAL,
         examples=USE_EXAMPLES,
+    ),
+    "proxy": Command(
+        summary="a loopback proxy that adds the token (DPoP proof, nonce, refresh) for any "
+        "HTTP client",
+        description="Forward requests from any HTTP client (curl, Terraform, Node) to the "
+        "upstream with the login's token and a fresh DPoP proof: the nonce answered, the "
+        "token refreshed before it expires, bodies streamed. It listens on loopback only, "
+        "under a random capability path (SHARK_PROXY_URL). With -- COMMAND it runs the "
+        "command and exits with its status; with --export (GitHub) later steps use it.",
+        run=_proxy,
+        options=_proxy_options,
+        exits=_ONLINE,
+        examples=PROXY_EXAMPLES,
     ),
     "demo": Command(
         summary="the whole flow against a built-in sandbox server, on this machine",

@@ -52,12 +52,13 @@ _QUOTED = re.compile(r"'([^']*)'")
 
 @dataclass(frozen=True)
 class Command:
-    """One command: its help, its options, its handler (which returns, or raises the
-    CiSharkError that says why not), and every exit code it can end with."""
+    """One command: its help, its options, its handler (which returns, returns the exit
+    status of a command it ran, or raises the CiSharkError that says why not), and every
+    exit code it can end with."""
 
     summary: str
     description: str
-    run: Callable[[argparse.Namespace], None]
+    run: Callable[[argparse.Namespace], int | None]
     options: Callable[[argparse.ArgumentParser], None] | None
     exits: tuple[ExitCode, ...]
     examples: str = ""

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from contextlib import closing, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci_shark import cancel
-from ci_shark.config import Settings
 from ci_shark.errors import ConfigError
-from ci_shark.flow import issued_before, revoke_after_failure
 from ci_shark.issued import IN_ENVIRONMENT, Issued, load_issued, mask_issued, read_key_file
 from ci_shark.oauth.discovery import Endpoints, server_endpoints
 from ci_shark.oauth.dpop import DPoPKey
@@ -51,6 +50,9 @@ from ci_shark.secret import Secret
 from ci_shark.urls import same_endpoint, same_issuer, url_problem
 from ci_shark.workload import AUDIENCE_NAME, CiAssertions
 
+if TYPE_CHECKING:
+    from ci_shark.later_settings import ServerSettings
+
 REFRESH_BUDGET_S = 60.0
 # `revoke` is the always-run last step: a server that is gone must not hold the job long.
 REVOKE_BUDGET_S = 15.0
@@ -77,7 +79,7 @@ class Server:
 
 def find_server(
     issued: Issued,
-    settings: Settings,
+    settings: ServerSettings,
     http: OAuthHttp,
     deadline: float,
     *,
@@ -134,7 +136,7 @@ def find_server(
 
 
 def _assertions(
-    issued: Issued, settings: Settings, platform: Platform | None, issuer: str
+    issued: Issued, settings: ServerSettings, platform: Platform | None, issuer: str
 ) -> CiAssertions:
     """The CI tokens a later command authenticates with, for the login's audience."""
     if platform is None:
@@ -182,7 +184,7 @@ def _endpoints(
     token: str | None,
     *,
     auth_url: str,
-    settings: Settings,
+    settings: ServerSettings,
     http: OAuthHttp,
     deadline: float,
 ) -> Endpoints:
@@ -214,7 +216,7 @@ class ProofFor:
 
 def proof(
     request: ProofFor,
-    settings: Settings,
+    settings: ServerSettings,
     platform: Platform,
     *,
     key_file: Path | None,
@@ -258,7 +260,7 @@ def proof(
 
 def revoke(
     issued: Issued,
-    settings: Settings,
+    settings: ServerSettings,
     platform: Platform,
     *,
     credentials_flag: bool,
@@ -322,7 +324,7 @@ def _remove_own_files(issued: Issued, platform: Platform, *, credentials_flag: b
 
 
 def refresh(
-    issued: Issued, settings: Settings, platform: Platform, *, print_exports: bool = False
+    issued: Issued, settings: ServerSettings, platform: Platform, *, print_exports: bool = False
 ) -> Issued:
     """The refresh-token grant (RFC 6749 §6) with a proof from the login's key (RFC 9449
     §5), at the server recorded with the token. Its rules:
@@ -387,7 +389,9 @@ def _refreshed_meanwhile(file: Path, issued: Issued) -> Issued | None:
     )
 
 
-def _refresh_and_save(issued: Issued, file: Path, settings: Settings, platform: Platform) -> Issued:
+def _refresh_and_save(
+    issued: Issued, file: Path, settings: ServerSettings, platform: Platform
+) -> Issued:
     sent = issued.secret("SHARK_REFRESH_TOKEN")
     assert sent is not None  # refresh() checked
     key = issued.dpop_key()
@@ -407,6 +411,9 @@ def _refresh_and_save(issued: Issued, file: Path, settings: Settings, platform: 
                 platform.mask(credentials.secrets())
                 rewrite_credentials(file, credentials.named())
         except BaseException as failure:
+            # Only a failure loads the login's flow (and its configuration library).
+            from ci_shark.flow import issued_before, revoke_after_failure  # noqa: PLC0415
+
             lost = received or issued_before(failure)
             revoke_after_failure(
                 failure,

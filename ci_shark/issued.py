@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ci_shark.errors import ConfigError
@@ -36,7 +36,6 @@ from ci_shark.platforms.base import DEFAULT_OUTPUT_FILES, Platform
 from ci_shark.secret import Secret
 from ci_shark.urls import same_endpoint
 
-EXPIRY_MARGIN_S = 30.0  # a token this close to its expiry may die in flight: refresh it
 SECRET_NAMES = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_ID_TOKEN", "SHARK_DPOP_JWK")
 TOKEN_NAMES = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN")
 # Without a token or a file, these in the environment still serve `proof` (a key is enough).
@@ -118,10 +117,10 @@ class Issued:
         except ValueError:
             return None
 
-    def has_expired(self, *, now: datetime | None = None) -> bool:
-        expires = self.expires_at()
-        now = now or datetime.now(timezone.utc)
-        return expires is not None and now >= expires - timedelta(seconds=EXPIRY_MARGIN_S)
+    def expires_in_s(self) -> float | None:
+        """The token's lifetime as the server gave it (``SHARK_EXPIRES_IN``)."""
+        text = self.text("SHARK_EXPIRES_IN") or ""
+        return float(text) if text.isdigit() else None
 
     def dpop_key(self) -> DPoPKey | None:
         """The login's key: its PEM file, else its JWK."""

@@ -19,11 +19,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.oauth.dpop import DPoPKey
-from ci_shark.oauth.tokens import TokenSet
 from ci_shark.secret import Secret
+
+if TYPE_CHECKING:  # a later command reads credentials without the token endpoint's code
+    from ci_shark.oauth.tokens import TokenSet
 
 Value = str | Secret
 

@@ -5,8 +5,9 @@ Its rules:
 - A fresh DPoP proof per request (``htm``, ``htu`` without query, ``ath``, the server's
   newest nonce), or ``Bearer`` for a Bearer token; one retry when the API demands a newer
   nonce (RFC 9449 §9: a 401 with ``use_dpop_nonce``, or glewlwyd's bare 401).
-- The token has expired (or the API says ``invalid_token`` once): one refresh, written
-  back where the credentials came from, then the request again. Never more than one.
+- The token is about to expire: refreshed first, written back where the credentials came
+  from; the API says ``invalid_token``: one refresh, then the request again, once
+  (:mod:`ci_shark.token_auth`, as `proxy` and :func:`ci_shark.session` do).
 - Redirects are followed by hand, within the same origin only: the token and a proof
   never go to another one.
 - The body goes to stdout or ``-o`` (0600) as it arrives, exactly as sent: identity is
@@ -25,19 +26,20 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import httpx
 
-from ci_shark.commands import refresh
-from ci_shark.config import Settings
 from ci_shark.errors import CiSharkError, ConfigError, ExitCode, ProtocolError
 from ci_shark.issued import Issued, mask_issued
-from ci_shark.oauth.dpop_auth import DPoPAuth
 from ci_shark.oauth.http import FIRST_LINE_BYTES, Exchange, HttpClient, SendFailed, first_line
 from ci_shark.platforms.base import Platform
 from ci_shark.safe_text import untrusted
+from ci_shark.token_auth import LiveCredentials, LoginTokenAuth
 from ci_shark.urls import origin, url_problem
+
+if TYPE_CHECKING:
+    from ci_shark.later_settings import ServerSettings
 
 MAX_REDIRECTS = 5
 READ_TIMEOUT_S = 30.0  # between two reads; --max-time bounds the whole request
@@ -70,7 +72,7 @@ class HttpFailed(CiSharkError):
 def request(
     call: Call,
     issued: Issued,
-    settings: Settings,
+    settings: ServerSettings,
     platform: Platform,
     *,
     transport: httpx.BaseTransport | None = None,
@@ -80,26 +82,19 @@ def request(
     if problem:
         raise ConfigError(f"the URL {problem}", hint="pass the full https:// URL of the API")
     mask_issued(issued, platform)
-    refreshed = False
-    if issued.has_expired() and issued.secret("SHARK_REFRESH_TOKEN") is not None:
-        platform.log(f"ci_shark: the access token in {issued.where} has expired; refreshing it")
-        issued, refreshed = refresh(issued, settings, platform), True
+    live = LiveCredentials.of_command(issued, settings, platform)
     deadline = time.monotonic() + call.max_time_s
     try:
-        with HttpClient(
-            ca_bundle=settings.ca_bundle,
-            transport=transport,
-            timeout=httpx.Timeout(READ_TIMEOUT_S),
-            max_body_bytes=None,  # streamed on as it comes, as curl does
-        ) as http:
-            answer = _send(http, call, issued, deadline)
-            if _invalid_token(answer) and not refreshed and issued.secret("SHARK_REFRESH_TOKEN"):
-                answer.close()
-                platform.log("ci_shark: the API says the token is no longer valid; refreshing it")
-                issued = refresh(issued, settings, platform)
-                answer = _send(http, call, issued, deadline)
-            with answer:
-                first_line = _stream(answer, call.output)
+        with (
+            HttpClient(
+                ca_bundle=settings.ca_bundle,
+                transport=transport,
+                timeout=httpx.Timeout(READ_TIMEOUT_S),
+                max_body_bytes=None,  # streamed on as it comes, as curl does
+            ) as http,
+            _send(http, call, LoginTokenAuth(live, http.nonces), deadline) as answer,
+        ):
+            first_line = _stream(answer, call.output)
     except SendFailed as failure:
         if failure.timed_out:
             raise CiSharkError(
@@ -113,16 +108,13 @@ def request(
         raise HttpFailed(answer.response.status_code, first_line)
 
 
-def _send(http: HttpClient, call: Call, issued: Issued, deadline: float) -> Exchange:
+def _send(http: HttpClient, call: Call, auth: httpx.Auth, deadline: float) -> Exchange:
     """The answer, once its headers are in: redirects followed within the origin only, the
-    token and a fresh proof on every hop (a nonce demanded: one retry, :class:`DPoPAuth`)."""
-    headers, auth = _credentials(http, issued)
+    token and a fresh proof on every hop (``auth``: a nonce demanded, a token refused)."""
     method, url, body = call.method, call.url, call.body
     start = origin(url)
     for _ in range(MAX_REDIRECTS + 1):
-        built = http.build(
-            method, url, deadline=deadline, headers=[*call.headers, *headers], content=body
-        )
+        built = http.build(method, url, deadline=deadline, headers=call.headers, content=body)
         answer = http.send(built, deadline=deadline, auth=auth)
         status, location = answer.response.status_code, answer.response.headers.get("location")
         if status not in REDIRECTS or not location:
@@ -139,32 +131,6 @@ def _send(http: HttpClient, call: Call, issued: Issued, deadline: float) -> Exch
             method, body = "GET", None
         url = target
     raise ProtocolError(f"more than {MAX_REDIRECTS} redirects")
-
-
-def _credentials(
-    http: HttpClient, issued: Issued
-) -> tuple[list[tuple[str, str]], httpx.Auth | None]:
-    """The login's token: as ``Bearer``, or with DPoP proofs from its key."""
-    token = issued.secret("SHARK_ACCESS_TOKEN")
-    if token is None:
-        raise ConfigError(
-            f"no access token in {issued.where}",
-            hint="map SHARK_ACCESS_TOKEN into this step, or pass `--credentials FILE`",
-        )
-    if not issued.is_dpop_bound:
-        return [("Authorization", f"Bearer {token.reveal()}")], None
-    key = issued.dpop_key()
-    if key is None:
-        raise ConfigError(
-            f"the token in {issued.where} is DPoP-bound but its key is not there",
-            hint="keep SHARK_DPOP_KEY_FILE or SHARK_DPOP_JWK next to the token",
-        )
-    return [], DPoPAuth(key, http.nonces, token)
-
-
-def _invalid_token(answer: Exchange) -> bool:
-    challenge = answer.response.headers.get("www-authenticate", "")
-    return answer.response.status_code == 401 and 'error="invalid_token"' in challenge
 
 
 def _stream(answer: Exchange, output: BinaryIO) -> str:

@@ -7,8 +7,10 @@ Its rules:
 - A server that demands a nonce newer than the one sent gets exactly one retry, with a
   new proof. A resource says so in a 401's headers (§9: ``WWW-Authenticate: DPoP
   error="use_dpop_nonce"``, or a bare 401 that brings a fresh ``DPoP-Nonce``, as glewlwyd
-  does). An authorization server says so in a JSON 400 (§8), read only when no token goes
-  along (the transport caps it): a resource's body is never read, it may be anything.
+  does). An authorization server says so in a JSON 400 (§8), read when no token goes
+  along (the transport caps it), or, with a token (a call relayed by `proxy`), only when
+  it has the shape of one: uncompressed JSON of at most ``MAX_CHALLENGE_BYTES``. Any other
+  answer's body is never read: it may be anything, and the caller streams it on.
 - A request whose body was streamed (not held in memory) cannot be sent twice: its
   challenge goes back to the caller, which must learn the server's nonce first. A form
   is made anew for the retry when its maker is given (``body``): a client assertion in it
@@ -30,6 +32,7 @@ from ci_shark.secret import Secret
 from ci_shark.urls import origin
 
 MAX_NONCE_CHARS = 1024
+MAX_CHALLENGE_BYTES = 16 * 1024  # a 400 that says use_dpop_nonce is a few dozen bytes
 
 
 class NonceMemory:
@@ -103,16 +106,29 @@ class DPoPAuth(httpx.Auth):
     def _demands_nonce(self, response: httpx.Response) -> bool:
         if response.status_code == 401:  # a resource (§9): its headers say it
             return _challenge_error(response.headers) in ("use_dpop_nonce", None)
-        if response.status_code != 400 or self._access_token is not None:
+        if response.status_code != 400:
             return False
+        if self._access_token is not None and not _small_json(response):
+            return False  # anything else is the caller's, unread (the module's rules)
         # The authorization server (§8) says it in the body of a 400: read under the cap.
-        # A resource's body is never read: it may be anything, and `request` streams it.
         response.read()
         try:
             body = json.loads(response.content)
         except (ValueError, RecursionError):
             return False
         return isinstance(body, dict) and body.get("error") == "use_dpop_nonce"
+
+
+def _small_json(response: httpx.Response) -> bool:
+    """An answer shaped like §8's: uncompressed JSON whose declared length is small."""
+    declared = response.headers.get("content-length", "")
+    return (
+        "json" in response.headers.get("content-type", "").lower()
+        and not response.headers.get("content-encoding")
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) <= MAX_CHALLENGE_BYTES
+    )
 
 
 def _challenge_error(headers: httpx.Headers) -> str | None:

@@ -1,9 +1,10 @@
 """The HTTP base of ci_shark, and the OAuth client on it.
 
-Every HTTP request ci_shark sends (the OAuth endpoints, `request`, the CI APIs, the
-webhook) goes through one :class:`HttpClient`. Its rules, once:
+Every HTTP request ci_shark sends (the OAuth endpoints, `request`, `proxy`, the CI APIs,
+the webhook) goes through one :class:`HttpClient` (:func:`ci_shark.session` hands its
+caller the ``httpx.Client`` itself). Its rules, once:
 
-- One factory, :class:`HttpClient`: the run's trust (``oauth/tls.py``; none when a
+- One factory, :func:`new_client`: the run's trust (``oauth/tls.py``; none when a
   transport is injected), ``HTTPS_PROXY``/``NO_PROXY`` honoured but loopback always direct,
   our User-Agent, ``Accept-Encoding: identity``, the byte cap under every connection
   (``oauth/transport.py``), and no redirect followed: a redirect must not carry a token,
@@ -34,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -72,6 +74,9 @@ BACKOFF_MAX_S = 8.0
 # a new connection, one interval later).
 KEEPALIVE_S = 120.0
 
+# No domain is allowed to set a cookie.
+_NO_COOKIES = DefaultCookiePolicy(allowed_domains=[])
+
 _Client = TypeVar("_Client", bound="HttpClient")
 
 
@@ -91,9 +96,44 @@ Form = Mapping[str, str | Secret | PerRequest | Sequence[str]]
 # -- the base: one factory, one bounded send ---------------------------------------------
 
 
+def new_client(
+    *,
+    ca_bundle: str | None = None,
+    trust: Callable[[], ssl.SSLContext] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    max_body_bytes: int | None = MAX_BODY_BYTES,
+    keepalive_s: float = KEEPALIVE_S,
+    headers: Mapping[str, str] | None = None,
+    nonces: NonceMemory | None = None,
+    auth: httpx.Auth | None = None,
+    keep_cookies: bool = True,
+) -> httpx.Client:
+    """The one ``httpx.Client`` maker (see the module's rules). ``nonces`` learns every
+    server's newest ``DPoP-Nonce``; ``auth`` is the flow every request goes through when
+    httpx drives it (:func:`ci_shark.session`); ``keep_cookies=False`` keeps none of what
+    servers set (a client shared by several callers: the proxy)."""
+    client = httpx.Client(
+        transport=transport,
+        auth=auth,
+        limits=httpx.Limits(keepalive_expiry=keepalive_s),
+        verify=(trust or (lambda: context_for(ca_bundle)))() if transport is None else True,
+        timeout=timeout,
+        follow_redirects=False,
+        # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
+        # is the context above, and httpx reads no .netrc by itself.
+        trust_env=True,
+        headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **(headers or {})},
+        event_hooks={"response": [nonces.learn] if nonces is not None else []},
+        cookies=None if keep_cookies else httpx.Cookies(CookieJar(_NO_COOKIES)),
+    )
+    route_and_cap(client, max_body_bytes)
+    return client
+
+
 class HttpClient:
-    """The one ``httpx.Client`` maker (see the module's rules), and the bounded send on it.
-    It remembers every server's newest ``DPoP-Nonce`` (:attr:`nonces`) for DPoP.
+    """A client from :func:`new_client`, and the bounded send on it. It remembers every
+    server's newest ``DPoP-Nonce`` (:attr:`nonces`) for DPoP.
 
     ``trust`` builds the TLS context when the run's (``ca_bundle``, else the system's) is
     not the one; it is not called when a transport is injected (tests bring their own).
@@ -112,21 +152,20 @@ class HttpClient:
         keepalive_s: float = KEEPALIVE_S,
         headers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        keep_cookies: bool = True,
     ) -> None:
         self.nonces = NonceMemory()
-        self._client = httpx.Client(
+        self._client = new_client(
+            ca_bundle=ca_bundle,
+            trust=trust,
             transport=transport,
-            limits=httpx.Limits(keepalive_expiry=keepalive_s),
-            verify=(trust or (lambda: context_for(ca_bundle)))() if transport is None else True,
             timeout=timeout,
-            follow_redirects=False,
-            # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
-            # is the context above, and httpx reads no .netrc by itself.
-            trust_env=True,
-            headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **(headers or {})},
-            event_hooks={"response": [self.nonces.learn]},
+            max_body_bytes=max_body_bytes,
+            keepalive_s=keepalive_s,
+            headers=headers,
+            nonces=self.nonces,
+            keep_cookies=keep_cookies,
         )
-        route_and_cap(self._client, max_body_bytes)
         self._timeout = timeout
         self._clock = clock
         self._sockets = Sockets()
@@ -140,7 +179,9 @@ class HttpClient:
     def close(self) -> None:
         self._client.close()
 
-    def build(self, method: str, url: str, *, deadline: float, **options: Any) -> httpx.Request:
+    def build(
+        self, method: str, url: str | httpx.URL, *, deadline: float, **options: Any
+    ) -> httpx.Request:
         """A request whose timeouts never exceed the time left, and whose sockets the
         watchdog can find. ``options``: httpx's (``content``, ``json``, ``params``...)."""
         left_s = max(deadline - self._clock(), 0.001)
@@ -463,4 +504,5 @@ __all__ = [
     "SendFailed",
     "TransientFailure",
     "first_line",
+    "new_client",
 ]

@@ -121,7 +121,10 @@ class Exchange:
         return b"".join(self._by_the_deadline(self.response.iter_bytes()))
 
     def chunks(self) -> Iterator[bytes]:
-        """The body as it comes off the wire, for a caller that streams it on."""
+        """The body as it comes off the wire, for a caller that streams it on (already
+        read when DPoP's flow read a small, uncompressed challenge: as it came)."""
+        if self.response.is_stream_consumed:
+            return self._by_the_deadline(iter([self.response.content]))
         return self._by_the_deadline(self.response.iter_raw())
 
     def _by_the_deadline(self, chunks: Iterator[bytes]) -> Generator[bytes, None, None]:

@@ -26,11 +26,10 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import ClassVar, TextIO
+from typing import TYPE_CHECKING, ClassVar, TextIO
 
 import httpx
 
-from ci_shark.config import Settings
 from ci_shark.errors import ConfigError
 from ci_shark.outputs import (
     RENDERERS,
@@ -54,6 +53,9 @@ from ci_shark.platforms.common import env_value
 from ci_shark.platforms.log import LogWriter
 from ci_shark.render import ApprovalRequest, Outcome, RunContext
 from ci_shark.secret import Secret
+
+if TYPE_CHECKING:
+    from ci_shark.later_settings import PlatformSettings
 
 PROGRESS_EVERY_S = 30.0
 DEFAULT_OUTPUT_FILES = {"dotenv": "ci-shark.env", "json": "ci-shark.json"}
@@ -87,7 +89,7 @@ class Platform:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: PlatformSettings,
         env: Mapping[str, str],
         *,
         stdout: TextIO | None = None,

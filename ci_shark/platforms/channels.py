@@ -31,14 +31,13 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ci_shark.config import NOTIFY_CHANNELS
 from ci_shark.errors import Cancelled, CiSharkError
 from ci_shark.platforms.log import LogWriter
 from ci_shark.render import ApprovalRequest, Outcome, approval_log_lines
 from ci_shark.secret import Secret
 
 if TYPE_CHECKING:
-    from ci_shark.config import Settings
+    from ci_shark.later_settings import PlatformSettings
     from ci_shark.platforms.base import Platform
 
 
@@ -86,7 +85,7 @@ def chosen(notify: tuple[str, ...], auto: tuple[str, ...]) -> tuple[str, ...]:
     return (*auto, *named) if "auto" in notify else named
 
 
-def secret_settings(settings: Settings, registered: Iterable[Registered]) -> list[Secret]:
+def secret_settings(settings: PlatformSettings, registered: Iterable[Registered]) -> list[Secret]:
     """Rule 5: the credentials among the settings that these channels hold."""
     found = (getattr(settings, field) for entry in registered for field in entry.secrets)
     return [value for value in found if isinstance(value, Secret)]
@@ -173,6 +172,10 @@ class Channels:
 
 def build_channels(platform: Platform) -> Channels:
     """The log, then every channel `notify` names, in rule 1's order."""
+    # Here, not at load: only a login builds channels, and config.py loads pydantic, which
+    # the later commands must not (later_settings.py).
+    from ci_shark.config import NOTIFY_CHANNELS  # noqa: PLC0415
+
     names = chosen(platform.settings.notify, platform.auto_channels)
     named: list[tuple[str, Channel]] = [("log", LogChannel(platform.writer, platform.log))]
     for name in NOTIFY_CHANNELS:

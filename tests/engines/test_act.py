@@ -59,7 +59,14 @@ pytestmark = pytest.mark.engine
 WORKFLOW = REPO / ".github" / "workflows" / "selftest.yml"
 ACT_TIMEOUT_S = 100  # under pytest-timeout's 120 s, so our deadline speaks first
 REPOSITORY = "enginetest/selftest"  # nothing in it that markdown escapes
-SECRET_NAMES = {"ACCESS_TOKEN", "REFRESH_TOKEN", "ID_TOKEN", "PRIVATE_KEY", "JWK"}
+SECRET_NAMES = {
+    "ACCESS_TOKEN",
+    "REFRESH_TOKEN",
+    "ID_TOKEN",
+    "PRIVATE_KEY",
+    "JWK",
+    "PROXY_CAPABILITY",
+}
 
 
 class ActJob:
@@ -118,6 +125,8 @@ class ActJob:
     def stop(self) -> None:
         leftovers = stop_leftover_processes(["ci_shark.sandbox", str(self.port)])
         assert not leftovers, f"the job left its sandbox running (pids {leftovers})"
+        proxies = stop_leftover_processes(["proxy", f"http://127.0.0.1:{self.port}", "--export"])
+        assert not proxies, f"the job left its proxy running (pids {proxies})"
 
 
 @pytest.fixture
@@ -153,6 +162,10 @@ def test_approved_run_exports_every_output_and_leaves_no_secret_in_acts_output(
     # A later step with nothing installed: `ci-shark` on PATH, a DPoP-protected API called
     # through the sandbox's nonce challenge, from the SHARK_* variables and from the file.
     assert_succeeded(run, "Call an API with the token (nothing installed in this step)")
+    # A tool that knows no DPoP, in a later step, through `ci-shark proxy --export`.
+    assert_succeeded(run, "Call the API through the proxy with curl, which knows no DPoP")
+    assert_succeeded(run, "Stop the proxy")
+    assert "ci_shark: proxy: listening on 127.0.0.1:" in run.output
     assert_succeeded(run, "Revoke")
     assert_checkout_skipped_offline(run)
     assert "status=approved" in run.output

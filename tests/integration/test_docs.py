@@ -19,6 +19,7 @@ from pathlib import Path
 
 from support.cli import REPO, clean_env, cli_argv, run_bash, run_process
 from support.doc_blocks import (
+    API_URL,
     DOC_FILES,
     as_workflow,
     fenced_blocks,
@@ -76,6 +77,59 @@ def test_the_library_example_runs_as_written(
     done = run_process([sys.executable, "-c", at_the_sandbox(snippet, server)], clean_env())
     assert done.returncode == 0, done.log
     assert f"Visit: {server.url}/device" in done.stdout
+
+
+def logged_in_by_default(server: SandboxServer, tmp_path: Path) -> dict[str, str]:
+    """A terminal's environment after a login with default settings (its file in the
+    user's state folder), with pip's `ci-shark` on PATH: what a later command finds."""
+    env = clean_env({"TMPDIR": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "state")})
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    login = {**env, "CI_SHARK_AUTH_URL": server.url, "CI_SHARK_CLIENT_ID": "ci-deploy"}
+    done = run_process([*cli_argv(), "--notify", "log"], login, cwd=tmp_path)
+    assert done.returncode == 0, done.log
+    return env
+
+
+def json_documents(text: str) -> list[dict[str, object]]:
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while at < len(text.rstrip()):
+        document, at = decoder.raw_decode(text, at)
+        found.append(document)
+    return found
+
+
+def test_the_proxy_example_runs_as_written(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    env = logged_in_by_default(server, tmp_path)
+    (tmp_path / "release.json").write_text('{"ref": "v1.2.3"}')
+    (snippet,) = blocks("sh", "ci-shark proxy")
+    swaps = {
+        r"https://api\.example\.com(?= )": server.url,  # the upstream: an origin
+        r"/deploy/status|/deploy(?=\")": "/api/echo",  # the paths it is asked for
+    }
+    done = run_bash("set -e\n" + substitute(snippet, swaps), env, cwd=tmp_path)
+    assert done.returncode == 0, done.log
+    status, deployed = json_documents(done.stdout)  # curl adds no newline after each
+    assert (status["method"], status["scheme"]) == ("GET", "DPoP")
+    assert (deployed["method"], json.loads(deployed["body"])) == ("POST", {"ref": "v1.2.3"})
+    assert "ci_shark: proxy: POST /api/echo 200" in done.stderr
+
+
+def test_the_session_example_runs_as_written(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    env = logged_in_by_default(server, tmp_path)
+    (snippet,) = blocks("python", "ci_shark.session()")
+    code = (
+        at_the_sandbox(snippet, server)
+        if "auth.example.com" in snippet
+        else substitute(snippet, {API_URL: f"{server.url}/api/echo"})
+    )
+    done = run_process([sys.executable, "-c", code], env, cwd=tmp_path)
+    assert done.returncode == 0, done.log
+    posts = [r for r in server.stats.requests if (r.method, r.path) == ("POST", "/api/echo")]
+    assert [(r.outcome, r.detail) for r in posts][-1] == ("echo", "DPoP")
 
 
 # -- actionlint on every GitHub workflow of the docs -------------------------------------------

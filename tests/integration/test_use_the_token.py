@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from support.cli import CliResult, clean_env, login_env, run_bash, run_cli
+from support.cli import CliResult, clean_env, login_env, run_bash, run_cli, run_process
 from support.job_outputs import job_folder, secrets_of
 from support.loopback_http import LoopbackServer
 
@@ -453,3 +453,43 @@ def test_refresh_and_revoke_use_the_endpoints_the_login_used(
     assert revoked.returncode != 0
     assert "names no revocation endpoint" in revoked.stderr
     assert "RFC 7009" in revoked.stderr
+
+
+# A later command runs, then says which modules of the configuration library it loaded.
+LOADED_PROBE = """\
+import sys
+from ci_shark.cli import main
+code = main(sys.argv[1:])
+loaded = [m for m in sys.modules if m.split(".")[0] in ("pydantic", "pydantic_settings")]
+print("loaded:", " ".join(sorted(loaded)) or "nothing of pydantic", file=sys.stderr)
+raise SystemExit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["request", "{url}/api/echo"],
+        ["request", "{url}/api/no-such-path"],  # an HTTP error (exit 22) too
+        ["proof", "--method", "GET", "--url", "{url}/api/echo", "--with-access-token"],
+        ["refresh"],
+        ["proxy", "--upstream", "{url}", "--", "true"],
+        ["revoke"],
+    ],
+    ids=["request", "request-http-error", "proof", "refresh", "proxy", "revoke"],
+)
+def test_later_commands_do_not_load_the_logins_configuration_library(
+    sandbox_factory: SandboxFactory, tmp_path: Path, command: list[str]
+) -> None:
+    """pydantic-settings is half of a later command's start-up (docs/perf.md), and the
+    credentials file holds everything a later command needs."""
+    server = sandbox_factory(approve_after_s=1)
+    creds = logged_in(server, tmp_path)
+    argv = [part.format(url=server.url) for part in command]
+    done = run_process(
+        [sys.executable, "-c", LOADED_PROBE, argv[0], "--credentials", str(creds), *argv[1:]],
+        clean_env(),
+        cwd=tmp_path,
+    )
+    assert done.returncode in (0, 22), done.log
+    assert done.stderr.rstrip().endswith("loaded: nothing of pydantic"), done.stderr

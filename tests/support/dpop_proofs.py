@@ -1,17 +1,19 @@
 """DPoP (RFC 9449) by hand with joserfc, independent of ci_shark's own implementation, so a
 bug in one cannot hide a bug in the other: the sandbox's tests and the interop suite's
-peers check servers with these proofs, not with ``ci_shark.oauth.dpop``."""
+peers check servers with these proofs, not with ``ci_shark.oauth.dpop``; and
+:func:`verify_proof` checks ci_shark's proofs the way a resource server does."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 import uuid
 from typing import Any
 
 import httpx
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey
 
 
@@ -97,3 +99,50 @@ class DpopKey:
         response = client.get(url, headers={"Authorization": f"DPoP {access_token}", "DPoP": proof})
         self.remember(response)
         return response
+
+
+class ProofRefused(Exception):
+    """Why a server would refuse a proof (RFC 9449 §4.3); ``error`` is its OAuth code."""
+
+    def __init__(self, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error = error
+
+
+def verify_proof(
+    proof: str,
+    *,
+    method: str,
+    url: str,
+    access_token: str | None = None,
+    nonce: str | None = None,
+    max_age_s: float = 60.0,
+) -> dict[str, Any]:
+    """The claims of ``proof`` for ``method url``, checked as RFC 9449 §4.3 says (type,
+    algorithm, a public key in the header and the signature by it, ``htm``, ``htu`` without
+    query and fragment, ``iat``, ``ath`` for the token, the server's ``nonce``), plus the
+    key's thumbprint as ``"jkt"``. A ``jti`` seen before is the caller's to refuse."""
+    try:
+        header = json.loads(base64.urlsafe_b64decode(proof.split(".", 1)[0] + "=="))
+        key = ECKey.import_key(header["jwk"])
+        verified = jws.deserialize_compact(proof, key)
+        claims: dict[str, Any] = json.loads(verified.payload)
+    except Exception as bad:  # any malformed proof is refused, whatever broke
+        raise ProofRefused("invalid_dpop_proof", f"unreadable ({type(bad).__name__})") from None
+    if header.get("typ") != "dpop+jwt" or header.get("alg") != "ES256":
+        raise ProofRefused("invalid_dpop_proof", "typ/alg")
+    if "d" in header["jwk"]:
+        raise ProofRefused("invalid_dpop_proof", "a private key in the header")
+    htu = url.split("?", 1)[0].split("#", 1)[0]
+    if claims.get("htm") != method or claims.get("htu") != htu:
+        raise ProofRefused("invalid_dpop_proof", f"htm/htu {claims.get('htm')} {claims.get('htu')}")
+    if not isinstance(claims.get("iat"), int) or abs(time.time() - claims["iat"]) > max_age_s:
+        raise ProofRefused("invalid_dpop_proof", "iat")
+    if not isinstance(claims.get("jti"), str) or not claims["jti"]:
+        raise ProofRefused("invalid_dpop_proof", "jti")
+    if access_token is not None and claims.get("ath") != ath(access_token):
+        raise ProofRefused("invalid_dpop_proof", "ath")
+    if nonce is not None and claims.get("nonce") != nonce:
+        raise ProofRefused("use_dpop_nonce", "nonce")
+    claims["jkt"] = str(key.thumbprint())
+    return claims

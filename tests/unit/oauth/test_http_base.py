@@ -213,6 +213,89 @@ def test_a_resource_nonce_challenge_is_answered_without_reading_its_body() -> No
     assert (challenge_body.read, challenge_body.closed) == (False, True)
 
 
+def test_an_authorization_servers_400_is_answered_when_a_token_goes_along_too() -> None:
+    # A call relayed by `proxy` to an authorization server: §8's JSON 400, small and plain,
+    # is read and answered once; the answer after it streams as usual.
+    demand = b'{"error": "use_dpop_nonce"}'
+    answers = iter(
+        [
+            httpx.Response(
+                400,
+                headers={"DPoP-Nonce": "n-1", "Content-Type": "application/json"},
+                content=demand,
+            ),
+            httpx.Response(200, stream=Watched()),
+        ]
+    )
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return next(answers)
+
+    deadline = time.monotonic() + 10
+    with HttpClient(transport=httpx.MockTransport(handler), max_body_bytes=None) as http:
+        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
+        request = http.build("POST", "https://as.example/token", deadline=deadline, content=b"x")
+        with http.send(request, deadline=deadline, auth=auth) as answer:
+            assert answer.response.status_code == 200
+            assert b"".join(answer.chunks()) == b"chunk chunk chunk "
+    assert len(sent) == 2
+
+
+def test_a_small_json_400_that_demands_nothing_is_passed_on_as_it_came() -> None:
+    # Read to see whether it demands a nonce (it does not): the caller still gets it whole.
+    said = b'{"error": "invalid_request"}'
+
+    class Unread(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            yield said
+
+    headers = {"DPoP-Nonce": "n-1", "Content-Type": "application/json"}
+    headers["Content-Length"] = str(len(said))
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(400, headers=headers, stream=Unread())
+
+    deadline = time.monotonic() + 10
+    with HttpClient(transport=httpx.MockTransport(handler), max_body_bytes=None) as http:
+        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
+        request = http.build("GET", "https://api.example/x", deadline=deadline)
+        with http.send(request, deadline=deadline, auth=auth) as answer:
+            assert answer.response.is_stream_consumed  # the flow looked
+            assert b"".join(answer.chunks()) == said
+    assert len(sent) == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content-Type": "application/json", "Content-Length": str(64 * 1024)},  # too large
+        {"Content-Type": "application/json", "Content-Encoding": "gzip"},  # compressed
+        {"Content-Type": "text/html"},  # not the shape of §8's answer
+    ],
+    ids=["large", "compressed", "html"],
+)
+def test_any_other_400_with_a_token_goes_back_unread(headers: dict[str, str]) -> None:
+    body = Watched()
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(400, headers={"DPoP-Nonce": "n-1", **headers}, stream=body)
+
+    deadline = time.monotonic() + 10
+    with HttpClient(transport=httpx.MockTransport(handler), max_body_bytes=None) as http:
+        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
+        request = http.build("GET", "https://api.example/x", deadline=deadline)
+        with http.send(request, deadline=deadline, auth=auth) as answer:
+            assert body.read is False  # nothing read before the caller streams it
+            assert b"".join(answer.chunks()) == b"chunk chunk chunk "
+    assert len(sent) == 1
+
+
 def test_a_streamed_request_body_is_not_sent_twice() -> None:
     # It is gone once sent: the challenge goes back to the caller, who learnt the nonce.
     sent: list[bytes] = []

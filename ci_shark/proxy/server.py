@@ -1,0 +1,335 @@
+"""The proxy's listening side: who may use it, and one log line per request.
+
+Its rules:
+
+- It listens on a loopback address only, and its base URL carries a capability:
+  ``http://127.0.0.1:PORT/<32 random url-safe characters>/``. On a shared machine anyone
+  can reach loopback; only the run knows the capability. A request whose first path
+  segment is not the capability (compared in constant time) gets ``404`` and nothing is
+  forwarded.
+- It is never an open proxy: ``CONNECT`` and ``TRACE`` get ``405``; a request target in
+  absolute form (``GET http://elsewhere/``) or ``*`` gets ``400``; a ``Host`` that is not
+  this proxy's address (a DNS-rebinding page, a client aimed elsewhere) gets ``421``. A
+  path that names no upstream gets ``404``.
+- At most ``MAX_CONNECTIONS`` clients at once; a client that sends nothing for
+  ``CLIENT_TIMEOUT_S`` is let go.
+- One log line per request: method, the path on the upstream without its query (the
+  upstream's name first, when named), status, milliseconds. Never the query, a header, a
+  body, the token, a proof or the capability: a refused request's path is not shown at
+  all (a near miss of the capability would show most of it).
+- :meth:`ProxyServer.stop` is bounded: no new connection, idle ones closed at once, busy
+  ones given ``STOP_GRACE_S`` to finish, then cut.
+"""
+
+from __future__ import annotations
+
+import hmac
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ci_shark.oauth.http import SendFailed
+from ci_shark.proxy.forward import (
+    BUFFERED_BODY_BYTES,
+    Answer,
+    Forwarder,
+    Incoming,
+    buffered_or_streamed,
+)
+from ci_shark.proxy.upstreams import Routes, Upstream
+from ci_shark.proxy.wire import BadBody, chunked, dechunked, fixed_length, is_token, valid_headers
+from ci_shark.safe_text import untrusted
+
+MAX_CONNECTIONS = 64
+CLIENT_TIMEOUT_S = 30.0
+STOP_GRACE_S = 5.0
+MAX_REQUEST_LINE_BYTES = 8192
+REFUSED_METHODS = frozenset({"CONNECT", "TRACE"})
+ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+
+
+class ProxyServer(ThreadingHTTPServer):
+    """Bound at construction (the port is known); :meth:`serve` starts it on a thread."""
+
+    daemon_threads = True
+    request_queue_size = MAX_CONNECTIONS
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        capability: str,
+        *,
+        log: Callable[[str], None],
+        family: socket.AddressFamily = socket.AF_INET,
+    ) -> None:
+        self.address_family = family
+        super().__init__((host, port), _Handler)
+        self.capability = capability
+        self.log = log
+        self.authority = f"[{host}]" if ":" in host else host
+        self.port = int(self.server_address[1])
+        self.base_url = f"http://{self.authority}:{self.port}/{capability}/"
+        self.hosts = {f"{self.authority}:{self.port}", f"localhost:{self.port}"}
+        self.forwarder: Forwarder | None = None
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._stopping = threading.Event()
+        self._lock = threading.Condition()
+        self._open: dict[socket.socket, bool] = {}  # connection -> busy
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def serve(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+        self._thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="ci_shark-proxy"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop accepting, close idle connections, give busy ones ``grace_s``, cut them."""
+        self._stopping.set()
+        if self._thread is not None:
+            self.shutdown()
+            self._thread.join(timeout=grace_s)
+        self.server_close()
+        self._cut(only_idle=True)
+        deadline = time.monotonic() + grace_s
+        with self._lock:
+            while self._open and (left := deadline - time.monotonic()) > 0:
+                self._lock.wait(left)
+        self._cut(only_idle=False)
+
+    def _cut(self, *, only_idle: bool) -> None:
+        with self._lock:
+            chosen = [conn for conn, busy in self._open.items() if not (only_idle and busy)]
+        for connection in chosen:
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # A free slot first (the backlog waits meanwhile), or the connection is let go.
+        while not self._slots.acquire(timeout=0.2):
+            if self._stopping.is_set():
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def track(self, connection: socket.socket, *, busy: bool | None) -> None:
+        """A connection opens (idle), turns busy or idle, or closes (``busy=None``)."""
+        with self._lock:
+            if busy is None:
+                self._open.pop(connection, None)
+                self._lock.notify_all()
+            else:
+                self._open[connection] = busy
+        if busy is False and self._stopping.is_set():
+            with suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up is normal; anything else is said in one line, without
+        the exception's text (it may quote what a client sent)."""
+        failure = sys.exc_info()[1]
+        if not isinstance(failure, OSError):
+            self.log(f"ci_shark: proxy: unexpected failure ({type(failure).__name__})")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive
+    server_version = "ci_shark-proxy"
+    sys_version = ""
+    timeout = CLIENT_TIMEOUT_S
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms stall
+    server: ProxyServer
+
+    def setup(self) -> None:
+        super().setup()
+        self._unread: ClientBody | None = None  # the body of the request being served
+        self.server.track(self.connection, busy=False)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, busy=None)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """The server's own lines are ours (see the module's rules)."""
+
+    def handle_expect_100(self) -> bool:
+        return True  # sent once the request is allowed, not before (see _continue)
+
+    def handle_one_request(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 1)
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
+                self.send_error(414)
+                return
+            started = time.monotonic()
+            if not self.parse_request():
+                return  # parse_request answered (400, 431, 505)
+            self.server.track(self.connection, busy=True)
+            try:
+                status, shown = self._serve()
+            finally:
+                self.server.track(self.connection, busy=False)
+            took_ms = (time.monotonic() - started) * 1000
+            method = untrusted(self.command, 20)
+            self.server.log(f"ci_shark: proxy: {method} {shown} {status} {took_ms:.0f} ms")
+        except TimeoutError:
+            self.close_connection = True
+
+    # -- one request -------------------------------------------------------------------------
+
+    def _serve(self) -> tuple[int | str, str]:
+        """Check, forward, answer; (the status sent, the path as the log shows it)."""
+        refused = self._refusal()
+        if refused is not None:
+            self._write(refused)
+            return refused.status, "(refused)"
+        rest = self.path[len(self.server.capability) + 1 :]
+        assert self.server.forwarder is not None
+        routed = self._routes().route(rest)
+        if routed is None:
+            self._write(Answer.ours(404, "no upstream here", close_connection=True))
+            return 404, untrusted(rest.partition("?")[0], 200) or "/"
+        upstream, target = routed
+        shown = untrusted(upstream.prefix + target.partition("?")[0], 200)
+        try:
+            incoming = self._incoming(upstream, target)
+        except BadBody as bad:
+            self._write(Answer.ours(400, str(bad), close_connection=True))
+            return 400, shown
+        answer = self.server.forwarder.forward(incoming)
+        if self._unread is not None and not self._unread.done:
+            answer.close_connection = True  # the rest of a body that was never read
+        return self._write(answer), shown
+
+    def _routes(self) -> Routes:
+        assert self.server.forwarder is not None
+        return self.server.forwarder.routes
+
+    def _refusal(self) -> Answer | None:
+        """The proxy's answer to a request it will not forward, or None."""
+        if self.command in REFUSED_METHODS or not is_token(self.command):
+            refusal = Answer.ours(405, "this is not a forward proxy", close_connection=True)
+            refusal.headers.append((b"Allow", ALLOW.encode()))
+            return refusal
+        if not self.path.startswith("/"):  # absolute form, or `*`
+            return Answer.ours(
+                400, "only paths are forwarded: this is not a forward proxy", close_connection=True
+            )
+        hosts = self.headers.get_all("Host") or []
+        host = hosts[0].strip().lower() if len(hosts) == 1 else ""
+        if host not in self.server.hosts and (hosts or self.request_version != "HTTP/1.0"):
+            return Answer.ours(421, "this Host is not the proxy's", close_connection=True)
+        segment = self.path[1:].partition("/")[0].partition("?")[0]
+        if not hmac.compare_digest(segment.encode(), self.server.capability.encode()):
+            return Answer.ours(404, "not found", close_connection=True)
+        if not valid_headers(self.headers.items()):
+            return Answer.ours(400, "a header is not valid HTTP", close_connection=True)
+        return None
+
+    def _incoming(self, upstream: Upstream, target: str) -> Incoming:
+        """The request with its body: held when small, streamed when not."""
+        self._unread = None
+        encodings = self.headers.get_all("Transfer-Encoding") or []
+        lengths = set(self.headers.get_all("Content-Length") or [])
+        headers = list(self.headers.items())
+        if encodings and lengths:
+            raise BadBody("both Transfer-Encoding and Content-Length: refused")
+        if encodings:
+            if [coding.strip().lower() for coding in encodings] != ["chunked"]:
+                raise BadBody("a Transfer-Encoding other than chunked")
+            self._continue()
+            self._unread = ClientBody(dechunked(self.rfile))
+            body = buffered_or_streamed(iter(self._unread))
+            return Incoming(self.command, upstream, target, headers, body)
+        if not lengths:
+            return Incoming(self.command, upstream, target, headers, None)
+        length = lengths.pop()
+        if lengths or not length.isascii() or not length.isdigit():
+            raise BadBody("the Content-Length is not one whole number")
+        size = int(length)
+        self._continue()
+        self._unread = ClientBody(fixed_length(self.rfile, size))
+        if size <= BUFFERED_BODY_BYTES:
+            return Incoming(self.command, upstream, target, headers, b"".join(self._unread))
+        return Incoming(self.command, upstream, target, headers, iter(self._unread), size)
+
+    def _continue(self) -> None:
+        if (self.headers.get("Expect") or "").lower() == "100-continue":
+            self.send_response_only(100)
+            self.end_headers()
+
+    def _write(self, answer: Answer) -> int | str:
+        """The answer to the client; the status, or "status (cut)" when it broke off."""
+        try:
+            self.send_response_only(answer.status, answer.phrase)
+            for name, value in answer.headers:
+                self.send_header(name.decode("latin-1"), value.decode("latin-1"))
+            if answer.close_connection or self.close_connection:
+                self.send_header("Connection", "close")
+            body = self._framed(answer)
+            self.end_headers()
+            for piece in body:
+                self.wfile.write(piece)
+        except (OSError, SendFailed):  # the client left, or the upstream broke off
+            self.close_connection = True
+            return f"{answer.status} (cut)"
+        finally:
+            answer.release()
+        return answer.status
+
+    def _framed(self, answer: Answer) -> Iterator[bytes]:
+        if not answer.has_body:
+            if answer.length is not None:
+                self.send_header("Content-Length", str(answer.length))
+            return iter(())
+        if answer.length is not None:
+            self.send_header("Content-Length", str(answer.length))
+            return answer.body
+        if self.request_version == "HTTP/1.1":
+            self.send_header("Transfer-Encoding", "chunked")
+            return chunked(answer.body)
+        self.send_header("Connection", "close")  # HTTP/1.0: the end of the body is the close
+        return answer.body
+
+
+class ClientBody:
+    """The client's body as it is read: ``done`` once read to its end. Its socket failing
+    or timing out is a :class:`BadBody`."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self.done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._pieces
+        except OSError:
+            raise BadBody("the client stopped sending its body") from None
+        self.done = True
