@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -57,6 +57,9 @@ from ci_shark.oauth.watchdog import Exchange, Sockets, Watchdog
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem, without_userinfo
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
 USER_AGENT = f"ci_shark/{__version__}"
 MAX_BODY_BYTES = 1024 * 1024
@@ -96,77 +99,71 @@ Form = Mapping[str, str | Secret | PerRequest | Sequence[str]]
 # -- the base: one factory, one bounded send ---------------------------------------------
 
 
-def new_client(
-    *,
-    ca_bundle: str | None = None,
-    trust: Callable[[], ssl.SSLContext] | None = None,
-    transport: httpx.BaseTransport | None = None,
-    timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-    max_body_bytes: int | None = MAX_BODY_BYTES,
-    keepalive_s: float = KEEPALIVE_S,
-    headers: Mapping[str, str] | None = None,
-    nonces: NonceMemory | None = None,
-    auth: httpx.Auth | None = None,
-    keep_cookies: bool = True,
-) -> httpx.Client:
-    """The one ``httpx.Client`` maker (see the module's rules). ``nonces`` learns every
-    server's newest ``DPoP-Nonce``; ``auth`` is the flow every request goes through when
-    httpx drives it (:func:`ci_shark.session`); ``keep_cookies=False`` keeps none of what
-    servers set (a client shared by several callers: the proxy)."""
-    client = httpx.Client(
-        transport=transport,
-        auth=auth,
-        limits=httpx.Limits(keepalive_expiry=keepalive_s),
-        verify=(trust or (lambda: context_for(ca_bundle)))() if transport is None else True,
-        timeout=timeout,
-        follow_redirects=False,
-        # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
-        # is the context above, and httpx reads no .netrc by itself.
-        trust_env=True,
-        headers={"Accept-Encoding": "identity", "User-Agent": USER_AGENT, **(headers or {})},
-        event_hooks={"response": [nonces.learn] if nonces is not None else []},
-        cookies=None if keep_cookies else httpx.Cookies(CookieJar(_NO_COOKIES)),
-    )
-    route_and_cap(client, max_body_bytes)
-    return client
-
-
-class HttpClient:
-    """A client from :func:`new_client`, and the bounded send on it. It remembers every
-    server's newest ``DPoP-Nonce`` (:attr:`nonces`) for DPoP.
+class ClientOptions(TypedDict, total=False):
+    """What a caller may choose of a client from :func:`new_client` (the rest is the rule).
 
     ``trust`` builds the TLS context when the run's (``ca_bundle``, else the system's) is
     not the one; it is not called when a transport is injected (tests bring their own).
     ``max_body_bytes=None`` is for a caller that streams the body raw, unbounded and
-    undecoded (`request`, as curl without ``--compressed``). ``clock`` times deadlines.
-    """
+    undecoded (`request`, as curl without ``--compressed``). ``keep_cookies=False`` keeps
+    none of what servers set (a client shared by several callers: the proxy)."""
+
+    ca_bundle: str | None
+    trust: Callable[[], ssl.SSLContext] | None
+    transport: httpx.BaseTransport | None
+    timeout: httpx.Timeout
+    max_body_bytes: int | None
+    keepalive_s: float
+    headers: Mapping[str, str] | None
+    keep_cookies: bool
+
+
+def new_client(
+    *,
+    nonces: NonceMemory | None = None,
+    auth: httpx.Auth | None = None,
+    **options: Unpack[ClientOptions],
+) -> httpx.Client:
+    """The one ``httpx.Client`` maker (see the module's rules). ``nonces`` learns every
+    server's newest ``DPoP-Nonce``; ``auth`` is the flow every request goes through when
+    httpx drives it (:func:`ci_shark.session`)."""
+    transport = options.get("transport")
+    ca_bundle, trust = options.get("ca_bundle"), options.get("trust")
+    client = httpx.Client(
+        transport=transport,
+        auth=auth,
+        limits=httpx.Limits(keepalive_expiry=options.get("keepalive_s", KEEPALIVE_S)),
+        verify=(trust or (lambda: context_for(ca_bundle)))() if transport is None else True,
+        timeout=options.get("timeout", DEFAULT_TIMEOUT),
+        follow_redirects=False,
+        # Only for HTTPS_PROXY/NO_PROXY (self-hosted runners behind a proxy): the trust
+        # is the context above, and httpx reads no .netrc by itself.
+        trust_env=True,
+        headers={
+            "Accept-Encoding": "identity",
+            "User-Agent": USER_AGENT,
+            **(options.get("headers") or {}),
+        },
+        event_hooks={"response": [nonces.learn] if nonces is not None else []},
+        cookies=None
+        if options.get("keep_cookies", True)
+        else httpx.Cookies(CookieJar(_NO_COOKIES)),
+    )
+    route_and_cap(client, options.get("max_body_bytes", MAX_BODY_BYTES))
+    return client
+
+
+class HttpClient:
+    """A client from :func:`new_client` (``options``: :class:`ClientOptions`), and the
+    bounded send on it. It remembers every server's newest ``DPoP-Nonce``
+    (:attr:`nonces`) for DPoP. ``clock`` times deadlines."""
 
     def __init__(
-        self,
-        *,
-        ca_bundle: str | None = None,
-        trust: Callable[[], ssl.SSLContext] | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_body_bytes: int | None = MAX_BODY_BYTES,
-        keepalive_s: float = KEEPALIVE_S,
-        headers: Mapping[str, str] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        keep_cookies: bool = True,
+        self, *, clock: Callable[[], float] = time.monotonic, **options: Unpack[ClientOptions]
     ) -> None:
         self.nonces = NonceMemory()
-        self._client = new_client(
-            ca_bundle=ca_bundle,
-            trust=trust,
-            transport=transport,
-            timeout=timeout,
-            max_body_bytes=max_body_bytes,
-            keepalive_s=keepalive_s,
-            headers=headers,
-            nonces=self.nonces,
-            keep_cookies=keep_cookies,
-        )
-        self._timeout = timeout
+        self._client = new_client(nonces=self.nonces, **options)
+        self._timeout = options.get("timeout", DEFAULT_TIMEOUT)
         self._clock = clock
         self._sockets = Sockets()
 
@@ -294,28 +291,17 @@ class OAuthHttp(HttpClient):
     def __init__(
         self,
         *,
-        ca_bundle: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
-        max_body_bytes: int = MAX_BODY_BYTES,
-        keepalive_s: float = KEEPALIVE_S,
         report: Callable[[str], None] | None = None,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(
-            ca_bundle=ca_bundle,
-            transport=transport,
-            timeout=timeout,
-            clock=clock,
-            max_body_bytes=max_body_bytes,
-            keepalive_s=keepalive_s,
-            headers={"Accept": "application/json"},
-        )
+        options["headers"] = {"Accept": "application/json", **(options.get("headers") or {})}
+        super().__init__(clock=clock, **options)
         self._sleep = sleep
         self._jitter = jitter
-        self._max_body_bytes = max_body_bytes
+        self._max_body_bytes = options.get("max_body_bytes", MAX_BODY_BYTES)
         self._report = report
 
     def dpop_nonce(self, url: str) -> str | None:
