@@ -3,9 +3,10 @@
 ``ci-shark`` (or ``python -m ci_shark``) runs ``login``; ``request``, ``proxy``,
 ``refresh``, ``revoke`` and ``proof`` use what it issued (with settings that do not load
 pydantic: ``later_settings.py``); ``demo`` shows the whole flow. A command is
-a handler, the function that adds its options, and one entry in :data:`COMMANDS`; the
-handler hands the work to the module that does it. What argparse alone gets wrong (a
-default command, values that start with "-", ``exit N`` for ``eval``) is ``cli_args.py``.
+a handler here, the function that adds its options (``cli_options.py``, with its help and
+examples), and one entry in :data:`COMMANDS`; the handler hands the work to the module that
+does it. What argparse alone gets wrong (a default command, values that start with "-",
+``exit N`` for ``eval``) is ``cli_args.py``.
 
 Rules:
 
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ci_shark import cancel, cli_args
+from ci_shark import cancel, cli_args, cli_options
 from ci_shark.cli_args import Command
 from ci_shark.errors import CiSharkError, ConfigError, ExitCode
 
@@ -41,37 +42,6 @@ if TYPE_CHECKING:
 _LOCAL = (ExitCode.OK, ExitCode.FAILURE, ExitCode.CONFIG)
 _ONLINE = (*_LOCAL, ExitCode.PROTOCOL, ExitCode.SIGINT)
 _APPROVAL = (*_LOCAL, ExitCode.DENIED, ExitCode.EXPIRED)
-LOGIN_EXAMPLES = """examples:
-  ci-shark --auth-url https://auth.example.com --client-id ci-deploy --scope deploy:write
-  eval "$(ci-shark --output-format shell)"      # SHARK_* in this shell (CI_SHARK_* set)
-  python -m ci_shark demo                        # the whole flow against a local sandbox
-
-Every option is also a CI_SHARK_* variable (GitHub Action inputs arrive that way); a flag
-wins over its variable. Secrets (CI_SHARK_GITHUB_TOKEN, CI_SHARK_GITLAB_TOKEN,
-CI_SHARK_WEBHOOK_URL) have no flag: argv is visible to other processes."""
-USE_EXAMPLES = """examples:
-  ci-shark request https://api.example.com/deploy
-  ci-shark request -X POST --json '{"ref":"v1.2"}' https://api.example.com/deploy
-  ci-shark request -d @payload.txt -H 'Content-Type: text/plain' -o reply.json URL
-  curl -H "DPoP: $(ci-shark proof --method GET --url URL --with-access-token)" ...
-
-The credentials come from --credentials FILE; else the SHARK_* variables holding a token
-(unless the login's default file holds the same grant, refreshed); else the newest file a
-login left by default: the job's private folder ($RUNNER_TEMP/ci-shark.json on GitHub),
-or, outside CI, ~/.local/state/ci-shark ($XDG_STATE_HOME). One line says which."""
-
-PROXY_EXAMPLES = """examples:
-  ci-shark proxy --upstream https://api.example.com -- ./deploy.sh   # $SHARK_PROXY_URL
-  ci-shark proxy --upstream https://api.example.com -- \\
-      sh -c 'curl -fsS "$SHARK_PROXY_URL/v1/items"'
-  ci-shark proxy --upstream https://api.example.com --export         # GitHub: later steps
-  ci-shark proxy --upstream api=https://api.example.com --upstream files=https://files.example.com
-
-With -- COMMAND the exit status is the command's. Without it or --export the proxy serves
-in the foreground (stdout: one line, SHARK_PROXY_URL=...) until SIGTERM or SIGINT (exit 0).
-The credentials are found as for request (--credentials FILE, SHARK_*, the job's file)."""
-
-
 # -- argv -> a command ---------------------------------------------------------------------
 
 
@@ -223,48 +193,6 @@ def _request(args: argparse.Namespace) -> None:
             call.output.close()
 
 
-def _request_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("url", metavar="URL")
-    parser.add_argument(
-        "-X", "--request", dest="method", metavar="METHOD", help="default: GET, or POST with a body"
-    )
-    parser.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="'NAME: VALUE'",
-        help="an extra header (repeatable)",
-    )
-    body = parser.add_mutually_exclusive_group()
-    body.add_argument(
-        "-d",
-        "--data",
-        metavar="DATA",
-        help="the body: text, @FILE, or @- for stdin (form-encoded unless -H Content-Type)",
-    )
-    body.add_argument(
-        "--json",
-        metavar="JSON",
-        help="a JSON body (text, @FILE or @-): sets Content-Type and Accept",
-    )
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="FILE",
-        help="write the body here (0600), not to stdout",
-    )
-    parser.add_argument(
-        "--max-time",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="give up after this long (default 300)",
-    )
-    _use_options(parser)
-
-
 def _refresh(args: argparse.Namespace) -> None:
     cancel.install()
     from ci_shark import commands
@@ -272,11 +200,6 @@ def _refresh(args: argparse.Namespace) -> None:
     settings, platform = _using(args)
     issued = commands.load_issued(args.credentials, platform)
     commands.refresh(issued, settings, platform, print_exports=args.output_format == "shell")
-
-
-def _refresh_options(parser: argparse.ArgumentParser) -> None:
-    _use_options(parser)
-    parser.add_argument("--output-format", choices=("shell",), help="also print exports for eval")
 
 
 def _revoke(args: argparse.Namespace) -> None:
@@ -299,17 +222,6 @@ def _revoke(args: argparse.Namespace) -> None:
     )
 
 
-def _revoke_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--max-time",
-        type=float,
-        default=15.0,
-        metavar="SECONDS",
-        help="give up after this long, retries included (default 15)",
-    )
-    _use_options(parser)
-
-
 def _proof(args: argparse.Namespace) -> None:
     from ci_shark import commands
 
@@ -323,45 +235,6 @@ def _proof(args: argparse.Namespace) -> None:
         with_access_token=args.with_access_token,
     )
     print(proof)  # a signed, single-use proof: only the token's hash (ath) is in it
-
-
-def _proof_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", required=True, help="the HTTP method, e.g. GET")
-    parser.add_argument(
-        "--url", required=True, help="the request URL (query and fragment are dropped)"
-    )
-    token = parser.add_mutually_exclusive_group()
-    token.add_argument(
-        "--access-token", help="bind the proof to this token (ath); prefer --with-access-token"
-    )
-    token.add_argument(
-        "--with-access-token",
-        action="store_true",
-        help="bind the proof to the login's access token (keeps the token off argv)",
-    )
-    parser.add_argument("--nonce", help="the server's DPoP-Nonce")
-    parser.add_argument("--key-file", type=Path, help="the key (default: the login's)")
-    parser.add_argument(
-        "--credentials", type=Path, metavar="FILE", help="the login's dotenv/json file"
-    )
-
-
-def _use_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--credentials",
-        type=Path,
-        metavar="FILE",
-        help="the login's dotenv/json file (default: see below)",
-    )
-    parser.add_argument(
-        "--auth-url", metavar="URL", help="default: the login's (or CI_SHARK_AUTH_URL)"
-    )
-    parser.add_argument(
-        "--client-id", metavar="ID", help="default: the login's (or CI_SHARK_CLIENT_ID)"
-    )
-    parser.add_argument(
-        "--ca-bundle", metavar="FILE", help="PEM file of CAs to trust instead of the system's"
-    )
 
 
 def _proxy(args: argparse.Namespace) -> int:
@@ -383,43 +256,6 @@ def _proxy(args: argparse.Namespace) -> int:
     return forms.run(options, issued, settings, platform)
 
 
-def _proxy_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--upstream",
-        action="append",
-        default=[],
-        metavar="[NAME=]URL",
-        help="the origin to forward to (https://api.example.com); repeat as NAME=URL for "
-        "several, each under $SHARK_PROXY_URL/NAME/",
-    )
-    parser.add_argument(
-        "--listen",
-        default="127.0.0.1:0",
-        metavar="HOST:PORT",
-        help="a loopback address (default 127.0.0.1:0: a free port)",
-    )
-    parser.add_argument(
-        "--export",
-        action="store_true",
-        help="GitHub: write SHARK_PROXY_URL to GITHUB_ENV and go on in the background for "
-        "the later steps of the job",
-    )
-    parser.add_argument(
-        "--max-time",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="the longest one forwarded exchange may take, bodies included (default 3600)",
-    )
-    parser.add_argument(
-        "wrapped",  # `command` is the name of the command that runs (argparse's dest)
-        nargs="*",
-        metavar="-- COMMAND",
-        help="run this with SHARK_PROXY_URL set; its exit status is the proxy's",
-    )
-    _use_options(parser)
-
-
 # -- demo ----------------------------------------------------------------------------------
 
 
@@ -431,25 +267,6 @@ def _demo(args: argparse.Namespace) -> None:
     demo.run(kind(approve_after_s=args.approve_after, keep=args.keep))
 
 
-def _demo_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--approve-after",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="when the sandbox approves (default 5)",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the demo's files (key, env file) and say where"
-    )
-    parser.add_argument(
-        "--workload-identity",
-        action="store_true",
-        help="the job proves which run asks with a CI's OIDC token (a fake CI on loopback); "
-        "the page shows what the server verified, and asks",
-    )
-
-
 COMMANDS: dict[str, Command] = {
     "login": Command(
         summary="ask a maintainer to approve, then export the credentials (the default)",
@@ -459,7 +276,7 @@ COMMANDS: dict[str, Command] = {
         run=_login,
         options=cli_args.add_settings_flags,
         exits=(*_APPROVAL, ExitCode.PROTOCOL, ExitCode.REFUSED, ExitCode.SIGINT),
-        examples=LOGIN_EXAMPLES,
+        examples=cli_options.LOGIN_EXAMPLES,
     ),
     "request": Command(
         summary="call an API with the token (DPoP proof, nonce, refresh): curl for the "
@@ -469,27 +286,27 @@ COMMANDS: dict[str, Command] = {
         "expires. The body goes to stdout or -o; an HTTP error exits 22 with the status on "
         "stderr.",
         run=_request,
-        options=_request_options,
+        options=cli_options.request_options,
         exits=(*_ONLINE, ExitCode.HTTP_ERROR),
-        examples=USE_EXAMPLES,
+        examples=cli_options.USE_EXAMPLES,
     ),
     "refresh": Command(
         summary="refresh the tokens (DPoP-bound) and re-export them where they were",
         description="The refresh-token grant (RFC 6749 §6) with a proof from the login's key "
         "(RFC 9449 §5); the new tokens replace the old ones wherever they were read from.",
         run=_refresh,
-        options=_refresh_options,
+        options=cli_options.refresh_options,
         exits=_ONLINE,
-        examples=USE_EXAMPLES,
+        examples=cli_options.USE_EXAMPLES,
     ),
     "revoke": Command(
         summary="revoke the access and refresh tokens (RFC 7009), e.g. in an always-run last step",
         description="Revoke the login's refresh token (the grant) and access token, then "
         "remove ci_shark's own key file and default credentials file.",
         run=_revoke,
-        options=_revoke_options,
+        options=cli_options.revoke_options,
         exits=_ONLINE,
-        examples=USE_EXAMPLES,
+        examples=cli_options.USE_EXAMPLES,
     ),
     "proof": Command(
         summary="print a DPoP proof for a request made with another client",
@@ -497,9 +314,9 @@ COMMANDS: dict[str, Command] = {
         "login's key; for curl and the like. `ci-shark request` does this (and the nonce) "
         "for you.",
         run=_proof,
-        options=_proof_options,
+        options=cli_options.proof_options,
         exits=_LOCAL,
-        examples=USE_EXAMPLES,
+        examples=cli_options.USE_EXAMPLES,
     ),
     "proxy": Command(
         summary="a loopback proxy that adds the token (DPoP proof, nonce, refresh) for any "
@@ -510,9 +327,9 @@ COMMANDS: dict[str, Command] = {
         "under a random capability path (SHARK_PROXY_URL). With -- COMMAND it runs the "
         "command and exits with its status; with --export (GitHub) later steps use it.",
         run=_proxy,
-        options=_proxy_options,
+        options=cli_options.proxy_options,
         exits=_ONLINE,
-        examples=PROXY_EXAMPLES,
+        examples=cli_options.PROXY_EXAMPLES,
     ),
     "demo": Command(
         summary="the whole flow against a built-in sandbox server, on this machine",
@@ -520,7 +337,7 @@ COMMANDS: dict[str, Command] = {
         "by itself, or open the link), and show what a CI job would then have. Nothing is "
         "kept unless --keep.",
         run=_demo,
-        options=_demo_options,
+        options=cli_options.demo_options,
         exits=(*_APPROVAL, ExitCode.SIGINT),
     ),
 }

@@ -60,7 +60,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     # The package root is the library's face (its re-exports load lazily); any module may
     # read its __version__, which needs nothing loaded (see the root test below).
-    ("entry", ("ci_shark.cli", "ci_shark.cli_args", "ci_shark.__main__", "ci_shark")),
+    (
+        "entry",
+        (
+            "ci_shark.cli",
+            "ci_shark.cli_args",
+            "ci_shark.cli_options",
+            "ci_shark.__main__",
+            "ci_shark",
+        ),
+    ),
 ]
 ROOT = "ci_shark"
 SANDBOX = "ci_shark.sandbox"  # beside the layers: only the entry points and the demo start it
