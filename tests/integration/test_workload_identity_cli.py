@@ -224,6 +224,12 @@ def repository_not_allowed(issuer: FakeCiIssuer, sandbox: SandboxServer) -> dict
     return {}
 
 
+def other_audiences_too(issuer: FakeCiIssuer, sandbox: SandboxServer) -> dict[str, str]:
+    token = issuer.mint([sandbox.url, "https://vault.example"])  # as a GitLab `aud:` list
+    issuer.answer_next(200, json.dumps({"value": token}))
+    return {}
+
+
 def expired(issuer: FakeCiIssuer, sandbox: SandboxServer) -> dict[str, str]:
     now = int(time.time())
     token = issuer.mint(sandbox.url, iat=now - 900, nbf=now - 900, exp=now - 600)
@@ -241,6 +247,14 @@ def expired(issuer: FakeCiIssuer, sandbox: SandboxServer) -> dict[str, str]:
             r"'http://127\.0\.0\.1:\d+': request the CI token with audience",
             True,
             id="wrong-aud",
+        ),
+        pytest.param(
+            other_audiences_too,
+            2,
+            r"client_assertion aud names other audiences too \(.*\): any of them could present "
+            r"it here",
+            True,
+            id="other-audiences-too",
         ),
         pytest.param(
             expired,
