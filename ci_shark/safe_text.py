@@ -4,9 +4,11 @@ and whatever an approver's account on the server may choose (a username).
 Every rule first takes out every secret of the run (:func:`ci_shark.secret.redact`):
 a server that quotes the device code or the client secret back must not publish it.
 
-- The log (:func:`untrusted`): one line, no control characters, bounded, ``##`` split so
-  no runner acts on it. Where it may be shown, a workflow command needs a line start, which
-  the log writer never gives such text.
+- Every rule: one line, no control characters, bounded, and no character a reader cannot
+  see: zero widths, bidi controls and spaces other than U+0020 show as U+FFFD, so a value
+  never reads as another (a branch ``main`` plus a zero-width space is not ``main``).
+- The log (:func:`untrusted`): ``##`` split so no runner acts on it. Where it may be
+  shown, a workflow command needs a line start, which the log writer never gives such text.
 - An output value (:func:`inert`): also no character a shell, a dotenv reader or a workflow
   expression gives a meaning to.
 - Markdown (:func:`md_code`): a code span. GitHub renders comments with cmark-gfm and then
@@ -36,16 +38,28 @@ from urllib.parse import quote
 from ci_shark.secret import redact
 from ci_shark.urls import url_problem
 
-# C0/C1 controls, DEL, and the Unicode bidi/zero-width overrides used to disguise text.
-_UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+# C0/C1 controls, DEL and the line separators: line breaks and escapes, read as a space.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What a reader cannot see, or takes for a plain space: Unicode's Default_Ignorable_Code_Point
+# (zero widths, joiners, the bidi controls, soft hyphen, fillers, variation selectors, tags)
+# and every space but U+0020. Each is shown as U+FFFD: a branch `main` plus one of them is
+# another branch, and must not read as `main` (a space would be trimmed at the end).
+_INVISIBLE = re.compile(
+    "[\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f"
+    "\u202a-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+SHOWN_INVISIBLE = "\ufffd"
 _NOT_INERT = re.compile(r"[^A-Za-z0-9 ._:/+@=,%~-]")
 _BACKTICKS = re.compile(r"`+")
 
 
 def one_line(text: object, limit: int = 200) -> str:
-    """No secret of the run, no control or invisible characters, no line breaks, bounded:
-    what every rule below starts from."""
-    flat = " ".join(_UNSAFE_CHARS.sub(" ", redact(str(text))).split())
+    """No secret of the run, no control character or line break, every invisible
+    character made visible (:data:`SHOWN_INVISIBLE`), bounded: what every rule below
+    starts from."""
+    visible = _INVISIBLE.sub(SHOWN_INVISIBLE, _CONTROLS.sub(" ", redact(str(text))))
+    flat = " ".join(visible.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

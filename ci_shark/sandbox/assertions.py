@@ -9,7 +9,9 @@ In this order, each failure an ``AssertionRefused`` whose reason a person can ac
    no ``crit``;
 3. ``iss`` is the trusted issuer (read before the signature only to say whose token it is);
 4. the signature, with the issuer's key of that ``alg`` (and ``kid``);
-5. ``aud`` names this server's issuer (a string, or a list holding it: RFC 7523 §3);
+5. ``aud`` is this server's issuer, alone (a string, or a list of it only): a token for
+   several audiences lets each present it to the others as the client (audience
+   injection; draft-ietf-oauth-rfc7523bis has the server refuse any other audience);
 6. ``exp`` (required), ``nbf`` and ``iat`` within ``SKEW_S`` of this server's clock;
 7. ``jti`` (required) is taken once per issuer until the token expires, unless reuse is on
    (a CI that gives one token per job, as GitLab's ``id_tokens:``).
@@ -124,6 +126,12 @@ def _check_audience(claims: Mapping[str, Any], audience: str) -> None:
         raise AssertionRefused(
             f"client_assertion aud is {shown(aud)}, not this server's issuer '{audience}': "
             f"request the CI token with audience {audience}"
+        )
+    if len(names) > 1:
+        raise AssertionRefused(
+            f"client_assertion aud names other audiences too ({shown(aud)}): any of them could "
+            f"present it here as this client; request the CI token with audience {audience} "
+            "alone"
         )
 
 

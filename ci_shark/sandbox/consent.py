@@ -7,8 +7,10 @@ Rules:
   identity, scope, resources, extra parameters such as a binding message), labelled "not
   verified". Without a CI token the page says plainly that nothing on it is verified.
 - Every value is escaped (``html.escape``, quotes too): claims, parameters and codes all come
-  from the request. The page loads nothing: one inline stylesheet, allowed by its hash in a
-  strict Content-Security-Policy (no scripts, no framing, forms post only here).
+  from the request. A character a reader would not see for what it is (a zero width, a bidi
+  override, a space other than U+0020) is shown by its name, ``[U+200B]``. The page loads
+  nothing: one inline stylesheet, allowed by its hash in a strict Content-Security-Policy
+  (no scripts, no framing, forms post only here).
 - The buttons post the page's own form token: a decision needs a page this server showed.
 """
 
@@ -18,6 +20,7 @@ import base64
 import hashlib
 import html
 import json
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -69,7 +72,27 @@ CONTENT_SECURITY_POLICY: Final = (
 
 def escape(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return html.escape(text, quote=True)
+    return html.escape("".join(map(_visible, text)), quote=True)
+
+
+def _visible(char: str) -> str:
+    """``char``, or its name when a reader would not see it for what it is: a control, a
+    format character (zero widths, bidi overrides, tags), a space other than U+0020, a
+    blank filler or a variation selector. ``main`` plus a zero-width space, or ``niam``
+    turned around by U+202E, is another branch, and must not read as ``main``."""
+    category = unicodedata.category(char)
+    code = ord(char)
+    hidden = (
+        category in ("Cc", "Cf", "Zl", "Zp")
+        or (category == "Zs" and char != " ")
+        or char in _BLANK_LETTERS
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+    )
+    return f"[U+{code:04X}]" if hidden else char
+
+
+_BLANK_LETTERS: Final = frozenset("\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u3164\uffa0")
 
 
 def html_reply(status: int, page: str, outcome: str) -> Reply:

@@ -32,6 +32,7 @@ from support.github_fakes import (
     pull_request_payload,
 )
 from support.sandbox_client import WorkloadClient, http_client
+from support.seen import as_seen
 
 from ci_shark.sandbox import ClaimRule, FakeCiIssuer, SandboxServer
 
@@ -223,6 +224,12 @@ def repository_not_allowed(issuer: FakeCiIssuer, sandbox: SandboxServer) -> dict
     return {}
 
 
+def other_audiences_too(issuer: FakeCiIssuer, sandbox: SandboxServer) -> dict[str, str]:
+    token = issuer.mint([sandbox.url, "https://vault.example"])  # as a GitLab `aud:` list
+    issuer.answer_next(200, json.dumps({"value": token}))
+    return {}
+
+
 def expired(issuer: FakeCiIssuer, sandbox: SandboxServer) -> dict[str, str]:
     now = int(time.time())
     token = issuer.mint(sandbox.url, iat=now - 900, nbf=now - 900, exp=now - 600)
@@ -240,6 +247,14 @@ def expired(issuer: FakeCiIssuer, sandbox: SandboxServer) -> dict[str, str]:
             r"'http://127\.0\.0\.1:\d+': request the CI token with audience",
             True,
             id="wrong-aud",
+        ),
+        pytest.param(
+            other_audiences_too,
+            2,
+            r"client_assertion aud names other audiences too \(.*\): any of them could present "
+            r"it here",
+            True,
+            id="other-audiences-too",
         ),
         pytest.param(
             expired,
@@ -349,3 +364,27 @@ def test_an_approval_refused_by_policy_is_revoked_with_a_ci_token_too(
     revocations = [r.outcome for r in sandbox.stats.requests if r.path == "/oauth/revoke"]
     assert revocations == ["revoked", "revoked"]
     assert_no_ci_token_shown(job, issuer)
+
+
+def test_a_branch_that_only_looks_like_main_is_not_shown_as_main(
+    sandbox: SandboxServer, issuer: FakeCiIssuer, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    """Anyone who may push can create `main` plus a zero-width space: another branch, with
+    its own workflow file. The server's rule (refs/heads/*) takes it, and its CI token is
+    genuine: the approver's only defence is reading the ref, which must not read `main`."""
+    job = Job(tmp_path, api, issuer, sandbox.url)
+    branch = "refs/heads/main\u200b"
+    issuer.answer_next(200, json.dumps({"value": issuer.mint(sandbox.url, ref=branch)}))
+
+    login = job.login()
+
+    assert login.returncode == 0, login.log
+    (grant,) = sandbox.grants
+    assert grant.ci_claims is not None
+    assert grant.ci_claims["ref"] == branch  # the server verified that branch
+    (comment,) = api.comments_on(7)
+    shown = {as_seen(code) for code in read(comment["body"]).code}
+    assert "refs/heads/main" not in shown
+    assert "repo:octo/app:ref:refs/heads/main" not in shown
+    (subject_line,) = [line for line in login.stderr.splitlines() if "(subject " in line]
+    assert "refs/heads/main)" not in as_seen(subject_line)

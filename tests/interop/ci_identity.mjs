@@ -13,7 +13,7 @@
 // client_assertion_type is jwt-bearer; a compact JWS; alg RS256 or ES256 (none and HMAC are
 // refused before any key is touched); iss is the trusted issuer; the signature, with the
 // issuer's key (JWKS fetched on first use, again for an unknown kid at most every 30 s);
-// aud names this server; exp (required), nbf, iat within 60 s; jti (required) once; then
+// aud names this server alone; exp (required), nbf, iat within 60 s; jti (required) once; then
 // every --ci-allow rule for the client: CLAIM matches GLOB (* any run of characters, ?
 // one; case-sensitive).
 
@@ -162,6 +162,10 @@ export class CiTrust {
     const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
     if (!audiences.includes(audience)) {
       throw new Refused(`client_assertion aud is ${shown(claims.aud)}, not this server's issuer '${audience}': request the CI token with audience ${audience}`);
+    }
+    if (audiences.length > 1) {
+      // Audience injection (draft-ietf-oauth-rfc7523bis): each audience could present it here.
+      throw new Refused(`client_assertion aud names other audiences too (${shown(claims.aud)}): any of them could present it here as this client; request the CI token with audience ${audience} alone`);
     }
     for (const name of ['exp', 'nbf', 'iat']) {
       if (claims[name] !== undefined && typeof claims[name] !== 'number') throw new Refused(`client_assertion ${name} must be a number`);

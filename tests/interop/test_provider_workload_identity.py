@@ -129,6 +129,11 @@ def _hs256(issuer: FakeCiIssuer, aud: str) -> str:
             id="wrong-aud",
         ),
         pytest.param(
+            lambda issuer, aud: issuer.mint([aud, "https://vault.example"]),
+            r"aud names other audiences too \(.*\): any of them could present it here",
+            id="other-audiences-too",
+        ),
+        pytest.param(
             lambda issuer, aud: issuer.mint(aud, iat=1_700_000_000, exp=1_700_000_300),
             r"expired at 2023-11-14T22:18:20\.000Z",
             id="expired",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from support import gfm, slack_mrkdwn
+from support.seen import LOOK_ALIKES_OF_MAIN, MAIN, as_seen
 from test_render import HOSTILE_TEXTS, PULL, RUN, request
 from test_render_webhook import card, walk
 
@@ -379,3 +380,22 @@ def test_a_hostile_branch_name_in_the_token_is_inert_everywhere(text: str) -> No
     teams = walk(card(teams_approval(approval)))
     assert one_line(text) in [obj["text"] for obj in teams if obj.get("type") == "TextRun"]
     assert json_approval(approval)["ci_token"]["ref"] == one_line(text, 200)
+
+
+@pytest.mark.parametrize("branch", LOOK_ALIKES_OF_MAIN.values(), ids=LOOK_ALIKES_OF_MAIN.keys())
+def test_a_branch_that_only_looks_like_main_is_never_shown_as_main(branch: str) -> None:
+    """A branch named `main` plus an invisible character (or a space no one sees at its
+    end) is another branch, unprotected, that anyone who can push may create. The claims
+    are proved, so an approver trusts them: in no format may it read as `main`."""
+    claims = {**GITHUB_CLAIMS, "ref": branch, "sub": f"repo:octo/app:ref:{branch}"}
+    approval = request(vouched=(ci_token_facts(claims),))
+    shown_as = {
+        "markdown": gfm.read(approval_markdown(approval)).code,
+        "slack": slack_mrkdwn.read(slack_approval(approval)["text"]).code,
+        "teams": [o["text"] for o in walk(card(teams_approval(approval))) if "text" in o],
+        "json": list(json_approval(approval)["ci_token"].values()),
+    }
+    for where, values in shown_as.items():
+        seen = {as_seen(value) for value in values if isinstance(value, str)}
+        assert MAIN not in seen, f"{where} shows {branch!r} as {MAIN}"
+        assert f"repo:octo/app:ref:{MAIN}" not in seen, f"{where}: the subject reads as main's"

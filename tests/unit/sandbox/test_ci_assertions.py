@@ -70,8 +70,8 @@ def test_a_fresh_token_of_an_allowed_run_authenticates(keys: CiKeys) -> None:
     assert identity.claims["sub"] == "repo:octo/app:ref:refs/heads/main"
 
 
-def test_an_audience_list_that_names_this_server_is_accepted(keys: CiKeys) -> None:
-    token = keys.token(["https://elsewhere.example", AUDIENCE], now=NOW)
+def test_an_audience_list_of_this_server_alone_is_accepted(keys: CiKeys) -> None:
+    token = keys.token([AUDIENCE], now=NOW)
     trust_for(keys).authenticate("ci-shark", JWT_BEARER, token, audience=AUDIENCE, now=NOW)
 
 
@@ -84,6 +84,16 @@ def test_skew_of_sixty_seconds_either_way(keys: CiKeys) -> None:
 
 
 # --------------------------------------------------------------------------- refused
+
+
+def test_a_token_for_other_audiences_too_is_refused(keys: CiKeys) -> None:
+    """Audience injection (draft-ietf-oauth-rfc7523bis): each audience of a token may
+    present it as the client to the others; a GitLab `aud:` list does that. This server
+    must be the sole audience."""
+    token = keys.token(["https://vault.example", AUDIENCE], now=NOW)
+    reason = authenticate(trust_for(keys), token)
+    assert "other audiences too" in reason
+    assert f"request the CI token with audience {AUDIENCE} alone" in reason
 
 
 def test_wrong_audience_names_the_audience_to_ask_for(keys: CiKeys) -> None:

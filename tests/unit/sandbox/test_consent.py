@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -16,6 +17,7 @@ import pytest
 from support.ci_tokens import JWT_BEARER, CiKeys
 from support.clock import FakeClock
 from support.sandbox_client import CLIENT_ID, Client, error_of, page_token_of
+from support.seen import LOOK_ALIKES_OF_MAIN, MAIN, as_seen
 
 from ci_shark.sandbox import ClaimRule, SandboxServer
 
@@ -250,3 +252,24 @@ def test_a_jwks_that_cannot_be_read_stops_the_server_at_start(tmp_path: Path) ->
             ci_issuer="https://ci",
             ci_allow=[ClaimRule.parse("ci-shark:repository=octo/app")],
         )
+
+
+@pytest.mark.parametrize(
+    "branch",
+    [*LOOK_ALIKES_OF_MAIN.values(), "refs/heads/\u202eniam"],
+    ids=[*LOOK_ALIKES_OF_MAIN.keys(), "right-to-left-override"],
+)
+def test_a_branch_that_only_looks_like_main_never_reads_as_main(
+    clock: FakeClock, http: httpx.Client, branch: str
+) -> None:
+    """The verified claims are what an approver trusts: a branch that is `main` plus an
+    invisible character, or `niam` turned around by a bidi override, is another branch,
+    and the page must not show it as `main`."""
+    claims = {"ref": branch, "sub": f"repo:octo/app:ref:{branch}"}
+    with SandboxServer(clock=clock, fake_ci_issuer=True, fake_ci_claims=claims.items()) as server:
+        device, _ = start(server, http)
+        page = http.get(device["verification_uri_complete"]).text
+    verified = html.unescape(sections(page)["\u2713 " + VERIFIED])
+    assert not re.search("[\u202a-\u202e\u2066-\u2069]", verified), "a bidi control is live"
+    cells = {as_seen(cell) for cell in re.split(r" {2,}", verified)}
+    assert not cells & {MAIN, f"{MAIN} (branch)", f"repo:octo/app:ref:{MAIN}"}, cells
