@@ -13,9 +13,13 @@ pull request's code, where the PR's number is, and what says where its code come
 - ``workflow_run``: ``workflow_run.pull_requests[0]`` (GitHub leaves it empty for a fork's
   run), and ``workflow_run.head_repository``.
 - ``check_suite``, ``check_run``: no PR; a null ``head_branch`` is a fork's commit.
+- ``deployment``, ``deployment_status``, ``status``: a commit (``deployment.sha``, or the
+  status's ``sha``) that a bot may have deployed for a PR (a preview): the open PR whose
+  head IS that commit, read through the API; none means no PR code.
 
 It fails closed: a PR that cannot be judged (a number missing or not a positive integer,
-a PR the API does not show, no token to ask with, a head repository nobody names) is a fork
+a PR or commit the API does not show, no token to ask with, a head repository nobody
+names) is a fork
 whose repository is unknown, and ``doubt`` says why, naming the event. The flow refuses it
 (exit 6) before any device code. Every other event (push, workflow_dispatch, schedule...)
 carries no PR code: the PR comment may then find the open PR whose head is this commit,
@@ -44,6 +48,7 @@ PR_EVENTS = frozenset(
     {"pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment"}
 )
 CHECK_EVENTS = frozenset({"check_suite", "check_run"})
+COMMIT_EVENTS = frozenset({"deployment", "deployment_status", "status"})
 # refs/heads/gh-readonly-queue/<base branch>/pr-<number>-<sha>
 _MERGE_QUEUE_REF = re.compile(r"^refs/heads/gh-readonly-queue/.+/pr-(\d+)-[0-9a-f]+$")
 
@@ -71,9 +76,11 @@ def pull_request_of(
     payload: Mapping[str, Any],
     repository: str,
     read_head: Callable[[int], PullRequest],
+    read_commit: Callable[[str], PullRequest | None],
 ) -> PullRequest | None:
     """The PR whose code this run may carry (the list above); None when the event carries
-    none. ``read_head(number)`` asks the API where a PR comes from."""
+    none. ``read_head(number)`` asks the API where a PR comes from; ``read_commit(sha)``
+    which open PR has this commit as its head."""
 
     def unjudged(why: str, number: int = 0) -> PullRequest:
         return PullRequest(number, None, repository, doubt=f"the {event} event {why}")
@@ -107,6 +114,11 @@ def pull_request_of(
         # GitHub sets head_branch to null for a commit of a fork's branch.
         if not isinstance(suite, dict) or suite.get("head_branch") is None:
             return unjudged("has no head branch, as for a fork's commit")
+    if event in COMMIT_EVENTS:
+        sha = dig(payload, "deployment", "sha") if event != "status" else payload.get("sha")
+        if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", sha)):
+            return unjudged("names no commit")
+        return read_commit(sha)
     return None
 
 
@@ -185,7 +197,9 @@ class GitHubRun:
     @cached_property
     def event_pull_request(self) -> PullRequest | None:
         """The PR whose code the event may carry (the module's rule)."""
-        return pull_request_of(self.event, self.payload, self.repository, self._read_head)
+        return pull_request_of(
+            self.event, self.payload, self.repository, self._read_head, self._read_commit
+        )
 
     def _read_head(self, number: int) -> PullRequest:
         """Where PR ``number`` comes from, asked of the API; unjudged when it cannot tell."""
@@ -203,6 +217,22 @@ class GitHubRun:
             why = f"could not be read through the API ({exc})"
             return PullRequest(number, None, self.repository, doubt=self._about(number, why))
         return PullRequest(number, head, self.repository)
+
+    def _read_commit(self, sha: str) -> PullRequest | None:
+        """The open PR whose head is ``sha`` (a deployed preview), asked of the API; None
+        when there is none; unjudged when the API cannot tell."""
+        api = self.api()
+        if api is None:
+            why = f"could not be read: {self.api_problem()}"
+        else:
+            try:
+                found = api.open_pull_request_of(self.repository, sha)
+            except NoteApiError as exc:
+                why = f"could not be read through the API ({exc})"
+            else:
+                return PullRequest(found[0], found[1], self.repository) if found else None
+        doubt = f"the {self.event} event is for commit {sha[:12]}, whose pull requests {why}"
+        return PullRequest(0, None, self.repository, doubt=doubt)
 
     def _about(self, number: int, why: str) -> str:
         return f"the {self.event} event is on PR #{number}, which {why}"

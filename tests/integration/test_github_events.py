@@ -192,3 +192,72 @@ def test_a_pr_run_with_an_empty_github_token_warns_once_and_logs_in(
     assert "permissions: pull-requests: write" in warning.data
     assert api.calls == []
     assert "Approved" in files.summary.read_text()
+
+
+SHA = "d" * 40
+
+
+def deployed(event: str, sha: object = SHA) -> dict[str, Any]:
+    """A deployment (or its status, or a commit status) for ``sha``, as a preview bot makes."""
+    if event == "status":
+        return {"sha": sha, "state": "success", "context": "preview"}
+    deployment = {"sha": sha, "ref": "feature", "environment": "preview"}
+    return {"deployment": deployment} | ({"deployment_status": {}} if "status" in event else {})
+
+
+def open_pull(number: int, head_repo: str, sha: str = SHA) -> dict[str, Any]:
+    return {
+        "number": number,
+        "state": "open",
+        "head": {"sha": sha, "repo": {"full_name": head_repo}},
+    }
+
+
+@pytest.mark.parametrize("event", ["deployment", "deployment_status", "status"])
+def test_a_deployment_of_a_fork_prs_head_commit_is_refused(
+    event: str, sandbox_factory: SandboxFactory, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    # A preview bot deploys every PR's head; the deployment workflow checks that commit out.
+    api.commit_pulls[SHA] = [open_pull(21, "mallory/app")]
+    server = sandbox_factory(approve_after_s=1)
+    step, files = login(tmp_path, api, server.url, event, deployed(event))
+
+    assert_refused_before_any_device_code(step, files, server, "PR #21", "mallory/app")
+    assert [(c.method, c.path) for c in api.calls] == [
+        ("GET", f"/repos/octo/app/commits/{SHA}/pulls")
+    ]
+
+
+@pytest.mark.parametrize("event", ["deployment", "status"])
+def test_a_deployment_of_a_commit_no_fork_pr_heads_logs_in(
+    event: str, sandbox_factory: SandboxFactory, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    api.commit_pulls[SHA] = [open_pull(22, "octo/app")]  # a branch of this repository
+    server = sandbox_factory(approve_after_s=1)
+    step, files = login(tmp_path, api, server.url, event, deployed(event))
+
+    assert step.returncode == 0, step.log
+    assert files.outputs()["status"] == "approved"
+
+
+@pytest.mark.parametrize(
+    ("payload", "inputs", "words"),
+    [
+        (deployed("deployment", sha=None), {}, ("names no commit",)),
+        (deployed("deployment", sha="main"), {}, ("names no commit",)),
+        (deployed("deployment"), {"CI_SHARK_GITHUB_TOKEN": ""}, ("`github-token`", "is empty")),
+    ],
+    ids=["no-sha", "not-a-sha", "no-token"],
+)
+def test_a_deployment_that_cannot_be_judged_is_refused(
+    payload: dict[str, Any],
+    inputs: dict[str, str],
+    words: tuple[str, ...],
+    sandbox_factory: SandboxFactory,
+    api: FakeGitHubApi,
+    tmp_path: Path,
+) -> None:
+    server = sandbox_factory(approve_after_s=1)
+    step, files = login(tmp_path, api, server.url, "deployment", payload, **inputs)
+
+    assert_refused_before_any_device_code(step, files, server, "the deployment event", *words)
