@@ -16,16 +16,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
 import pytest
+from support.background import Background
 from support.cli import CliJob, clean_env, login_env, run_bash, run_cli
 from support.dpop_resource import DPoPResource
 from support.job_outputs import secrets_of
 from support.required import missing
 
+from ci_shark.proxy.server import MAX_HEADER_BYTES, MAX_REQUEST_LINE_BYTES
 from ci_shark.sandbox import SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
@@ -284,6 +286,42 @@ def test_it_is_never_an_open_proxy(credentials: Path, api: DPoPResource) -> None
     assert star.startswith("HTTP/1.1 400")
     assert two_hosts.startswith("HTTP/1.1 421")
     assert api.seen == []
+
+
+def test_heads_are_bounded_before_the_capability_is_checked(
+    credentials: Path, api: DPoPResource
+) -> None:
+    """Anyone on the machine can send a head, capability or not. Python's own bounds (100
+    lines of 64 KiB) let 32 of them hold over 500 MiB in the proxy; its own bound is 64 KiB."""
+    filler = b"X-Filler: " + b"a" * 65000 + b"\r\n"
+    head = b"GET /no-capability/echo HTTP/1.1\r\n" + filler * 99 + b"\r\n"
+    with proxy(credentials, api.url) as running:
+        port = int(running.origin.rsplit(":", 1)[1])
+        assert running.curl(f"{running.url}/echo").returncode == 0
+        before = running.rss_mib()
+        with PeakRss(running) as peak:
+            floods = [
+                Background(lambda: _send_head(port, head), name=f"flood-{n}") for n in range(32)
+            ]
+            for flood in floods:
+                flood.result(timeout_s=60)
+        after = running.curl(f"{running.url}/echo")
+        # Each bound is answered; every byte sent is read, so no reset hides the answer.
+        header = "X-Filler: " + "a" * (MAX_HEADER_BYTES - 12) + "\r\n"
+        too_many = _raw(running.origin, f"GET /x HTTP/1.1\r\n{header}X")
+        too_long = _raw(running.origin, "GET /" + "a" * (MAX_REQUEST_LINE_BYTES + 1 - 5))
+    assert too_many.startswith("HTTP/1.1 431")
+    assert too_long.startswith("HTTP/1.1 414")
+    assert peak.mib - before < 32, f"the proxy grew from {before:.0f} to {peak.mib:.0f} MiB"
+    assert json.loads(after.stdout)["target"] == "/echo"  # still serving the run
+    assert [seen.target for seen in api.seen if seen.outcome == "ok"] == ["/echo", "/echo"]
+
+
+def _send_head(port: int, head: bytes) -> None:
+    """``head`` to the proxy, its answer awaited; the proxy may hang up on it midway."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection, suppress(OSError):
+        connection.sendall(head)
+        connection.recv(1024)
 
 
 def _raw(origin: str, request: str) -> str:
