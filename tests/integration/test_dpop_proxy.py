@@ -553,6 +553,50 @@ def test_export_leaves_it_running_for_the_later_steps_of_a_github_job(
     assert log.read_text().rstrip().endswith("ci_shark: proxy: stopped")
 
 
+def test_a_background_proxy_that_refreshes_writes_no_token_for_its_ended_step(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    """After `--export` its step is over: the runner has read (and deleted) the step's
+    files and reads none of the proxy's commands. A refresh then must not write the new
+    tokens to the step's GITHUB_OUTPUT (a file nobody reads, made anew) nor mask them in
+    the proxy's own log (which holds them in clear then)."""
+    server = sandbox_factory(approve_after_s=1, access_token_ttl_s=12, require_nonce=True)
+    credentials = logged_in(server, tmp_path)
+    github_env, github_output = tmp_path / "set_env_1", tmp_path / "set_output_1"
+    github_env.write_text("")
+    github_output.write_text("")
+    step = clean_env(
+        {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_ENV": str(github_env),
+            "GITHUB_OUTPUT": str(github_output),
+            "RUNNER_TEMP": str(tmp_path),
+        }
+    )
+    args = ["proxy", "--credentials", str(credentials), "--upstream", server.url, "--export"]
+    done = run_cli(args, step)
+    assert done.returncode == 0, done.log
+    pid = int(_said(r"^SHARK_PROXY_PID=(\d+)$", done.stdout))
+    url = _said(r"^SHARK_PROXY_URL=(\S+)$", done.stdout)
+    log = Path(_said(r"its log: (\S+)", done.stderr))
+    github_env.unlink()  # the runner, as the next step starts
+    github_output.unlink()
+    try:
+        # Half the token's life (6 s of 12) before its expiry, it is due: refreshed first.
+        time.sleep(max(0.0, 7.0 - (time.time() - credentials.stat().st_mtime)))
+        later = run_bash('curl -fsS "$SHARK_PROXY_URL/api/echo"', {**step, "SHARK_PROXY_URL": url})
+        assert later.returncode == 0, later.log
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        assert _gone(pid, within_s=10), f"the background proxy (pid {pid}) did not stop"
+    refreshed = secrets_in(credentials)
+    assert "refreshed the access token" in log.read_text()
+    assert not github_output.exists()
+    assert not github_env.exists()
+    for secret in refreshed:
+        assert secret not in log.read_text()
+
+
 def test_export_is_for_github_only(credentials: Path, api: DPoPResource) -> None:
     done = run_cli(
         ["proxy", "--credentials", str(credentials), "--upstream", api.url, "--export"],
