@@ -8,7 +8,8 @@ Its rules:
   segment is not the capability (compared in constant time) gets ``404`` and nothing is
   forwarded.
 - It is never an open proxy: ``CONNECT`` and ``TRACE`` get ``405``; a request target in
-  absolute form (``GET http://elsewhere/``) or ``*`` gets ``400``; a ``Host`` that is not
+  absolute form (``GET http://elsewhere/``) or ``*`` gets ``400``, and so does one that is
+  not visible ASCII without a fragment; a ``Host`` that is not
   this proxy's address (a DNS-rebinding page, a client aimed elsewhere) gets ``421``. A
   path that names no upstream gets ``404``.
 - At most ``MAX_CONNECTIONS`` clients at once; a client that sends nothing for
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hmac
 import io
+import re
 import socket
 import sys
 import threading
@@ -54,6 +56,8 @@ STOP_GRACE_S = 5.0
 MAX_REQUEST_LINE_BYTES = 8192
 MAX_HEADER_BYTES = 64 * 1024  # every header line, the blank one included
 REFUSED_METHODS = frozenset({"CONNECT", "TRACE"})
+# RFC 9112 §3.2.1 (origin-form): visible ASCII, and no fragment.
+ORIGIN_FORM = re.compile(r"/[!-\"$-~]*")
 ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
@@ -276,6 +280,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/"):  # absolute form, or `*`
             return Answer.ours(
                 400, "only paths are forwarded: this is not a forward proxy", close_connection=True
+            )
+        if not ORIGIN_FORM.fullmatch(self.path):
+            return Answer.ours(
+                400, "the request target is not a path and query (RFC 9112)", close_connection=True
             )
         hosts = self.headers.get_all("Host") or []
         host = hosts[0].strip().lower() if len(hosts) == 1 else ""

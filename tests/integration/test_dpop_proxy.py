@@ -288,6 +288,24 @@ def test_it_is_never_an_open_proxy(credentials: Path, api: DPoPResource) -> None
     assert api.seen == []
 
 
+def test_a_target_that_is_no_url_path_gets_an_answer(credentials: Path, api: DPoPResource) -> None:
+    """A fragment, a control or a non-ASCII character cannot be in a request target (RFC
+    9112 §3.2): each is a 400, not a dropped connection."""
+    with proxy(credentials, api.url) as running:
+        authority = running.origin.removeprefix("http://")
+        answers = [
+            _raw(
+                running.origin,
+                f"GET /{running.capability}{path} HTTP/1.1\r\nHost: {authority}\r\n\r\n",
+            )
+            for path in ("/echo#top", "/\u00e9cho", "/echo\x01")
+        ]
+        log = running.job.stderr
+    assert [answer.split("\r\n", 1)[0] for answer in answers] == ["HTTP/1.1 400 Bad Request"] * 3
+    assert "unexpected failure" not in log
+    assert api.seen == []
+
+
 def test_heads_are_bounded_before_the_capability_is_checked(
     credentials: Path, api: DPoPResource
 ) -> None:
