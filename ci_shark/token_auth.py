@@ -9,7 +9,9 @@ decides when a token is refreshed, for `request`, `proxy` and :func:`ci_shark.se
   login's refresh token and the same key, locked, re-read, written back where the
   credentials came from), one thread at a time. The expiry of a token read from the
   credentials is their ``SHARK_EXPIRES_AT``; of one a refresh brought, the moment it
-  arrived plus its ``expires_in`` (``SHARK_EXPIRES_AT`` counts whole seconds).
+  arrived plus its ``expires_in`` (``SHARK_EXPIRES_AT`` counts whole seconds), unless
+  its ``SHARK_EXPIRES_AT`` is sooner: tokens another process refreshed earlier, read
+  back from the file.
 - An API that calls the token ``invalid_token`` gets it refreshed once, unless a refresh
   of this process brought that token (then the API refuses the grant, not an old token):
   a request is sent twice at most, and a `request` refreshes once at most.
@@ -152,10 +154,12 @@ class LiveCredentials:
         self._retry_at = None
         self._from_refresh = True
         lifetime_s = self._issued.expires_in_s()
+        by_expiry = self._due_from_file(self._issued)
         if lifetime_s is None:
-            self._due_at = self._due_from_file(self._issued)
+            self._due_at = by_expiry
         else:
-            self._due_at = self._clock() + lifetime_s - _margin_s(lifetime_s)
+            by_lifetime = self._clock() + lifetime_s - _margin_s(lifetime_s)
+            self._due_at = by_lifetime if by_expiry is None else min(by_lifetime, by_expiry)
 
     def _due_from_file(self, issued: Issued) -> float | None:
         """When the token of ``issued`` is due for a refresh, on ``clock``; None: never."""

@@ -116,6 +116,7 @@ class Platform:
         self._last_progress_at: float | None = None
         self.credentials_file: Path | None = None  # where export wrote them, once it has
         self._masked: set[bytes] = set()
+        self._step_over = False  # see leave_the_step()
         self.init_state()
         # Before anything can print them, whatever `notify` says (channels rule 5).
         self.mask(secret_settings(settings, [*EVERY_CI.values(), *self.own_channels.values()]))
@@ -181,7 +182,10 @@ class Platform:
     def mask(self, secrets: Sequence[Secret]) -> None:
         """Tell the CI to hide these values, and each line of a multi-line one, in its log
         (:meth:`Secret.pieces`), before they are used anywhere. Once per piece: only a
-        digest is kept to know it was done."""
+        digest is kept to know it was done. Nothing once the step is over (a runner
+        that no longer reads us would leave the secret in clear where we write)."""
+        if self._step_over:
+            return
         for secret in secrets:
             for piece in secret.pieces():
                 digest = hashlib.sha256(piece.encode()).digest()
@@ -191,6 +195,12 @@ class Platform:
 
     def register_secret(self, piece: str) -> None:
         """Hide one piece in the CI's log. The generic CI cannot."""
+
+    def leave_the_step(self) -> None:
+        """This process goes on after its step has ended (`proxy --export`): the runner reads
+        none of its commands any more, so no secret is masked from now on (a mask would
+        only write it, in clear, into this process's own log)."""
+        self._step_over = True
 
     # -- the approval ----------------------------------------------------------------------
 

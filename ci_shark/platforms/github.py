@@ -35,6 +35,7 @@ from ci_shark.platforms.channels import Registered
 from ci_shark.platforms.common import env_value
 from ci_shark.platforms.github_api import dig
 from ci_shark.platforms.github_outputs import (
+    STEP_FILES,
     append,
     append_all,
     command_text,
@@ -79,6 +80,13 @@ class GitHubPlatform(Platform):
 
     def register_secret(self, piece: str) -> None:
         self.writer.command(f"::add-mask::{escape_command_data(piece)}")
+
+    def leave_the_step(self) -> None:
+        """Also the step's files: the runner read them when the step ended, and deletes
+        them as the next one starts. Written now, one is made anew (0644), with whatever a
+        refresh saves in it (the tokens), and nobody reads it: none is written."""
+        super().leave_the_step()
+        self.env = {name: value for name, value in self.env.items() if name not in STEP_FILES}
 
     # -- what the run is -------------------------------------------------------------------
 

@@ -39,6 +39,9 @@ STEP_OUTPUTS = {
     "approver": "SHARK_APPROVER",
 }
 
+# The step's file commands: the runner reads each once the step has ended.
+STEP_FILES = ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE", "GITHUB_STEP_SUMMARY")
+
 
 def step_outputs(named: Mapping[str, Value]) -> dict[str, Value]:
     """The step's outputs (dashed names) from the ``SHARK_*`` values."""

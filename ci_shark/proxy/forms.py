@@ -16,7 +16,9 @@ Its rules:
     ``GITHUB_ENV`` and printed, and the proxy goes on in the background (a new session,
     its log in a 0600 file of the job's folder) until the job ends and the runner stops
     it, or until SIGTERM (``kill "$SHARK_PROXY_PID"``). The step ends at once: GitHub
-    reads ``GITHUB_ENV`` only after it.
+    reads ``GITHUB_ENV`` only after it. The background proxy writes nothing for that
+    step any more (:meth:`Platform.leave_the_step`): a refresh masks nothing (the mask
+    would show the tokens in its log) and writes no step output.
 - Stopping is bounded (``server.py``): no new connection, the busy ones a few seconds to
   finish, then the connection pool to the upstream is closed.
 """
@@ -213,6 +215,7 @@ def _in_the_background(
     pid = os.fork()
     if pid == 0:  # the proxy, for the rest of the job
         os.setsid()
+        platform.leave_the_step()  # no mask or step file that a refresh would write
         with open(os.devnull, "rb") as nothing:
             os.dup2(nothing.fileno(), 0)
         os.dup2(descriptor, 1)

@@ -8,11 +8,14 @@ Its rules:
   segment is not the capability (compared in constant time) gets ``404`` and nothing is
   forwarded.
 - It is never an open proxy: ``CONNECT`` and ``TRACE`` get ``405``; a request target in
-  absolute form (``GET http://elsewhere/``) or ``*`` gets ``400``; a ``Host`` that is not
+  absolute form (``GET http://elsewhere/``) or ``*`` gets ``400``, and so does one that is
+  not visible ASCII without a fragment; a ``Host`` that is not
   this proxy's address (a DNS-rebinding page, a client aimed elsewhere) gets ``421``. A
   path that names no upstream gets ``404``.
 - At most ``MAX_CONNECTIONS`` clients at once; a client that sends nothing for
-  ``CLIENT_TIMEOUT_S`` is let go.
+  ``CLIENT_TIMEOUT_S`` is let go. A request's head is read before the capability can be
+  checked, so it is bounded by our own limits (``MAX_REQUEST_LINE_BYTES``,
+  ``MAX_HEADER_BYTES``), not Python's (100 lines of 64 KiB: 6 MiB a connection).
 - One log line per request: method, the path on the upstream without its query (the
   upstream's name first, when named), status, milliseconds. Never the query, a header, a
   body, the token, a proof or the capability: a refused request's path is not shown at
@@ -24,6 +27,8 @@ Its rules:
 from __future__ import annotations
 
 import hmac
+import io
+import re
 import socket
 import sys
 import threading
@@ -49,7 +54,10 @@ MAX_CONNECTIONS = 64
 CLIENT_TIMEOUT_S = 30.0
 STOP_GRACE_S = 5.0
 MAX_REQUEST_LINE_BYTES = 8192
+MAX_HEADER_BYTES = 64 * 1024  # every header line, the blank one included
 REFUSED_METHODS = frozenset({"CONNECT", "TRACE"})
+# RFC 9112 §3.2.1 (origin-form): visible ASCII, and no fragment.
+ORIGIN_FORM = re.compile(r"/[!-\"$-~]*")
 ALLOW = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
@@ -186,11 +194,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
-                self.send_error(414)
+                self._refuse_head(414)
                 return
             started = time.monotonic()
-            if not self.parse_request():
-                return  # parse_request answered (400, 431, 505)
+            if not self._parse_head():
+                return  # answered (400, 431, 505)
             self.server.track(self.connection, busy=True)
             try:
                 status, shown = self._serve()
@@ -201,6 +209,37 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.log(f"ci_shark: proxy: {method} {shown} {status} {took_ms:.0f} ms")
         except TimeoutError:
             self.close_connection = True
+
+    def _parse_head(self) -> bool:
+        """``parse_request`` on headers read here within ``MAX_HEADER_BYTES``; False when
+        it answered instead."""
+        block = self._header_block()
+        if block is None:
+            self._refuse_head(431)
+            return False
+        wire, self.rfile = self.rfile, io.BytesIO(block)
+        try:
+            return self.parse_request()
+        finally:
+            self.rfile = wire
+
+    def _header_block(self) -> bytes | None:
+        """The header lines up to the blank one, or None past ``MAX_HEADER_BYTES``."""
+        lines: list[bytes] = []
+        left = MAX_HEADER_BYTES
+        while True:
+            line = self.rfile.readline(left + 1)
+            if len(line) > left:
+                return None
+            lines.append(line)
+            left -= len(line)
+            if line in (b"\r\n", b"\n", b""):
+                return b"".join(lines)
+
+    def _refuse_head(self, status: int) -> None:
+        """An error before the request line is parsed (as http.server's own 414 does)."""
+        self.requestline, self.request_version, self.command = "", "", ""
+        self.send_error(status)
 
     # -- one request -------------------------------------------------------------------------
 
@@ -241,6 +280,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/"):  # absolute form, or `*`
             return Answer.ours(
                 400, "only paths are forwarded: this is not a forward proxy", close_connection=True
+            )
+        if not ORIGIN_FORM.fullmatch(self.path):
+            return Answer.ours(
+                400, "the request target is not a path and query (RFC 9112)", close_connection=True
             )
         hosts = self.headers.get_all("Host") or []
         host = hosts[0].strip().lower() if len(hosts) == 1 else ""

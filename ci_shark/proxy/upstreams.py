@@ -6,7 +6,8 @@ Its rules:
   a loopback host, the URL rule): its paths are at the proxy's root,
   ``$SHARK_PROXY_URL/v2/items`` is ``https://api.example.com/v2/items``. A path, a query,
   a fragment or credentials in it are refused: the token goes to that origin, and the
-  request says the rest.
+  request says the rest. An internationalised host name is kept as IDNA writes it (its
+  ``xn--`` form), the name requests go to.
 - Several upstreams are named: ``--upstream NAME=URL`` (repeated), each under its own
   prefix, ``$SHARK_PROXY_URL/NAME/...``. A name is lowercase letters, digits, ``-`` and
   ``_``; names differ; an unnamed upstream is only allowed alone (its paths and a name
@@ -24,6 +25,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
+
+import httpx
 
 from ci_shark.errors import ConfigError
 from ci_shark.safe_text import untrusted
@@ -83,7 +86,13 @@ def _one(item: str) -> Upstream:
             problem = "has a path, a query or a fragment: it takes an origin (paths go on requests)"
     if problem:
         raise ConfigError(f"`--upstream` {untrusted(url, 200)} {problem}", hint=_FIX)
-    return Upstream(name if sep else None, canonical_origin(url))
+    try:  # the host as it goes on the wire (IDNA): what DNS, TLS and the proof's htu see
+        on_the_wire = str(httpx.URL(url))
+    except httpx.InvalidURL:
+        raise ConfigError(
+            f"`--upstream` {untrusted(url, 200)} is not a valid URL", hint=_FIX
+        ) from None
+    return Upstream(name if sep else None, canonical_origin(on_the_wire))
 
 
 def canonical_origin(url: str) -> str:

@@ -208,3 +208,31 @@ def test_the_dropped_login_message_the_docs_quote_is_the_one_printed(tmp_path: P
     assert done.returncode == 2, done.log
     wrong = {where: text for where, text in quoted.items() if text not in done.stderr}
     assert not wrong, f"the docs quote a message the code does not print: {wrong}\n{done.stderr}"
+
+
+def test_the_proxy_guides_foreground_example_leaves_its_url_in_no_file_others_read(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    """docs/proxy.md's `&` form runs as written, and the file its URL goes through (the
+    capability: on a shared runner, whoever reads it can use the token) is private."""
+    server = sandbox_factory(approve_after_s=1)
+    env = logged_in_by_default(server, tmp_path)
+    guide = fenced_blocks(REPO / "docs" / "proxy.md")
+    (snippet,) = [
+        block.text for block in guide if block.language == "sh" and "kill %1" in block.text
+    ]
+    swaps = {
+        r"https://api\.example\.com(?= )": server.url,
+        r"node deploy\.mjs": 'curl -fsS "$SHARK_PROXY_URL/api/echo"',
+    }
+    done = run_bash("set -e\n" + substitute(snippet, swaps), env, cwd=tmp_path)
+    assert done.returncode == 0, done.log
+    assert json.loads(done.stdout)["scheme"] == "DPoP"
+    holding = [
+        path
+        for path in tmp_path.rglob("*")
+        if path.is_file() and b"SHARK_PROXY_URL=" in path.read_bytes()
+    ]
+    assert holding, "the example no longer goes through a file: update the test"
+    for path in holding:
+        assert path.stat().st_mode & 0o077 == 0, f"{path.name} is readable by others"

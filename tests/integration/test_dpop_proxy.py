@@ -16,16 +16,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
 import pytest
+from support.background import Background
 from support.cli import CliJob, clean_env, login_env, run_bash, run_cli
 from support.dpop_resource import DPoPResource
 from support.job_outputs import secrets_of
 from support.required import missing
 
+from ci_shark.proxy.server import MAX_HEADER_BYTES, MAX_REQUEST_LINE_BYTES
 from ci_shark.sandbox import SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
@@ -286,6 +288,60 @@ def test_it_is_never_an_open_proxy(credentials: Path, api: DPoPResource) -> None
     assert api.seen == []
 
 
+def test_a_target_that_is_no_url_path_gets_an_answer(credentials: Path, api: DPoPResource) -> None:
+    """A fragment, a control or a non-ASCII character cannot be in a request target (RFC
+    9112 §3.2): each is a 400, not a dropped connection."""
+    with proxy(credentials, api.url) as running:
+        authority = running.origin.removeprefix("http://")
+        answers = [
+            _raw(
+                running.origin,
+                f"GET /{running.capability}{path} HTTP/1.1\r\nHost: {authority}\r\n\r\n",
+            )
+            for path in ("/echo#top", "/\u00e9cho", "/echo\x01")
+        ]
+        log = running.job.stderr
+    assert [answer.split("\r\n", 1)[0] for answer in answers] == ["HTTP/1.1 400 Bad Request"] * 3
+    assert "unexpected failure" not in log
+    assert api.seen == []
+
+
+def test_heads_are_bounded_before_the_capability_is_checked(
+    credentials: Path, api: DPoPResource
+) -> None:
+    """Anyone on the machine can send a head, capability or not. Python's own bounds (100
+    lines of 64 KiB) let 32 of them hold over 500 MiB in the proxy; its own bound is 64 KiB."""
+    filler = b"X-Filler: " + b"a" * 65000 + b"\r\n"
+    head = b"GET /no-capability/echo HTTP/1.1\r\n" + filler * 99 + b"\r\n"
+    with proxy(credentials, api.url) as running:
+        port = int(running.origin.rsplit(":", 1)[1])
+        assert running.curl(f"{running.url}/echo").returncode == 0
+        before = running.rss_mib()
+        with PeakRss(running) as peak:
+            floods = [
+                Background(lambda: _send_head(port, head), name=f"flood-{n}") for n in range(32)
+            ]
+            for flood in floods:
+                flood.result(timeout_s=60)
+        after = running.curl(f"{running.url}/echo")
+        # Each bound is answered; every byte sent is read, so no reset hides the answer.
+        header = "X-Filler: " + "a" * (MAX_HEADER_BYTES - 12) + "\r\n"
+        too_many = _raw(running.origin, f"GET /x HTTP/1.1\r\n{header}X")
+        too_long = _raw(running.origin, "GET /" + "a" * (MAX_REQUEST_LINE_BYTES + 1 - 5))
+    assert too_many.startswith("HTTP/1.1 431")
+    assert too_long.startswith("HTTP/1.1 414")
+    assert peak.mib - before < 32, f"the proxy grew from {before:.0f} to {peak.mib:.0f} MiB"
+    assert json.loads(after.stdout)["target"] == "/echo"  # still serving the run
+    assert [seen.target for seen in api.seen if seen.outcome == "ok"] == ["/echo", "/echo"]
+
+
+def _send_head(port: int, head: bytes) -> None:
+    """``head`` to the proxy, its answer awaited; the proxy may hang up on it midway."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection, suppress(OSError):
+        connection.sendall(head)
+        connection.recv(1024)
+
+
 def _raw(origin: str, request: str) -> str:
     host, port = origin.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=10) as connection:
@@ -513,6 +569,50 @@ def test_export_leaves_it_running_for_the_later_steps_of_a_github_job(
         os.kill(pid, signal.SIGTERM)
         assert _gone(pid, within_s=10), f"the background proxy (pid {pid}) did not stop"
     assert log.read_text().rstrip().endswith("ci_shark: proxy: stopped")
+
+
+def test_a_background_proxy_that_refreshes_writes_no_token_for_its_ended_step(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    """After `--export` its step is over: the runner has read (and deleted) the step's
+    files and reads none of the proxy's commands. A refresh then must not write the new
+    tokens to the step's GITHUB_OUTPUT (a file nobody reads, made anew) nor mask them in
+    the proxy's own log (which holds them in clear then)."""
+    server = sandbox_factory(approve_after_s=1, access_token_ttl_s=12, require_nonce=True)
+    credentials = logged_in(server, tmp_path)
+    github_env, github_output = tmp_path / "set_env_1", tmp_path / "set_output_1"
+    github_env.write_text("")
+    github_output.write_text("")
+    step = clean_env(
+        {
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_ENV": str(github_env),
+            "GITHUB_OUTPUT": str(github_output),
+            "RUNNER_TEMP": str(tmp_path),
+        }
+    )
+    args = ["proxy", "--credentials", str(credentials), "--upstream", server.url, "--export"]
+    done = run_cli(args, step)
+    assert done.returncode == 0, done.log
+    pid = int(_said(r"^SHARK_PROXY_PID=(\d+)$", done.stdout))
+    url = _said(r"^SHARK_PROXY_URL=(\S+)$", done.stdout)
+    log = Path(_said(r"its log: (\S+)", done.stderr))
+    github_env.unlink()  # the runner, as the next step starts
+    github_output.unlink()
+    try:
+        # Half the token's life (6 s of 12) before its expiry, it is due: refreshed first.
+        time.sleep(max(0.0, 7.0 - (time.time() - credentials.stat().st_mtime)))
+        later = run_bash('curl -fsS "$SHARK_PROXY_URL/api/echo"', {**step, "SHARK_PROXY_URL": url})
+        assert later.returncode == 0, later.log
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        assert _gone(pid, within_s=10), f"the background proxy (pid {pid}) did not stop"
+    refreshed = secrets_in(credentials)
+    assert "refreshed the access token" in log.read_text()
+    assert not github_output.exists()
+    assert not github_env.exists()
+    for secret in refreshed:
+        assert secret not in log.read_text()
 
 
 def test_export_is_for_github_only(credentials: Path, api: DPoPResource) -> None:

@@ -260,3 +260,25 @@ def test_a_location_on_the_upstream_is_rewritten_in_the_answer() -> None:
         answer.release()
     assert answer.status == 302
     assert dict(answer.headers) == {b"Location": b"http://127.0.0.1:4000/CAPABILITY/next?x=1"}
+
+
+def test_an_internationalised_upstream_is_reached_by_its_ascii_name() -> None:
+    """The request goes to the name IDNA gives (the one DNS, TLS and the proof's ``htu``
+    know); the proxy must recognise it as its upstream's, and the redirects it sends."""
+    seen: list[str] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(
+            302, headers={"Location": f"https://{request.url.raw_host.decode()}/next"}
+        )
+
+    live = LiveCredentials(bearer_login(expires_in_s=3600), lambda due: due, log=print)
+    routes = Routes(parse_upstreams(["https://bücher.example"]), BASE)
+    with HttpClient(transport=httpx.MockTransport(api), max_body_bytes=None) as http:
+        forwarder = Forwarder(http, live, routes, max_time_s=10, log=print)
+        answer = forwarder.forward(Incoming("GET", routes.upstreams[0], "/items", [], None))
+        answer.release()
+    assert seen == ["https://xn--bcher-kva.example/items"]
+    assert answer.status == 302
+    assert dict(answer.headers)[b"Location"] == b"http://127.0.0.1:4000/CAPABILITY/next"

@@ -112,6 +112,29 @@ def test_a_short_lived_token_is_refreshed_at_half_its_life_not_on_every_request(
     assert refresher.calls == 2
 
 
+def test_tokens_another_process_refreshed_earlier_are_due_by_their_own_expiry() -> None:
+    """`refresh` hands back the file's tokens when another process (a `ci-shark refresh`
+    step) refreshed them meanwhile: they came from the server then, not now, and must be
+    refreshed before *they* expire, not a whole lifetime after they were picked up (the
+    API would get an expired token, and 401s, for most of an hour)."""
+    clock = FakeClock(0.0)
+
+    class RefreshedEarlier(Refresher):
+        def __call__(self, due: Issued) -> Issued:
+            self.calls += 1
+            if self.calls == 1:  # the file's: refreshed by another process at t=100
+                return issued("at-other", lives_s=3600, at=100)
+            return issued(f"at-{self.calls + 1}", lives_s=3600, at=self.clock.now)
+
+    refresher = RefreshedEarlier(clock)
+    live = live_of(issued("at-1", lives_s=3600), refresher, clock)
+    clock.advance(3600 - EXPIRY_MARGIN_S)
+    assert token_of(live) == "at-other"
+    clock.advance(100)  # 30 s before at-other expires
+    assert token_of(live) == "at-3"
+    assert refresher.calls == 2
+
+
 def test_an_expired_token_is_refreshed_and_said_so() -> None:
     clock = FakeClock(0.0)
     lines: list[str] = []
