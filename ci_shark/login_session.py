@@ -18,7 +18,9 @@ Its rules are `request`'s and `proxy`'s (:mod:`ci_shark.token_auth`, one place):
 - It is a client of the HTTP base (``oauth/http.py``): the run's trust, proxies honoured
   but loopback direct, no redirect followed (a same-origin ``Location`` is yours to
   follow: each request gets a fresh proof), no byte cap and nothing decompressed unless
-  you ask for an encoding. A token goes only to https URLs (plain http to loopback).
+  you ask for an encoding. A token goes only to https URLs (plain http to loopback), and
+  with a ``base_url`` only to its origin: a link an API hands back (the next page, an
+  upload URL elsewhere) gets no token by accident.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ci_shark.oauth.dpop_auth import NonceMemory
 from ci_shark.oauth.http import new_client
 from ci_shark.platforms import detect
 from ci_shark.token_auth import LiveCredentials, LoginTokenAuth
+from ci_shark.urls import origin
 
 
 def session(
@@ -46,7 +49,8 @@ def session(
 ) -> httpx.Client:
     """An ``httpx.Client`` with the login's token on every request (see the module's
     rules). ``credentials``: the login's dotenv/JSON file (default: as `ci-shark request`
-    finds it); ``base_url``, ``timeout``: httpx's; ``ca_bundle``: CAs to trust instead of
+    finds it); ``base_url``: httpx's, and the one origin the token goes to; ``timeout``:
+    httpx's; ``ca_bundle``: CAs to trust instead of
     the system's (default: `ca-bundle`, ``CI_SHARK_CA_BUNDLE``); ``transport``: for tests."""
     settings = load_later_settings(os.environ, {"ca_bundle": ca_bundle})
     platform = detect(os.environ)(settings, os.environ, stdout_is_free=False)
@@ -60,7 +64,7 @@ def session(
         timeout=httpx.Timeout(timeout),
         max_body_bytes=None,
         nonces=nonces,
-        auth=LoginTokenAuth(live, nonces),
+        auth=LoginTokenAuth(live, nonces, only_origin=origin(base_url) if base_url else None),
     )
     client.base_url = httpx.URL(base_url)
     return client

@@ -43,7 +43,7 @@ from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.dpop_auth import DPoPAuth, NonceMemory
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
-from ci_shark.urls import url_problem
+from ci_shark.urls import origin, url_problem
 
 if TYPE_CHECKING:
     from ci_shark.later_settings import ServerSettings
@@ -174,15 +174,20 @@ class LoginTokenAuth(httpx.Auth):
     """The login's token and, for a DPoP-bound one, a fresh proof on every request; the
     nonce and refresh retries of the module's rules. ``nonces`` is the client's memory."""
 
-    def __init__(self, live: LiveCredentials, nonces: NonceMemory) -> None:
+    def __init__(
+        self, live: LiveCredentials, nonces: NonceMemory, *, only_origin: str | None = None
+    ) -> None:
         self._live = live
         self._nonces = nonces
+        self._only_origin = only_origin  # the one origin the token may go to, if pinned
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         yield from self._flow(request)
 
     def _flow(self, request: httpx.Request) -> Flow:
         problem = url_problem(str(request.url))
+        if problem is None and self._only_origin not in (None, origin(str(request.url))):
+            problem = f"is not on {untrusted(self._only_origin)}, the session's base_url"
         if problem:
             raise ProtocolError(
                 f"not sending the login's token to {untrusted(request.url)}: the URL {problem}"

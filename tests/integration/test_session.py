@@ -93,3 +93,18 @@ def test_a_session_without_credentials_says_where_it_looked(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="no credentials"):
         ci_shark.session()
+
+
+def test_a_session_with_a_base_url_sends_the_token_to_its_origin_only(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # An API's "next page" or upload link on another host must not get the token.
+    server = sandbox_factory(approve_after_s=1)
+    credentials = logged_in(server, tmp_path)
+    with ci_shark.session(credentials, base_url=server.url) as api:
+        assert api.get("/api/echo").status_code == 200
+        with pytest.raises(ProtocolError, match="the session's base_url"):
+            api.get("https://files.example.com/upload")
+        other_port = server.url.rsplit(":", 1)[0] + ":1"
+        with pytest.raises(ProtocolError, match="the session's base_url"):
+            api.get(f"{other_port}/api/echo")
