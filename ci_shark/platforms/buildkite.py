@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from typing import ClassVar
 
 from ci_shark.platforms.base import Platform
 from ci_shark.platforms.channels import Channel, Registered
-from ci_shark.platforms.common import env_value
+from ci_shark.platforms.common import env_value, find_program
 from ci_shark.render import (
     ApprovalRequest,
     Outcome,
@@ -45,7 +44,7 @@ class BuildkitePlatform(Platform):
     job_id_variable: ClassVar[str | None] = "BUILDKITE_JOB_ID"
 
     def init_state(self) -> None:
-        self._agent = shutil.which(AGENT, path=self.env.get("PATH"))
+        self._agent = find_program(AGENT, self.env)
         self._warned_missing = False
         self._redactor_failed = False
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,7 +50,8 @@ from ci_shark.oauth.http import (
     TransientFailure,
     first_line,
 )
-from ci_shark.platforms.common import env_value
+from ci_shark.platforms.buildkite import AGENT
+from ci_shark.platforms.common import env_value, find_program
 from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
@@ -65,7 +65,6 @@ MAX_ANSWER_BYTES = 64 * 1024
 GITLAB_ID_VARIABLE = "CI_SHARK_ID_TOKEN"
 AZURE_AUDIENCE = "api://AzureADTokenExchange"
 AZURE_API_VERSION = "7.1-preview.1"
-AGENT = "buildkite-agent"
 SUPPORTED = "GitHub Actions, GitLab CI/CD, Buildkite and Azure Pipelines (one audience)"
 _JWT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
@@ -281,7 +280,7 @@ class BuildkiteTokenService:
 
     def __init__(self, env: Mapping[str, str], transport: httpx.BaseTransport | None, mask: Mask):
         self._env = dict(env)
-        agent = shutil.which(AGENT, path=env.get("PATH"))
+        agent = find_program(AGENT, env)
         if agent is None:
             raise ConfigError(
                 f"workload identity on Buildkite asks the agent for the token (`{AGENT} oidc "

@@ -1,5 +1,6 @@
-"""What the CI platforms share: environment values, and the lifecycle of a "marked note" (a
-PR comment, an MR note, an issue). A CI's REST API is :mod:`ci_shark.platforms.rest`.
+"""What the CI platforms share: environment values, the programs on the job's PATH, and
+the lifecycle of a "marked note" (a PR comment, an MR note, an issue). A CI's REST API is
+:mod:`ci_shark.platforms.rest`.
 
 A marked note is ours when BOTH hold: its first line is our hidden marker, and it was
 written by the account our token posts as. A marker alone proves nothing (anyone can paste
@@ -9,6 +10,8 @@ comment its author can change afterwards. This rule is decided here, once, for e
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -18,6 +21,14 @@ def env_value(env: Mapping[str, str], name: str) -> str | None:
     """A CI variable, stripped; None when unset or empty."""
     value = env.get(name, "").strip()
     return value or None
+
+
+def find_program(name: str, env: Mapping[str, str]) -> str | None:
+    """``name`` on the job's PATH, absolute folders only: an empty or relative entry means
+    the working directory, a checkout, where a pull request could plant a program of that
+    name to be handed our secrets."""
+    folders = [folder for folder in env.get("PATH", "").split(os.pathsep) if os.path.isabs(folder)]
+    return shutil.which(name, path=os.pathsep.join(folders)) if folders else None
 
 
 @dataclass(frozen=True)

@@ -249,6 +249,20 @@ def test_buildkite_without_the_agent_says_so() -> None:
         buildkite(None)
 
 
+@pytest.mark.parametrize("entry", ["", ".", "bin"])
+def test_a_buildkite_agent_planted_in_the_checkout_is_never_run(
+    entry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PATH="::/usr/bin" or ".:/usr/bin" means the working directory: a pull request's own
+    # buildkite-agent there would be handed the agent's token and print our CI token.
+    planted = FakeBuildkiteAgent(tmp_path)
+    monkeypatch.chdir(planted.home / "bin" if entry in ("", ".") else planted.home)
+    env = {"BUILDKITE": "true", "PATH": f"{entry}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+    with pytest.raises(ConfigError, match="buildkite-agent is not on PATH"):
+        service_on(BuildkitePlatform, env, Streams())
+    assert planted.calls() == []
+
+
 # -- GitLab --------------------------------------------------------------------------------
 
 
