@@ -293,20 +293,21 @@ def test_the_matrix_leg_is_shown_beside_the_job_inertly() -> None:
     assert "env: [prod](x) @team" in shown.code
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REPO = Path(__file__).resolve().parents[2]
 
 
-def readme_comment() -> str:
-    """The PR comment the README shows, as markdown: its block quote, unquoted."""
-    text = README.read_text(encoding="utf-8")
-    after = text[text.index("The PR comment (and job summary) it posts") :].split("\n")
+def shown_comment(doc: str, after: str) -> str:
+    """The comment a doc shows after the words ``after``, as markdown: its block quote,
+    unquoted."""
+    text = (REPO / doc).read_text(encoding="utf-8")
+    lines = text[text.index(after) :].split("\n")
     quote = takewhile(
-        lambda line: line.startswith(">"), dropwhile(lambda line: not line.startswith(">"), after)
+        lambda line: line.startswith(">"), dropwhile(lambda line: not line.startswith(">"), lines)
     )
     return "\n".join(line.removeprefix(">").removeprefix(" ") for line in quote) + "\n"
 
 
-def test_the_readme_shows_the_comment_as_github_renders_it() -> None:
+def documented_request() -> ApprovalRequest:
     context = RunContext(
         platform="github",
         repository="octo/app",
@@ -319,7 +320,7 @@ def test_the_readme_shows_the_comment_as_github_renders_it() -> None:
         change_request="PR #7",
         change_request_url="https://github.com/octo/app/pull/7",
     )
-    comment = request(
+    return request(
         link="https://auth.example.com/device?user_code=WDJB-MJHT",
         expires_at=datetime(2026, 11, 22, 12, 10, tzinfo=timezone.utc),
         scope="deploy:write",
@@ -328,4 +329,21 @@ def test_the_readme_shows_the_comment_as_github_renders_it() -> None:
         context=context,
         server_host="auth.example.com",
     )
-    assert render(readme_comment()) == render(approval_markdown(comment))
+
+
+@pytest.mark.parametrize(
+    ("doc", "after"),
+    [
+        ("README.md", "The PR comment (and job summary) it posts"),
+        ("docs/github.md", "What the comment looks like while it waits"),
+    ],
+)
+def test_the_docs_show_the_comment_as_github_renders_it(doc: str, after: str) -> None:
+    assert render(shown_comment(doc, after)) == render(approval_markdown(documented_request()))
+
+
+def test_the_github_guide_shows_the_approved_comment_as_github_renders_it() -> None:
+    at = datetime(2026, 11, 22, 12, 3, tzinfo=timezone.utc)
+    approved = Outcome("approved", "credentials exported", "alice", at)
+    expected = outcome_markdown(approved, documented_request())
+    assert render(shown_comment("docs/github.md", "and once approved")) == render(expected)
