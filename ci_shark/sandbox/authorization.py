@@ -21,7 +21,7 @@ from ci_shark.sandbox.assertions import ALGORITHMS, AssertionRefused
 from ci_shark.sandbox.ci_trust import CiIdentity
 from ci_shark.sandbox.endpoints import EndpointGroup
 from ci_shark.sandbox.exchange import TOKEN_EXCHANGE_GRANT_TYPE, exchange_token
-from ci_shark.sandbox.jose import b64url_encode, public_coordinates
+from ci_shark.sandbox.jose import es256_public_jwk
 from ci_shark.sandbox.state import Grant, display_user_code
 from ci_shark.sandbox.wire import (
     DEVICE_CODE_GRANT_TYPE,
@@ -101,17 +101,7 @@ class AuthorizationEndpoints(EndpointGroup):
         return json_reply(200, document, "metadata")
 
     def jwks(self, req: Request) -> Reply:
-        x, y = public_coordinates(self._state.signing_key)
-        jwk = {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": b64url_encode(x),
-            "y": b64url_encode(y),
-            "kid": self._state.signing_kid,
-            "alg": "ES256",
-            "use": "sig",
-        }
-        return json_reply(200, {"keys": [jwk]}, "jwks")
+        return json_reply(200, {"keys": [es256_public_jwk(self._state.signing_key)]}, "jwks")
 
     def device_authorization(self, req: Request) -> Reply:
         if self._options.device_flow == "disabled":

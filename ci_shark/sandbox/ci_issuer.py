@@ -38,7 +38,7 @@ from typing import Any, Final, Literal
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ci_shark.sandbox.background import ServedInBackground
-from ci_shark.sandbox.jose import b64url_encode, jwk_thumbprint, public_coordinates, sign_jwt
+from ci_shark.sandbox.jose import b64url_encode, es256_public_jwk, sign_jwt
 
 TOKEN_LIFETIME_S: Final = 300
 JWKS_PATH: Final = "/.well-known/jwks"
@@ -242,9 +242,7 @@ def _public_jwk(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> dict[str
         e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
         jwk = {"kty": "RSA", "n": b64url_encode(n), "e": b64url_encode(e), "alg": "RS256"}
         return {**jwk, "kid": f"rsa-{secrets.token_hex(8)}", "use": "sig"}
-    x, y = public_coordinates(key)
-    jwk = {"kty": "EC", "crv": "P-256", "x": b64url_encode(x), "y": b64url_encode(y)}
-    return {**jwk, "alg": "ES256", "kid": jwk_thumbprint(x, y), "use": "sig"}
+    return es256_public_jwk(key)
 
 
 class _IssuerHTTPServer(ThreadingHTTPServer):

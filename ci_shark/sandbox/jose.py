@@ -101,6 +101,13 @@ def public_coordinates(key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
     return public.x.to_bytes(32, "big"), public.y.to_bytes(32, "big")
 
 
+def es256_public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    """The public half of a P-256 key as a JWKS lists it, ``kid`` its RFC 7638 thumbprint."""
+    x, y = public_coordinates(key)
+    jwk = {"kty": "EC", "crv": "P-256", "x": b64url_encode(x), "y": b64url_encode(y)}
+    return {**jwk, "kid": jwk_thumbprint(x, y), "alg": "ES256", "use": "sig"}
+
+
 def public_key_from_jwk(jwk: object) -> tuple[ec.EllipticCurvePublicKey, str]:
     if not isinstance(jwk, dict):
         raise ProofError("the jwk header must be a JSON object")
