@@ -278,12 +278,8 @@ class AuthorizationEndpoints(EndpointGroup):
                     state.revoke_family_locked(token.family)
                 raise OAuthError("invalid_grant", "the refresh token is invalid")
             # RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
-            if token.jkt is not None and jkt != token.jkt:
-                needed = "a DPoP proof is required" if jkt is None else "another key signed"
-                raise OAuthError("invalid_dpop_proof", f"the refresh token is DPoP-bound: {needed}")
-            scope = form.get("scope") or token.scope
-            if not set(scope.split()) <= set(token.scope.split()):
-                raise OAuthError("invalid_scope", "the scope exceeds the original grant")
+            token.require_key(jkt, "the refresh token")
+            scope = token.narrowed_scope(form.get("scope"), "the original grant")
             token.active = False  # rotation: each refresh token works once
             payload = state.issue_tokens_locked(client_id, scope, jkt, token.family)
         return json_reply(200, payload, "refreshed")
