@@ -40,6 +40,7 @@ from ci_shark.oauth.tokens import (
 from ci_shark.outputs import (
     Credentials,
     check_writable,
+    lock_file,
     locked_beside,
     reveal,
     rewrite_credentials,
@@ -313,7 +314,7 @@ def _remove_own_files(issued: Issued, platform: Platform, *, credentials_flag: b
     key_file = issued.text("SHARK_DPOP_KEY_FILE")
     own = [Path(key_file)] if key_file and Path(key_file).name.startswith("ci-shark-dpop-") else []
     if issued.file is not None and not credentials_flag:
-        own += [issued.file, issued.file.with_name(issued.file.name + ".lock")]
+        own += [issued.file, lock_file(issued.file)]
     for path in own:
         with suppress(OSError):
             path.unlink()

@@ -33,6 +33,7 @@ import httpx
 from ci_shark.errors import ConfigError
 from ci_shark.outputs import (
     RENDERERS,
+    TOKEN_NAMES,
     Credentials,
     PlannedFile,
     Value,
@@ -381,9 +382,7 @@ def holds_tokens(path: Path) -> bool:
         values = read_credentials(path) if path.is_file() else {}
     except ConfigError:
         return False
-    return any(
-        values.get(name, "").strip() for name in ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN")
-    )
+    return any(values.get(name, "").strip() for name in TOKEN_NAMES)
 
 
 def _safe_name(text: str) -> str:
