@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,6 +134,20 @@ def find_server(
         assertions = _assertions(issued, settings, platform, endpoints.issuer or auth_url)
     client = Client(client_id, secret, auth or endpoints.client_auth, assertion=assertions)
     return Server(auth_url, client, endpoints, assertions)
+
+
+@contextmanager
+def _at_server(
+    issued: Issued, settings: ServerSettings, platform: Platform, deadline: float
+) -> Iterator[tuple[OAuthHttp, Server]]:
+    """The OAuth client and the credentials' server (:func:`find_server`), both closed when
+    the block ends."""
+    with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
+        server = find_server(
+            issued, settings, http, deadline, warn=platform.warn, platform=platform
+        )
+        with closing(server):
+            yield http, server
 
 
 def _assertions(
@@ -284,21 +298,14 @@ def revoke(
         platform.warn(f"revoking without a DPoP proof: {unreadable.message}")
         key = None
     deadline = time.monotonic() + max_time_s
-    with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        server = find_server(
-            issued, settings, http, deadline, warn=platform.warn, platform=platform
-        )
+    with _at_server(issued, settings, platform, deadline) as (http, server):
         endpoint = server.endpoints.revocation
         if endpoint is None:
-            server.close()
             raise ConfigError(
                 "the authorization server names no revocation endpoint",
                 hint="the server does not support RFC 7009 revocation; tokens expire on their own",
             )
-        with closing(server):
-            results = revoke_each(
-                http, endpoint, tokens, server.client, dpop=key, deadline=deadline
-            )
+        results = revoke_each(http, endpoint, tokens, server.client, dpop=key, deadline=deadline)
     for hint, failure in results.items():
         if failure is None:
             platform.log(f"ci_shark: revoked the {hint.replace('_', ' ')}")
@@ -397,10 +404,7 @@ def _refresh_and_save(
     assert sent is not None  # refresh() checked
     key = issued.dpop_key()
     deadline = time.monotonic() + REFRESH_BUDGET_S
-    with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        server = find_server(
-            issued, settings, http, deadline, warn=platform.warn, platform=platform
-        )
+    with _at_server(issued, settings, platform, deadline) as (http, server):
         received: list[tuple[Secret, str]] = []
         try:
             tokens = refresh_grant(
@@ -423,8 +427,6 @@ def _refresh_and_save(
                 lambda tokens: _revoked(http, server, tokens, key),
             )
             raise
-        finally:
-            server.close()
     platform.log(f"ci_shark: wrote {file} (mode 0600)")
     return Issued({name: reveal(value) for name, value in credentials.named().items()}, file)
 
