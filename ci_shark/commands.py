@@ -369,7 +369,7 @@ def refresh(
             saved = newer
         else:
             saved = _refresh_and_save(issued, file, settings, platform)
-    platform.export_refreshed(saved.named(), file, print_exports=print_exports)
+    platform.export_refreshed(saved.named(), print_exports=print_exports)
     if newer is None:
         expires = saved.text("SHARK_EXPIRES_AT") or "when the server says"
         platform.log(f"ci_shark: refreshed the access token (expires {expires})")

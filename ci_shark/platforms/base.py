@@ -313,10 +313,8 @@ class Platform:
             self.stdout.flush()
         return credentials
 
-    def export_refreshed(
-        self, values: Mapping[str, Value], file: Path, *, print_exports: bool = False
-    ) -> None:
-        """After `refresh` saved the new tokens in ``file`` (the tokens are safe there
+    def export_refreshed(self, values: Mapping[str, Value], *, print_exports: bool = False) -> None:
+        """After `refresh` saved the new tokens in the credentials file (they are safe there
         whatever fails here): the ways out a CI has besides the file, and exports on stdout
         only when the command line asked for them (stdout may be an API's answer or a job
         log)."""
