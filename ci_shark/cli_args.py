@@ -175,7 +175,8 @@ def wants_shell(argv: Sequence[str], commands: Collection[str]) -> bool:
 
 def add_settings_flags(login: argparse.ArgumentParser) -> None:
     """One flag per input that has one, with its help, its variable and its default."""
-    from ci_shark.config import ENV_PREFIX, Settings, dashed, flag, spec
+    from ci_shark.config import Settings, dashed, flag, spec
+    from ci_shark.input_values import ENV_PREFIX
 
     required = login.add_argument_group("required (flag or variable)")
     optional = login.add_argument_group("login options")

@@ -76,13 +76,7 @@ def request_options(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="write the body here (0600), not to stdout",
     )
-    parser.add_argument(
-        "--max-time",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="give up after this long (default 300)",
-    )
+    max_time(parser, 300.0, "give up after this long")
     use_options(parser)
 
 
@@ -92,13 +86,7 @@ def refresh_options(parser: argparse.ArgumentParser) -> None:
 
 
 def revoke_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--max-time",
-        type=float,
-        default=15.0,
-        metavar="SECONDS",
-        help="give up after this long, retries included (default 15)",
-    )
+    max_time(parser, 15.0, "give up after this long, retries included")
     use_options(parser)
 
 
@@ -120,6 +108,17 @@ def proof_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", type=Path, help="the key (default: the login's)")
     parser.add_argument(
         "--credentials", type=Path, metavar="FILE", help="the login's dotenv/json file"
+    )
+
+
+def max_time(parser: argparse.ArgumentParser, default_s: float, bounds: str) -> None:
+    """``--max-time SECONDS``: what it ``bounds``, and its default."""
+    parser.add_argument(
+        "--max-time",
+        type=float,
+        default=default_s,
+        metavar="SECONDS",
+        help=f"{bounds} (default {default_s:g})",
     )
 
 
@@ -162,13 +161,7 @@ def proxy_options(parser: argparse.ArgumentParser) -> None:
         help="GitHub: write SHARK_PROXY_URL to GITHUB_ENV and go on in the background for "
         "the later steps of the job",
     )
-    parser.add_argument(
-        "--max-time",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="the longest one forwarded exchange may take, bodies included (default 3600)",
-    )
+    max_time(parser, 3600.0, "the longest one forwarded exchange may take, bodies included")
     parser.add_argument(
         "wrapped",  # `command` is the name of the command that runs (argparse's dest)
         nargs="*",

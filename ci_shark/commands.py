@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +40,7 @@ from ci_shark.oauth.tokens import (
 from ci_shark.outputs import (
     Credentials,
     check_writable,
+    lock_file,
     locked_beside,
     reveal,
     rewrite_credentials,
@@ -133,6 +134,20 @@ def find_server(
         assertions = _assertions(issued, settings, platform, endpoints.issuer or auth_url)
     client = Client(client_id, secret, auth or endpoints.client_auth, assertion=assertions)
     return Server(auth_url, client, endpoints, assertions)
+
+
+@contextmanager
+def _at_server(
+    issued: Issued, settings: ServerSettings, platform: Platform, deadline: float
+) -> Iterator[tuple[OAuthHttp, Server]]:
+    """The OAuth client and the credentials' server (:func:`find_server`), both closed when
+    the block ends."""
+    with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
+        server = find_server(
+            issued, settings, http, deadline, warn=platform.warn, platform=platform
+        )
+        with closing(server):
+            yield http, server
 
 
 def _assertions(
@@ -283,21 +298,14 @@ def revoke(
         platform.warn(f"revoking without a DPoP proof: {unreadable.message}")
         key = None
     deadline = time.monotonic() + max_time_s
-    with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        server = find_server(
-            issued, settings, http, deadline, warn=platform.warn, platform=platform
-        )
+    with _at_server(issued, settings, platform, deadline) as (http, server):
         endpoint = server.endpoints.revocation
         if endpoint is None:
-            server.close()
             raise ConfigError(
                 "the authorization server names no revocation endpoint",
                 hint="the server does not support RFC 7009 revocation; tokens expire on their own",
             )
-        with closing(server):
-            results = revoke_each(
-                http, endpoint, tokens, server.client, dpop=key, deadline=deadline
-            )
+        results = revoke_each(http, endpoint, tokens, server.client, dpop=key, deadline=deadline)
     for hint, failure in results.items():
         if failure is None:
             platform.log(f"ci_shark: revoked the {hint.replace('_', ' ')}")
@@ -313,7 +321,7 @@ def _remove_own_files(issued: Issued, platform: Platform, *, credentials_flag: b
     key_file = issued.text("SHARK_DPOP_KEY_FILE")
     own = [Path(key_file)] if key_file and Path(key_file).name.startswith("ci-shark-dpop-") else []
     if issued.file is not None and not credentials_flag:
-        own += [issued.file, issued.file.with_name(issued.file.name + ".lock")]
+        own += [issued.file, lock_file(issued.file)]
     for path in own:
         with suppress(OSError):
             path.unlink()
@@ -361,7 +369,7 @@ def refresh(
             saved = newer
         else:
             saved = _refresh_and_save(issued, file, settings, platform)
-    platform.export_refreshed(saved.named(), file, print_exports=print_exports)
+    platform.export_refreshed(saved.named(), print_exports=print_exports)
     if newer is None:
         expires = saved.text("SHARK_EXPIRES_AT") or "when the server says"
         platform.log(f"ci_shark: refreshed the access token (expires {expires})")
@@ -396,10 +404,7 @@ def _refresh_and_save(
     assert sent is not None  # refresh() checked
     key = issued.dpop_key()
     deadline = time.monotonic() + REFRESH_BUDGET_S
-    with OAuthHttp(ca_bundle=settings.ca_bundle) as http:
-        server = find_server(
-            issued, settings, http, deadline, warn=platform.warn, platform=platform
-        )
+    with _at_server(issued, settings, platform, deadline) as (http, server):
         received: list[tuple[Secret, str]] = []
         try:
             tokens = refresh_grant(
@@ -422,8 +427,6 @@ def _refresh_and_save(
                 lambda tokens: _revoked(http, server, tokens, key),
             )
             raise
-        finally:
-            server.close()
     platform.log(f"ci_shark: wrote {file} (mode 0600)")
     return Issued({name: reveal(value) for name, value in credentials.named().items()}, file)
 

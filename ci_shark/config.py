@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from ci_shark import _settings_import  # noqa: F401 (first: see there)
@@ -26,14 +25,22 @@ from pydantic_settings import (
 )
 
 from ci_shark.errors import ConfigError
-from ci_shark.input_values import Input, approver_entry, key_values, splitter, to_secret
+from ci_shark.input_values import (
+    ENV_PREFIX,
+    Input,
+    approver_entry,
+    audience,
+    key_values,
+    readable_file,
+    safe_url,
+    splitter,
+    to_secret,
+)
 from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.render import GITHUB_NAME
 from ci_shark.secret import Secret
 from ci_shark.units import parse_duration
-from ci_shark.urls import url_problem
 
-ENV_PREFIX = "CI_SHARK_"
 DEFAULT_TIMEOUT_S = 600.0
 NOTIFY_CHANNELS = ("auto", "log", "summary", "comment", "issue", "webhook", "none")
 PROVIDER_NAMES = ("auto", *PROVIDERS)
@@ -278,19 +285,19 @@ class Settings(BaseSettings):
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
         # A base that paths are added to: one trailing slash is not part of it.
-        return _safe_url(value).rstrip("/") if value is not None else None
+        return safe_url(value).rstrip("/") if value is not None else None
 
     @field_validator("device_authorization_endpoint", "token_endpoint")
     @classmethod
     def _endpoint_url(cls, value: str | None) -> str | None:
         # Used exactly as given: a Django server's /o/token/ keeps its slash.
-        return _safe_url(value) if value is not None else None
+        return safe_url(value) if value is not None else None
 
     @field_validator("webhook_url")
     @classmethod
     def _webhook_url(cls, value: Secret | None) -> Secret | None:
         if value is not None:
-            _safe_url(value.reveal())
+            safe_url(value.reveal())
         return value
 
     @field_validator("resource")
@@ -305,12 +312,7 @@ class Settings(BaseSettings):
     @field_validator("workload_identity_audience")
     @classmethod
     def _audience(cls, value: str | None) -> str | None:
-        # It goes into a URL's query (GitHub) and an argument (Buildkite): one printable word.
-        if value is not None and not (
-            0 < len(value) <= 1000 and all(" " < ch <= "~" for ch in value)
-        ):
-            raise ValueError("must be one word of printable ASCII, e.g. the server's issuer URL")
-        return value
+        return audience(value) if value is not None else None
 
     @model_validator(mode="after")
     def _one_client_authentication(self) -> Settings:
@@ -370,9 +372,7 @@ class Settings(BaseSettings):
     @field_validator("ca_bundle")
     @classmethod
     def _readable_file(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError("must be the path of a readable PEM file")
-        return value
+        return readable_file(value) if value is not None else None
 
     @field_validator("extra_params")
     @classmethod
@@ -391,14 +391,6 @@ class Settings(BaseSettings):
                 f"{input_names(field)} is required", hint=f"`{dashed(field)}`: {spec(field).fix}"
             )
         return value
-
-
-def _safe_url(value: str) -> str:
-    value = value.strip()
-    problem = url_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
 
 
 class ExplicitSettings(Settings):

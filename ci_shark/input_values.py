@@ -1,19 +1,24 @@
 """What an input is, and how its text becomes a value: the :class:`Input` metadata each
-Settings field carries, and the parsers config.py's field types are built from.
+Settings field carries, the parsers config.py's field types are built from, and the checks
+of the inputs a later command reads too (a URL, the audience, the CA bundle): one rule
+each, for config.py and later_settings.py alike.
 
-Plain Python, no pydantic: config.py wraps these in its field types. A parser raises
-``ValueError`` with words for the person who set the input, never the value itself (it
-may be a secret).
+Plain Python, no pydantic: config.py wraps these in its field types and validators. A
+parser raises ``ValueError`` with words for the person who set the input, never the value
+itself (it may be a secret).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ci_shark.secret import Secret
+from ci_shark.urls import url_problem
 
+ENV_PREFIX = "CI_SHARK_"  # every input's variable: CI_SHARK_<FIELD>
 APPROVER_KINDS = ("sub", "user", "email")
 
 
@@ -70,3 +75,27 @@ def key_values(value: object) -> object:
             raise ValueError("takes K=V pairs, one per line or separated by commas")
         pairs[key.strip()] = val.strip()
     return pairs
+
+
+def safe_url(value: str) -> str:
+    """A URL input, stripped, that the URL rule accepts (https, or plain http to loopback)."""
+    value = value.strip()
+    problem = url_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def audience(value: str) -> str:
+    """`workload-identity-audience`: it goes into a URL's query (GitHub) and an argument
+    (Buildkite), so one word of printable ASCII."""
+    if not (0 < len(value) <= 1000 and all(" " < ch <= "~" for ch in value)):
+        raise ValueError("must be one word of printable ASCII, e.g. the server's issuer URL")
+    return value
+
+
+def readable_file(value: str) -> str:
+    """`ca-bundle`: a file that is there."""
+    if not Path(value).is_file():
+        raise ValueError("must be the path of a readable PEM file")
+    return value

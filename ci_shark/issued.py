@@ -31,13 +31,12 @@ from pathlib import Path
 
 from ci_shark.errors import ConfigError
 from ci_shark.oauth.dpop import DPoPKey
-from ci_shark.outputs import Value, read_credentials
+from ci_shark.outputs import TOKEN_NAMES, Value, read_credentials
 from ci_shark.platforms.base import DEFAULT_OUTPUT_FILES, Platform
 from ci_shark.secret import Secret
 from ci_shark.urls import same_endpoint
 
 SECRET_NAMES = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN", "SHARK_ID_TOKEN", "SHARK_DPOP_JWK")
-TOKEN_NAMES = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN")
 # Without a token or a file, these in the environment still serve `proof` (a key is enough).
 KEY_NAMES = ("SHARK_DPOP_KEY_FILE", "SHARK_DPOP_JWK")
 IN_ENVIRONMENT = "the SHARK_* variables"

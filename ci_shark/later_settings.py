@@ -23,17 +23,15 @@ commands read; config's ``Settings`` and :class:`LaterSettings` both have that s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from ci_shark.errors import ConfigError
+from ci_shark.input_values import ENV_PREFIX, audience, readable_file, safe_url
 from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.secret import Secret
-from ci_shark.urls import url_problem
 
-ENV_PREFIX = "CI_SHARK_"
 OUTPUT_FORMATS = ("auto", "github", "dotenv", "shell", "json")
 # What pydantic reads as a bool (config.py's fields), case-insensitively.
 TRUE_WORDS = ("1", "on", "t", "true", "y", "yes")
@@ -131,30 +129,23 @@ def load_later_settings(
         value = flag if flag is not None else env.get(f"{ENV_PREFIX}{field.upper()}")
         return value.strip() if value is not None and value.strip() else None
 
-    auth_url = _url("auth_url", given("auth_url"))
+    auth_url = _checked("auth_url", given("auth_url"), safe_url)
     secret, key = given("client_secret"), given("dpop_private_key")
     return LaterSettings(
         auth_url=auth_url.rstrip("/") if auth_url else None,  # a base: no trailing slash
         client_id=given("client_id"),
         client_secret=Secret(secret) if secret else None,
         workload_identity=_bool("workload_identity", given("workload_identity")),
-        workload_identity_audience=_word(
-            "workload_identity_audience", given("workload_identity_audience")
+        workload_identity_audience=_checked(
+            "workload_identity_audience", given("workload_identity_audience"), audience
         ),
-        token_endpoint=_url("token_endpoint", given("token_endpoint")),
-        ca_bundle=_readable_file("ca_bundle", given("ca_bundle")),
+        token_endpoint=_checked("token_endpoint", given("token_endpoint"), safe_url),
+        ca_bundle=_checked("ca_bundle", given("ca_bundle"), readable_file),
         provider=_one_of("provider", given("provider"), ("auto", *PROVIDERS)) or "auto",
         dpop_private_key=Secret(key) if key else None,
         output_format=_one_of("output_format", given("output_format"), OUTPUT_FORMATS) or "auto",
         output_file=given("output_file"),
     )
-
-
-def _url(field: str, value: str | None) -> str | None:
-    problem = url_problem(value) if value is not None else None
-    if problem:
-        raise _bad_input(field, problem)
-    return value
 
 
 def _bool(field: str, value: str | None) -> bool:
@@ -165,17 +156,14 @@ def _bool(field: str, value: str | None) -> bool:
     raise _bad_input(field, "must be true or false")
 
 
-def _word(field: str, value: str | None) -> str | None:
-    # It goes into a URL's query (GitHub) and an argument (Buildkite): one printable word.
-    if value is not None and not (len(value) <= 1000 and all(" " < ch <= "~" for ch in value)):
-        raise _bad_input(field, "must be one word of printable ASCII, e.g. the server's issuer URL")
-    return value
-
-
-def _readable_file(field: str, value: str | None) -> str | None:
-    if value is not None and not Path(value).is_file():
-        raise _bad_input(field, "must be the path of a readable PEM file")
-    return value
+def _checked(field: str, value: str | None, parse: Callable[[str], str]) -> str | None:
+    """``value`` by its input's rule (input_values.py, as config.py applies it)."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as bad:
+        raise _bad_input(field, str(bad)) from None
 
 
 def _one_of(field: str, value: str | None, choices: tuple[str, ...]) -> str | None:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:  # a later command reads credentials without the token endpoin
     from ci_shark.oauth.tokens import TokenSet
 
 Value = str | Secret
+# The values that are tokens: a credentials file holding one of them holds a live grant.
+TOKEN_NAMES = ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN")
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,11 @@ def rewrite_credentials(path: Path, values: Mapping[str, Value]) -> None:
 LOCK_POLL_S = 0.05
 
 
+def lock_file(path: Path) -> Path:
+    """The lock beside a credentials file, which :func:`locked_beside` holds."""
+    return path.with_name(path.name + ".lock")
+
+
 @contextmanager
 def locked_beside(
     path: Path,
@@ -187,7 +194,7 @@ def locked_beside(
         return
     import fcntl  # noqa: PLC0415 (POSIX only)
 
-    lock_path = path.with_name(path.name + ".lock")
+    lock_path = lock_file(path)
     try:
         descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:

@@ -370,7 +370,7 @@ class OAuthHttp(HttpClient):
         except SendFailed as failure:
             raise self._failure(failure, where) from None
         headers = answer.response.headers
-        body = _json_object(raw, None)
+        body = json_object(raw, None)
         reply = Reply(answer.response.status_code, headers, body, _text_start(raw, body))
         if reply.status in TRANSIENT_STATUSES and (
             reply.error is None or reply.error in TRANSIENT_OAUTH_ERRORS
@@ -455,7 +455,7 @@ def _basic_authorization(client_id: str, client_secret: Secret) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
 
-def _json_object(raw: bytes, default: Any) -> Any:
+def json_object(raw: bytes, default: Any) -> Any:
     """The body as a JSON object, else ``default``. Deep nesting is a refusal, not a crash."""
     try:
         parsed = json.loads(raw)
@@ -490,5 +490,6 @@ __all__ = [
     "SendFailed",
     "TransientFailure",
     "first_line",
+    "json_object",
     "new_client",
 ]

@@ -141,10 +141,8 @@ class AzurePlatform(Platform):
         self._set_variables(exported.named())
         return exported
 
-    def export_refreshed(
-        self, values: Mapping[str, Value], file: Path, *, print_exports: bool = False
-    ) -> None:
-        super().export_refreshed(values, file, print_exports=print_exports)
+    def export_refreshed(self, values: Mapping[str, Value], *, print_exports: bool = False) -> None:
+        super().export_refreshed(values, print_exports=print_exports)
         self._set_variables(values)
 
     def _set_variables(self, values: Mapping[str, Value]) -> None:

@@ -33,6 +33,7 @@ import httpx
 from ci_shark.errors import ConfigError
 from ci_shark.outputs import (
     RENDERERS,
+    TOKEN_NAMES,
     Credentials,
     PlannedFile,
     Value,
@@ -312,10 +313,8 @@ class Platform:
             self.stdout.flush()
         return credentials
 
-    def export_refreshed(
-        self, values: Mapping[str, Value], file: Path, *, print_exports: bool = False
-    ) -> None:
-        """After `refresh` saved the new tokens in ``file`` (the tokens are safe there
+    def export_refreshed(self, values: Mapping[str, Value], *, print_exports: bool = False) -> None:
+        """After `refresh` saved the new tokens in the credentials file (they are safe there
         whatever fails here): the ways out a CI has besides the file, and exports on stdout
         only when the command line asked for them (stdout may be an API's answer or a job
         log)."""
@@ -381,9 +380,7 @@ def holds_tokens(path: Path) -> bool:
         values = read_credentials(path) if path.is_file() else {}
     except ConfigError:
         return False
-    return any(
-        values.get(name, "").strip() for name in ("SHARK_ACCESS_TOKEN", "SHARK_REFRESH_TOKEN")
-    )
+    return any(values.get(name, "").strip() for name in TOKEN_NAMES)
 
 
 def _safe_name(text: str) -> str:

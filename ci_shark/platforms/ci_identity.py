@@ -32,7 +32,6 @@ The sources:
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import time
@@ -49,6 +48,7 @@ from ci_shark.oauth.http import (
     SendFailed,
     TransientFailure,
     first_line,
+    json_object,
 )
 from ci_shark.platforms.buildkite import AGENT
 from ci_shark.platforms.common import env_value, find_program
@@ -108,24 +108,43 @@ def as_token(text: str, who: str) -> Secret:
 
 
 class _HttpTokenService:
-    """A token service on the HTTP base: one connection for the run, each call bounded."""
+    """A token service on the HTTP base: its URL and its credential from two variables (the
+    credential masked at once), one connection for the run, each call bounded."""
 
     reused = False
     who: ClassVar[str]
+    url_variable: ClassVar[str]
+    credential_variable: ClassVar[str]
     refused_hint: ClassVar[str]
 
-    def __init__(self, transport: httpx.BaseTransport | None) -> None:
+    def __init__(self, env: Mapping[str, str], transport: httpx.BaseTransport | None, mask: Mask):
+        url = env_value(env, self.url_variable)
+        credential = env_value(env, self.credential_variable)
+        if url is None or credential is None:
+            missing = self.url_variable if url is None else self.credential_variable
+            raise self.unavailable(missing)
+        problem = url_problem(url)
+        if problem:
+            raise ConfigError(f"{self.url_variable} {problem}")
+        self._url = url
+        self._credential = Secret(credential)
+        mask([self._credential])
         self._transport = transport
         self._http: HttpClient | None = None
+
+    def unavailable(self, missing: str) -> ConfigError:
+        """The job has no token service: ``missing`` (a variable) is not set."""
+        raise NotImplementedError
 
     def close(self) -> None:
         if self._http is not None:
             self._http.close()
 
-    def _ask(self, method: str, url: str, headers: Mapping[str, str], field: str) -> Secret:
+    def _ask(self, method: str, query: str, headers: Mapping[str, str], field: str) -> Secret:
         deadline = time.monotonic() + FETCH_BUDGET_S
         if self._http is None:
             self._http = HttpClient(transport=self._transport, max_body_bytes=MAX_ANSWER_BYTES)
+        url = f"{self._url}{'&' if '?' in self._url else '?'}{query}"
         content = b"" if method == "POST" else None
         request = self._http.build(method, url, deadline=deadline, headers=headers, content=content)
         try:
@@ -140,89 +159,59 @@ class _HttpTokenService:
                 f"{self.who} refused the token request (HTTP {status}){_said(raw)}",
                 hint=self.refused_hint,
             )
-        value = _json_object(raw).get(field)
+        value = json_object(raw, {}).get(field)
         if not isinstance(value, str):
             raise ProtocolError(f"{self.who} answered without a token ({field})")
         return as_token(value, self.who)
 
 
-def _json_object(raw: bytes) -> dict[str, object]:
-    try:
-        parsed = json.loads(raw)
-    except (ValueError, RecursionError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
 def _said(raw: bytes) -> str:
     """What a refusing service said, as one safe line (its JSON ``message``, else the
     body's first line); "" when nothing."""
-    message = _json_object(raw).get("message")
+    message = json_object(raw, {}).get("message")
     text = untrusted(message, 200) if isinstance(message, str) else first_line(raw, 200)
     return f": {text}" if text else ""
 
 
-def _with_query(url: str, query: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{query}"
-
-
 class GitHubTokenService(_HttpTokenService):
     who = "GitHub's OIDC token service"
+    url_variable = "ACTIONS_ID_TOKEN_REQUEST_URL"
+    credential_variable = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
     refused_hint = (
         "the job needs `permissions:` with `id-token: write` (a pull request from a fork "
         "never gets it); see docs/workload-identity.md"
     )
 
-    def __init__(self, env: Mapping[str, str], transport: httpx.BaseTransport | None, mask: Mask):
-        super().__init__(transport)
-        url = env_value(env, "ACTIONS_ID_TOKEN_REQUEST_URL")
-        bearer = env_value(env, "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
-        if url is None or bearer is None:
-            raise ConfigError(
-                "workload identity needs the job's OIDC token, and GitHub gives one only to "
-                "a job with `permissions: id-token: write` (ACTIONS_ID_TOKEN_REQUEST_URL and "
-                "ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set)",
-                hint="add `id-token: write` to the job's `permissions:` (a pull request from "
-                "a fork never gets it), or turn `workload-identity` off",
-            )
-        problem = url_problem(url)
-        if problem:
-            raise ConfigError(f"ACTIONS_ID_TOKEN_REQUEST_URL {problem}")
-        self._url = url
-        self._bearer = Secret(bearer)
-        mask([self._bearer])
+    def unavailable(self, missing: str) -> ConfigError:
+        return ConfigError(
+            "workload identity needs the job's OIDC token, and GitHub gives one only to "
+            "a job with `permissions: id-token: write` (ACTIONS_ID_TOKEN_REQUEST_URL and "
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set)",
+            hint="add `id-token: write` to the job's `permissions:` (a pull request from "
+            "a fork never gets it), or turn `workload-identity` off",
+        )
 
     def fetch(self, audience: str) -> Secret:
-        url = _with_query(self._url, f"audience={quote(audience, safe='')}")
-        headers = {"Authorization": f"bearer {self._bearer.reveal()}"}
-        return self._ask("GET", url, headers, "value")
+        headers = {"Authorization": f"bearer {self._credential.reveal()}"}
+        return self._ask("GET", f"audience={quote(audience, safe='')}", headers, "value")
 
 
 class AzureTokenService(_HttpTokenService):
     who = "Azure Pipelines' OIDC token service"
+    url_variable = "SYSTEM_OIDCREQUESTURI"
+    credential_variable = "SYSTEM_ACCESSTOKEN"
     refused_hint = (
         "map the job's access token into the step (`env: SYSTEM_ACCESSTOKEN: "
         "$(System.AccessToken)`) and let the pipeline use it"
     )
 
-    def __init__(self, env: Mapping[str, str], transport: httpx.BaseTransport | None, mask: Mask):
-        super().__init__(transport)
-        uri = env_value(env, "SYSTEM_OIDCREQUESTURI")
-        access = env_value(env, "SYSTEM_ACCESSTOKEN")
-        if uri is None or access is None:
-            missing = "SYSTEM_OIDCREQUESTURI" if uri is None else "SYSTEM_ACCESSTOKEN"
-            raise ConfigError(
-                f"workload identity on Azure Pipelines asks the job's OIDC request URI for a "
-                f"token, and {missing} is not set",
-                hint="map the access token into the step: `env: SYSTEM_ACCESSTOKEN: "
-                "$(System.AccessToken)` (SYSTEM_OIDCREQUESTURI comes with the agent)",
-            )
-        problem = url_problem(uri)
-        if problem:
-            raise ConfigError(f"SYSTEM_OIDCREQUESTURI {problem}")
-        self._uri = uri
-        self._access = Secret(access)
-        mask([self._access])
+    def unavailable(self, missing: str) -> ConfigError:
+        return ConfigError(
+            f"workload identity on Azure Pipelines asks the job's OIDC request URI for a "
+            f"token, and {missing} is not set",
+            hint="map the access token into the step: `env: SYSTEM_ACCESSTOKEN: "
+            "$(System.AccessToken)` (SYSTEM_OIDCREQUESTURI comes with the agent)",
+        )
 
     def fetch(self, audience: str) -> Secret:
         if audience != AZURE_AUDIENCE:
@@ -233,12 +222,11 @@ class AzureTokenService(_HttpTokenService):
                 hint=f"set `workload-identity-audience` to {AZURE_AUDIENCE} if your server "
                 "accepts that audience; else turn `workload-identity` off",
             )
-        url = _with_query(self._uri, f"api-version={AZURE_API_VERSION}")
         headers = {
-            "Authorization": f"Bearer {self._access.reveal()}",
+            "Authorization": f"Bearer {self._credential.reveal()}",
             "Content-Type": "application/json",
         }
-        return self._ask("POST", url, headers, "oidcToken")
+        return self._ask("POST", f"api-version={AZURE_API_VERSION}", headers, "oidcToken")
 
 
 # -- GitLab: the job's id_tokens variable --------------------------------------------------

@@ -201,14 +201,12 @@ class GitHubPlatform(Platform):
             self.log(f"ci_shark: DPoP key written to {key_path} (mode 0600)")
         return credentials
 
-    def export_refreshed(
-        self, values: Mapping[str, Value], file: Path, *, print_exports: bool = False
-    ) -> None:
+    def export_refreshed(self, values: Mapping[str, Value], *, print_exports: bool = False) -> None:
         """This step's outputs. Not GITHUB_ENV: that would hand every later step
         (third-party actions too) the refresh token and the key; `ci-shark` reads the
         file, and export-env's variables keep the login's values."""
         outputs = render_file_commands(step_outputs(values))
-        super().export_refreshed(values, file, print_exports=print_exports)
+        super().export_refreshed(values, print_exports=print_exports)
         if self.env.get("GITHUB_OUTPUT"):
             append_all(self.env, {"GITHUB_OUTPUT": outputs})
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import httpx
 
-from ci_shark.platforms.common import NoteApiError
+from ci_shark.platforms.common import Note, NoteApiError
 from ci_shark.platforms.rest import RestApi
 from ci_shark.secret import Secret
 
@@ -64,24 +64,17 @@ class GitHubApi(RestApi):
     def head_repository(self, repository: str, number: int) -> str | None:
         """The repository a PR's head lives in; None when GitHub names none (a deleted
         fork). NoteApiError when the PR cannot be read."""
-        head = dig(self.call("GET", f"/repos/{repository}/pulls/{number}"), "head", "repo")
-        name = dig(head, "full_name")
-        return name if isinstance(name, str) else None
+        pull_request = self.call("GET", f"/repos/{repository}/pulls/{number}")
+        return repository_name(dig(pull_request, "head", "repo"))
 
     def open_pull_request_of(self, repository: str, sha: str) -> tuple[int, str | None] | None:
         """The open PR whose head IS this commit (a PR that merely contains it is someone
         else's conversation): its number and head repository."""
         data = self.call("GET", f"/repos/{repository}/commits/{sha}/pulls")
         for item in data if isinstance(data, list) else []:
-            number = dig(item, "number")
-            if (
-                dig(item, "state") == "open"
-                and type(number) is int
-                and number > 0
-                and dig(item, "head", "sha") == sha
-            ):
-                head = dig(item, "head", "repo", "full_name")
-                return number, head if isinstance(head, str) else None
+            number = pull_request_number(dig(item, "number"))
+            if number and dig(item, "state") == "open" and dig(item, "head", "sha") == sha:
+                return number, repository_name(dig(item, "head", "repo"))
         return None
 
 
@@ -102,3 +95,24 @@ def dig(data: object, *keys: str) -> object:
             return None
         data = data.get(key)
     return data
+
+
+def pull_request_number(value: object) -> int | None:
+    """A PR number as GitHub writes one: a positive integer (not a bool, not a string)."""
+    return value if type(value) is int and value > 0 else None
+
+
+def repository_name(repo: object) -> str | None:
+    """A repository object's ``full_name`` (``octo/app``); None when it names none."""
+    name = dig(repo, "full_name")
+    return name if isinstance(name, str) else None
+
+
+def note_of(item: object, id_field: str) -> Note | None:
+    """A comment or an issue the API answered with, as a :class:`Note`: its ``id_field``
+    an integer, its author's login; None when it is not one."""
+    number = dig(item, id_field)
+    if not isinstance(number, int):
+        return None
+    login = dig(item, "user", "login")
+    return Note(number, login if isinstance(login, str) else None, str(dig(item, "body") or ""))

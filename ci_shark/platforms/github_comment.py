@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from ci_shark.platforms.channels import Channel
 from ci_shark.platforms.common import MarkedNote, Note, NoteApiError
-from ci_shark.platforms.github_api import FINISH_BUDGET_S, GitHubApi, dig, refused
+from ci_shark.platforms.github_api import FINISH_BUDGET_S, GitHubApi, note_of, refused
 from ci_shark.platforms.github_run import GitHubRun
 from ci_shark.render import ApprovalRequest, Outcome, approval_markdown, marker, outcome_markdown
 
@@ -113,14 +113,14 @@ class PullRequestComments:
     def notes(self) -> Iterator[Note]:
         path = f"/repos/{self._repository}/issues/{self._number}/comments"
         for item in self._api.pages(path, {}, MAX_COMMENT_PAGES):
-            if (note := _note(item)) is not None:
+            if (note := note_of(item, "id")) is not None:
                 yield note
 
     def create(self, body: str) -> int:
         created = self._api.call(
             "POST", f"/repos/{self._repository}/issues/{self._number}/comments", {"body": body}
         )
-        note = _note(created)
+        note = note_of(created, "id")
         if note is None:
             raise NoteApiError("the GitHub API answered the new comment without an id")
         return note.id
@@ -129,11 +129,3 @@ class PullRequestComments:
         self._api.call(
             "PATCH", f"/repos/{self._repository}/issues/comments/{note_id}", {"body": body}
         )
-
-
-def _note(item: object) -> Note | None:
-    if not isinstance(item, dict) or not isinstance(item.get("id"), int):
-        return None
-    login = dig(item, "user", "login")
-    body = item.get("body")
-    return Note(item["id"], login if isinstance(login, str) else None, str(body or ""))

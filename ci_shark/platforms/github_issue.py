@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ci_shark.platforms.channels import Channel
 from ci_shark.platforms.common import MarkedNote, Note, NoteApiError
-from ci_shark.platforms.github_api import FINISH_BUDGET_S, GitHubApi, refused
+from ci_shark.platforms.github_api import FINISH_BUDGET_S, GitHubApi, note_of, refused
 from ci_shark.platforms.github_run import GitHubRun
 from ci_shark.render import (
     ApprovalRequest,
@@ -194,10 +194,6 @@ class RunIssues:
 
 def _issue(item: object) -> Note | None:
     """An issue as a note; None for a pull request (the issues list has those too)."""
-    if not isinstance(item, dict) or "pull_request" in item:
+    if isinstance(item, dict) and "pull_request" in item:
         return None
-    number, user, body = item.get("number"), item.get("user"), item.get("body")
-    if not isinstance(number, int):
-        return None
-    login = user.get("login") if isinstance(user, dict) else None
-    return Note(number, login if isinstance(login, str) else None, str(body or ""))
+    return note_of(item, "number")

@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 
 from ci_shark.platforms.common import NoteApiError, env_value
-from ci_shark.platforms.github_api import GitHubApi, dig
+from ci_shark.platforms.github_api import GitHubApi, dig, pull_request_number, repository_name
 from ci_shark.render import ApprovalRequest
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
@@ -66,11 +66,6 @@ class PullRequest:
         return self.head_repo is None or self.head_repo.lower() != self.base_repo.lower()
 
 
-def pull_request_number(value: object) -> int | None:
-    """A PR number as GitHub writes one: a positive integer (not a bool, not a string)."""
-    return value if type(value) is int and value > 0 else None
-
-
 def pull_request_of(
     event: str,
     payload: Mapping[str, Any],
@@ -89,7 +84,8 @@ def pull_request_of(
         number = pull_request_number(dig(payload, "pull_request", "number"))
         if number is None:
             return unjudged("carries no readable pull request number")
-        return PullRequest(number, _name(dig(payload, "pull_request", "head", "repo")), repository)
+        head = repository_name(dig(payload, "pull_request", "head", "repo"))
+        return PullRequest(number, head, repository)
     if event == "issue_comment" and dig(payload, "issue", "pull_request") is not None:
         number = pull_request_number(dig(payload, "issue", "number"))
         if number is None:
@@ -102,7 +98,7 @@ def pull_request_of(
             return unjudged("has a `head_ref` that names no pull request")
         return read_head(int(match[1]))
     if event == "workflow_run":
-        head = _name(dig(payload, "workflow_run", "head_repository"))
+        head = repository_name(dig(payload, "workflow_run", "head_repository"))
         pulls = dig(payload, "workflow_run", "pull_requests")
         first = pulls[0] if isinstance(pulls, list) and pulls else None
         number = pull_request_number(dig(first, "number")) or 0
@@ -120,11 +116,6 @@ def pull_request_of(
             return unjudged("names no commit")
         return read_commit(sha)
     return None
-
-
-def _name(repo: object) -> str | None:
-    name = dig(repo, "full_name")
-    return name if isinstance(name, str) else None
 
 
 class GitHubRun:

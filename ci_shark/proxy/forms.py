@@ -34,7 +34,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,16 +99,12 @@ def run(options: ProxyOptions, issued: Issued, settings: ServerSettings, platfor
             _say_where(platform, server, options.upstreams)
             if options.export:
                 return _in_the_background(server, forwarder, url, platform)
-            server.serve(forwarder)
-            try:
+            with _serving(server, forwarder, platform):
                 if options.command:
                     return _around(options.command, url)
                 print(f"{URL_VARIABLE}={url}", flush=True)
                 _until_stopped()
                 return ExitCode.OK
-            finally:
-                server.stop()
-                platform.log("ci_shark: proxy: stopped")
     finally:
         server.server_close()
 
@@ -161,6 +158,17 @@ def _say_where(platform: Platform, server: ProxyServer, upstreams: Sequence[Upst
         f"ci_shark: proxy: listening on {server.authority}:{server.port} (its URL, with a "
         f"capability, is ${URL_VARIABLE}); forwarding {routes}"
     )
+
+
+@contextmanager
+def _serving(server: ProxyServer, forwarder: Forwarder, platform: Platform) -> Iterator[None]:
+    """The proxy serves for the block; then it stops (bounded: ``server.py``) and says so."""
+    server.serve(forwarder)
+    try:
+        yield
+    finally:
+        server.stop()
+        platform.log("ci_shark: proxy: stopped")
 
 
 def _until_stopped() -> None:
@@ -221,12 +229,8 @@ def _in_the_background(
         os.dup2(descriptor, 1)
         os.dup2(descriptor, 2)
         os.close(descriptor)
-        server.serve(forwarder)
-        try:
+        with _serving(server, forwarder, platform):
             _until_stopped()
-        finally:
-            server.stop()
-            platform.log("ci_shark: proxy: stopped")
         return ExitCode.OK
     os.close(descriptor)
     lines = f"{URL_VARIABLE}={url}\n{PID_VARIABLE}={pid}\n"  # ours, one line each

@@ -17,7 +17,8 @@ it authenticates the clients its rules name by the CI's OIDC token (RFC 7523
 ``client_assertion``), and its approval page shows what it verified apart from what the
 client merely sent, and asks.
 
-The package, outside in: ``server.py`` (``SandboxServer``: lifecycle, test controls),
+The package, outside in: ``server.py`` (``SandboxServer``: lifecycle, test controls;
+``background.py``, the lifecycle it shares with the fake CI issuer),
 ``httpd.py`` (HTTP on a socket), ``core.py`` (request in, reply out, no sockets: routes and
 faults), the endpoint groups ``authorization.py``, ``resource.py`` and ``pages.py``
 (``endpoints.py`` is what they share; ``consent.py`` the approval page's HTML),

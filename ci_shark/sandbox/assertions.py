@@ -30,7 +30,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ci_shark.sandbox.jose import b64url_decode, es256_verify, json_object, rs256_verify
+from ci_shark.sandbox.jose import Jws, decode_jws, es256_verify, rs256_verify
 from ci_shark.sandbox.jwks import IssuerKeys
 
 JWT_BEARER: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -61,15 +61,7 @@ def _utc(epoch: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class _Jws:
-    header: dict[str, Any]
-    claims: dict[str, Any]
-    signing_input: bytes
-    signature: bytes
-
-
-def _split(assertion: str) -> _Jws:
+def _split(assertion: str) -> Jws:
     if len(assertion) > MAX_ASSERTION_CHARS:
         raise AssertionRefused(f"client_assertion is longer than {MAX_ASSERTION_CHARS} characters")
     segments = assertion.split(".")
@@ -79,13 +71,9 @@ def _split(assertion: str) -> _Jws:
             "OIDC token as it was issued"
         )
     try:
-        header = json_object(b64url_decode(segments[0]))
-        claims = json_object(b64url_decode(segments[1]))
-        signature = b64url_decode(segments[2])
+        return decode_jws(segments)
     except ValueError as exc:
         raise AssertionRefused(f"client_assertion is not a well-formed JWT: {exc}") from exc
-    signing_input = f"{segments[0]}.{segments[1]}".encode("ascii")
-    return _Jws(header, claims, signing_input, signature)
 
 
 def _check_header(header: Mapping[str, Any]) -> str:
@@ -102,7 +90,7 @@ def _check_header(header: Mapping[str, Any]) -> str:
     return str(alg)
 
 
-def _signature_holds(keys: IssuerKeys, jws: _Jws, alg: str) -> bool:
+def _signature_holds(keys: IssuerKeys, jws: Jws, alg: str) -> bool:
     kid = jws.header.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise AssertionRefused("client_assertion kid must be a string")

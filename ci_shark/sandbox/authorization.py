@@ -21,7 +21,7 @@ from ci_shark.sandbox.assertions import ALGORITHMS, AssertionRefused
 from ci_shark.sandbox.ci_trust import CiIdentity
 from ci_shark.sandbox.endpoints import EndpointGroup
 from ci_shark.sandbox.exchange import TOKEN_EXCHANGE_GRANT_TYPE, exchange_token
-from ci_shark.sandbox.jose import b64url_encode, public_coordinates
+from ci_shark.sandbox.jose import es256_public_jwk
 from ci_shark.sandbox.state import Grant, display_user_code
 from ci_shark.sandbox.wire import (
     DEVICE_CODE_GRANT_TYPE,
@@ -101,17 +101,7 @@ class AuthorizationEndpoints(EndpointGroup):
         return json_reply(200, document, "metadata")
 
     def jwks(self, req: Request) -> Reply:
-        x, y = public_coordinates(self._state.signing_key)
-        jwk = {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": b64url_encode(x),
-            "y": b64url_encode(y),
-            "kid": self._state.signing_kid,
-            "alg": "ES256",
-            "use": "sig",
-        }
-        return json_reply(200, {"keys": [jwk]}, "jwks")
+        return json_reply(200, {"keys": [es256_public_jwk(self._state.signing_key)]}, "jwks")
 
     def device_authorization(self, req: Request) -> Reply:
         if self._options.device_flow == "disabled":
@@ -288,12 +278,8 @@ class AuthorizationEndpoints(EndpointGroup):
                     state.revoke_family_locked(token.family)
                 raise OAuthError("invalid_grant", "the refresh token is invalid")
             # RFC 9449 §5: a public client's refresh token is bound to its DPoP key.
-            if token.jkt is not None and jkt != token.jkt:
-                needed = "a DPoP proof is required" if jkt is None else "another key signed"
-                raise OAuthError("invalid_dpop_proof", f"the refresh token is DPoP-bound: {needed}")
-            scope = form.get("scope") or token.scope
-            if not set(scope.split()) <= set(token.scope.split()):
-                raise OAuthError("invalid_scope", "the scope exceeds the original grant")
+            token.require_key(jkt, "the refresh token")
+            scope = token.narrowed_scope(form.get("scope"), "the original grant")
             token.active = False  # rotation: each refresh token works once
             payload = state.issue_tokens_locked(client_id, scope, jkt, token.family)
         return json_reply(200, payload, "refreshed")

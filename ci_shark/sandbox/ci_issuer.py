@@ -33,12 +33,12 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Final, Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ci_shark.sandbox.jose import b64url_encode, jwk_thumbprint, public_coordinates, sign_jwt
+from ci_shark.sandbox.background import ServedInBackground
+from ci_shark.sandbox.jose import b64url_encode, es256_public_jwk, sign_jwt
 
 TOKEN_LIFETIME_S: Final = 300
 JWKS_PATH: Final = "/.well-known/jwks"
@@ -103,12 +103,14 @@ class ServedToken:
     jti: str
 
 
-class FakeCiIssuer:
+class FakeCiIssuer(ServedInBackground):
     """The fake issuer. Use as a context manager, or start()/stop().
 
     ``claims`` override the defaults for every token it serves (see ``github_claims``);
     ``clock`` gives epoch seconds for ``iat``/``nbf``/``exp``.
     """
+
+    what = "the fake CI issuer"
 
     def __init__(
         self,
@@ -119,6 +121,7 @@ class FakeCiIssuer:
         clock: Callable[[], float] = time.time,
         port: int = 0,
     ) -> None:
+        super().__init__()
         self._overrides = dict(claims or {})
         self.claims = github_claims(self._overrides)
         self.request_token = secrets.token_urlsafe(32)
@@ -138,8 +141,6 @@ class FakeCiIssuer:
         self._lock = threading.Lock()
         self._served: list[ServedToken] = []
         self._canned: deque[tuple[int, str]] = deque()
-        self._httpd: _IssuerHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -166,37 +167,8 @@ class FakeCiIssuer:
             "ACTIONS_ID_TOKEN_REQUEST_TOKEN": self.request_token,
         }
 
-    def start(self) -> FakeCiIssuer:
-        if self._httpd is not None:
-            raise RuntimeError("the fake CI issuer is already started")
-        httpd = _IssuerHTTPServer(("127.0.0.1", self._port), self)
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving; safe twice or before start()."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeCiIssuer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _bind(self) -> _IssuerHTTPServer:
+        return _IssuerHTTPServer(("127.0.0.1", self._port), self)
 
     # ----------------------------------------------------------------- tokens
 
@@ -270,9 +242,7 @@ def _public_jwk(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> dict[str
         e = numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")
         jwk = {"kty": "RSA", "n": b64url_encode(n), "e": b64url_encode(e), "alg": "RS256"}
         return {**jwk, "kid": f"rsa-{secrets.token_hex(8)}", "use": "sig"}
-    x, y = public_coordinates(key)
-    jwk = {"kty": "EC", "crv": "P-256", "x": b64url_encode(x), "y": b64url_encode(y)}
-    return {**jwk, "alg": "ES256", "kid": jwk_thumbprint(x, y), "use": "sig"}
+    return es256_public_jwk(key)
 
 
 class _IssuerHTTPServer(ThreadingHTTPServer):

@@ -46,12 +46,8 @@ def exchange_token(state: SandboxState, form: Form, client_id: str, jkt: str | N
             raise OAuthError(
                 "invalid_request", "the subject_token is not an active access token of this client"
             )
-        if subject.jkt is not None and jkt != subject.jkt:
-            needed = "a DPoP proof is required" if jkt is None else "another key signed"
-            raise OAuthError("invalid_dpop_proof", f"the subject_token is DPoP-bound: {needed}")
-        scope = form.get("scope") or subject.scope
-        if not set(scope.split()) <= set(subject.scope.split()):
-            raise OAuthError("invalid_scope", "the scope exceeds the subject token's")
+        subject.require_key(jkt, "the subject_token")
+        scope = subject.narrowed_scope(form.get("scope"), "the subject token's")
         payload = state.issue_tokens_locked(
             client_id, scope, jkt, subject.family, with_refresh_token=False
         )

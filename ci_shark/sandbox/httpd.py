@@ -61,13 +61,15 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
         with self._lock:
             self._open_connections.discard(connection)
 
-    def shut_connections(self) -> None:
-        """Unblock handler threads waiting on idle keep-alive connections."""
+    def server_close(self) -> None:
+        """Close the listening socket and every connection: handler threads waiting on an
+        idle keep-alive connection end, so the join of closing does not wait them out."""
         with self._lock:
             connections = list(self._open_connections)
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+        super().server_close()
 
 
 def log_line(req: Request, reply: Reply) -> str:

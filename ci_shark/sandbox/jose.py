@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -63,6 +63,29 @@ def json_object(data: bytes) -> dict[str, Any]:
     return value
 
 
+@dataclass(frozen=True)
+class Jws:
+    """A compact JWS with its parts decoded; nothing verified yet."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+def decode_jws(segments: Sequence[str]) -> Jws:
+    """The three segments of a compact JWS (split at its dots), decoded: ValueError when
+    the header or the claims are not base64url of a JSON object, or the signature not
+    base64url."""
+    header, claims, signature = segments
+    return Jws(
+        json_object(b64url_decode(header)),
+        json_object(b64url_decode(claims)),
+        f"{header}.{claims}".encode("ascii"),
+        b64url_decode(signature),
+    )
+
+
 def jwk_thumbprint(x: bytes, y: bytes) -> str:
     """RFC 7638 thumbprint of an EC P-256 key: required members, sorted, no whitespace."""
     canonical = json.dumps(
@@ -76,6 +99,13 @@ def jwk_thumbprint(x: bytes, y: bytes) -> str:
 def public_coordinates(key: ec.EllipticCurvePrivateKey) -> tuple[bytes, bytes]:
     public = key.public_key().public_numbers()
     return public.x.to_bytes(32, "big"), public.y.to_bytes(32, "big")
+
+
+def es256_public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
+    """The public half of a P-256 key as a JWKS lists it, ``kid`` its RFC 7638 thumbprint."""
+    x, y = public_coordinates(key)
+    jwk = {"kty": "EC", "crv": "P-256", "x": b64url_encode(x), "y": b64url_encode(y)}
+    return {**jwk, "kid": jwk_thumbprint(x, y), "alg": "ES256", "use": "sig"}
 
 
 def public_key_from_jwk(jwk: object) -> tuple[ec.EllipticCurvePublicKey, str]:
@@ -192,11 +222,10 @@ def parse_dpop_proof(proof: str, *, method: str, url: str, now: float) -> Proof:
     if len(segments) != 3:
         raise ProofError("the DPoP proof is not a compact JWS")
     try:
-        header = json_object(b64url_decode(segments[0]))
-        claims = json_object(b64url_decode(segments[1]))
-        signature = b64url_decode(segments[2])
+        jws = decode_jws(segments)
     except ValueError as exc:
         raise ProofError(f"the DPoP proof is malformed: {exc}") from exc
+    header, claims = jws.header, jws.claims
     if header.get("typ") != "dpop+jwt":
         raise ProofError("the DPoP proof typ must be dpop+jwt")
     if header.get("alg") != "ES256":
@@ -204,7 +233,7 @@ def parse_dpop_proof(proof: str, *, method: str, url: str, now: float) -> Proof:
     if "crit" in header:
         raise ProofError("the DPoP proof has critical headers this server does not understand")
     key, jkt = public_key_from_jwk(header.get("jwk"))
-    if not es256_verify(key, f"{segments[0]}.{segments[1]}".encode("ascii"), signature):
+    if not es256_verify(key, jws.signing_input, jws.signature):
         raise ProofError("the DPoP proof signature does not verify")
     if claims.get("htm") != method:
         raise ProofError("the DPoP proof htm does not match the request method")

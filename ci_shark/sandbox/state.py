@@ -19,7 +19,7 @@ from ci_shark.sandbox.ci_trust import CiIdentity, CiTrust
 from ci_shark.sandbox.jose import jwk_thumbprint, public_coordinates, sign_jwt
 from ci_shark.sandbox.options import SandboxOptions
 from ci_shark.sandbox.records import GrantInfo, RequestRecord, SandboxStats
-from ci_shark.sandbox.wire import Reply, Request
+from ci_shark.sandbox.wire import OAuthError, Reply, Request
 
 ID_TOKEN_TTL_S: Final = 600
 # RFC 8628 §6.1: consonants only, no vowels (no words), no easily confused letters.
@@ -73,6 +73,19 @@ class Token:
 
     def expired(self, now: float) -> bool:
         return self.lifetime_s is not None and now >= self.issued_on_clock + self.lifetime_s
+
+    def require_key(self, jkt: str | None, what: str) -> None:
+        """RFC 9449: a token bound to a key is used with a proof from that key only."""
+        if self.jkt is not None and jkt != self.jkt:
+            needed = "a DPoP proof is required" if jkt is None else "another key signed"
+            raise OAuthError("invalid_dpop_proof", f"{what} is DPoP-bound: {needed}")
+
+    def narrowed_scope(self, asked: str | None, beyond: str) -> str:
+        """The scope asked for (this token's when none), which may only narrow it."""
+        scope = asked or self.scope
+        if not set(scope.split()) <= set(self.scope.split()):
+            raise OAuthError("invalid_scope", f"the scope exceeds {beyond}")
+        return scope
 
 
 def normalise_user_code(code: str) -> str:

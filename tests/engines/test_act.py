@@ -32,7 +32,6 @@ and by tests/integration (test_cli_login.py, test_github_action.py), which send 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from engine_tools import (
     run_engine,
     stop_leftover_processes,
 )
-from support.ci_tokens import parts
+from support.ci_tokens import signed_by
 from support.cli import clean_env
 from support.doc_blocks import as_workflow, block_under, sandbox_swaps, substitute
 from support.job_outputs import read_json_outputs
@@ -196,19 +195,6 @@ def test_fork_pull_request_is_refused_with_exit_6(act_job: ActJob) -> None:
     assert "refused as expected" in run.output
 
 
-def ci_tokens_in(text: str, issuer: FakeCiIssuer) -> list[str]:
-    """The JWTs ``issuer`` signed that ``text`` shows (a mask command's included)."""
-    found = []
-    for word in re.findall(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", text):
-        try:
-            claims = parts(word)[1]
-        except ValueError:
-            continue
-        if claims.get("iss") == issuer.url:
-            found.append(word)
-    return found
-
-
 def test_workload_identity_job_authenticates_every_request_with_the_jobs_oidc_token(
     act_job: ActJob,
 ) -> None:
@@ -219,7 +205,7 @@ def test_workload_identity_job_authenticates_every_request_with_the_jobs_oidc_to
     with FakeCiIssuer(claims={"repository": REPOSITORY}) as issuer:
         job_env = {**issuer.environment(), "CI_SHARK_SELFTEST_CI_ISSUER": issuer.url}
         run = act_job.run("workload-identity", terminal=False, job_env=job_env)
-        served = issuer.served
+        served, issuer_url = issuer.served, issuer.url
 
     assert_succeeded(run, "Check the login, and that later steps will authenticate the same way")
     assert_succeeded(
@@ -235,7 +221,7 @@ def test_workload_identity_job_authenticates_every_request_with_the_jobs_oidc_to
     assert {token.audience for token in served} == {sandbox_url}
     assert len({token.jti for token in served}) == len(served)
     # act obeys ::add-mask:: and prints *** for the token: none is readable in its output.
-    assert ci_tokens_in(run.output, issuer) == []
+    assert signed_by(issuer_url, run.output) == []
     assert not port_is_open(act_job.port), "the `Stop the sandbox` step did not stop it"
 
 

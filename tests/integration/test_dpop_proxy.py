@@ -119,10 +119,15 @@ class PeakRss:
         self.mib = max(self.mib, self._running.rss_mib())
 
 
+def proxy_args(credentials: Path, *upstreams: str) -> list[str]:
+    """`ci-shark proxy` with a login's credentials, forwarding to ``upstreams``."""
+    flags = [flag for upstream in upstreams for flag in ("--upstream", upstream)]
+    return ["proxy", "--credentials", str(credentials), *flags]
+
+
 @contextmanager
 def proxy(credentials: Path, *upstreams: str, env: dict[str, str] | None = None) -> Iterator[Proxy]:
-    flags = [flag for upstream in upstreams for flag in ("--upstream", upstream)]
-    args = ["proxy", "--credentials", str(credentials), *flags]
+    args = proxy_args(credentials, *upstreams)
     with CliJob(args, env or clean_env(), cwd=credentials.parent) as job:
         yield Proxy(job)
 
@@ -470,28 +475,12 @@ def test_a_wrapped_command_gets_the_url_and_its_exit_status_is_the_proxys(
     credentials: Path, api: DPoPResource
 ) -> None:
     script = 'curl -fsS "$SHARK_PROXY_URL/echo?from=command" && exit 7'
-    done = run_cli(
-        [
-            "proxy",
-            "--credentials",
-            str(credentials),
-            "--upstream",
-            api.url,
-            "--",
-            "bash",
-            "-c",
-            script,
-        ],
-        clean_env(),
-    )
+    done = run_cli([*proxy_args(credentials, api.url), "--", "bash", "-c", script], clean_env())
     assert done.returncode == 7, done.log
     assert json.loads(done.stdout)["target"] == "/echo?from=command"
     assert "SHARK_PROXY_URL=" not in done.stdout  # stdout is the command's
     assert "ci_shark: proxy: GET /echo 200" in done.stderr
-    missing = run_cli(
-        ["proxy", "--credentials", str(credentials), "--upstream", api.url, "--", "no-such-tool"],
-        clean_env(),
-    )
+    missing = run_cli([*proxy_args(credentials, api.url), "--", "no-such-tool"], clean_env())
     assert missing.returncode == 2
     assert "cannot run 'no-such-tool'" in missing.stderr
 
@@ -504,19 +493,7 @@ def test_nothing_secret_is_printed(credentials: Path, api: DPoPResource, tmp_pat
         'curl -sS -o /dev/null "${SHARK_PROXY_URL%/*}/wrong-capability/echo"'
     )
     done = run_cli(
-        [
-            "proxy",
-            "--credentials",
-            str(credentials),
-            "--upstream",
-            api.url,
-            "--",
-            "bash",
-            "-c",
-            script,
-        ],
-        clean_env(),
-        cwd=tmp_path,
+        [*proxy_args(credentials, api.url), "--", "bash", "-c", script], clean_env(), cwd=tmp_path
     )
     assert done.returncode == 0, done.log
     capability = URL_LINE.search("SHARK_PROXY_URL=" + (tmp_path / "url.txt").read_text())
@@ -543,9 +520,7 @@ def test_export_leaves_it_running_for_the_later_steps_of_a_github_job(
         {"GITHUB_ACTIONS": "true", "GITHUB_ENV": str(github_env), "RUNNER_TEMP": str(tmp_path)}
     )
     started = time.monotonic()
-    done = run_cli(
-        ["proxy", "--credentials", str(credentials), "--upstream", api.url, "--export"], step
-    )
+    done = run_cli([*proxy_args(credentials, api.url), "--export"], step)
     assert done.returncode == 0, done.log
     assert time.monotonic() - started < 30  # the step ends: GitHub reads GITHUB_ENV after it
     written = github_env.read_text()
@@ -591,8 +566,7 @@ def test_a_background_proxy_that_refreshes_writes_no_token_for_its_ended_step(
             "RUNNER_TEMP": str(tmp_path),
         }
     )
-    args = ["proxy", "--credentials", str(credentials), "--upstream", server.url, "--export"]
-    done = run_cli(args, step)
+    done = run_cli([*proxy_args(credentials, server.url), "--export"], step)
     assert done.returncode == 0, done.log
     pid = int(_said(r"^SHARK_PROXY_PID=(\d+)$", done.stdout))
     url = _said(r"^SHARK_PROXY_URL=(\S+)$", done.stdout)
@@ -616,10 +590,7 @@ def test_a_background_proxy_that_refreshes_writes_no_token_for_its_ended_step(
 
 
 def test_export_is_for_github_only(credentials: Path, api: DPoPResource) -> None:
-    done = run_cli(
-        ["proxy", "--credentials", str(credentials), "--upstream", api.url, "--export"],
-        clean_env(),
-    )
+    done = run_cli([*proxy_args(credentials, api.url), "--export"], clean_env())
     assert done.returncode == 2
     assert "GITHUB_ENV" in done.stderr
     assert "-- COMMAND" in done.stderr

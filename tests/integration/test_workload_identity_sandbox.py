@@ -17,14 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from joserfc.jwk import RSAKey
 from support.ci_tokens import (
     JWT_BEARER,
     CiKeys,
+    assert_invalid_client,
+    bad_ci_tokens,
     fetch_github_token,
-    hmac_confused,
-    tampered,
-    unsigned,
 )
 from support.sandbox_client import (
     CLIENT_ID,
@@ -87,15 +85,6 @@ def approve_on_the_page(http: httpx.Client, link: str, user_code: str) -> None:
     assert http.post(url, data=decision).status_code == 200
 
 
-def refused(response: httpx.Response, token: str, reason: str) -> None:
-    assert response.status_code == 401, response.text
-    assert error_of(response) == "invalid_client"
-    description = response.json()["error_description"]
-    assert re.search(reason, description), description
-    for segment in token.split("."):
-        assert not segment or segment not in response.text  # never the token, nor a part of it
-
-
 def test_a_job_with_its_ci_token_gets_approved_refreshes_and_revokes(
     client: WorkloadClient, issuer: FakeCiIssuer, http: httpx.Client
 ) -> None:
@@ -133,14 +122,18 @@ def test_the_retry_after_use_dpop_nonce_needs_a_fresh_ci_token(
     challenge = client.key.post(http, f"{client.url}/oauth/token", data)
     assert error_of(challenge) == "use_dpop_nonce"
     replay = client.key.post(http, f"{client.url}/oauth/token", data)
-    refused(replay, assertion, r"already used \(its jti\).*a retry after use_dpop_nonce included")
+    assert_invalid_client(
+        replay, assertion, r"already used \(its jti\).*a retry after use_dpop_nonce included"
+    )
 
 
 def test_every_request_of_a_workload_client_needs_its_ci_token(
     client: WorkloadClient, sandbox: str, http: httpx.Client
 ) -> None:
     bare = http.post(f"{sandbox}/oauth/device", data={"client_id": CLIENT_ID})
-    refused(bare, "", rf"client '{CLIENT_ID}' must authenticate with its CI's OIDC token")
+    assert_invalid_client(
+        bare, "", rf"client '{CLIENT_ID}' must authenticate with its CI's OIDC token"
+    )
     assert (
         "client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
         in (bare.json()["error_description"])
@@ -153,10 +146,10 @@ def test_every_request_of_a_workload_client_needs_its_ci_token(
         "device_code": device["device_code"],
     }
     poll = client.key.post(http, f"{sandbox}/oauth/token", data)
-    refused(poll, "", "must authenticate with its CI's OIDC token")
+    assert_invalid_client(poll, "", "must authenticate with its CI's OIDC token")
     approve_on_the_page(http, device["verification_uri_complete"], device["user_code"])
     tokens = client.poll(device["device_code"]).json()
-    refused(
+    assert_invalid_client(
         client.revoke(tokens["access_token"], authenticated=False),
         "",
         "must authenticate with its CI's OIDC token to revoke its tokens",
@@ -165,65 +158,25 @@ def test_every_request_of_a_workload_client_needs_its_ci_token(
     assert introspected.json()["active"] is True
 
 
-def _expired(issuer: FakeCiIssuer, aud: str) -> str:
-    return issuer.mint(aud, iat=1_700_000_000, nbf=1_700_000_000, exp=1_700_000_300)
-
-
-def _hs256(issuer: FakeCiIssuer, aud: str) -> str:
-    public_pem = RSAKey.import_key(httpx.get(issuer.jwks_url).json()["keys"][0]).as_pem(
-        private=False
-    )
-    return hmac_confused(issuer.mint(aud), public_pem)
-
-
 @pytest.mark.parametrize(
     ("make", "reason"),
-    [
-        pytest.param(
-            lambda issuer, aud: issuer.mint("https://github.com/octo"),
-            r"aud is 'https://github.com/octo', not this server's issuer.*request the CI token "
-            r"with audience http://127\.0\.0\.1",
-            id="wrong-aud",
-        ),
-        pytest.param(
-            _expired,
-            r"expired at 2023-11-14T22:18:20Z .*fetch a fresh CI token for each request",
-            id="expired",
-        ),
-        pytest.param(
-            lambda issuer, aud: tampered(issuer.mint(aud), ref="refs/heads/main", sha="0" * 40),
-            r"signature does not verify with the keys of 'http://127\.0\.0\.1:\d+' \(from "
-            r"http://127\.0\.0\.1:\d+/\.well-known/jwks\)",
-            id="tampered",
-        ),
-        pytest.param(
-            lambda issuer, aud: issuer.mint(aud, repository="mallory/app"),
-            rf"client '{CLIENT_ID}' does not accept this CI identity: repository is "
-            rf"'mallory/app', and the rule is {CLIENT_ID}:repository=octo/app",
-            id="repository-not-allowed",
-        ),
-        pytest.param(
-            lambda issuer, aud: issuer.mint(aud, ref="refs/tags/v1"),
-            r"ref is 'refs/tags/v1', and the rule is .*:ref=refs/heads/\*",
-            id="ref-not-allowed",
-        ),
-        pytest.param(
-            lambda issuer, aud: unsigned(issuer.mint(aud)),
-            r"alg 'none' is not accepted",
-            id="alg-none",
-        ),
-        pytest.param(_hs256, r"alg 'HS256' is not accepted", id="hs256-confusion"),
-        pytest.param(
-            lambda issuer, aud: CiKeys(issuer=issuer.url).token(aud, header={"kid": issuer.kid}),
-            r"signature does not verify",
-            id="another-key",
-        ),
-        pytest.param(
-            lambda issuer, aud: CiKeys().token(aud),
-            r"issuer is 'https://token\.actions\.githubusercontent\.com'; this server trusts",
-            id="another-issuer",
-        ),
-    ],
+    bad_ci_tokens(
+        {
+            "wrong-aud": r"aud is 'https://github.com/octo', not this server's issuer.*request "
+            r"the CI token with audience http://127\.0\.0\.1",
+            "expired": r"expired at 2023-11-14T22:18:20Z .*fetch a fresh CI token for each request",
+            "tampered": r"signature does not verify with the keys of 'http://127\.0\.0\.1:\d+' "
+            r"\(from http://127\.0\.0\.1:\d+/\.well-known/jwks\)",
+            "repository-not-allowed": rf"client '{CLIENT_ID}' does not accept this CI identity: "
+            rf"repository is 'mallory/app', and the rule is {CLIENT_ID}:repository=octo/app",
+            "ref-not-allowed": r"ref is 'refs/tags/v1', and the rule is .*:ref=refs/heads/\*",
+            "alg-none": r"alg 'none' is not accepted",
+            "hs256-confusion": r"alg 'HS256' is not accepted",
+            "another-key": r"signature does not verify",
+            "another-issuer": r"issuer is 'https://token\.actions\.githubusercontent\.com'; this "
+            r"server trusts",
+        }
+    ),
 )
 def test_a_bad_ci_token_is_invalid_client_with_a_reason(
     sandbox: str,
@@ -235,7 +188,7 @@ def test_a_bad_ci_token_is_invalid_client_with_a_reason(
     token = make(issuer, sandbox)
     data = {"client_id": CLIENT_ID, "client_assertion_type": JWT_BEARER, "client_assertion": token}
     response = http.post(f"{sandbox}/oauth/device", data=data)
-    refused(response, token, reason)
+    assert_invalid_client(response, token, reason)
     assert "device_code" not in response.text
 
 
@@ -245,7 +198,9 @@ def test_a_replayed_ci_token_is_refused(
     token = fetch_github_token(http, issuer.environment(), sandbox)
     data = {"client_id": CLIENT_ID, "client_assertion_type": JWT_BEARER, "client_assertion": token}
     assert http.post(f"{sandbox}/oauth/device", data=data).status_code == 200
-    refused(http.post(f"{sandbox}/oauth/device", data=data), token, r"already used \(its jti\)")
+    assert_invalid_client(
+        http.post(f"{sandbox}/oauth/device", data=data), token, r"already used \(its jti\)"
+    )
 
 
 def test_a_jwks_file_an_es256_issuer_and_token_reuse(tmp_path: Path, http: httpx.Client) -> None:
@@ -295,7 +250,7 @@ def test_the_fake_ci_issuer_with_a_repository_the_rules_refuse(http: httpx.Clien
         environment = dict(line.split("=", 1) for line in lines[1:])
         token = fetch_github_token(http, environment, url)
         client = WorkloadClient(url, http, lambda: token)
-        refused(client.device(), token, r"repository is 'mallory/app'")
+        assert_invalid_client(client.device(), token, r"repository is 'mallory/app'")
 
 
 @pytest.mark.parametrize(

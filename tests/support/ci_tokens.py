@@ -1,7 +1,9 @@
 """CI OIDC tokens made by hand with joserfc, independent of the sandbox's own JOSE code (a
 bug in one cannot hide a bug in the other): an issuer's keys and GitHub-shaped tokens, and
 the forgeries a server must refuse (alg none, HS256 keyed with the public key, a payload
-swapped under a valid signature)."""
+swapped under a valid signature). Every verifier of the tests (the sandbox, oidc-provider)
+is held to the same bad tokens (:func:`bad_ci_tokens`) and the same refusal
+(:func:`assert_invalid_client`); :func:`signed_by` finds a CI token in what a job printed."""
 
 from __future__ import annotations
 
@@ -9,15 +11,23 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import httpx
+import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
+
+if TYPE_CHECKING:
+    from _pytest.mark.structures import ParameterSet
+
+    from ci_shark.sandbox import FakeCiIssuer
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -136,3 +146,60 @@ def fetch_github_token(http: httpx.Client, environment: dict[str, str], audience
     response = http.get(url, headers={"Authorization": f"bearer {bearer}"})
     assert response.status_code == 200, response.text
     return str(response.json()["value"])
+
+
+def signed_by(issuer_url: str, text: str) -> list[str]:
+    """The JWTs in ``text`` whose ``iss`` is ``issuer_url`` (a mask command's included)."""
+    found = []
+    for word in re.findall(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", text):
+        try:
+            claims = parts(word)[1]
+        except ValueError:
+            continue
+        if claims.get("iss") == issuer_url:
+            found.append(word)
+    return found
+
+
+def assert_invalid_client(response: httpx.Response, token: str, reason: str) -> None:
+    """A 401 ``invalid_client`` whose description matches ``reason`` (a regular
+    expression), and that quotes neither ``token`` nor any part of it."""
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"
+    description = response.json()["error_description"]
+    assert re.search(reason, description), description
+    for segment in token.split("."):
+        assert not segment or segment not in response.text
+
+
+MakeToken = Callable[["FakeCiIssuer", str], str]  # (the trusted issuer, the audience) -> a token
+
+
+def _hs256_confused(issuer: FakeCiIssuer, audience: str) -> str:
+    jwk = httpx.get(issuer.jwks_url).json()["keys"][0]
+    return hmac_confused(issuer.mint(audience), RSAKey.import_key(jwk).as_pem(private=False))
+
+
+# The CI tokens a server that trusts the issuer for octo/app's branches must refuse, by case.
+BAD_CI_TOKENS: dict[str, MakeToken] = {
+    "wrong-aud": lambda issuer, aud: issuer.mint("https://github.com/octo"),
+    "other-audiences-too": lambda issuer, aud: issuer.mint([aud, "https://vault.example"]),
+    "expired": lambda issuer, aud: issuer.mint(
+        aud, iat=1_700_000_000, nbf=1_700_000_000, exp=1_700_000_300
+    ),
+    "tampered": lambda issuer, aud: tampered(issuer.mint(aud), sha="0" * 40),
+    "repository-not-allowed": lambda issuer, aud: issuer.mint(aud, repository="mallory/app"),
+    "ref-not-allowed": lambda issuer, aud: issuer.mint(aud, ref="refs/tags/v1"),
+    "alg-none": lambda issuer, aud: unsigned(issuer.mint(aud)),
+    "hs256-confusion": _hs256_confused,
+    "another-key": lambda issuer, aud: CiKeys(issuer=issuer.url).token(
+        aud, header={"kid": issuer.kid}
+    ),
+    "another-issuer": lambda issuer, aud: CiKeys().token(aud),
+}
+
+
+def bad_ci_tokens(reasons: Mapping[str, str]) -> list[ParameterSet]:
+    """``(make, reason)`` parameters for the cases of :data:`BAD_CI_TOKENS` that
+    ``reasons`` names, each with the refusal (a regular expression) its verifier gives."""
+    return [pytest.param(BAD_CI_TOKENS[case], reason, id=case) for case, reason in reasons.items()]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from support.recording_proxy import RecordingProxy
 
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.oauth.dpop_auth import DPoPAuth
-from ci_shark.oauth.http import HttpClient, SendFailed
+from ci_shark.oauth.http import Exchange, HttpClient, SendFailed
 from ci_shark.oauth.transport import LoopbackDirect, describe
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
@@ -185,31 +186,46 @@ class Watched(httpx.SyncByteStream):
         self.closed = True
 
 
+class Answers:
+    """A server that gives ``answers`` in turn, and keeps what it was sent."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self._answers = iter(answers)
+        self.sent: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(request)
+        return next(self._answers)
+
+
+@contextmanager
+def sent_with_a_token(
+    server: Answers, method: str = "GET", url: str = "https://api.example/x", **options: Any
+) -> Iterator[Exchange]:
+    """One request with an access token and a DPoP proof through the bounded send, answered
+    by ``server``: the exchange the caller gets (``options``: httpx's, e.g. ``content``)."""
+    deadline = time.monotonic() + 10
+    with HttpClient(transport=httpx.MockTransport(server), max_body_bytes=None) as http:
+        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
+        request = http.build(method, url, deadline=deadline, **options)
+        with http.send(request, deadline=deadline, auth=auth) as answer:
+            yield answer
+
+
 def test_a_resource_nonce_challenge_is_answered_without_reading_its_body() -> None:
     # `request` streams what it gets: a 401's body may be anything, and is never read.
     challenge_body = Watched()
-    answers = iter(
-        [
-            httpx.Response(401, headers={"DPoP-Nonce": "n-1"}, stream=challenge_body),
-            httpx.Response(200, stream=Watched()),
-        ]
+    server = Answers(
+        httpx.Response(401, headers={"DPoP-Nonce": "n-1"}, stream=challenge_body),
+        httpx.Response(200, stream=Watched()),
     )
-    sent: list[httpx.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return next(answers)
+    with sent_with_a_token(server) as answer:
+        assert answer.response.status_code == 200
+        assert b"".join(answer.chunks()) == b"chunk chunk chunk "
 
-    deadline = time.monotonic() + 10
-    with HttpClient(transport=httpx.MockTransport(handler), max_body_bytes=None) as http:
-        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
-        request = http.build("GET", "https://api.example/x", deadline=deadline)
-        with http.send(request, deadline=deadline, auth=auth) as answer:
-            assert answer.response.status_code == 200
-            assert b"".join(answer.chunks()) == b"chunk chunk chunk "
-
-    assert len(sent) == 2
-    assert sent[0].headers["DPoP"] != sent[1].headers["DPoP"]
+    assert len(server.sent) == 2
+    assert server.sent[0].headers["DPoP"] != server.sent[1].headers["DPoP"]
     assert (challenge_body.read, challenge_body.closed) == (False, True)
 
 
@@ -217,30 +233,17 @@ def test_an_authorization_servers_400_is_answered_when_a_token_goes_along_too() 
     # A call relayed by `proxy` to an authorization server: §8's JSON 400, small and plain,
     # is read and answered once; the answer after it streams as usual.
     demand = b'{"error": "use_dpop_nonce"}'
-    answers = iter(
-        [
-            httpx.Response(
-                400,
-                headers={"DPoP-Nonce": "n-1", "Content-Type": "application/json"},
-                content=demand,
-            ),
-            httpx.Response(200, stream=Watched()),
-        ]
+    server = Answers(
+        httpx.Response(
+            400, headers={"DPoP-Nonce": "n-1", "Content-Type": "application/json"}, content=demand
+        ),
+        httpx.Response(200, stream=Watched()),
     )
-    sent: list[httpx.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return next(answers)
-
-    deadline = time.monotonic() + 10
-    with HttpClient(transport=httpx.MockTransport(handler), max_body_bytes=None) as http:
-        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
-        request = http.build("POST", "https://as.example/token", deadline=deadline, content=b"x")
-        with http.send(request, deadline=deadline, auth=auth) as answer:
-            assert answer.response.status_code == 200
-            assert b"".join(answer.chunks()) == b"chunk chunk chunk "
-    assert len(sent) == 2
+    with sent_with_a_token(server, "POST", "https://as.example/token", content=b"x") as answer:
+        assert answer.response.status_code == 200
+        assert b"".join(answer.chunks()) == b"chunk chunk chunk "
+    assert len(server.sent) == 2
 
 
 def test_a_small_json_400_that_demands_nothing_is_passed_on_as_it_came() -> None:
@@ -253,20 +256,12 @@ def test_a_small_json_400_that_demands_nothing_is_passed_on_as_it_came() -> None
 
     headers = {"DPoP-Nonce": "n-1", "Content-Type": "application/json"}
     headers["Content-Length"] = str(len(said))
-    sent: list[httpx.Request] = []
+    server = Answers(httpx.Response(400, headers=headers, stream=Unread()))
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(400, headers=headers, stream=Unread())
-
-    deadline = time.monotonic() + 10
-    with HttpClient(transport=httpx.MockTransport(handler), max_body_bytes=None) as http:
-        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
-        request = http.build("GET", "https://api.example/x", deadline=deadline)
-        with http.send(request, deadline=deadline, auth=auth) as answer:
-            assert answer.response.is_stream_consumed  # the flow looked
-            assert b"".join(answer.chunks()) == said
-    assert len(sent) == 1
+    with sent_with_a_token(server) as answer:
+        assert answer.response.is_stream_consumed  # the flow looked
+        assert b"".join(answer.chunks()) == said
+    assert len(server.sent) == 1
 
 
 @pytest.mark.parametrize(
@@ -280,20 +275,12 @@ def test_a_small_json_400_that_demands_nothing_is_passed_on_as_it_came() -> None
 )
 def test_any_other_400_with_a_token_goes_back_unread(headers: dict[str, str]) -> None:
     body = Watched()
-    sent: list[httpx.Request] = []
+    server = Answers(httpx.Response(400, headers={"DPoP-Nonce": "n-1", **headers}, stream=body))
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        sent.append(request)
-        return httpx.Response(400, headers={"DPoP-Nonce": "n-1", **headers}, stream=body)
-
-    deadline = time.monotonic() + 10
-    with HttpClient(transport=httpx.MockTransport(handler), max_body_bytes=None) as http:
-        auth = DPoPAuth(DPoPKey.generate(), http.nonces, Secret("at-1"))
-        request = http.build("GET", "https://api.example/x", deadline=deadline)
-        with http.send(request, deadline=deadline, auth=auth) as answer:
-            assert body.read is False  # nothing read before the caller streams it
-            assert b"".join(answer.chunks()) == b"chunk chunk chunk "
-    assert len(sent) == 1
+    with sent_with_a_token(server) as answer:
+        assert body.read is False  # nothing read before the caller streams it
+        assert b"".join(answer.chunks()) == b"chunk chunk chunk "
+    assert len(server.sent) == 1
 
 
 def test_a_streamed_request_body_is_not_sent_twice() -> None:
