@@ -302,7 +302,9 @@ COMMANDS: dict[str, Command] = {
     "revoke": Command(
         summary="revoke the access and refresh tokens (RFC 7009), e.g. in an always-run last step",
         description="Revoke the login's refresh token (the grant) and access token, then "
-        "remove ci_shark's own key file and default credentials file.",
+        "remove ci_shark's own key file and default credentials file. A server that names "
+        "no revocation endpoint (GitHub, Entra ID) gets a warning saying until when the "
+        "tokens stay valid, and exit 0.",
         run=_revoke,
         options=cli_options.revoke_options,
         exits=_ONLINE,

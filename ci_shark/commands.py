@@ -6,7 +6,9 @@
 - :func:`refresh`: the refresh-token grant, one process at a time per credentials file;
   the new tokens saved where the old ones were before anything else, or revoked.
 - :func:`revoke`: revoke both tokens (the grant first) within a deadline of its own, and
-  remove our own files.
+  remove our own files. A server that names no revocation endpoint (GitHub, Entra ID) is
+  a warning that says until when the tokens stay valid, not a failure: the always-run last
+  step cannot change the server.
 
 `ci-shark request` is :mod:`ci_shark.request`. Every secret read is masked before it is used.
 """
@@ -282,7 +284,10 @@ def revoke(
     max_time_s: float = REVOKE_BUDGET_S,
 ) -> None:
     """RFC 7009 for the refresh token (the grant) and then the access token, at the server
-    that issued them, within ``max_time_s`` (`--max-time`); then our own files go."""
+    that issued them, within ``max_time_s`` (`--max-time`); then our own files go. A server
+    without a revocation endpoint gets a warning instead (:func:`_cannot_revoke`), and our
+    own files go all the same: nothing on this machine keeps using the tokens (a DPoP-bound
+    one is useless without its key)."""
     mask_issued(issued, platform)
     tokens = revocable(
         refresh_token=issued.secret("SHARK_REFRESH_TOKEN"),
@@ -301,10 +306,9 @@ def revoke(
     with _at_server(issued, settings, platform, deadline) as (http, server):
         endpoint = server.endpoints.revocation
         if endpoint is None:
-            raise ConfigError(
-                "the authorization server names no revocation endpoint",
-                hint="the server does not support RFC 7009 revocation; tokens expire on their own",
-            )
+            platform.warn(_cannot_revoke(issued, server.auth_url))
+            _remove_own_files(issued, platform, credentials_flag=credentials_flag)
+            return
         results = revoke_each(http, endpoint, tokens, server.client, dpop=key, deadline=deadline)
     for hint, failure in results.items():
         if failure is None:
@@ -313,6 +317,24 @@ def revoke(
     if failures:
         raise failures[0]
     _remove_own_files(issued, platform, credentials_flag=credentials_flag)
+
+
+def _cannot_revoke(issued: Issued, auth_url: str) -> str:
+    """What a server without RFC 7009 leaves alive, and until when. A warning, not an
+    error: the always-run last step cannot change the server, and failing it would fail
+    every job that uses one (GitHub, Entra ID)."""
+    expires = issued.text("SHARK_EXPIRES_AT")
+    alive = []
+    if issued.secret("SHARK_ACCESS_TOKEN") is not None:
+        until = untrusted(expires, 40) if expires else "the server ends it (none recorded)"
+        alive.append(f"the access token until {until}")
+    if issued.secret("SHARK_REFRESH_TOKEN") is not None:
+        alive.append("the refresh token until the server ends the grant")
+    return (
+        f"{untrusted(auth_url, 200)} names no revocation endpoint (RFC 7009), so nothing "
+        f"was revoked. They stay valid: {', '.join(alive)}. To end them sooner, revoke the "
+        "app's access at the server"
+    )
 
 
 def _remove_own_files(issued: Issued, platform: Platform, *, credentials_flag: bool) -> None:
