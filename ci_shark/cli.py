@@ -203,17 +203,18 @@ def _refresh(args: argparse.Namespace) -> None:
 
 
 def _revoke(args: argparse.Namespace) -> None:
-    from ci_shark import commands
+    from ci_shark import revocation
+    from ci_shark.issued import load_issued
 
     settings, platform = _using(args)
     try:
-        issued = commands.load_issued(args.credentials, platform)
+        issued = load_issued(args.credentials, platform)
     except ConfigError:
         if args.credentials is not None:
             raise
         platform.log("ci_shark: nothing to revoke (no login's credentials in this job)")
         return
-    commands.revoke(
+    revocation.revoke(
         issued,
         settings,
         platform,
