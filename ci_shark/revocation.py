@@ -49,11 +49,11 @@ def revoke(
     """Revoke ``issued``'s tokens and then remove our own files, by the module's rules;
     ``credentials_flag``: the user named the file (`--credentials`), which then stays."""
     mask_issued(issued, platform)
+    if not issued.holds_token:  # nor can a refresh bring any: it needs a refresh token
+        platform.log("ci_shark: nothing to revoke (no access or refresh token)")
+        return
     deadline = time.monotonic() + max_time_s
     with _refreshes_held_off(issued, platform, wait_s=max_time_s) as seen:
-        if not any(credentials.holds_token for credentials in seen):
-            platform.log("ci_shark: nothing to revoke (no access or refresh token)")
-            return
         failures = []
         for credentials in seen:
             try:
