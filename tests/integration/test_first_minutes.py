@@ -189,6 +189,7 @@ def test_demo_cleans_up_and_says_so(tmp_path: Path) -> None:
     done = run_cli(["demo", "--approve-after", "1"], clean_env({"TMPDIR": str(tmp_path)}))
     assert done.returncode == 0, done.log
     assert "Removed" in done.stdout
+    assert "`python -I -m ci_shark.sandbox`" in done.stdout  # to paste in a checkout too
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("ci-shark-demo-")]
     kept = run_cli(["demo", "--approve-after", "1", "--keep"], clean_env({"TMPDIR": str(tmp_path)}))
     assert kept.returncode == 0, kept.log
