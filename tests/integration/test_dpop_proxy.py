@@ -1,8 +1,9 @@
 """`ci-shark proxy` with real clients (curl, Node's fetch) against resources that check
 every proof as RFC 9449 asks (support/dpop_resource.py, with joserfc; the sandbox's
 ``/api/*`` for refresh): the capability, never an open proxy, the client's credentials
-dropped, redirects, bodies of 200 MB both ways in bounded memory, refresh before expiry,
-SIGTERM, and nothing secret in what it prints (issue 22)."""
+dropped, one keep-alive connection to the upstream, redirects, bodies of 200 MB both ways
+in bounded memory, refresh before expiry, SIGTERM, and nothing secret in what it prints
+(issue 22)."""
 
 from __future__ import annotations
 
@@ -155,6 +156,21 @@ def test_curl_through_the_proxy_sends_a_verified_dpop_request(
     assert ok[0].claims["htu"] == f"{api.url}/echo"  # the upstream URL, no query
     assert ok[0].claims["nonce"] == api.nonce
     assert ok[0].claims["jkt"] == values(credentials)["SHARK_DPOP_JKT"]
+
+
+def test_every_client_shares_one_keep_alive_connection_to_the_upstream(
+    credentials: Path, api: DPoPResource
+) -> None:
+    with proxy(credentials, api.url) as running:
+        for number in range(5):  # a curl process each: five client connections
+            got = running.curl(f"{running.url}/echo?n={number}")
+            assert got.returncode == 0, got.stderr
+    assert api.outcomes() == ["use_dpop_nonce"] + ["ok"] * 5
+    # The challenge closes its connection (its body is never read); every request after it
+    # goes on one pooled connection, whichever client sent it.
+    challenged, *served = [seen.connection for seen in api.seen]
+    assert len(set(served)) == 1, served
+    assert challenged not in served
 
 
 def test_node_fetch_uses_the_token_without_knowing_dpop(
