@@ -181,3 +181,11 @@ def test_servers_md_covers_every_preset_and_its_auth_url_is_recognised() -> None
             continue
         example = re.sub(r"\{\w+\}", "example", auth_url)
         assert recognise(example).name == preset, f"{server}: `provider: auto` on {example}"
+
+
+def test_every_python_m_the_docs_show_is_isolated() -> None:
+    """`python -m X` in a checkout runs the checkout's (a pull request's) `X.py` or
+    `httpx.py` first: what the docs show carries -I, or is the console script."""
+    not_isolated = re.compile(r"python3?\s+-m\s+ci_shark")
+    shown = {path.name: not_isolated.findall(path.read_text()) for path in DOC_FILES}
+    assert {name: found for name, found in shown.items() if found} == {}
