@@ -315,6 +315,28 @@ def test_a_job_without_id_token_write_is_told_to_add_it(
     assert job.files.outputs() == {"status": "error"}
 
 
+def test_a_later_step_without_the_ci_token_is_told_it_needs_one_not_to_turn_it_off(
+    sandbox: SandboxServer, issuer: FakeCiIssuer, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    """`workload-identity` cannot be turned off for a later step: it authenticates as the
+    login did, whatever its settings say. The fix names the login and the permission."""
+    job = Job(tmp_path, api, issuer, sandbox.url)
+    assert job.login().returncode == 0
+    for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+        del job.env[name]  # a step (or job) without `id-token: write`
+    asked_before = len(sandbox.stats.requests)
+
+    refreshed = job.later("refresh")
+
+    assert refreshed.returncode == 2, refreshed.log
+    (fix,) = [line for line in refreshed.stderr.splitlines() if "  fix: " in line]
+    assert "turn `workload-identity`" not in fix
+    assert "SHARK_CLIENT_AUTH=workload_identity" in fix
+    assert "`permissions: id-token: write`" in refreshed.stderr
+    assert "/oauth/token" not in [r.path for r in sandbox.stats.requests[asked_before:]]
+    assert_no_ci_token_shown(job, issuer)
+
+
 def test_a_ci_without_a_token_service_is_not_supported(
     sandbox: SandboxServer, tmp_path: Path
 ) -> None:
