@@ -3,10 +3,11 @@ runner files, a fake GitHub token service (``FakeCiIssuer``, the runner's
 ``ACTIONS_ID_TOKEN_REQUEST_URL``) and the sandbox trusting it, with DPoP nonces required and
 each CI token's ``jti`` taken once.
 
-Accepted: the login, and later steps (`refresh`, `request`, `revoke`) that authenticate the
-same way untold. Refused: a wrong ``aud``, an expired token, a tampered signature, a
-replayed ``jti``, a repository the server does not allow, a job without ``id-token:
-write``, a CI without a token service. Each refusal exits non-zero before or at the device
+Accepted: the login, and later steps (`refresh`, `request` and its auto-refresh, `revoke`)
+that authenticate the same way untold. Refused: a wrong ``aud``, an expired token, a
+tampered signature, a replayed ``jti``, a repository the server does not allow, a job
+without ``id-token: write``, a CI without a token service, a later step without a CI
+token. Each refusal exits non-zero before or at the device
 request with a message a person can act on, and no CI token is ever in the output: stdout,
 stderr (but for ``::add-mask::``), or any file the step wrote.
 """
@@ -172,6 +173,35 @@ def test_a_login_authenticated_by_the_ci_token_and_its_later_steps(
     revocations = [r for r in sandbox.stats.requests if r.path == "/oauth/revoke"]
     assert [r.outcome for r in revocations] == ["revoked", "revoked"]
 
+    assert_no_ci_token_shown(job, issuer)
+
+
+def test_requests_auto_refresh_authenticates_with_a_ci_token_of_its_own(
+    issuer: FakeCiIssuer, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    """`ci-shark request` in a later step finds the token due and refreshes it first: with
+    a fresh CI token, untold, as the login authenticated."""
+    rules = [ClaimRule.parse(f"{CLIENT_ID}:repository=octo/app")]
+    with SandboxServer(
+        approve_after_s=1,
+        access_token_ttl_s=4,  # due at half its life
+        trust_ci_issuer=issuer.jwks_url,
+        ci_issuer=issuer.url,
+        ci_allow=rules,
+    ) as sandbox:
+        job = Job(tmp_path, api, issuer, sandbox.url)
+        assert job.login().returncode == 0
+        time.sleep(2.5)
+        served_before = len(issuer.served)
+
+        called = job.later("request", f"{sandbox.url}/api/echo")
+
+        assert called.returncode == 0, called.log
+        assert "refreshing it" in called.stderr
+        outcomes = [r.outcome for r in sandbox.stats.requests if r.path == "/oauth/token"]
+        assert outcomes[-1] == "refreshed"
+        fetched = issuer.served[served_before:]
+        assert {token.audience for token in fetched} == {sandbox.url}  # one at least
     assert_no_ci_token_shown(job, issuer)
 
 
