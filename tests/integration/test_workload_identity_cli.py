@@ -321,6 +321,9 @@ def test_a_ci_token_the_server_would_not_take_ends_the_login_before_any_code(
     errors = [line for line in login.stderr.splitlines() if line.startswith("::error ")]
     assert errors, login.stderr
     assert re.search(said, "\n".join(errors)), errors
+    if at_the_server:  # the fix points at the server's reason, and at the input for an aud
+        (fix,) = [line for line in login.stderr.splitlines() if "  fix: " in line]
+        assert "`workload-identity-audience`" in fix
     assert len(sandbox.grants) == grants_before  # no device code exists
     asked = sandbox.stats.requests[requests_before:]
     device = [r.outcome for r in asked if r.path == "/oauth/device"]
