@@ -203,3 +203,11 @@ def test_a_guide_states_the_release_status_before_its_first_release_placeholder(
     where = f"{path.name}:{pasted[0].line}: before this block, say that"
     assert "sharkauth/ci-shark" in before, f"{where} the repository is sharkauth/ci-shark"
     assert NO_RELEASE_YET.search(before), f"{where} it has no release yet, and what to pin"
+
+
+def test_every_python_m_the_docs_show_is_isolated() -> None:
+    """`python -m X` in a checkout runs the checkout's (a pull request's) `X.py` or
+    `httpx.py` first: what the docs show carries -I, or is the console script."""
+    not_isolated = re.compile(r"python3?\s+-m\s+ci_shark")
+    shown = {path.name: not_isolated.findall(path.read_text()) for path in DOC_FILES}
+    assert {name: found for name, found in shown.items() if found} == {}
