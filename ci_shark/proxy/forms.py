@@ -110,7 +110,8 @@ def run(options: ProxyOptions, issued: Issued, settings: ServerSettings, platfor
 
 
 def parse_listen(text: str) -> tuple[str, int, socket.AddressFamily]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) on a loopback address."""
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) on a loopback address; ``localhost`` is 127.0.0.1
+    (a name is not looked up: it could resolve elsewhere)."""
     host, sep, port = text.strip().rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
@@ -120,7 +121,7 @@ def parse_listen(text: str) -> tuple[str, int, socket.AddressFamily]:
         address, number = None, -1
     if not sep or address is None or not 0 <= number <= 65535:
         raise ConfigError(
-            f"`--listen` {text!r} is not HOST:PORT with an IP address",
+            f"`--listen` {text!r} is not HOST:PORT with an IP address or localhost",
             hint="e.g. `--listen 127.0.0.1:0` (0: a free port)",
         )
     if not address.is_loopback:
