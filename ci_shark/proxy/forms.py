@@ -13,7 +13,8 @@ Its rules:
     proxy's. SIGTERM/SIGINT go on to the command (SIGINT not when a terminal already sent
     it to the whole process group), which gets ``CHILD_GRACE_S`` before it is killed;
   - ``--export`` (GitHub): ``SHARK_PROXY_URL`` and ``SHARK_PROXY_PID`` are written to
-    ``GITHUB_ENV`` and printed, and the proxy goes on in the background (a new session,
+    ``GITHUB_ENV`` and printed (on stderr, the stream of the capability's mask), and the
+    proxy goes on in the background (a new session,
     its log in a 0600 file of the job's folder) until the job ends and the runner stops
     it, or until SIGTERM (``kill "$SHARK_PROXY_PID"``). The step ends at once: GitHub
     reads ``GITHUB_ENV`` only after it. The background proxy writes nothing for that
@@ -237,7 +238,9 @@ def _in_the_background(
     lines = f"{URL_VARIABLE}={url}\n{PID_VARIABLE}={pid}\n"  # ours, one line each
     with open(platform.env["GITHUB_ENV"], "a", encoding="utf-8", newline="\n") as github_env:
         github_env.write(lines)
-    print(lines, end="", flush=True)
+    # On stderr, after the mask on that same stream: the runner reads stdout and stderr on
+    # readers of their own, so a capability on stdout could be shown before it is masked.
+    print(lines, end="", file=sys.stderr, flush=True)
     platform.log(
         f"ci_shark: proxy: runs in the background (pid {pid}) until the job ends; "
         f"later steps have {URL_VARIABLE}; its log: {Path(log_path)}"
