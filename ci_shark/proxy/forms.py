@@ -14,12 +14,12 @@ Its rules:
     it to the whole process group), which gets ``CHILD_GRACE_S`` before it is killed;
   - ``--export`` (GitHub): ``SHARK_PROXY_URL`` and ``SHARK_PROXY_PID`` are written to
     ``GITHUB_ENV`` and printed (on stderr, the stream of the capability's mask), and the
-    proxy goes on in the background (a new session,
-    its log in a 0600 file of the job's folder) until the job ends and the runner stops
-    it, or until SIGTERM (``kill "$SHARK_PROXY_PID"``). The step ends at once: GitHub
-    reads ``GITHUB_ENV`` only after it. The background proxy writes nothing for that
-    step any more (:meth:`Platform.leave_the_step`): a refresh masks nothing (the mask
-    would show the tokens in its log) and writes no step output.
+    proxy goes on in the background (a new session, its log in a 0600 file of the job's
+    folder) until the job ends and the runner stops it, or until SIGTERM
+    (``kill "$SHARK_PROXY_PID"``). The step ends at once: GitHub reads ``GITHUB_ENV``
+    only after it. The background proxy writes nothing for that step any more
+    (:meth:`Platform.leave_the_step`): a refresh masks nothing (the mask would show the
+    tokens in its log) and writes no step output.
 - Stopping is bounded (``server.py``): no new connection, the busy ones a few seconds to
   finish, then the connection pool to the upstream is closed.
 """
