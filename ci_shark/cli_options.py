@@ -15,7 +15,7 @@ from pathlib import Path
 LOGIN_EXAMPLES = """examples:
   ci-shark --auth-url https://auth.example.com --client-id ci-deploy --scope deploy:write
   eval "$(ci-shark --output-format shell)"      # SHARK_* in this shell (CI_SHARK_* set)
-  python -m ci_shark demo                        # the whole flow against a local sandbox
+  ci-shark demo                                  # the whole flow against a local sandbox
 
 Every option is also a CI_SHARK_* variable (GitHub Action inputs arrive that way); a flag
 wins over its variable. Secrets (CI_SHARK_GITHUB_TOKEN, CI_SHARK_GITLAB_TOKEN,

@@ -159,7 +159,19 @@ def _assertions(
             hint="use `ci-shark refresh|revoke|request`, which fetch it from the CI",
         )
     audience = issued.text(AUDIENCE_NAME) or settings.workload_identity_audience or issuer
-    return CiAssertions.of(platform, audience)
+    try:
+        return CiAssertions.of(platform, audience)
+    except ConfigError as unavailable:
+        if recorded_client_auth(issued) != ASSERTION_METHOD:
+            raise  # `workload-identity` asked for it here: its own fix holds
+        # The login's choice, not this step's: its settings cannot turn it off.
+        raise ConfigError(
+            unavailable.message,
+            hint=f"the login authenticated with the CI's OIDC token ({issued.where} says "
+            f"SHARK_CLIENT_AUTH={ASSERTION_METHOD}), and its later steps must too: run "
+            "this one in the login's job, with what the login had (on GitHub `permissions: "
+            "id-token: write`; on GitLab its `id_tokens:`)",
+        ) from None
 
 
 def _recorded(

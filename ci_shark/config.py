@@ -31,6 +31,7 @@ from ci_shark.input_values import (
     approver_entry,
     audience,
     key_values,
+    one_client_authentication,
     readable_file,
     safe_url,
     splitter,
@@ -316,15 +317,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_client_authentication(self) -> Settings:
-        # ConfigError, not ValueError: it names two inputs, so it bypasses pydantic's list.
-        if self.workload_identity and self.client_secret is not None:
-            raise ConfigError(
-                "`client-secret` and `workload-identity` are both set: a client authenticates "
-                "one way",
-                hint="with workload identity the CI's OIDC token proves who asks: remove "
-                "`client-secret` (and make the client one that takes the CI token), or turn "
-                "`workload-identity` off",
-            )
+        one_client_authentication(
+            workload_identity=self.workload_identity, client_secret=self.client_secret is not None
+        )
         if self.workload_identity_audience is not None and not self.workload_identity:
             raise ConfigError(
                 "`workload-identity-audience` is set but `workload-identity` is not",

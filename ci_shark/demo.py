@@ -125,6 +125,6 @@ def listing(credentials: Credentials, folder: Path) -> str:
     lines.append(
         "\nLater steps call APIs with `ci-shark request URL` (the proof, the nonce and a "
         "refresh are done for you). Try every command by hand against a sandbox that stays "
-        "up: `python -m ci_shark.sandbox` (see the README)."
+        "up: `python -I -m ci_shark.sandbox` (see the README)."
     )
     return "\n".join(lines)

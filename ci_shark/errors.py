@@ -154,8 +154,9 @@ class ClientRejected(DeviceFlowError):
     wire_names = ("invalid_client", "unauthorized_client")
     summary = "the authorization server refused the client"
     default_hint = (
-        "check `client-id`; `client-secret`, or with `workload-identity` the server's reason "
-        "above; and that the client may use the device authorization grant"
+        "check `client-id`, and that the client may use the device authorization grant; "
+        "then `client-secret`, or with `workload-identity` the server's reason above (an "
+        "audience it names goes in `workload-identity-audience`)"
     )
 
 

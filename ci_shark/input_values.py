@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ci_shark.errors import ConfigError
 from ci_shark.secret import Secret
 from ci_shark.urls import url_problem
 
@@ -99,3 +100,16 @@ def readable_file(value: str) -> str:
     if not Path(value).is_file():
         raise ValueError("must be the path of a readable PEM file")
     return value
+
+
+def one_client_authentication(*, workload_identity: bool, client_secret: bool) -> None:
+    """A client authenticates one way: `client-secret` or `workload-identity`, never both
+    (for the login and a later command alike: a later step must not pick one quietly)."""
+    if workload_identity and client_secret:
+        # ConfigError, not ValueError: it names two inputs, so it bypasses pydantic's list.
+        raise ConfigError(
+            "`client-secret` and `workload-identity` are both set: a client authenticates one way",
+            hint="with workload identity the CI's OIDC token proves who asks: remove "
+            "`client-secret` (and make the client one that takes the CI token), or turn "
+            "`workload-identity` off",
+        )

@@ -10,8 +10,10 @@ is half of such a command's start-up (docs/perf.md). Its rules:
   `workload-identity` and `workload-identity-audience` (how the client authenticates
   when the credentials do not say), `ca-bundle`, `provider`, `dpop-private-key`
   (`proof`), and `output-format` with `output-file` (where `refresh` saves tokens that
-  came from the environment). Each is checked as config.py checks it; an input only the
-  login uses is not read, so a bad one (a login's `timeout`) does not stop a later step.
+  came from the environment). Each is checked as config.py checks it, and the client
+  authenticates one way, as at the login (not both `client-secret` and
+  `workload-identity`). An input only the login uses is not read, so a bad one (a
+  login's `timeout`) does not stop a later step.
 - The ``CI_SHARK_*`` variables, flags on top; an empty variable is unset (the action
   passes "" for every input left out), as in config.py.
 - A bad value is a :class:`ConfigError` naming the input as config.py does (its names
@@ -28,7 +30,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ci_shark.errors import ConfigError
-from ci_shark.input_values import ENV_PREFIX, audience, readable_file, safe_url
+from ci_shark.input_values import (
+    ENV_PREFIX,
+    audience,
+    one_client_authentication,
+    readable_file,
+    safe_url,
+)
 from ci_shark.oauth.providers import PROVIDERS
 from ci_shark.secret import Secret
 
@@ -131,11 +139,13 @@ def load_later_settings(
 
     auth_url = _checked("auth_url", given("auth_url"), safe_url)
     secret, key = given("client_secret"), given("dpop_private_key")
+    workload_identity = _bool("workload_identity", given("workload_identity"))
+    one_client_authentication(workload_identity=workload_identity, client_secret=bool(secret))
     return LaterSettings(
         auth_url=auth_url.rstrip("/") if auth_url else None,  # a base: no trailing slash
         client_id=given("client_id"),
         client_secret=Secret(secret) if secret else None,
-        workload_identity=_bool("workload_identity", given("workload_identity")),
+        workload_identity=workload_identity,
         workload_identity_audience=_checked(
             "workload_identity_audience", given("workload_identity_audience"), audience
         ),

@@ -121,8 +121,10 @@ class _HttpTokenService:
         url = env_value(env, self.url_variable)
         credential = env_value(env, self.credential_variable)
         if url is None or credential is None:
-            missing = self.url_variable if url is None else self.credential_variable
-            raise self.unavailable(missing)
+            names = (self.url_variable, url), (self.credential_variable, credential)
+            missing = [name for name, value in names if value is None]
+            verb = "is" if len(missing) == 1 else "are"
+            raise self.unavailable(f"{' and '.join(missing)} {verb} not set")
         problem = url_problem(url)
         if problem:
             raise ConfigError(f"{self.url_variable} {problem}")
@@ -132,8 +134,8 @@ class _HttpTokenService:
         self._transport = transport
         self._http: HttpClient | None = None
 
-    def unavailable(self, missing: str) -> ConfigError:
-        """The job has no token service: ``missing`` (a variable) is not set."""
+    def unavailable(self, not_set: str) -> ConfigError:
+        """The job has no token service: ``not_set`` says which variables it lacks."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -182,11 +184,10 @@ class GitHubTokenService(_HttpTokenService):
         "never gets it); see docs/workload-identity.md"
     )
 
-    def unavailable(self, missing: str) -> ConfigError:
+    def unavailable(self, not_set: str) -> ConfigError:
         return ConfigError(
             "workload identity needs the job's OIDC token, and GitHub gives one only to "
-            "a job with `permissions: id-token: write` (ACTIONS_ID_TOKEN_REQUEST_URL and "
-            "ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set)",
+            f"a job with `permissions: id-token: write` ({not_set})",
             hint="add `id-token: write` to the job's `permissions:` (a pull request from "
             "a fork never gets it), or turn `workload-identity` off",
         )
@@ -205,10 +206,10 @@ class AzureTokenService(_HttpTokenService):
         "$(System.AccessToken)`) and let the pipeline use it"
     )
 
-    def unavailable(self, missing: str) -> ConfigError:
+    def unavailable(self, not_set: str) -> ConfigError:
         return ConfigError(
             f"workload identity on Azure Pipelines asks the job's OIDC request URI for a "
-            f"token, and {missing} is not set",
+            f"token, and {not_set}",
             hint="map the access token into the step: `env: SYSTEM_ACCESSTOKEN: "
             "$(System.AccessToken)` (SYSTEM_OIDCREQUESTURI comes with the agent)",
         )

@@ -13,12 +13,13 @@ Its rules:
     proxy's. SIGTERM/SIGINT go on to the command (SIGINT not when a terminal already sent
     it to the whole process group), which gets ``CHILD_GRACE_S`` before it is killed;
   - ``--export`` (GitHub): ``SHARK_PROXY_URL`` and ``SHARK_PROXY_PID`` are written to
-    ``GITHUB_ENV`` and printed, and the proxy goes on in the background (a new session,
-    its log in a 0600 file of the job's folder) until the job ends and the runner stops
-    it, or until SIGTERM (``kill "$SHARK_PROXY_PID"``). The step ends at once: GitHub
-    reads ``GITHUB_ENV`` only after it. The background proxy writes nothing for that
-    step any more (:meth:`Platform.leave_the_step`): a refresh masks nothing (the mask
-    would show the tokens in its log) and writes no step output.
+    ``GITHUB_ENV`` and printed (on stderr, the stream of the capability's mask), and the
+    proxy goes on in the background (a new session, its log in a 0600 file of the job's
+    folder) until the job ends and the runner stops it, or until SIGTERM
+    (``kill "$SHARK_PROXY_PID"``). The step ends at once: GitHub reads ``GITHUB_ENV``
+    only after it. The background proxy writes nothing for that step any more
+    (:meth:`Platform.leave_the_step`): a refresh masks nothing (the mask would show the
+    tokens in its log) and writes no step output.
 - Stopping is bounded (``server.py``): no new connection, the busy ones a few seconds to
   finish, then the connection pool to the upstream is closed.
 """
@@ -110,7 +111,8 @@ def run(options: ProxyOptions, issued: Issued, settings: ServerSettings, platfor
 
 
 def parse_listen(text: str) -> tuple[str, int, socket.AddressFamily]:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) on a loopback address."""
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) on a loopback address; ``localhost`` is 127.0.0.1
+    (a name is not looked up: it could resolve elsewhere)."""
     host, sep, port = text.strip().rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     try:
@@ -120,7 +122,7 @@ def parse_listen(text: str) -> tuple[str, int, socket.AddressFamily]:
         address, number = None, -1
     if not sep or address is None or not 0 <= number <= 65535:
         raise ConfigError(
-            f"`--listen` {text!r} is not HOST:PORT with an IP address",
+            f"`--listen` {text!r} is not HOST:PORT with an IP address or localhost",
             hint="e.g. `--listen 127.0.0.1:0` (0: a free port)",
         )
     if not address.is_loopback:
@@ -236,7 +238,9 @@ def _in_the_background(
     lines = f"{URL_VARIABLE}={url}\n{PID_VARIABLE}={pid}\n"  # ours, one line each
     with open(platform.env["GITHUB_ENV"], "a", encoding="utf-8", newline="\n") as github_env:
         github_env.write(lines)
-    print(lines, end="", flush=True)
+    # On stderr, after the mask on that same stream: the runner reads stdout and stderr on
+    # readers of their own, so a capability on stdout could be shown before it is masked.
+    print(lines, end="", file=sys.stderr, flush=True)
     platform.log(
         f"ci_shark: proxy: runs in the background (pid {pid}) until the job ends; "
         f"later steps have {URL_VARIABLE}; its log: {Path(log_path)}"

@@ -31,7 +31,7 @@ public API; the modules are not.
 
 Standalone::
 
-    python -m ci_shark.sandbox --port 8787 --approve-after 3
+    python -I -m ci_shark.sandbox --port 8787 --approve-after 3
 
 prints ``ci_shark sandbox listening on http://127.0.0.1:8787`` and serves until SIGINT/SIGTERM.
 """

@@ -403,7 +403,7 @@ def _default_text(option: dataclasses.Field[Any], flag: Flag) -> str:
 def argument_parser() -> argparse.ArgumentParser:
     # SUPPRESS: a flag not given stays out of the namespace, so the defaults live only above.
     parser = argparse.ArgumentParser(
-        prog="python -m ci_shark.sandbox",
+        prog="python -I -m ci_shark.sandbox",
         description="Run the ci_shark loopback authorization server (RFC 8628 + DPoP).",
         epilog=_EPILOG + _LOG_NOTE,
         formatter_class=argparse.RawDescriptionHelpFormatter,

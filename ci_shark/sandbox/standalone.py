@@ -1,4 +1,4 @@
-"""``python -m ci_shark.sandbox``: serve on a loopback port until SIGINT/SIGTERM.
+"""``python -I -m ci_shark.sandbox``: serve on a loopback port until SIGINT/SIGTERM.
 
 Its URL goes to stdout (one line, for scripts to read); one line per request to stderr.
 """

@@ -46,6 +46,8 @@ def test_an_unreachable_server_is_said_at_once_and_given_up_on_time(tmp_path: Pa
     assert code == 1
     assert time.monotonic() - began < 15
     assert "gave up at the deadline" in rest
+    assert "trying again" not in rest  # said once, then retried quietly (not 57 s of lines)
+    assert "reachable from this machine" in rest  # not "from CI": this is a terminal
 
 
 def test_a_host_that_does_not_resolve_says_dns(tmp_path: Path) -> None:
@@ -189,6 +191,7 @@ def test_demo_cleans_up_and_says_so(tmp_path: Path) -> None:
     done = run_cli(["demo", "--approve-after", "1"], clean_env({"TMPDIR": str(tmp_path)}))
     assert done.returncode == 0, done.log
     assert "Removed" in done.stdout
+    assert "`python -I -m ci_shark.sandbox`" in done.stdout  # to paste in a checkout too
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("ci-shark-demo-")]
     kept = run_cli(["demo", "--approve-after", "1", "--keep"], clean_env({"TMPDIR": str(tmp_path)}))
     assert kept.returncode == 0, kept.log

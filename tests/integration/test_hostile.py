@@ -7,6 +7,7 @@ as GitHub renders it); nothing they claim is believed (another issuer, another a
 
 from __future__ import annotations
 
+import json
 import resource
 import sys
 import time
@@ -36,6 +37,8 @@ from support.github_fakes import (
 )
 from support.gitlab_fakes import GitLabNotesServer
 from support.job_outputs import job_folder, user_state_folder
+
+from ci_shark.sandbox import FakeCiIssuer
 
 GITHUB_TOKEN = "ghs_hostile_test_token_0a1b2c"
 CLIENT_SECRET = "cs-hostile-CANARY-77aa11"
@@ -126,6 +129,32 @@ def test_a_server_echoing_the_client_secret_and_device_code_publishes_neither(
             if secret in line:
                 assert line.startswith("::add-mask::"), line[:60]
                 assert secret in masks
+
+
+def test_a_server_echoing_the_ci_token_publishes_it_nowhere(
+    servers: list[ScriptedServer], api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    """Workload identity: the CI's OIDC token is a secret the server saw, and may quote."""
+    with FakeCiIssuer() as issuer:
+        server = serve()  # its URL is the token's audience, so it must exist first
+        servers.append(server)
+        token = issuer.mint(server.url)
+        issuer.answer_next(200, json.dumps({"value": token}))
+        echo = f"client_assertion {token} is not one we take - {token[:40]}"
+        server.scripts["/device"] = [
+            Answer(401, {"error": "invalid_client", "error_description": echo})
+        ]
+        step, files = github_step(
+            server, api, tmp_path, CI_SHARK_WORKLOAD_IDENTITY="true", **issuer.environment()
+        )
+    assert step.returncode == 2, step.log
+    assert "client_assertion *** is not one we take" in step.stderr
+    assert server.requests[-1].form["client_assertion"] == [token]  # it was sent, and echoed
+    for text in [*published(api, files), files.output.read_text(), files.env_file.read_text()]:
+        assert token not in text
+    for line in step.log.splitlines():
+        if token in line:
+            assert line == f"::add-mask::{token}", line[:60]
 
 
 def test_gitlab_echoed_secrets_reach_neither_the_log_nor_the_mr_note(

@@ -7,6 +7,7 @@ import gzip
 import json
 import socket
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -15,12 +16,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.cli import CliResult, clean_env, login_env, run_bash, run_cli, run_process
+from support.cli import (
+    CliResult,
+    clean_env,
+    cli_argv,
+    login_env,
+    run_bash,
+    run_cli,
+    run_process,
+)
 from support.github_fakes import RunnerFiles, workflow_commands
 from support.job_outputs import job_folder, secrets_of
 from support.loopback_http import LoopbackServer
 
-from ci_shark.sandbox import SandboxServer
+from ci_shark.sandbox import TOKEN_PATH, SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
 
@@ -226,6 +235,37 @@ def test_an_expired_token_is_refreshed_once_and_the_file_rewritten(
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
     assert json.loads(done.stdout)["jkt"] == before["SHARK_DPOP_JKT"]
     assert_no_secret(done, creds)
+
+
+def test_two_requests_refreshing_at_once_send_the_rotating_refresh_token_once(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # Issue 20.7: two steps (or two background jobs) calling the API as the token expires.
+    # The first refresh answers late; without the lock beside the file the other process
+    # would send the same refresh token meanwhile, and this server (RFC 9700 reuse
+    # detection, on by default) would end the whole grant.
+    server = sandbox_factory(approve_after_s=0, access_token_ttl_s=1, token_faults=["ok", "slow:3"])
+    creds = logged_in(server, tmp_path)
+    time.sleep(1.2)  # the access token lives 1 s
+    argv = cli_argv("request", "--credentials", str(creds), f"{server.url}/api/echo")
+    both = [
+        subprocess.Popen(
+            argv,
+            env=clean_env(),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    logs = [process.communicate(timeout=60) for process in both]
+    assert [process.returncode for process in both] == [0, 0], logs
+    assert "invalid_grant" not in server.stats.outcomes(TOKEN_PATH)
+    assert sum("another ci-shark process refreshed" in err for _, err in logs) == 1
+    later = use(tmp_path, "refresh", "--credentials", str(creds))
+    assert later.returncode == 0, later.log  # the grant is alive
 
 
 def test_refresh_rewrites_the_credentials_with_the_same_key(

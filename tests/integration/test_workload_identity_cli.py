@@ -3,10 +3,11 @@ runner files, a fake GitHub token service (``FakeCiIssuer``, the runner's
 ``ACTIONS_ID_TOKEN_REQUEST_URL``) and the sandbox trusting it, with DPoP nonces required and
 each CI token's ``jti`` taken once.
 
-Accepted: the login, and later steps (`refresh`, `request`, `revoke`) that authenticate the
-same way untold. Refused: a wrong ``aud``, an expired token, a tampered signature, a
-replayed ``jti``, a repository the server does not allow, a job without ``id-token:
-write``, a CI without a token service. Each refusal exits non-zero before or at the device
+Accepted: the login, and later steps (`refresh`, `request` and its auto-refresh, `revoke`)
+that authenticate the same way untold. Refused: a wrong ``aud``, an expired token, a
+tampered signature, a replayed ``jti``, a repository the server does not allow, a job
+without ``id-token: write``, a CI without a token service, a later step without a CI
+token. Each refusal exits non-zero before or at the device
 request with a message a person can act on, and no CI token is ever in the output: stdout,
 stderr (but for ``::add-mask::``), or any file the step wrote.
 """
@@ -175,6 +176,35 @@ def test_a_login_authenticated_by_the_ci_token_and_its_later_steps(
     assert_no_ci_token_shown(job, issuer)
 
 
+def test_requests_auto_refresh_authenticates_with_a_ci_token_of_its_own(
+    issuer: FakeCiIssuer, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    """`ci-shark request` in a later step finds the token due and refreshes it first: with
+    a fresh CI token, untold, as the login authenticated."""
+    rules = [ClaimRule.parse(f"{CLIENT_ID}:repository=octo/app")]
+    with SandboxServer(
+        approve_after_s=1,
+        access_token_ttl_s=4,  # due at half its life
+        trust_ci_issuer=issuer.jwks_url,
+        ci_issuer=issuer.url,
+        ci_allow=rules,
+    ) as sandbox:
+        job = Job(tmp_path, api, issuer, sandbox.url)
+        assert job.login().returncode == 0
+        time.sleep(2.5)
+        served_before = len(issuer.served)
+
+        called = job.later("request", f"{sandbox.url}/api/echo")
+
+        assert called.returncode == 0, called.log
+        assert "refreshing it" in called.stderr
+        outcomes = [r.outcome for r in sandbox.stats.requests if r.path == "/oauth/token"]
+        assert outcomes[-1] == "refreshed"
+        fetched = issuer.served[served_before:]
+        assert {token.audience for token in fetched} == {sandbox.url}  # one at least
+    assert_no_ci_token_shown(job, issuer)
+
+
 Setup = Callable[[FakeCiIssuer, SandboxServer], dict[str, str]]
 
 
@@ -291,6 +321,9 @@ def test_a_ci_token_the_server_would_not_take_ends_the_login_before_any_code(
     errors = [line for line in login.stderr.splitlines() if line.startswith("::error ")]
     assert errors, login.stderr
     assert re.search(said, "\n".join(errors)), errors
+    if at_the_server:  # the fix points at the server's reason, and at the input for an aud
+        (fix,) = [line for line in login.stderr.splitlines() if "  fix: " in line]
+        assert "`workload-identity-audience`" in fix
     assert len(sandbox.grants) == grants_before  # no device code exists
     asked = sandbox.stats.requests[requests_before:]
     device = [r.outcome for r in asked if r.path == "/oauth/device"]
@@ -313,6 +346,28 @@ def test_a_job_without_id_token_write_is_told_to_add_it(
     assert "`permissions: id-token: write`" in login.stderr
     assert sandbox.stats.requests == ()
     assert job.files.outputs() == {"status": "error"}
+
+
+def test_a_later_step_without_the_ci_token_is_told_it_needs_one_not_to_turn_it_off(
+    sandbox: SandboxServer, issuer: FakeCiIssuer, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    """`workload-identity` cannot be turned off for a later step: it authenticates as the
+    login did, whatever its settings say. The fix names the login and the permission."""
+    job = Job(tmp_path, api, issuer, sandbox.url)
+    assert job.login().returncode == 0
+    for name in ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+        del job.env[name]  # a step (or job) without `id-token: write`
+    asked_before = len(sandbox.stats.requests)
+
+    refreshed = job.later("refresh")
+
+    assert refreshed.returncode == 2, refreshed.log
+    (fix,) = [line for line in refreshed.stderr.splitlines() if "  fix: " in line]
+    assert "turn `workload-identity`" not in fix
+    assert "SHARK_CLIENT_AUTH=workload_identity" in fix
+    assert "`permissions: id-token: write`" in refreshed.stderr
+    assert "/oauth/token" not in [r.path for r in sandbox.stats.requests[asked_before:]]
+    assert_no_ci_token_shown(job, issuer)
 
 
 def test_a_ci_without_a_token_service_is_not_supported(

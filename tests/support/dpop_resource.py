@@ -1,9 +1,10 @@
 """A DPoP-protected API on 127.0.0.1 that checks every proof as a resource server must
 (RFC 9449 §4.3, §7), with joserfc (``dpop_proofs.verify_proof``), not with ci_shark's code:
 ``htm``, ``htu`` (its own URL, without the query), ``ath``, ``iat``, a ``jti`` used once,
-the nonce it demands, and the key the token is bound to. Bodies stream both ways, so a
-test can send and fetch hundreds of megabytes through a client without either side
-holding them.
+the nonce it demands, and the key the token is bound to. It notes each request's
+connection (the client's address), so a test can tell keep-alive from one per request.
+Bodies stream both ways, so a test can send and fetch hundreds of megabytes through a
+client without either side holding them.
 
 - ``/echo`` (any method): JSON with the method, the target, the body's length and digest.
 - ``/upload`` (PUT, POST): the same for a body of any size, read as it streams.
@@ -40,6 +41,7 @@ class Seen:
     outcome: str  # "ok", or why the request was refused
     claims: dict[str, Any] = field(default_factory=dict)
     body_bytes: int = 0
+    connection: tuple[str, int] | None = None  # the client's address: one per connection
 
 
 class DPoPResource(LoopbackFake):
@@ -90,6 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.parse_request():
             return
         seen = Seen(self.command, self.path, list(self.headers.items()), "ok")
+        seen.connection = self.client_address
         with self.owner.lock:
             self.owner.seen.append(seen)
         refusal = self._refusal(seen)

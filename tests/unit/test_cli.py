@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 
 from ci_shark import cli, cli_args
 from ci_shark.commands import REVOKE_BUDGET_S
 from ci_shark.config import ExplicitSettings
+from ci_shark.demo import listing
+from ci_shark.oauth.tokens import TokenSet
+from ci_shark.outputs import Credentials
+from ci_shark.sandbox.options import argument_parser
+from ci_shark.secret import Secret
 
 
 def test_an_unexpected_error_prints_its_type_and_place_never_its_text(
@@ -154,6 +161,32 @@ def test_each_command_lists_its_own_exit_codes(
 ) -> None:
     # A login's denial (3) or policy refusal (6) cannot end `request`; only it exits 22.
     assert help_exit_codes(command, capsys) == codes
+
+
+# `python -m X` in a checkout runs the checkout's `X.py` (or a PR's `httpx.py`) first.
+NOT_ISOLATED = re.compile(r"python3?\s+-m\s+ci_shark")
+
+
+@pytest.mark.parametrize(
+    "command", ["login", "request", "refresh", "revoke", "proof", "proxy", "demo"]
+)
+def test_no_help_shows_a_python_m_without_isolation(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    shown = capsys.readouterr().out
+    assert not NOT_ISOLATED.search(shown), NOT_ISOLATED.findall(shown)
+
+
+def test_the_sandboxs_help_and_the_demos_listing_show_python_i_m() -> None:
+    sandbox_help = argument_parser().format_help()
+    assert sandbox_help.startswith("usage: python -I -m ci_shark.sandbox ")
+    assert not NOT_ISOLATED.search(sandbox_help)
+    tokens = TokenSet(Secret("at"), "DPoP", 60, None, None, None, received_at=0.0)
+    said = listing(Credentials(tokens, dpop_key=None), Path("listing"))
+    assert "`python -I -m ci_shark.sandbox`" in said
+    assert not NOT_ISOLATED.search(said)
 
 
 def test_the_key_flag_takes_a_file_and_its_variable_the_key(

@@ -181,3 +181,33 @@ def test_servers_md_covers_every_preset_and_its_auth_url_is_recognised() -> None
             continue
         example = re.sub(r"\{\w+\}", "example", auth_url)
         assert recognise(example).name == preset, f"{server}: `provider: auto` on {example}"
+
+
+# What stands for a release that does not exist yet: the placeholders of the guides.
+RELEASE_PLACEHOLDER = re.compile(r"<owner>/ci-shark|ci-shark@v\d|refs/tags/vX\.Y\.Z|ci-shark/v1/")
+# The plain words: that no release or tag exists yet (and the real repository's name).
+NO_RELEASE_YET = re.compile(r"\bno (?:release|tag)\b|\bno tag exists\b", re.I)
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda path: path.name)
+def test_a_guide_states_the_release_status_before_its_first_release_placeholder(
+    path: Path,
+) -> None:
+    """Issue 23: a reader who copies the first snippet with `<owner>` or `@v1` in it has
+    already read that sharkauth/ci-shark has no release yet."""
+    pasted = [block for block in fenced_blocks(path) if RELEASE_PLACEHOLDER.search(block.text)]
+    if not pasted:
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    before = " ".join(lines[: pasted[0].line - 1])
+    where = f"{path.name}:{pasted[0].line}: before this block, say that"
+    assert "sharkauth/ci-shark" in before, f"{where} the repository is sharkauth/ci-shark"
+    assert NO_RELEASE_YET.search(before), f"{where} it has no release yet, and what to pin"
+
+
+def test_every_python_m_the_docs_show_is_isolated() -> None:
+    """`python -m X` in a checkout runs the checkout's (a pull request's) `X.py` or
+    `httpx.py` first: what the docs show carries -I, or is the console script."""
+    not_isolated = re.compile(r"python3?\s+-m\s+ci_shark")
+    shown = {path.name: not_isolated.findall(path.read_text()) for path in DOC_FILES}
+    assert {name: found for name, found in shown.items() if found} == {}

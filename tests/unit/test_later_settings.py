@@ -71,6 +71,21 @@ def test_workload_identity_reads_as_the_login_reads_it() -> None:
     )
 
 
+def test_a_client_secret_and_workload_identity_are_refused_as_the_login_refuses_them() -> None:
+    """Nothing recorded (SHARK_* variables from elsewhere): a later step given both must not
+    pick one quietly, and is told what the login would say."""
+    secret = "later-step-secret-canary"
+    env = {"CI_SHARK_CLIENT_SECRET": secret, "CI_SHARK_WORKLOAD_IDENTITY": "true"}
+    with pytest.raises(ConfigError) as later:
+        load_later_settings(env)
+    with pytest.raises(ConfigError) as login:
+        load_settings({"client_secret": secret, "workload_identity": True})
+    assert later.value.exit_code == ExitCode.CONFIG
+    assert (later.value.message, later.value.hint) == (login.value.message, login.value.hint)
+    assert "one way" in later.value.message
+    assert secret not in later.value.diagnostics()
+
+
 def test_flags_win_and_empty_variables_are_unset() -> None:
     settings = load_later_settings(
         {"CI_SHARK_AUTH_URL": "https://env.example.com", "CI_SHARK_CLIENT_ID": "  "},

@@ -89,8 +89,21 @@ def test_github_without_id_token_write_names_the_permission(issuer: FakeCiIssuer
         github(issuer, Streams())
     assert refused.value.exit_code == ExitCode.CONFIG
     assert "`permissions: id-token: write`" in refused.value.message
-    assert "ACTIONS_ID_TOKEN_REQUEST_URL" in refused.value.message
+    assert (
+        "(ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set)"
+        in refused.value.message
+    )
     assert "`id-token: write`" in (refused.value.hint or "")
+
+
+def test_github_with_one_of_the_two_variables_names_the_one_missing(
+    issuer: FakeCiIssuer,
+) -> None:
+    url = issuer.environment()["ACTIONS_ID_TOKEN_REQUEST_URL"]
+    with pytest.raises(ConfigError) as refused:
+        github(issuer, Streams(), ACTIONS_ID_TOKEN_REQUEST_URL=url)
+    assert "(ACTIONS_ID_TOKEN_REQUEST_TOKEN is not set)" in refused.value.message
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" not in refused.value.message
 
 
 def test_github_refusing_the_bearer_says_what_the_service_said_and_the_fix(
