@@ -203,17 +203,18 @@ def _refresh(args: argparse.Namespace) -> None:
 
 
 def _revoke(args: argparse.Namespace) -> None:
-    from ci_shark import commands
+    from ci_shark import revocation
+    from ci_shark.issued import load_issued
 
     settings, platform = _using(args)
     try:
-        issued = commands.load_issued(args.credentials, platform)
+        issued = load_issued(args.credentials, platform)
     except ConfigError:
         if args.credentials is not None:
             raise
         platform.log("ci_shark: nothing to revoke (no login's credentials in this job)")
         return
-    commands.revoke(
+    revocation.revoke(
         issued,
         settings,
         platform,
@@ -302,7 +303,9 @@ COMMANDS: dict[str, Command] = {
     "revoke": Command(
         summary="revoke the access and refresh tokens (RFC 7009), e.g. in an always-run last step",
         description="Revoke the login's refresh token (the grant) and access token, then "
-        "remove ci_shark's own key file and default credentials file.",
+        "remove ci_shark's own key file and default credentials file. A server that names "
+        "no revocation endpoint (GitHub, Entra ID) gets a warning saying until when the "
+        "tokens stay valid, and exit 0.",
         run=_revoke,
         options=cli_options.revoke_options,
         exits=_ONLINE,

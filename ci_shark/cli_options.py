@@ -93,7 +93,10 @@ def revoke_options(parser: argparse.ArgumentParser) -> None:
 def proof_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", required=True, help="the HTTP method, e.g. GET")
     parser.add_argument(
-        "--url", required=True, help="the request URL (query and fragment are dropped)"
+        "--url",
+        required=True,
+        help="the request URL (named as it goes out: scheme and host lowercased, no default "
+        "port, no query or fragment)",
     )
     token = parser.add_mutually_exclusive_group()
     token.add_argument(

@@ -5,17 +5,16 @@
 - :func:`proof`: a DPoP proof for a request made with another client (curl).
 - :func:`refresh`: the refresh-token grant, one process at a time per credentials file;
   the new tokens saved where the old ones were before anything else, or revoked.
-- :func:`revoke`: revoke both tokens (the grant first) within a deadline of its own, and
-  remove our own files.
 
-`ci-shark request` is :mod:`ci_shark.request`. Every secret read is masked before it is used.
+`ci-shark revoke` is :mod:`ci_shark.revocation`, `ci-shark request` :mod:`ci_shark.request`.
+Every secret read is masked before it is used.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,13 +33,11 @@ from ci_shark.oauth.tokens import (
     Client,
     TokenSet,
     refresh_grant,
-    revocable,
     revoke_each,
 )
 from ci_shark.outputs import (
     Credentials,
     check_writable,
-    lock_file,
     locked_beside,
     reveal,
     rewrite_credentials,
@@ -57,7 +54,8 @@ if TYPE_CHECKING:
 REFRESH_BUDGET_S = 60.0
 # `revoke` is the always-run last step: a server that is gone must not hold the job long.
 REVOKE_BUDGET_S = 15.0
-# Another process's refresh (its budget, the revocation of a failure, the write) ends first.
+# Another process's refresh (its budget, the revocation of a failure, the write) ends first;
+# a `revoke` holds the lock for its --max-time at most.
 LOCK_WAIT_S = REFRESH_BUDGET_S + REVOKE_BUDGET_S + 15.0
 
 Warn = Callable[[str], None]
@@ -137,7 +135,7 @@ def find_server(
 
 
 @contextmanager
-def _at_server(
+def at_server(
     issued: Issued, settings: ServerSettings, platform: Platform, deadline: float
 ) -> Iterator[tuple[OAuthHttp, Server]]:
     """The OAuth client and the credentials' server (:func:`find_server`), both closed when
@@ -282,64 +280,6 @@ def proof(
     return key.proof(request.method, request.url, nonce=request.nonce, access_token=access_token)
 
 
-# -- revoke --------------------------------------------------------------------------------
-
-
-def revoke(
-    issued: Issued,
-    settings: ServerSettings,
-    platform: Platform,
-    *,
-    credentials_flag: bool,
-    max_time_s: float = REVOKE_BUDGET_S,
-) -> None:
-    """RFC 7009 for the refresh token (the grant) and then the access token, at the server
-    that issued them, within ``max_time_s`` (`--max-time`); then our own files go."""
-    mask_issued(issued, platform)
-    tokens = revocable(
-        refresh_token=issued.secret("SHARK_REFRESH_TOKEN"),
-        access_token=issued.secret("SHARK_ACCESS_TOKEN"),
-    )
-    if not tokens:
-        platform.log("ci_shark: nothing to revoke (no access or refresh token)")
-        return
-    try:
-        key = issued.dpop_key()
-    except ConfigError as unreadable:
-        # Revocation does not need a proof: a lost key must not leave the tokens alive.
-        platform.warn(f"revoking without a DPoP proof: {unreadable.message}")
-        key = None
-    deadline = time.monotonic() + max_time_s
-    with _at_server(issued, settings, platform, deadline) as (http, server):
-        endpoint = server.endpoints.revocation
-        if endpoint is None:
-            raise ConfigError(
-                "the authorization server names no revocation endpoint",
-                hint="the server does not support RFC 7009 revocation; tokens expire on their own",
-            )
-        results = revoke_each(http, endpoint, tokens, server.client, dpop=key, deadline=deadline)
-    for hint, failure in results.items():
-        if failure is None:
-            platform.log(f"ci_shark: revoked the {hint.replace('_', ' ')}")
-    failures = [failure for failure in results.values() if failure is not None]
-    if failures:
-        raise failures[0]
-    _remove_own_files(issued, platform, credentials_flag=credentials_flag)
-
-
-def _remove_own_files(issued: Issued, platform: Platform, *, credentials_flag: bool) -> None:
-    """Once both tokens are dead, the key has no use: remove ci_shark's own key file, and
-    the credentials file (with its lock) when it is the one login left by default."""
-    key_file = issued.text("SHARK_DPOP_KEY_FILE")
-    own = [Path(key_file)] if key_file and Path(key_file).name.startswith("ci-shark-dpop-") else []
-    if issued.file is not None and not credentials_flag:
-        own += [issued.file, lock_file(issued.file)]
-    for path in own:
-        with suppress(OSError):
-            path.unlink()
-            platform.log(f"ci_shark: removed {path}")
-
-
 # -- refresh -------------------------------------------------------------------------------
 
 
@@ -416,7 +356,7 @@ def _refresh_and_save(
     assert sent is not None  # refresh() checked
     key = issued.dpop_key()
     deadline = time.monotonic() + REFRESH_BUDGET_S
-    with _at_server(issued, settings, platform, deadline) as (http, server):
+    with at_server(issued, settings, platform, deadline) as (http, server):
         received: list[tuple[Secret, str]] = []
         try:
             tokens = refresh_grant(
@@ -484,5 +424,4 @@ __all__ = [
     "load_issued",
     "proof",
     "refresh",
-    "revoke",
 ]

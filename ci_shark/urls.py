@@ -20,6 +20,7 @@ def url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
+        parts.port  # noqa: B018 (a port that is not a number raises)
     except ValueError:
         return "is not a valid URL"
     if parts.scheme not in ("https", "http") or not host:
@@ -59,12 +60,6 @@ def same_issuer(one: str, other: str) -> bool:
     """RFC 8414 §3.3 asks for the identical issuer; servers and users disagree on a
     trailing slash (Auth0's issuer has one) and on host case, which change nothing."""
     return same_endpoint(one, other)
-
-
-def without_query(url: str) -> str:
-    """The DPoP ``htu`` form of a URL (RFC 9449 §4.2: no query, no fragment)."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def without_userinfo(url: str) -> str:

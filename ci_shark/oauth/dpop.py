@@ -10,15 +10,34 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ci_shark.errors import ConfigError
+from ci_shark.safe_text import untrusted
 from ci_shark.secret import Secret, SecretBytes
-from ci_shark.urls import without_query
 
 _COORDINATE_BYTES = 32  # P-256
+
+
+def htu_of(url: str) -> str:
+    """The ``htu`` of a request to ``url`` (RFC 9449 §4.2): its target URI as it goes on the
+    wire, without query and fragment. The one rule for every proof (`request`, the proxy,
+    `session()`, the token endpoint, `proof --url`, the SDK's ``make_proof``): httpx's normal
+    form, as it sends the request — scheme and host lowercased (the host IDNA-encoded), the
+    default port dropped, dot segments removed, an empty path as ``/`` (RFC 9110 §4.2.3).
+    A server that compares ``htu`` as a string (§4.3 only asks it to normalise) then sees
+    what it would compute from the request itself."""
+    try:
+        target = httpx.URL(url)
+    except httpx.InvalidURL:
+        raise ConfigError(
+            f"{untrusted(url, 200)} is not a valid URL", hint="pass the request's full URL"
+        ) from None
+    path = target.raw_path.partition(b"?")[0] or b"/"
+    return str(target.copy_with(raw_path=path, fragment=None))
 
 
 def b64url(data: bytes) -> str:
@@ -144,7 +163,7 @@ class DPoPKey:
         claims: dict[str, Any] = {
             "jti": jti or secrets.token_urlsafe(18),
             "htm": htm.upper(),
-            "htu": without_query(htu),
+            "htu": htu_of(htu),
             "iat": int(time.time() if now is None else now),
         }
         if nonce is not None:

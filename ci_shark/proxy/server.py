@@ -14,8 +14,11 @@ Its rules:
   path that names no upstream gets ``404``.
 - At most ``MAX_CONNECTIONS`` clients at once; a client that sends nothing for
   ``CLIENT_TIMEOUT_S`` is let go. A request's head is read before the capability can be
-  checked, so it is bounded by our own limits (``MAX_REQUEST_LINE_BYTES``,
-  ``MAX_HEADER_BYTES``), not Python's (100 lines of 64 KiB: 6 MiB a connection).
+  checked, so it is bounded by our own limits, not Python's (100 lines of 64 KiB: 6 MiB a
+  connection): ``MAX_REQUEST_LINE_BYTES`` and ``MAX_HEADER_BYTES`` in size, and
+  ``HEAD_TIMEOUT_S`` in time from its first byte (``408``, closed) — a per-read timeout
+  alone would let anyone on the machine hold a slot for ever by sending a byte every
+  29 s, and take the run's proxy with 64 of them.
 - One log line per request: method, the path on the upstream without its query (the
   upstream's name first, when named), status, milliseconds. Never the query, a header, a
   body, the token, a proof or the capability: a refused request's path is not shown at
@@ -36,7 +39,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 from ci_shark.oauth.http import SendFailed
 from ci_shark.proxy.forward import (
@@ -52,6 +55,7 @@ from ci_shark.safe_text import untrusted
 
 MAX_CONNECTIONS = 64
 CLIENT_TIMEOUT_S = 30.0
+HEAD_TIMEOUT_S = 10.0  # the whole request line and headers, from their first byte
 STOP_GRACE_S = 5.0
 MAX_REQUEST_LINE_BYTES = 8192
 MAX_HEADER_BYTES = 64 * 1024  # every header line, the blank one included
@@ -75,11 +79,13 @@ class ProxyServer(ThreadingHTTPServer):
         *,
         log: Callable[[str], None],
         family: socket.AddressFamily = socket.AF_INET,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
     ) -> None:
         self.address_family = family
         super().__init__((host, port), _Handler)
         self.capability = capability
         self.log = log
+        self.head_timeout_s = head_timeout_s
         self.authority = f"[{host}]" if ":" in host else host
         self.port = int(self.server_address[1])
         self.base_url = f"http://{self.authority}:{self.port}/{capability}/"
@@ -172,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self._wire = cast(io.BufferedReader, self.rfile)  # makefile("rb", -1): buffered
         self._unread: ClientBody | None = None  # the body of the request being served
         self.server.track(self.connection, busy=False)
 
@@ -189,16 +196,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         try:
-            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 1)
-            if not self.raw_requestline:
+            if not self._wire.peek(1):  # idle (keep-alive) until the first byte, or its end
                 self.close_connection = True
                 return
-            if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
-                self._refuse_head(414)
-                return
             started = time.monotonic()
-            if not self._parse_head():
-                return  # answered (400, 431, 505)
+            try:
+                if not self._read_head(deadline=started + self.server.head_timeout_s):
+                    return  # answered (400, 414, 431, 505)
+            except _HeadTooSlow:
+                self._head_too_slow()
+                return
             self.server.track(self.connection, busy=True)
             try:
                 status, shown = self._serve()
@@ -210,10 +217,17 @@ class _Handler(BaseHTTPRequestHandler):
         except TimeoutError:
             self.close_connection = True
 
-    def _parse_head(self) -> bool:
-        """``parse_request`` on headers read here within ``MAX_HEADER_BYTES``; False when
-        it answered instead."""
-        block = self._header_block()
+    def _read_head(self, *, deadline: float) -> bool:
+        """The request line and headers, read by ``deadline`` within our size bounds, then
+        ``parse_request`` on them; False when it answered instead."""
+        try:
+            self.raw_requestline = self._line(MAX_REQUEST_LINE_BYTES, deadline)
+            if len(self.raw_requestline) > MAX_REQUEST_LINE_BYTES:
+                self._refuse_head(414)
+                return False
+            block = self._header_block(deadline)
+        finally:
+            self.connection.settimeout(self.timeout)  # the body's and the next request's
         if block is None:
             self._refuse_head(431)
             return False
@@ -223,18 +237,51 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.rfile = wire
 
-    def _header_block(self) -> bytes | None:
+    def _header_block(self, deadline: float) -> bytes | None:
         """The header lines up to the blank one, or None past ``MAX_HEADER_BYTES``."""
         lines: list[bytes] = []
         left = MAX_HEADER_BYTES
         while True:
-            line = self.rfile.readline(left + 1)
+            line = self._line(left, deadline)
             if len(line) > left:
                 return None
             lines.append(line)
             left -= len(line)
             if line in (b"\r\n", b"\n", b""):
                 return b"".join(lines)
+
+    def _line(self, limit: int, deadline: float) -> bytes:
+        """A line of at most ``limit`` + 1 bytes (more is the caller's "too long"), or what
+        came before the client closed. Every read waits only for the time left until
+        ``deadline``: a client's pace cannot stretch it. :class:`_HeadTooSlow` past it."""
+        line = bytearray()
+        while len(line) <= limit:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _HeadTooSlow
+            self.connection.settimeout(left)
+            try:
+                buffered = self._wire.peek(1)[: limit + 1 - len(line)]  # one read at most
+            except TimeoutError:
+                raise _HeadTooSlow from None
+            if not buffered:
+                break
+            end = buffered.find(b"\n")
+            line += self._wire.read(len(buffered) if end < 0 else end + 1)
+            if end >= 0:
+                break
+        return bytes(line)
+
+    def _head_too_slow(self) -> None:
+        """408 and close: the slot goes back to the run's own clients. Said in one line
+        (there is no request to show)."""
+        self.connection.settimeout(self.timeout)
+        self._refuse_head(408)
+        self.close_connection = True
+        self.server.log(
+            f"ci_shark: proxy: a request head took over {self.server.head_timeout_s:g} s "
+            "to arrive: 408, connection closed"
+        )
 
     def _refuse_head(self, status: int) -> None:
         """An error before the request line is parsed (as http.server's own 414 does)."""
@@ -360,6 +407,10 @@ class _Handler(BaseHTTPRequestHandler):
             return chunked(answer.body)
         self.send_header("Connection", "close")  # HTTP/1.0: the end of the body is the close
         return answer.body
+
+
+class _HeadTooSlow(Exception):
+    """The request head did not arrive within ``HEAD_TIMEOUT_S`` of its first byte."""
 
 
 class ClientBody:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from support.loopback_http import JsonHandler, LoopbackFake, LoopbackServer
 
 DEVICE_CODE = "dc-scripted-CANARY-5e0f1a2b3c4d"
+HELD_AT_MOST_S = 30.0
 
 
 @dataclass
@@ -27,6 +28,9 @@ class Answer:
     body: Any = None  # JSON
     raw: bytes | None = None  # sent as is instead of the JSON
     headers: dict[str, str] = field(default_factory=dict)
+    # Sent only once this is set (the request is recorded at once): a request in flight
+    # that the test lets finish when it chooses. Bounded: HELD_AT_MOST_S, then sent anyway.
+    held: threading.Event | None = None
 
 
 def device_answer(**overrides: Any) -> Answer:
@@ -119,6 +123,8 @@ class ScriptedServer(LoopbackFake):
                     self.send_json(404, {"error": "not_found"})
 
             def answer(self, answer: Answer) -> None:
+                if answer.held is not None:
+                    answer.held.wait(HELD_AT_MOST_S)
                 data = answer.raw
                 if data is None:
                     text = json.dumps(answer.body).replace("{url}", owner.url)

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.cli import CliJob, clean_env, login_env, run_bash, run_cli
+from support.dpop_resource import DPoPResource
 
 from ci_shark.oauth.dpop import DPoPKey
 from ci_shark.sandbox import SandboxServer
@@ -263,6 +264,32 @@ def test_proof_then_userinfo_then_revoke(sandbox_factory: SandboxFactory, tmp_pa
     proof = key.proof("GET", userinfo, nonce=server.nonce, access_token=token)
     refused = httpx.get(userinfo, headers={"Authorization": f"DPoP {token}", "DPoP": proof})
     assert refused.status_code == 401
+
+
+def test_proof_names_the_url_as_the_request_goes_out(tmp_path: Path) -> None:
+    """`proof --url` as a user writes it (a scheme in capitals, a `..` segment, a query):
+    the proof names the target as curl or httpx send it, which an API that compares `htu`
+    as a string (this one) computes from the request, as `request` and the proxy do."""
+    key = DPoPKey.generate()
+    key_file = tmp_path / "key.pem"
+    key_file.write_text(key.private_pem().reveal())
+    key_file.chmod(0o600)
+    api = DPoPResource(require_nonce=False).start()
+    try:
+        api.accept("at-proof-1", key.jkt)
+        port = api.url.rpartition(":")[2]
+        written = f"HTTP://127.0.0.1:{port}/docs/../echo?page=2#top"
+        args = ["proof", "--method", "get", "--url", written, "--key-file", str(key_file)]
+        proof = run_cli([*args, "--access-token", "at-proof-1"], clean_env(), cwd=tmp_path)
+        assert proof.returncode == 0, proof.log
+        answer = httpx.get(
+            written,
+            headers={"Authorization": "DPoP at-proof-1", "DPoP": proof.stdout.strip()},
+        )
+        assert answer.status_code == 200, answer.text
+        assert api.seen[-1].claims["htu"] == f"{api.url}/echo"
+    finally:
+        api.stop()
 
 
 def test_revoke_with_nothing_to_revoke_succeeds() -> None:

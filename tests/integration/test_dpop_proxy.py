@@ -601,8 +601,8 @@ def test_a_background_proxy_that_refreshes_writes_no_token_for_its_ended_step(
     )
     done = run_cli([*proxy_args(credentials, server.url), "--export"], step)
     assert done.returncode == 0, done.log
-    pid = int(_said(r"^SHARK_PROXY_PID=(\d+)$", done.stdout))
-    url = _said(r"^SHARK_PROXY_URL=(\S+)$", done.stdout)
+    pid = int(_said(r"^SHARK_PROXY_PID=(\d+)$", done.stderr))
+    url = _said(r"^SHARK_PROXY_URL=(\S+)$", done.stderr)
     log = Path(_said(r"its log: (\S+)", done.stderr))
     github_env.unlink()  # the runner, as the next step starts
     github_output.unlink()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import httpx
 import pytest
 from support.cli import (
     CliResult,
@@ -24,6 +25,7 @@ from support.cli import (
     run_cli,
     run_process,
 )
+from support.github_fakes import RunnerFiles, workflow_commands
 from support.job_outputs import job_folder, secrets_of
 from support.loopback_http import LoopbackServer
 
@@ -488,11 +490,59 @@ def test_refresh_and_revoke_use_the_endpoints_the_login_used(
     refreshed = use(tmp_path, "refresh", "--credentials", str(creds))
     assert refreshed.returncode == 0, refreshed.log
     # A generic server without metadata names no revocation endpoint: revoke says so
-    # plainly, and keeps the credentials rather than guessing a path.
+    # plainly rather than guessing a path (see the next test for what it leaves).
     revoked = use(tmp_path, "revoke", "--credentials", str(creds))
-    assert revoked.returncode != 0
-    assert "names no revocation endpoint" in revoked.stderr
-    assert "RFC 7009" in revoked.stderr
+    assert revoked.returncode == 0, revoked.log
+    assert "names no revocation endpoint (RFC 7009)" in revoked.stderr
+    assert server.stats.outcomes("/oauth/revoke") == []
+
+
+def test_revoke_at_a_server_that_cannot_revoke_warns_until_when_and_exits_0(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    """GitHub and Entra ID have no RFC 7009 endpoint. The always-run last step cannot change
+    that: a failure there would fail every job. It warns (an annotation on GitHub) with the
+    recorded expiry, leaves the server alone, and removes ci_shark's own copies."""
+    server = sandbox_factory(approve_after_s=0, metadata=False)
+    runner = RunnerFiles.create(tmp_path, {})
+    default = runner.temp / "ci-shark.json"  # where a GitHub job's login leaves them
+    login = run_cli(
+        [],
+        login_env(
+            server,
+            runner.temp,
+            CI_SHARK_PROVIDER="generic",
+            CI_SHARK_DEVICE_AUTHORIZATION_ENDPOINT=f"{server.url}/oauth/device",
+            CI_SHARK_TOKEN_ENDPOINT=f"{server.url}/oauth/token",
+            CI_SHARK_OUTPUT_FILE=str(default),
+        ),
+        cwd=tmp_path,
+    )
+    assert login.returncode == 0, login.log
+    issued = json.loads(default.read_text())
+    key_file = Path(issued["SHARK_DPOP_KEY_FILE"])
+    secrets = secrets_of(issued)
+
+    github_step = clean_env(runner.env(event_name="push", api_url="http://127.0.0.1:9"))
+    revoked = run_cli(["revoke"], github_step, cwd=tmp_path)
+
+    assert revoked.returncode == 0, revoked.log
+    (warning,) = [c for c in workflow_commands(revoked.stderr) if c.name == "warning"]
+    assert f"{server.url} names no revocation endpoint (RFC 7009)" in warning.data
+    assert "nothing was revoked" in warning.data
+    assert f"the access token until {issued['SHARK_EXPIRES_AT']}" in warning.data
+    assert "the refresh token until the server ends the grant" in warning.data
+    assert "error" not in [c.name for c in workflow_commands(revoked.stderr)]
+    assert server.stats.outcomes("/oauth/revoke") == []
+    introspected = httpx.post(
+        f"{server.url}/oauth/introspect", data={"token": issued["SHARK_REFRESH_TOKEN"]}
+    )
+    assert introspected.json()["active"] is True  # nothing guessed, nothing sent
+    # Nothing on this machine goes on using them: the key and the default file are gone.
+    assert not default.exists()
+    assert not key_file.exists()
+    for secret in secrets:
+        assert secret not in revoked.stderr.replace(f"::add-mask::{secret}", "")
 
 
 # A later command runs, then says which modules of the configuration library it loaded.

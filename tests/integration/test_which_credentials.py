@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shlex
 import socket
 import stat
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 from scripted_server import Answer, ScriptedServer, token_answer
-from support.cli import CliResult, clean_env, cli_argv, login_env, run_cli, run_process
+from support.cli import CliJob, CliResult, clean_env, cli_argv, login_env, run_cli, run_process
 from support.job_outputs import dotenv, job_folder, user_state_folder
 
 from ci_shark.sandbox import REVOKE_PATH, TOKEN_PATH, SandboxServer
@@ -346,6 +350,80 @@ def test_two_refreshes_at_once_send_the_rotating_refresh_token_once(
     after = run_cli(["request", "--credentials", str(creds), f"{server.url}/api/echo"], clean_env())
     assert after.returncode == 0, after.log  # the grant is alive
     assert stat.S_IMODE((tmp_path / "out.json.lock").stat().st_mode) == 0o600
+
+
+@contextmanager
+def refresh_in_flight(tmp: Path) -> Iterator[tuple[ScriptedServer, Path, threading.Event]]:
+    """`ci-shark refresh` of a Bearer grant (at-spent-1, rt-spent-1), holding its lock: its
+    answer (at-rotated-2, rt-rotated-2) is sent once the test sets the event."""
+    answered = threading.Event()
+    rotated = token_answer(
+        access_token="at-rotated-2", refresh_token="rt-rotated-2", expires_in=600
+    )
+    server = ScriptedServer(token=[replace(rotated, held=answered)]).start()
+    creds = tmp / "out.json"
+    recorded = {"SHARK_AUTH_URL": server.url, "SHARK_CLIENT_ID": "ci-shark-test"}
+    recorded |= {"SHARK_TOKEN_ENDPOINT": f"{server.url}/token"}
+    recorded |= {"SHARK_REVOCATION_ENDPOINT": f"{server.url}/revoke"}
+    tokens = {"SHARK_ACCESS_TOKEN": "at-spent-1", "SHARK_REFRESH_TOKEN": "rt-spent-1"}
+    creds.write_text(json.dumps({**tokens, "SHARK_TOKEN_TYPE": "Bearer", **recorded}))
+    creds.chmod(0o600)
+    try:
+        with CliJob(["refresh", "--credentials", str(creds)], clean_env(), cwd=tmp) as refresh:
+            _until(lambda: bool(server.posts("/token")), "the refresh reached the server")
+            yield server, creds, answered
+            answered.set()
+            assert refresh.wait(30) == 0, refresh.transcript()
+    finally:
+        answered.set()
+        server.stop()
+
+
+def revoked_at(server: ScriptedServer) -> list[tuple[str, str]]:
+    return [(r.form["token"][0], r.form["token_type_hint"][0]) for r in server.posts("/revoke")]
+
+
+def test_a_revoke_during_a_refresh_revokes_the_tokens_the_refresh_brings(tmp_path: Path) -> None:
+    # Without taking the refresh's lock, revoke would end only the spent tokens it read,
+    # and the refresh would then save a new grant nobody revokes: a server need not end a
+    # rotated refresh token's successors when the spent one is revoked (this one does not).
+    with (
+        refresh_in_flight(tmp_path) as (server, creds, answered),
+        CliJob(["revoke", "--credentials", str(tmp_path / "out.json")], clean_env()) as revoke,
+    ):
+        revoke.wait_for(re.compile("using the credentials in"))
+        with suppress(subprocess.TimeoutExpired):
+            revoke.process.wait(timeout=1)  # an unlocked revoke is done by now
+        answered.set()
+        assert revoke.wait(30) == 0, revoke.transcript()
+        said = f"{creds} was refreshed meanwhile: revoking its new tokens too"
+        assert said in revoke.stderr
+    # The new grant first; then what revoke had read (the spent refresh token, and the
+    # access token it replaced, which may live until it expires).
+    assert revoked_at(server) == [
+        ("rt-rotated-2", "refresh_token"),
+        ("at-rotated-2", "access_token"),
+        ("rt-spent-1", "refresh_token"),
+        ("at-spent-1", "access_token"),
+    ]
+    assert json.loads(creds.read_text())["SHARK_REFRESH_TOKEN"] == "rt-rotated-2"  # named: kept
+
+
+def test_revoke_waits_for_a_refresh_no_longer_than_its_max_time(tmp_path: Path) -> None:
+    with refresh_in_flight(tmp_path) as (server, creds, _):
+        started = time.monotonic()
+        revoke = run_cli(["revoke", "--credentials", str(creds), "--max-time", "1"], clean_env())
+        assert time.monotonic() - started < 10
+        assert revoke.returncode == 1, revoke.log
+        assert f"another ci-shark process has been rewriting {creds} for over 1s" in (revoke.stderr)
+        assert revoked_at(server) == []  # nothing half-done while the refresh holds the file
+
+
+def _until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
+        time.sleep(0.02)
 
 
 # -- 23.4: a terminal that remembers ---------------------------------------------------------

@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "ci_shark.flow",
             "ci_shark.issued",
             "ci_shark.commands",
+            "ci_shark.revocation",
             "ci_shark.request",
             "ci_shark.token_auth",
             "ci_shark.login_session",

@@ -4,7 +4,11 @@ pieces, the listening address (tests/integration/test_dpop_proxy.py runs it whol
 from __future__ import annotations
 
 import io
+import select
+import socket
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -15,6 +19,7 @@ from ci_shark.issued import Issued
 from ci_shark.oauth.http import HttpClient
 from ci_shark.proxy.forms import parse_listen
 from ci_shark.proxy.forward import BUFFERED_BODY_BYTES, Forwarder, Incoming, buffered_or_streamed
+from ci_shark.proxy.server import ProxyServer
 from ci_shark.proxy.upstreams import Routes, Upstream, parse_upstreams
 from ci_shark.proxy.wire import (
     MAX_CHUNK_LINE_BYTES,
@@ -190,6 +195,81 @@ def test_it_listens_on_loopback_only() -> None:
     for bad in ("127.0.0.1", "example.com:80", "127.0.0.1:99999"):
         with pytest.raises(ConfigError, match="HOST:PORT"):
             parse_listen(bad)
+
+
+# -- who holds a connection slot -------------------------------------------------------------
+
+CAPABILITY = "c" * 32
+
+
+@contextmanager
+def serving(*, head_timeout_s: float) -> Iterator[tuple[ProxyServer, list[str]]]:
+    """A proxy on a real loopback socket, in front of an API that answers "ok"."""
+    lines: list[str] = []
+    server = ProxyServer(
+        "127.0.0.1", 0, CAPABILITY, log=lines.append, head_timeout_s=head_timeout_s
+    )
+    api = httpx.MockTransport(lambda request: httpx.Response(200, stream=OnTheWire(b"ok")))
+    live = LiveCredentials(bearer_login(expires_in_s=3600), lambda due: due, log=lines.append)
+    routes = Routes(parse_upstreams(["https://api.example.com"]), server.base_url)
+    with HttpClient(transport=api, max_body_bytes=None) as http:
+        server.serve(Forwarder(http, live, routes, max_time_s=10, log=lines.append))
+        try:
+            yield server, lines
+        finally:
+            server.stop(grace_s=1)
+
+
+def trickle(port: int, head: bytes, *, every_s: float) -> tuple[bytes, float]:
+    """``head`` a byte at a time, as a client that wants to hold a slot sends it (each gap
+    far inside the per-read timeout); what came back, and when it came, from the first byte."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        started = time.monotonic()
+        for byte in head:
+            with suppress(OSError):  # the proxy may already have hung up
+                client.sendall(bytes([byte]))
+            if select.select([client], [], [], every_s)[0]:
+                break
+        answered_after_s = time.monotonic() - started
+        answer = b""
+        with suppress(OSError):
+            while chunk := client.recv(65536):  # to the close
+                answer += chunk
+        return answer, answered_after_s
+
+
+def test_a_head_trickled_a_byte_at_a_time_gets_408_at_its_deadline() -> None:
+    """Anyone on the machine can connect: a head that never ends must not keep one of the
+    run's MAX_CONNECTIONS slots (64 such clients would take the proxy)."""
+    head = f"GET /{CAPABILITY}/items HTTP/1.1\r\nHost: x\r\n".encode() + b"X-Slow: " + b"a" * 400
+    with serving(head_timeout_s=0.5) as (server, lines):
+        answer, after_s = trickle(server.port, head, every_s=0.05)
+        # The slot is free again: the run's own client is served.
+        served = httpx.get(f"{server.base_url}items", headers={"Host": f"127.0.0.1:{server.port}"})
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"Connection: close" in answer  # and closed: recv saw the end
+    assert 0.5 <= after_s < 2.5  # 400 bytes at 50 ms each would take 20 s
+    assert served.text == "ok"
+    assert lines[0] == (
+        "ci_shark: proxy: a request head took over 0.5 s to arrive: 408, connection closed"
+    )
+
+
+def test_the_head_deadline_starts_at_its_first_byte_not_while_a_connection_idles() -> None:
+    with serving(head_timeout_s=0.3) as (server, _):
+        request = f"GET /{CAPABILITY}/items HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
+            answers = []
+            for _ in range(2):  # keep-alive: one connection, idle longer than the deadline
+                client.sendall(request.encode())
+                answer = b""
+                while not answer.endswith(b"\r\n0\r\n\r\n"):  # chunked: its last chunk
+                    chunk = client.recv(65536)
+                    assert chunk, answer
+                    answer += chunk
+                answers.append(answer.split(b"\r\n", 1)[0])
+                time.sleep(0.5)
+    assert answers == [b"HTTP/1.1 200 OK"] * 2
 
 
 # -- one exchange --------------------------------------------------------------------------

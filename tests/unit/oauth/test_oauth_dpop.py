@@ -9,6 +9,7 @@ import re
 import time
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -17,7 +18,7 @@ from joserfc.errors import BadSignatureError
 from joserfc.jwk import ECKey
 
 from ci_shark.errors import ConfigError
-from ci_shark.oauth.dpop import DPoPKey, DPoPProver, access_token_hash
+from ci_shark.oauth.dpop import DPoPKey, DPoPProver, access_token_hash, htu_of
 from ci_shark.secret import Secret
 
 TOKEN_URL = "https://as.example/oauth/token"
@@ -60,6 +61,42 @@ def test_proof_claims() -> None:
     assert len(claims["jti"]) >= 16
     assert "nonce" not in claims
     assert "ath" not in claims
+
+
+# RFC 9449 §4.2: the target URI as the request goes out, without query and fragment; a
+# server that compares strings (§4.3 only asks it to normalise) computes this form.
+WIRE_FORMS = [
+    ("HTTPS://API.Example.COM/deploy?x=1#f", "https://api.example.com/deploy"),
+    ("https://api.example.com:443/deploy", "https://api.example.com/deploy"),
+    ("http://127.0.0.1:80/a", "http://127.0.0.1/a"),
+    ("https://api.example.com:8443/a", "https://api.example.com:8443/a"),
+    ("https://api.example.com/a/./b/../c", "https://api.example.com/a/c"),
+    ("https://api.example.com", "https://api.example.com/"),
+    ("https://api.example.com?page=2", "https://api.example.com/"),
+    ("https://[::1]:443/x", "https://[::1]/x"),
+    ("https://bücher.example/x", "https://xn--bcher-kva.example/x"),
+    ("https://api.example.com/a%7e b", "https://api.example.com/a%7e%20b"),
+]
+
+
+@pytest.mark.parametrize(("url", "wire"), WIRE_FORMS)
+def test_htu_is_the_target_uri_as_the_request_goes_out(url: str, wire: str) -> None:
+    assert htu_of(url) == wire
+
+
+@pytest.mark.parametrize(("url", "wire"), WIRE_FORMS)
+def test_a_proof_names_the_url_httpx_sends(url: str, wire: str) -> None:
+    """`request`, the proxy and session() sign ``str(request.url)`` (httpx's form); a proof
+    for the URL as the user wrote it (`proof --url`) names the same target."""
+    key = DPoPKey.generate()
+    sent = httpx.Request("GET", url)
+    assert decode(key.proof("GET", url), key)[1]["htu"] == wire
+    assert decode(key.proof("GET", str(sent.url)), key)[1]["htu"] == wire
+
+
+def test_a_url_no_request_can_go_to_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="is not a valid URL"):
+        DPoPKey.generate().proof("GET", "https://api.example.com:port/")
 
 
 def test_proof_iat_follows_the_given_time() -> None:
