@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ci_shark.units import parse_duration
+
 LOGIN_EXAMPLES = """examples:
   ci-shark --auth-url https://auth.example.com --client-id ci-deploy --scope deploy:write
   eval "$(ci-shark --output-format shell)"      # SHARK_* in this shell (CI_SHARK_* set)
@@ -118,11 +120,20 @@ def max_time(parser: argparse.ArgumentParser, default_s: float, bounds: str) -> 
     """``--max-time SECONDS``: what it ``bounds``, and its default."""
     parser.add_argument(
         "--max-time",
-        type=float,
+        type=_duration,
         default=default_s,
         metavar="SECONDS",
         help=f"{bounds} (default {default_s:g})",
     )
+
+
+def _duration(text: str) -> float:
+    """A bound as `timeout` takes one (``15``, ``2m``): more than 0, at most a day. A plain
+    float would take ``inf``, ``nan`` and ``-1``, which bound nothing."""
+    try:
+        return parse_duration(text)
+    except ValueError as bad:
+        raise argparse.ArgumentTypeError(f"{text!r} {bad}") from None
 
 
 def use_options(parser: argparse.ArgumentParser) -> None:

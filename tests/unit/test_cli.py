@@ -59,6 +59,22 @@ def test_revoke_has_a_short_deadline_of_its_own_by_default() -> None:
     assert parse(["revoke", "--max-time", "3"]).max_time == 3.0
 
 
+@pytest.mark.parametrize("command", ["request", "revoke", "proxy"])
+def test_max_time_takes_a_duration_and_refuses_what_bounds_nothing(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = {"request": ["https://api.example.com"], "proxy": ["--upstream", "https://a.example"]}
+    args = [command, *extra.get(command, [])]
+    assert parse([*args, "--max-time", "2m"]).max_time == 120.0
+    for unbounded in ("inf", "nan", "-1", "0", "abc"):
+        with pytest.raises(SystemExit) as refused:
+            parse([*args, "--max-time", unbounded])
+        assert refused.value.code == 2
+        said = capsys.readouterr().err
+        assert f"argument --max-time: {unbounded!r} " in said
+        assert ("e.g. 300, 15m" in said) or ("more than 0" in said)
+
+
 @pytest.mark.parametrize("nonce", ["-starts-with-a-dash", "--two-dashes", "plain"])
 def test_a_nonce_may_start_with_a_dash(nonce: str) -> None:
     # base64url nonces start with "-" one time in 64; argparse alone reads that as an option.
