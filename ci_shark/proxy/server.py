@@ -13,12 +13,14 @@ Its rules:
   this proxy's address (a DNS-rebinding page, a client aimed elsewhere) gets ``421``. A
   path that names no upstream gets ``404``.
 - At most ``MAX_CONNECTIONS`` clients at once; a client that sends nothing for
-  ``CLIENT_TIMEOUT_S`` is let go. A request's head is read before the capability can be
-  checked, so it is bounded by our own limits, not Python's (100 lines of 64 KiB: 6 MiB a
-  connection): ``MAX_REQUEST_LINE_BYTES`` and ``MAX_HEADER_BYTES`` in size, and
-  ``HEAD_TIMEOUT_S`` in time from its first byte (``408``, closed) — a per-read timeout
-  alone would let anyone on the machine hold a slot for ever by sending a byte every
-  29 s, and take the run's proxy with 64 of them.
+  ``CLIENT_TIMEOUT_S`` is let go. When every place is taken, a new connection makes room by
+  closing the oldest one that has not yet shown the capability: anyone on the machine can
+  open connections that send nothing, and must not be able to hold every place. A request's
+  head is read before the capability can be checked, so it is bounded by our own limits, not
+  Python's (100 lines of 64 KiB: 6 MiB a connection): ``MAX_REQUEST_LINE_BYTES`` and
+  ``MAX_HEADER_BYTES`` in size, and ``HEAD_TIMEOUT_S`` in time from its first byte (``408``,
+  closed) — a per-read timeout alone would let anyone on the machine hold a slot for ever by
+  sending a byte every 29 s, and take the run's proxy with 64 of them.
 - One log line per request: method, the path on the upstream without its query (the
   upstream's name first, when named), status, milliseconds. Never the query, a header, a
   body, the token, a proof or the capability: a refused request's path is not shown at
@@ -94,7 +96,8 @@ class ProxyServer(ThreadingHTTPServer):
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._stopping = threading.Event()
         self._lock = threading.Condition()
-        self._open: dict[socket.socket, bool] = {}  # connection -> busy
+        self._open: dict[socket.socket, bool] = {}  # connection -> busy, oldest first
+        self._proven: set[socket.socket] = set()  # the open ones that showed the capability
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -132,7 +135,10 @@ class ProxyServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         # A free slot first (the backlog waits meanwhile), or the connection is let go.
-        while not self._slots.acquire(timeout=0.2):
+        while not self._slots.acquire(blocking=False):
+            self._make_room()
+            if self._slots.acquire(timeout=0.2):
+                break
             if self._stopping.is_set():
                 self.shutdown_request(request)
                 return
@@ -148,11 +154,28 @@ class ProxyServer(ThreadingHTTPServer):
         finally:
             self._slots.release()
 
+    def _make_room(self) -> None:
+        """Every place is taken: close the oldest connection that has not shown the
+        capability (its thread then ends and frees the place). The run's own connections
+        are never closed for a newcomer."""
+        with self._lock:
+            unproven = next((conn for conn in self._open if conn not in self._proven), None)
+        if unproven is not None:
+            with suppress(OSError):
+                unproven.shutdown(socket.SHUT_RDWR)
+
+    def proven(self, connection: socket.socket) -> None:
+        """``connection`` showed the capability: it keeps its place."""
+        with self._lock:
+            if connection in self._open:
+                self._proven.add(connection)
+
     def track(self, connection: socket.socket, *, busy: bool | None) -> None:
         """A connection opens (idle), turns busy or idle, or closes (``busy=None``)."""
         with self._lock:
             if busy is None:
                 self._open.pop(connection, None)
+                self._proven.discard(connection)
                 self._lock.notify_all()
             else:
                 self._open[connection] = busy
@@ -296,6 +319,7 @@ class _Handler(BaseHTTPRequestHandler):
         if refused is not None:
             self._write(refused)
             return refused.status, "(refused)"
+        self.server.proven(self.connection)
         rest = self.path[len(self.server.capability) + 1 :]
         assert self.server.forwarder is not None
         routed = self._routes().route(rest)

@@ -8,7 +8,7 @@ import select
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -19,7 +19,7 @@ from ci_shark.issued import Issued
 from ci_shark.oauth.http import HttpClient
 from ci_shark.proxy.forms import parse_listen
 from ci_shark.proxy.forward import BUFFERED_BODY_BYTES, Forwarder, Incoming, buffered_or_streamed
-from ci_shark.proxy.server import ProxyServer
+from ci_shark.proxy.server import MAX_CONNECTIONS, ProxyServer
 from ci_shark.proxy.upstreams import Routes, Upstream, parse_upstreams
 from ci_shark.proxy.wire import (
     MAX_CHUNK_LINE_BYTES,
@@ -270,6 +270,39 @@ def test_the_head_deadline_starts_at_its_first_byte_not_while_a_connection_idles
                 answers.append(answer.split(b"\r\n", 1)[0])
                 time.sleep(0.5)
     assert answers == [b"HTTP/1.1 200 OK"] * 2
+
+
+def test_connections_that_never_show_the_capability_cannot_hold_every_place() -> None:
+    """Anyone on the machine may open MAX_CONNECTIONS connections that send nothing, and
+    keep opening more: the run's own connection keeps its place, and a new one gets in
+    at once, by closing the oldest that never showed the capability."""
+    with serving(head_timeout_s=5) as (server, _):
+        address = ("127.0.0.1", server.port)
+        request = f"GET /{CAPABILITY}/items HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n"
+
+        def served_on(client: socket.socket) -> bytes:
+            client.sendall(request.encode())
+            answer = b""
+            while not answer.endswith(b"\r\n0\r\n\r\n"):  # chunked: its last chunk
+                chunk = client.recv(65536)
+                assert chunk, answer
+                answer += chunk
+            return answer.split(b"\r\n", 1)[0]
+
+        with ExitStack() as held:
+            own = held.enter_context(socket.create_connection(address, timeout=5))
+            assert served_on(own) == b"HTTP/1.1 200 OK"
+            silent = [
+                held.enter_context(socket.create_connection(address, timeout=5))
+                for _ in range(MAX_CONNECTIONS - 1 + 10)  # every place, then ten more
+            ]
+            started = time.monotonic()
+            newcomer = held.enter_context(socket.create_connection(address, timeout=5))
+            assert served_on(newcomer) == b"HTTP/1.1 200 OK"
+            assert time.monotonic() - started < 3  # not after a silent one's 30 s
+            assert served_on(own) == b"HTTP/1.1 200 OK"  # the run's connection kept its place
+            silent[0].settimeout(2)
+            assert silent[0].recv(1) == b""  # the oldest silent one was let go
 
 
 # -- one exchange --------------------------------------------------------------------------
