@@ -27,9 +27,11 @@ def htu_of(url: str) -> str:
     wire, without query and fragment. The one rule for every proof (`request`, the proxy,
     `session()`, the token endpoint, `proof --url`, the SDK's ``make_proof``): httpx's normal
     form, as it sends the request — scheme and host lowercased (the host IDNA-encoded), the
-    default port dropped, dot segments removed, an empty path as ``/`` (RFC 9110 §4.2.3).
-    A server that compares ``htu`` as a string (§4.3 only asks it to normalise) then sees
-    what it would compute from the request itself."""
+    default port dropped, dot segments removed, an empty path as ``/`` (RFC 9110 §4.2.3),
+    no ``user:password@`` (not part of a target URI, RFC 9110 §7.1; httpx sends it as a
+    header, and a proof must not carry a password). A server that compares ``htu`` as a
+    string (§4.3 only asks it to normalise) then sees what it would compute from the
+    request itself."""
     try:
         target = httpx.URL(url)
     except httpx.InvalidURL:
@@ -37,7 +39,7 @@ def htu_of(url: str) -> str:
             f"{untrusted(url, 200)} is not a valid URL", hint="pass the request's full URL"
         ) from None
     path = target.raw_path.partition(b"?")[0] or b"/"
-    return str(target.copy_with(raw_path=path, fragment=None))
+    return str(target.copy_with(raw_path=path, fragment=None, userinfo=b""))
 
 
 def b64url(data: bytes) -> str:

@@ -76,6 +76,9 @@ WIRE_FORMS = [
     ("https://[::1]:443/x", "https://[::1]/x"),
     ("https://bücher.example/x", "https://xn--bcher-kva.example/x"),
     ("https://api.example.com/a%7e b", "https://api.example.com/a%7e%20b"),
+    # Userinfo is no part of the target URI (RFC 9110 §7.1, §4.2.4): never in a proof.
+    ("https://user:pass@api.example.com/deploy", "https://api.example.com/deploy"),
+    ("https://user@api.example.com:8443/a", "https://api.example.com:8443/a"),
 ]
 
 
