@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ci_shark import cancel
-from ci_shark.errors import ConfigError
+from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.issued import IN_ENVIRONMENT, Issued, load_issued, mask_issued, read_key_file
 from ci_shark.oauth.discovery import Endpoints, server_endpoints
 from ci_shark.oauth.dpop import DPoPKey
@@ -294,7 +294,9 @@ def refresh(
     - One process at a time per file: a lock beside it (POSIX; Windows takes none), and,
       holding it, the file read again. When another process refreshed meanwhile, its
       tokens are used and the spent refresh token is not sent again: a server that
-      detects reuse (RFC 9700) would end the whole grant.
+      detects reuse (RFC 9700) would end the whole grant. When the file it was read from
+      is gone, `revoke` ended the tokens meanwhile: nothing is sent (a server that cannot
+      revoke would else hand out a new grant after the job's last step).
     - The new tokens are masked, then written to the file before anything else (all or
       none); a failure after the server answered (an unusable answer, a write that fails)
       revokes what it issued, as a login does (flow rule 7). A refresh token that was not
@@ -332,6 +334,12 @@ def _refreshed_meanwhile(file: Path, issued: Issued) -> Issued | None:
     """``file`` read again under the lock: the grant's tokens there when another process
     refreshed it since ``issued`` was read; None to go on and refresh."""
     if not file.is_file():
+        if issued.file is not None:  # read from it, gone now: `revoke` ended them meanwhile
+            raise CiSharkError(
+                f"{file} was removed while this command waited for its lock: `ci-shark "
+                "revoke` ended these tokens meanwhile, and they are not refreshed",
+                hint="log in again for new ones",
+            )
         return None
     now = Issued.read(file)
     if issued.same_grant(now):

@@ -4,6 +4,7 @@ as a job's steps do, against loopback servers."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -417,6 +418,39 @@ def test_revoke_waits_for_a_refresh_no_longer_than_its_max_time(tmp_path: Path) 
         assert revoke.returncode == 1, revoke.log
         assert f"another ci-shark process has been rewriting {creds} for over 1s" in (revoke.stderr)
         assert revoked_at(server) == []  # nothing half-done while the refresh holds the file
+
+
+def test_a_refresh_waiting_for_its_lock_sends_nothing_once_revoke_removed_the_file(
+    tmp_path: Path,
+) -> None:
+    """`revoke` holds the lock, ends the tokens and removes its files; a refresh that read
+    the file before must not then trade the revoked refresh token (or, at a server that
+    cannot revoke, bring a new grant after the job's last step)."""
+    server = ScriptedServer(
+        token=[token_answer(access_token="at-new-2", refresh_token="rt-new-2", expires_in=600)]
+    ).start()
+    creds = tmp_path / "out.json"
+    recorded = {"SHARK_AUTH_URL": server.url, "SHARK_CLIENT_ID": "ci-shark-test"}
+    recorded |= {"SHARK_TOKEN_ENDPOINT": f"{server.url}/token"}
+    tokens = {"SHARK_ACCESS_TOKEN": "at-old-1", "SHARK_REFRESH_TOKEN": "rt-old-1"}
+    creds.write_text(json.dumps({**tokens, "SHARK_TOKEN_TYPE": "Bearer", **recorded}))
+    creds.chmod(0o600)
+    try:
+        with (
+            open(f"{creds}.lock", "a+b") as held,  # the lock, as a revoke holds it
+            CliJob(["refresh", "--credentials", str(creds)], clean_env(), cwd=tmp_path) as job,
+        ):
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            job.wait_for(re.compile("using the credentials in"))  # it has read the file
+            creds.unlink()  # as revoke removes the file it ended
+            fcntl.flock(held.fileno(), fcntl.LOCK_UN)
+            assert job.wait(30) == 1, job.transcript()
+            said = job.stderr
+    finally:
+        server.stop()
+    assert f"{creds} was removed while this command waited for its lock" in said
+    assert server.posts("/token") == []  # the revoked refresh token was not sent
+    assert not creds.exists()  # and no new grant was written
 
 
 def _until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
