@@ -55,7 +55,8 @@ REFRESH_BUDGET_S = 60.0
 # `revoke` is the always-run last step: a server that is gone must not hold the job long.
 REVOKE_BUDGET_S = 15.0
 # Another process's refresh (its budget, the revocation of a failure, the write) ends first;
-# a `revoke` holds the lock for its --max-time at most.
+# a `revoke` holds the lock for its --max-time, 15 s unless told (a refresh waiting on a
+# longer one gives up, saying which file is held: bounded either way).
 LOCK_WAIT_S = REFRESH_BUDGET_S + REVOKE_BUDGET_S + 15.0
 
 Warn = Callable[[str], None]
