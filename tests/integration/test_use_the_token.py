@@ -7,7 +7,6 @@ import gzip
 import json
 import socket
 import stat
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -19,10 +18,10 @@ import pytest
 from support.cli import (
     CliResult,
     clean_env,
-    cli_argv,
     login_env,
     run_bash,
     run_cli,
+    run_cli_twice_at_once,
     run_process,
 )
 from support.github_fakes import RunnerFiles, workflow_commands
@@ -247,23 +246,14 @@ def test_two_requests_refreshing_at_once_send_the_rotating_refresh_token_once(
     server = sandbox_factory(approve_after_s=0, access_token_ttl_s=1, token_faults=["ok", "slow:3"])
     creds = logged_in(server, tmp_path)
     time.sleep(1.2)  # the access token lives 1 s
-    argv = cli_argv("request", "--credentials", str(creds), f"{server.url}/api/echo")
-    both = [
-        subprocess.Popen(
-            argv,
-            env=clean_env(),
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    logs = [process.communicate(timeout=60) for process in both]
-    assert [process.returncode for process in both] == [0, 0], logs
+    both = run_cli_twice_at_once(
+        ["request", "--credentials", str(creds), f"{server.url}/api/echo"],
+        clean_env(),
+        cwd=tmp_path,
+    )
+    assert [done.returncode for done in both] == [0, 0], [done.log for done in both]
     assert "invalid_grant" not in server.stats.outcomes(TOKEN_PATH)
-    assert sum("another ci-shark process refreshed" in err for _, err in logs) == 1
+    assert sum("another ci-shark process refreshed" in done.stderr for done in both) == 1
     later = use(tmp_path, "refresh", "--credentials", str(creds))
     assert later.returncode == 0, later.log  # the grant is alive
 

@@ -22,7 +22,16 @@ from pathlib import Path
 
 import httpx
 from scripted_server import Answer, ScriptedServer, token_answer
-from support.cli import CliJob, CliResult, clean_env, cli_argv, login_env, run_cli, run_process
+from support.cli import (
+    CliJob,
+    CliResult,
+    clean_env,
+    cli_argv,
+    login_env,
+    run_cli,
+    run_cli_twice_at_once,
+    run_process,
+)
 from support.job_outputs import dotenv, job_folder, user_state_folder
 
 from ci_shark.sandbox import REVOKE_PATH, TOKEN_PATH, SandboxServer
@@ -330,24 +339,13 @@ def test_two_refreshes_at_once_send_the_rotating_refresh_token_once(
     server = sandbox_factory(approve_after_s=0, token_faults=["ok", "slow:3"])
     creds = tmp_path / "out.json"
     assert run_cli([], login_env(server, tmp_path), cwd=tmp_path).returncode == 0
-    argv = cli_argv("refresh", "--credentials", str(creds))
-    processes = [
-        subprocess.Popen(
-            argv,
-            env=clean_env(),
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    logs = [process.communicate(timeout=60) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], logs
+    both = run_cli_twice_at_once(
+        ["refresh", "--credentials", str(creds)], clean_env(), cwd=tmp_path
+    )
+    assert [done.returncode for done in both] == [0, 0], [done.log for done in both]
     assert server.stats.outcomes(TOKEN_PATH).count("refreshed") == 1
     assert "invalid_grant" not in server.stats.outcomes(TOKEN_PATH)
-    assert sum("another ci-shark process refreshed" in err for _, err in logs) == 1
+    assert sum("another ci-shark process refreshed" in done.stderr for done in both) == 1
     after = run_cli(["request", "--credentials", str(creds), f"{server.url}/api/echo"], clean_env())
     assert after.returncode == 0, after.log  # the grant is alive
     assert stat.S_IMODE((tmp_path / "out.json.lock").stat().st_mode) == 0o600

@@ -124,6 +124,36 @@ def run_bash(
     return run_process(["bash", "-c", script], env, cwd=cwd, timeout_s=timeout_s)
 
 
+def run_cli_twice_at_once(
+    args: list[str], env: Mapping[str, str], *, cwd: Path, timeout_s: float = 60
+) -> list[CliResult]:
+    """``python -m ci_shark ARGS`` in two processes started together, as two steps (or a
+    step's two tools) racing for the same credentials; both to their end."""
+    processes = [
+        subprocess.Popen(
+            cli_argv(*args),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        outputs = [process.communicate(timeout=timeout_s) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return [
+        CliResult(process.returncode, out, err)
+        for process, (out, err) in zip(processes, outputs, strict=True)
+    ]
+
+
 class CliJob:
     """``python -m ci_shark ARGS`` (or ``command``) running while the test acts on it.
 

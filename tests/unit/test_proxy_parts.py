@@ -255,20 +255,26 @@ def test_a_head_trickled_a_byte_at_a_time_gets_408_at_its_deadline() -> None:
     )
 
 
+def served_on(client: socket.socket, port: int) -> bytes:
+    """A GET through the proxy on ``client``'s connection (kept alive); its status line."""
+    client.sendall(f"GET /{CAPABILITY}/items HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    answer = b""
+    while not answer.endswith(b"\r\n0\r\n\r\n"):  # chunked: its last chunk
+        chunk = client.recv(65536)
+        assert chunk, answer
+        answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
 def test_the_head_deadline_starts_at_its_first_byte_not_while_a_connection_idles() -> None:
-    with serving(head_timeout_s=0.3) as (server, _):
-        request = f"GET /{CAPABILITY}/items HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n"
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
-            answers = []
-            for _ in range(2):  # keep-alive: one connection, idle longer than the deadline
-                client.sendall(request.encode())
-                answer = b""
-                while not answer.endswith(b"\r\n0\r\n\r\n"):  # chunked: its last chunk
-                    chunk = client.recv(65536)
-                    assert chunk, answer
-                    answer += chunk
-                answers.append(answer.split(b"\r\n", 1)[0])
-                time.sleep(0.5)
+    with (
+        serving(head_timeout_s=0.3) as (server, _),
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as client,
+    ):
+        answers = []
+        for _ in range(2):  # keep-alive: one connection, idle longer than the deadline
+            answers.append(served_on(client, server.port))
+            time.sleep(0.5)
     assert answers == [b"HTTP/1.1 200 OK"] * 2
 
 
@@ -277,30 +283,20 @@ def test_connections_that_never_show_the_capability_cannot_hold_every_place() ->
     keep opening more: the run's own connection keeps its place, and a new one gets in
     at once, by closing the oldest that never showed the capability."""
     with serving(head_timeout_s=5) as (server, _):
-        address = ("127.0.0.1", server.port)
-        request = f"GET /{CAPABILITY}/items HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n"
-
-        def served_on(client: socket.socket) -> bytes:
-            client.sendall(request.encode())
-            answer = b""
-            while not answer.endswith(b"\r\n0\r\n\r\n"):  # chunked: its last chunk
-                chunk = client.recv(65536)
-                assert chunk, answer
-                answer += chunk
-            return answer.split(b"\r\n", 1)[0]
-
+        address, port = ("127.0.0.1", server.port), server.port
         with ExitStack() as held:
             own = held.enter_context(socket.create_connection(address, timeout=5))
-            assert served_on(own) == b"HTTP/1.1 200 OK"
+            assert served_on(own, port) == b"HTTP/1.1 200 OK"
             silent = [
                 held.enter_context(socket.create_connection(address, timeout=5))
                 for _ in range(MAX_CONNECTIONS - 1 + 10)  # every place, then ten more
             ]
             started = time.monotonic()
             newcomer = held.enter_context(socket.create_connection(address, timeout=5))
-            assert served_on(newcomer) == b"HTTP/1.1 200 OK"
+            assert served_on(newcomer, port) == b"HTTP/1.1 200 OK"
             assert time.monotonic() - started < 3  # not after a silent one's 30 s
-            assert served_on(own) == b"HTTP/1.1 200 OK"  # the run's connection kept its place
+            # The run's connection kept its place.
+            assert served_on(own, port) == b"HTTP/1.1 200 OK"
             silent[0].settimeout(2)
             assert silent[0].recv(1) == b""  # the oldest silent one was let go
 
