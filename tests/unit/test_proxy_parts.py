@@ -7,7 +7,7 @@ import io
 import select
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from datetime import datetime, timedelta, timezone
 
@@ -18,7 +18,13 @@ from ci_shark.errors import CiSharkError, ConfigError
 from ci_shark.issued import Issued
 from ci_shark.oauth.http import HttpClient
 from ci_shark.proxy.forms import parse_listen
-from ci_shark.proxy.forward import BUFFERED_BODY_BYTES, Forwarder, Incoming, buffered_or_streamed
+from ci_shark.proxy.forward import (
+    BUFFERED_BODY_BYTES,
+    Answer,
+    Forwarder,
+    Incoming,
+    buffered_or_streamed,
+)
 from ci_shark.proxy.server import MAX_CONNECTIONS, ProxyServer
 from ci_shark.proxy.upstreams import Routes, Upstream, parse_upstreams
 from ci_shark.proxy.wire import (
@@ -356,17 +362,25 @@ def test_a_failed_refresh_is_a_warning_and_the_request_goes_with_the_token_as_it
     ]
 
 
+def forwarded_once(
+    api: Callable[[httpx.Request], httpx.Response], upstream: str, target: str
+) -> Answer:
+    """One GET of ``target`` forwarded to ``upstream`` (answered by ``api``), released."""
+    live = LiveCredentials(bearer_login(expires_in_s=3600), lambda due: due, log=print)
+    routes = Routes(parse_upstreams([upstream]), BASE)
+    with HttpClient(transport=httpx.MockTransport(api), max_body_bytes=None) as http:
+        forwarder = Forwarder(http, live, routes, max_time_s=10, log=print)
+        answer = forwarder.forward(Incoming("GET", routes.upstreams[0], target, [], None))
+        answer.release()
+    return answer
+
+
 def test_a_location_on_the_upstream_is_rewritten_in_the_answer() -> None:
     def api(request: httpx.Request) -> httpx.Response:
         headers = {"Location": "/next?x=1", "Set-Cookie": "s=1", "DPoP-Nonce": "n"}
         return httpx.Response(302, headers=headers)
 
-    live = LiveCredentials(bearer_login(expires_in_s=3600), lambda due: due, log=print)
-    routes = Routes(parse_upstreams(["https://api.example.com"]), BASE)
-    with HttpClient(transport=httpx.MockTransport(api), max_body_bytes=None) as http:
-        forwarder = Forwarder(http, live, routes, max_time_s=10, log=print)
-        answer = forwarder.forward(Incoming("GET", routes.upstreams[0], "/here", [], None))
-        answer.release()
+    answer = forwarded_once(api, "https://api.example.com", "/here")
     assert answer.status == 302
     assert dict(answer.headers) == {b"Location": b"http://127.0.0.1:4000/CAPABILITY/next?x=1"}
 
@@ -382,12 +396,7 @@ def test_an_internationalised_upstream_is_reached_by_its_ascii_name() -> None:
             302, headers={"Location": f"https://{request.url.raw_host.decode()}/next"}
         )
 
-    live = LiveCredentials(bearer_login(expires_in_s=3600), lambda due: due, log=print)
-    routes = Routes(parse_upstreams(["https://bücher.example"]), BASE)
-    with HttpClient(transport=httpx.MockTransport(api), max_body_bytes=None) as http:
-        forwarder = Forwarder(http, live, routes, max_time_s=10, log=print)
-        answer = forwarder.forward(Incoming("GET", routes.upstreams[0], "/items", [], None))
-        answer.release()
+    answer = forwarded_once(api, "https://bücher.example", "/items")
     assert seen == ["https://xn--bcher-kva.example/items"]
     assert answer.status == 302
     assert dict(answer.headers)[b"Location"] == b"http://127.0.0.1:4000/CAPABILITY/next"
