@@ -115,6 +115,31 @@ def test_the_proxy_example_runs_as_written(sandbox_factory: SandboxFactory, tmp_
     assert "ci_shark: proxy: POST /api/echo 200" in done.stderr
 
 
+def test_the_foreground_proxy_example_runs_as_written(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    """docs/proxy.md's `&` form: the URL read from a private file within a bounded wait,
+    used by another tool, and the proxy stopped."""
+    server = sandbox_factory(approve_after_s=1)
+    env = logged_in_by_default(server, tmp_path)
+    (snippet,) = [
+        block.text
+        for block in fenced_blocks(REPO / "docs" / "proxy.md")
+        if block.language == "sh" and "proxy_env=$(mktemp)" in block.text
+    ]
+    swaps = {
+        r"https://api\.example\.com": server.url,
+        r"node deploy\.mjs[^\n]*": (
+            'curl -fsS "$SHARK_PROXY_URL/api/echo" > echoed.json; stat -c %a "$proxy_env" > mode'
+        ),
+    }
+    done = run_bash("set -e\n" + substitute(snippet, swaps), env, cwd=tmp_path)
+    assert done.returncode == 0, done.log
+    assert json.loads((tmp_path / "echoed.json").read_text())["scheme"] == "DPoP"
+    assert (tmp_path / "mode").read_text().strip() == "600"  # the capability stays private
+    assert "SHARK_PROXY_URL=" not in done.stderr  # the URL went to the file, not the log
+
+
 def test_the_session_example_runs_as_written(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
