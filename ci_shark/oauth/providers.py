@@ -124,7 +124,7 @@ def recognise(auth_url: str) -> Provider:
     """`provider: auto`: what the URL tells; SharkAuth (the default) otherwise."""
     parts = urlsplit(auth_url)
     host = (parts.hostname or "").lower()
-    if host in GITHUB_HOSTS:
+    if host in GITHUB_HOSTS or host.endswith(".ghe.com"):  # GHE.com: <name>.ghe.com
         return PROVIDERS["github"]
     if host in ("oauth2.googleapis.com", "accounts.google.com"):
         return PROVIDERS["google"]

@@ -44,6 +44,7 @@ def form_of(request: httpx.Request) -> dict[str, list[str]]:
     ("url", "name"),
     [
         ("https://github.com", "github"),
+        ("https://octo-corp.ghe.com", "github"),  # GitHub Enterprise Cloud, data residency
         ("https://oauth2.googleapis.com", "google"),
         ("https://login.microsoftonline.com/contoso.onmicrosoft.com", "entra"),
         ("https://acme.eu.auth0.com", "auth0"),
