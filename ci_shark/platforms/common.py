@@ -6,6 +6,8 @@ A marked note is ours when BOTH hold: its first line is our hidden marker, and i
 written by the account our token posts as. A marker alone proves nothing (anyone can paste
 it into a comment), and editing someone else's note would put the approval link into a
 comment its author can change afterwards. This rule is decided here, once, for every CI.
+A post cut before its answer (the job cancelled meanwhile) may still have made the note:
+the end finds it by that rule and edits it, instead of leaving it asking for approval.
 """
 
 from __future__ import annotations
@@ -75,7 +77,14 @@ class MarkedNote:
         self.note_id: int | None = None
         self.adopted = False  # the note was found (an earlier attempt's), not created
         self._looked = False
+        self._cut = False  # a post got no answer (a cancellation cut it): the note may exist
         self.broken = False
+
+    @property
+    def exists(self) -> bool:
+        """Whether there is a note for the end to edit: one we know, or one whose post was
+        cut before its answer (it is then found by its marker)."""
+        return self.note_id is not None or self._cut
 
     def write(self, api: NoteApi, markdown: str) -> bool:
         """Post or update the note with ``markdown`` under the marker; True when it did."""
@@ -87,6 +96,11 @@ class MarkedNote:
                 self._looked = True
                 self.note_id = self._find(api)
                 self.adopted = self.note_id is not None
+            elif self._cut:
+                self._cut = False
+                self.note_id = self._find(api)  # what the cut post made, if it got there
+                if self.note_id is None:
+                    return False  # it did not: nothing asks for approval, nothing to edit
             if self.note_id is not None:
                 try:
                     api.edit(self.note_id, body)
@@ -96,9 +110,12 @@ class MarkedNote:
                         raise
                     self.note_id = None  # deleted meanwhile, or no longer ours: a new one
                     self.adopted = False
+            self._cut = True  # until its answer is read
             self.note_id = api.create(body)
+            self._cut = False
             return True
         except NoteApiError as failure:
+            self._cut = False  # answered: no note was made
             self.broken = True
             self._warn(failure)
             return False

@@ -66,7 +66,7 @@ class PullRequestComment(Channel):
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         api = self._run.api()
-        if request is None or api is None or self._note is None or not self._note.note_id:
+        if request is None or api is None or self._note is None or not self._note.exists:
             return
         comments = PullRequestComments(
             api.within(FINISH_BUDGET_S), self._run.repository, self._number

@@ -76,7 +76,7 @@ class RunIssue(Channel):
 
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         api = self._run.api()
-        if request is None or api is None or self._note is None or not self._note.note_id:
+        if request is None or api is None or self._note is None or not self._note.exists:
             return
         issues = self._issues(
             api.within(FINISH_BUDGET_S),

@@ -59,7 +59,7 @@ class MergeRequestNote(Channel):
     def finish(self, outcome: Outcome, request: ApprovalRequest | None) -> None:
         if request is None or self._notes is None or self._note is None:
             return
-        if self._note.note_id:
+        if self._note.exists:
             self._note.write(self._notes, outcome_markdown(outcome, request))
 
     def close(self) -> None:

@@ -321,7 +321,7 @@ def test_a_target_that_is_no_url_path_gets_an_answer(credentials: Path, api: DPo
             )
             for path in ("/echo#top", "/\u00e9cho", "/echo\x01")
         ]
-        log = running.job.stderr
+    log = running.job.stderr  # all of it: a line written after the last answer included
     assert [answer.split("\r\n", 1)[0] for answer in answers] == ["HTTP/1.1 400 Bad Request"] * 3
     assert "unexpected failure" not in log
     assert api.seen == []
@@ -456,7 +456,7 @@ def test_the_token_is_refreshed_before_it_expires(
         # Half the token's life (6 s of 12) before its expiry, it is due: refreshed first.
         time.sleep(max(0.0, 7.0 - (time.time() - credentials.stat().st_mtime)))
         late = running.curl(f"{running.url}/api/echo")
-        log = running.job.stderr
+    log = running.job.stderr  # all of it: the job has ended and its pipes are read
     assert json.loads(early.stdout)["scheme"] == "DPoP"
     assert json.loads(late.stdout)["scheme"] == "DPoP"
     assert "expires soon; refreshing it" in log  # before it expired, not after

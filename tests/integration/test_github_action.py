@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import signal
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ from support.github_fakes import (
     pull_request_payload,
     workflow_commands,
 )
+from support.waits import until
 
 from ci_shark.sandbox import SandboxServer
 
@@ -255,10 +256,10 @@ def test_sigterm_mid_wait_exits_143_and_the_comment_says_cancelled(
     files = RunnerFiles.create(tmp_path, pull_request_payload(7))
     env = step_env(files, api, server.url, event="pull_request")
     with CliJob([], env, cwd=tmp_path, command=[sys.executable, str(ENTRYPOINT)]) as job:
-        job.wait_for(re.compile("code:"), timeout_s=30)
-        deadline = time.monotonic() + 10
-        while not api.comments_on(7) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Waiting: the comment is posted and its answer read (the fake records the comment
+        # before it answers, so seeing it there is not enough: a signal then would come
+        # before the job knows which comment to edit).
+        job.wait_for(re.compile("asked for approval in a comment on PR #7"), timeout_s=30)
         job.process.send_signal(signal.SIGTERM)
         returncode = job.wait(30)
     stdout = job.stdout
@@ -269,3 +270,27 @@ def test_sigterm_mid_wait_exits_143_and_the_comment_says_cancelled(
     assert server.grants[0].user_code not in comment["body"]
     assert files.outputs() == {"status": "cancelled"}
     assert "Cancelled" in files.summary.read_text()
+
+
+def test_sigterm_while_the_comment_is_posted_still_says_cancelled_in_it(
+    sandbox_factory: SandboxFactory, api: FakeGitHubApi, tmp_path: Path
+) -> None:
+    """The job is cancelled while GitHub has the comment but has not answered yet (so the
+    job does not know its id): it ends at once all the same, and the comment it finds by
+    its marker says so, instead of asking for an approval nobody waits for."""
+    api.comments_answered = threading.Event()
+    server = sandbox_factory()  # never approves
+    files = RunnerFiles.create(tmp_path, pull_request_payload(7))
+    env = step_env(files, api, server.url, event="pull_request")
+    try:
+        with CliJob([], env, cwd=tmp_path, command=[sys.executable, str(ENTRYPOINT)]) as job:
+            until(lambda: bool(api.comments_on(7)), "the comment posted", within_s=30)
+            job.process.send_signal(signal.SIGTERM)
+            returncode = job.wait(8)  # the post's answer still held: not waited for
+    finally:
+        api.comments_answered.set()
+    assert returncode == 143, job.transcript()
+    (comment,) = api.comments_on(7)
+    assert "Cancelled" in comment["body"]
+    assert server.grants[0].user_code not in comment["body"]
+    assert files.outputs() == {"status": "cancelled"}

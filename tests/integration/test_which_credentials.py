@@ -33,6 +33,7 @@ from support.cli import (
     run_process,
 )
 from support.job_outputs import dotenv, job_folder, user_state_folder
+from support.waits import until
 
 from ci_shark.sandbox import REVOKE_PATH, TOKEN_PATH, SandboxServer
 
@@ -369,7 +370,9 @@ def refresh_in_flight(tmp: Path) -> Iterator[tuple[ScriptedServer, Path, threadi
     creds.chmod(0o600)
     try:
         with CliJob(["refresh", "--credentials", str(creds)], clean_env(), cwd=tmp) as refresh:
-            _until(lambda: bool(server.posts("/token")), "the refresh reached the server")
+            until(
+                lambda: bool(server.posts("/token")), "the refresh reached the server", within_s=20
+            )
             yield server, creds, answered
             answered.set()
             assert refresh.wait(30) == 0, refresh.transcript()
@@ -449,13 +452,6 @@ def test_a_refresh_waiting_for_its_lock_sends_nothing_once_revoke_removed_the_fi
     assert f"{creds} was removed while this command waited for its lock" in said
     assert server.posts("/token") == []  # the revoked refresh token was not sent
     assert not creds.exists()  # and no new grant was written
-
-
-def _until(condition: Callable[[], bool], what: str, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
-        time.sleep(0.02)
 
 
 # -- 23.4: a terminal that remembers ---------------------------------------------------------

@@ -7,6 +7,7 @@
   masks) and a loopback REST API; :mod:`support.gitlab_fakes`: GitLab's MR notes API.
 - :mod:`support.loopback_http`, :mod:`support.loopback_tls`: fake services on 127.0.0.1.
 - :mod:`support.gfm`: comments read as GitHub renders them (cmark-gfm).
+- :mod:`support.waits`: waiting, with a deadline, for what another thread or process does.
 
 Tests import them as ``support.<module>``: ``tests/`` is on ``sys.path`` because pytest
 inserts the folder of ``tests/conftest.py`` (rootdir-relative "prepend" imports).

@@ -229,6 +229,9 @@ class FakeGitHubApi(LoopbackFake):
     comment_status: int | None = None  # e.g. 403: every comment request is refused
     issue_status: int | None = None  # e.g. 403: every issue request is refused
     collaborators: frozenset[str] | None = None  # who may be assigned (None: anyone)
+    # Set: new comments are answered; clear: each is kept (recorded) without an answer, for
+    # at most 10 s, as a slow API keeps the job waiting on its POST.
+    comments_answered: threading.Event | None = None
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     commit_pulls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)  # by id
@@ -348,6 +351,8 @@ class FakeGitHubApi(LoopbackFake):
                 comment_id = self.add_comment(
                     number, body["body"], user="github-actions[bot]", user_type="Bot"
                 )
+                if self.comments_answered is not None:
+                    self.comments_answered.wait(10)
                 return 201, self.comments[comment_id]
             page = int(parse_qs(parts.query).get("page", ["1"])[0])
             per_page = int(parse_qs(parts.query).get("per_page", ["30"])[0])

@@ -13,7 +13,7 @@ import pytest
 from support.gfm import assert_inert
 from support.gitlab_fakes import JOB_ENV
 
-from ci_shark.errors import PolicyRefused
+from ci_shark.errors import Cancelled, ExitCode, PolicyRefused
 from ci_shark.platforms import Platform, detect
 from ci_shark.platforms.gitlab import GitLabPlatform
 from ci_shark.render import Outcome, marker
@@ -229,6 +229,48 @@ def test_our_note_we_can_no_longer_edit_gets_a_new_note() -> None:
     gitlab.announce(request(gitlab.context()))
     assert [r.method for r in fake.requests] == ["GET", "GET", "PUT", "POST"]
     assert len(fake.notes) == 2
+
+
+class CancelledWhilePosting(FakeNotes):
+    """The job is cancelled during its POST: after GitLab made the note (``arrived``), or
+    before the request got there; either way the job never reads the answer."""
+
+    def __init__(self, *, arrived: bool) -> None:
+        super().__init__()
+        self.arrived = arrived
+
+    def __call__(self, req: httpx.Request) -> httpx.Response:
+        if req.method != "POST":
+            return super().__call__(req)
+        if self.arrived:
+            super().__call__(req)  # GitLab made the note; its answer is never read
+        raise Cancelled("SIGTERM", ExitCode.SIGTERM)  # as the signal handler raises it
+
+
+def test_a_note_posted_as_the_job_is_cancelled_is_found_and_says_cancelled() -> None:
+    fake = CancelledWhilePosting(arrived=True)
+    gitlab = platform(MR_ENV, fake)
+    approval = request(gitlab.context())
+    with pytest.raises(Cancelled):
+        gitlab.announce(approval)
+    gitlab.finish(Outcome("cancelled", "cancelled by SIGTERM"), approval)
+    (note,) = fake.notes
+    assert "Cancelled" in note["body"]
+    assert "WDJB" not in note["body"]  # no longer asking for an approval nobody waits for
+    methods = [r.method for r in fake.requests]
+    assert methods[methods.index("POST") :] == ["POST", "GET", "GET", "PUT"]  # found, edited
+
+
+def test_a_note_whose_post_never_arrived_is_not_posted_at_the_end() -> None:
+    fake = CancelledWhilePosting(arrived=False)
+    gitlab = platform(MR_ENV, fake)
+    approval = request(gitlab.context())
+    with pytest.raises(Cancelled):
+        gitlab.announce(approval)
+    gitlab.finish(Outcome("cancelled", "cancelled by SIGTERM"), approval)
+    assert fake.notes == []
+    # It looked for the note (who it is, the notes) twice: before posting, and at the end.
+    assert [r.method for r in fake.requests] == ["GET"] * 4
 
 
 def test_no_token_warns_about_job_token_and_goes_on() -> None:
