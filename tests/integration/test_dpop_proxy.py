@@ -27,6 +27,7 @@ from support.cli import CliJob, clean_env, login_env, run_bash, run_cli
 from support.dpop_resource import DPoPResource
 from support.job_outputs import secrets_of
 from support.required import missing
+from support.waits import until
 
 from ci_shark.proxy.server import MAX_HEADER_BYTES, MAX_REQUEST_LINE_BYTES
 from ci_shark.sandbox import SandboxServer
@@ -572,7 +573,8 @@ def test_export_leaves_it_running_for_the_later_steps_of_a_github_job(
         assert later.returncode == 0, later.log
         assert json.loads(later.stdout)["target"] == "/echo?step=later"
         # The proxy writes its line once the answer is sent: curl may end before it does.
-        assert _logged("ci_shark: proxy: GET /echo 200", log, within_s=5), log.read_text()
+        line = "ci_shark: proxy: GET /echo 200"
+        until(lambda: line in log.read_text(), f"{line!r} in the proxy's log")
         assert log.stat().st_mode & 0o777 == 0o600
     finally:
         os.kill(pid, signal.SIGTERM)
@@ -634,16 +636,6 @@ def _said(pattern: str, log: str) -> str:
     found = re.search(pattern, log, re.MULTILINE)
     assert found is not None, f"{pattern!r} not in:\n{log}"
     return found[1]
-
-
-def _logged(line: str, log: Path, *, within_s: float) -> bool:
-    """Whether ``line`` shows up in the ``log`` file within ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while line not in log.read_text():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _gone(pid: int, *, within_s: float) -> bool:
