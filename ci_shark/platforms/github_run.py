@@ -9,7 +9,9 @@ pull request's code, where the PR's number is, and what says where its code come
   ``number``, and its ``head.repo``.
 - ``issue_comment`` on a PR (``issue.pull_request`` set): ``issue.number``, and the PR
   read through the API.
-- ``merge_group``: the number in ``merge_group.head_ref``, and the PR read through the API.
+- ``merge_group``: the number in ``merge_group.head_ref``, and the PR read through the API
+  (the entries ahead of it in the queue are in its commit too, and are not judged: what
+  docs/github.md tells a repository whose queue takes forks' PRs).
 - ``workflow_run``: ``workflow_run.pull_requests[0]`` (GitHub leaves it empty for a fork's
   run), and ``workflow_run.head_repository``.
 - ``check_suite``, ``check_run``: no PR; a null ``head_branch`` is a fork's commit.
