@@ -36,6 +36,8 @@ from ci_shark.safe_text import untrusted
 
 if TYPE_CHECKING:
     from ci_shark.later_settings import ServerSettings
+    from ci_shark.oauth.http import OAuthHttp
+    from ci_shark.oauth.tokens import Client
 
 
 def revoke(
@@ -54,14 +56,7 @@ def revoke(
         return
     deadline = time.monotonic() + max_time_s
     with _refreshes_held_off(issued, platform, wait_s=max_time_s) as seen:
-        failures = []
-        for credentials in seen:
-            try:
-                _revoke_at_server(credentials, settings, platform, deadline)
-            except CiSharkError as failure:
-                failures.append(failure)
-        if failures:
-            raise failures[0]
+        _revoke_at_server(seen, settings, platform, deadline)
         _remove_own_files(issued, platform, credentials_flag=credentials_flag)
 
 
@@ -108,34 +103,54 @@ def _rewritten(issued: Issued, file: Path) -> Issued | None:
 
 
 def _revoke_at_server(
-    issued: Issued, settings: ServerSettings, platform: Platform, deadline: float
+    seen: list[Issued], settings: ServerSettings, platform: Platform, deadline: float
 ) -> None:
-    """Revoke ``issued``'s tokens at its server (rule 1); the first failure raised once each
-    was tried; a warning when the server cannot revoke (rule 3)."""
+    """Revoke the tokens of ``seen`` (one grant's, newest first) at its server, found once
+    (rule 1): each is tried, the first failure raised; a warning when the server cannot
+    revoke (rule 3), which the newest tokens' expiry bounds."""
+    newest = seen[0]
+    with at_server(newest, settings, platform, deadline) as (http, server):
+        endpoint = server.endpoints.revocation
+        if endpoint is None:
+            platform.warn(_cannot_revoke(newest, server.auth_url))
+            return
+        failures = [
+            failure
+            for issued in seen
+            for failure in _revoke_tokens(
+                issued, platform, http, server.client, endpoint=endpoint, deadline=deadline
+            )
+        ]
+    if failures:
+        raise failures[0]
+
+
+def _revoke_tokens(
+    issued: Issued,
+    platform: Platform,
+    http: OAuthHttp,
+    client: Client,
+    *,
+    endpoint: str,
+    deadline: float,
+) -> list[CiSharkError]:
+    """Revoke ``issued``'s tokens, the grant first, each even when the other fails; each
+    revoked one said, the failures returned."""
     tokens = revocable(
         refresh_token=issued.secret("SHARK_REFRESH_TOKEN"),
         access_token=issued.secret("SHARK_ACCESS_TOKEN"),
     )
-    if not tokens:
-        return
     try:
         key = issued.dpop_key()
     except ConfigError as unreadable:
         # Revocation does not need a proof: a lost key must not leave the tokens alive.
         platform.warn(f"revoking without a DPoP proof: {unreadable.message}")
         key = None
-    with at_server(issued, settings, platform, deadline) as (http, server):
-        endpoint = server.endpoints.revocation
-        if endpoint is None:
-            platform.warn(_cannot_revoke(issued, server.auth_url))
-            return
-        results = revoke_each(http, endpoint, tokens, server.client, dpop=key, deadline=deadline)
+    results = revoke_each(http, endpoint, tokens, client, dpop=key, deadline=deadline)
     for hint, failure in results.items():
         if failure is None:
             platform.log(f"ci_shark: revoked the {hint.replace('_', ' ')}")
-    failures = [failure for failure in results.values() if failure is not None]
-    if failures:
-        raise failures[0]
+    return [failure for failure in results.values() if failure is not None]
 
 
 def _cannot_revoke(issued: Issued, auth_url: str) -> str:
